@@ -1,0 +1,394 @@
+//! The pure core of the controller: Bootes objects and pods in, groups,
+//! snapshots, node bindings and object statuses out. No I/O, no async.
+//!
+//! A *group* is the set of pods of one namespace that are selected by exactly
+//! the same objects; they share one snapshot, so a change to an object used
+//! by 500 pods of one Deployment is one etcd write. The group ID is a hash of
+//! the selecting objects' identities (not their content), so editing an object
+//! rewrites the snapshot but moves no binding.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use bootes_proto::{store, version, ResourceType};
+use prost::Message;
+
+use crate::convert::{self, ConfigError, Converted};
+use crate::model::{BootesObject, ObjectKey, Pod, PodKey};
+
+/// An object as the index keeps it: its latest spec, the last valid version of
+/// its resource (which stays in force while a newer spec is invalid), and the
+/// problems of the latest spec.
+#[derive(Clone, Debug)]
+struct Entry {
+    object: BootesObject,
+    accepted: Option<Accepted>,
+    errors: Vec<ConfigError>,
+}
+
+#[derive(Clone, Debug)]
+struct Accepted {
+    resource: Arc<Converted>,
+    generation: i64,
+}
+
+/// Objects and pods, indexed.
+#[derive(Default)]
+pub struct Index {
+    objects: BTreeMap<ObjectKey, Entry>,
+    pods: BTreeMap<PodKey, Pod>,
+}
+
+/// Why an object is or is not accepted.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reason {
+    Valid,
+    InvalidConfig,
+    Conflict,
+}
+
+impl Reason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Reason::Valid => "Valid",
+            Reason::InvalidConfig => "InvalidConfig",
+            Reason::Conflict => "Conflict",
+        }
+    }
+}
+
+/// The status the index computes for one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectStatus {
+    pub accepted: bool,
+    pub reason: Reason,
+    pub message: String,
+    /// Generation of the spec this status describes.
+    pub observed_generation: i64,
+    /// How many nodes receive this object's resource.
+    pub nodes: usize,
+}
+
+/// One group's snapshot and the nodes bound to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupSnapshot {
+    pub snapshot: store::Snapshot,
+    /// Node IDs bound to this snapshot, sorted.
+    pub nodes: Vec<String>,
+}
+
+/// Everything the controller should have written, computed from scratch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Desired {
+    /// By `<namespace>/<group>`.
+    pub groups: BTreeMap<String, GroupSnapshot>,
+    /// By node ID.
+    pub bindings: BTreeMap<String, store::NodeBinding>,
+    pub statuses: BTreeMap<ObjectKey, ObjectStatus>,
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces an object. A valid spec replaces the resource in force;
+    /// an invalid one is recorded and the previous valid resource stays.
+    /// Returns the problems of this spec (empty when valid).
+    pub fn apply_object(&mut self, object: BootesObject) -> Vec<ConfigError> {
+        let previous = self.objects.remove(&object.key);
+        let unchanged = previous
+            .as_ref()
+            .is_some_and(|p| p.object.config == object.config && p.object.key == object.key);
+        let (accepted, errors) = match previous {
+            // Same config: keep the conversion (and its problems) as they were;
+            // a valid resource is now in force at the new generation.
+            Some(p) if unchanged => {
+                let accepted = p.accepted.map(|a| Accepted {
+                    generation: if p.errors.is_empty() {
+                        object.generation
+                    } else {
+                        a.generation
+                    },
+                    ..a
+                });
+                (accepted, p.errors)
+            }
+            previous => match convert::convert(object.key.kind, &object.config) {
+                Ok(resource) => (
+                    Some(Accepted {
+                        resource: Arc::new(resource),
+                        generation: object.generation,
+                    }),
+                    Vec::new(),
+                ),
+                Err(errors) => (previous.and_then(|p| p.accepted), errors),
+            },
+        };
+        let result = errors.clone();
+        self.objects.insert(
+            object.key.clone(),
+            Entry {
+                object,
+                accepted,
+                errors,
+            },
+        );
+        result
+    }
+
+    pub fn delete_object(&mut self, key: &ObjectKey) {
+        self.objects.remove(key);
+    }
+
+    /// Replaces the whole set of objects (a relist, or a directory reload),
+    /// keeping the last valid version of objects that are still present.
+    /// Returns the problems of every invalid object.
+    pub fn reset_objects(
+        &mut self,
+        objects: impl IntoIterator<Item = BootesObject>,
+    ) -> Vec<(ObjectKey, Vec<ConfigError>)> {
+        let mut keep = BTreeSet::new();
+        let mut problems = Vec::new();
+        for object in objects {
+            let key = object.key.clone();
+            let errors = self.apply_object(object);
+            if !errors.is_empty() {
+                problems.push((key.clone(), errors));
+            }
+            keep.insert(key);
+        }
+        self.objects.retain(|k, _| keep.contains(k));
+        problems
+    }
+
+    pub fn apply_pod(&mut self, pod: Pod) {
+        self.pods.insert(pod.key(), pod);
+    }
+
+    pub fn delete_pod(&mut self, key: &PodKey) {
+        self.pods.remove(key);
+    }
+
+    pub fn reset_pods(&mut self, pods: impl IntoIterator<Item = Pod>) {
+        self.pods = pods.into_iter().map(|p| (p.key(), p)).collect();
+    }
+
+    /// Computes groups, snapshots, bindings and statuses.
+    pub fn desired(&self) -> Desired {
+        // Objects by namespace, in conflict precedence order (oldest first).
+        let mut by_namespace: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
+        for entry in self.objects.values() {
+            by_namespace
+                .entry(entry.object.key.namespace.as_str())
+                .or_default()
+                .push(entry);
+        }
+        for entries in by_namespace.values_mut() {
+            entries.sort_by(|a, b| a.object.precedence().cmp(&b.object.precedence()));
+        }
+
+        // Pods by the exact list of objects selecting them.
+        let mut groups: BTreeMap<(&str, Vec<&ObjectKey>), Vec<&Pod>> = BTreeMap::new();
+        for pod in self.pods.values() {
+            let Some(entries) = by_namespace.get(pod.namespace.as_str()) else {
+                continue;
+            };
+            let selecting: Vec<&ObjectKey> = entries
+                .iter()
+                .filter(|e| e.object.selects(pod))
+                .map(|e| &e.object.key)
+                .collect();
+            if !selecting.is_empty() {
+                groups
+                    .entry((pod.namespace.as_str(), selecting))
+                    .or_default()
+                    .push(pod);
+            }
+        }
+
+        let mut desired = Desired::default();
+        let mut reach: BTreeMap<&ObjectKey, usize> = BTreeMap::new();
+        let mut conflicts: BTreeMap<&ObjectKey, &ObjectKey> = BTreeMap::new();
+
+        for ((namespace, keys), pods) in &groups {
+            let entries: Vec<&Entry> = keys.iter().map(|k| &self.objects[*k]).collect();
+            let (snapshot, winners, losers) = build_snapshot(namespace, &entries);
+            for key in winners {
+                *reach.entry(key).or_default() += pods.len();
+            }
+            for (loser, winner) in losers {
+                conflicts.entry(loser).or_insert(winner);
+            }
+            let snapshot_ref = format!("{namespace}/{}", snapshot.group);
+            let mut nodes: Vec<String> = pods.iter().map(|p| p.node_id()).collect();
+            nodes.sort();
+            for pod in pods {
+                desired.bindings.insert(
+                    pod.node_id(),
+                    store::NodeBinding {
+                        snapshot: snapshot_ref.clone(),
+                        namespace: pod.namespace.clone(),
+                        pod_name: pod.name.clone(),
+                        pod_uid: pod.uid.clone(),
+                    },
+                );
+            }
+            desired
+                .groups
+                .insert(snapshot_ref, GroupSnapshot { snapshot, nodes });
+        }
+
+        for (key, entry) in &self.objects {
+            let nodes = reach.get(key).copied().unwrap_or(0);
+            let status = if !entry.errors.is_empty() {
+                let detail = join_errors(&entry.errors);
+                let message = match &entry.accepted {
+                    Some(a) => format!(
+                        "{detail} (generation {} stays in force)",
+                        a.generation
+                    ),
+                    None => detail,
+                };
+                ObjectStatus {
+                    accepted: false,
+                    reason: Reason::InvalidConfig,
+                    message,
+                    observed_generation: entry.object.generation,
+                    nodes,
+                }
+            } else if let Some(winner) = conflicts.get(key) {
+                let resource = entry.accepted.as_ref().map(|a| a.resource.name.as_str());
+                ObjectStatus {
+                    accepted: false,
+                    reason: Reason::Conflict,
+                    message: format!(
+                        "{} {:?} is already provided by {winner} (older objects win)",
+                        key.kind.short_name(),
+                        resource.unwrap_or_default(),
+                    ),
+                    observed_generation: entry.object.generation,
+                    nodes,
+                }
+            } else {
+                ObjectStatus {
+                    accepted: true,
+                    reason: Reason::Valid,
+                    message: String::new(),
+                    observed_generation: entry.object.generation,
+                    nodes,
+                }
+            };
+            desired.statuses.insert(key.clone(), status);
+        }
+        desired
+    }
+}
+
+/// One line naming every problem of an object's spec.
+pub fn join_errors(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Builds the snapshot of one group from its selecting objects (in precedence
+/// order). Returns it with the objects whose resource made it in, and the
+/// (loser, winner) pairs of conflicts.
+fn build_snapshot<'a>(
+    namespace: &str,
+    entries: &[&'a Entry],
+) -> (
+    store::Snapshot,
+    Vec<&'a ObjectKey>,
+    Vec<(&'a ObjectKey, &'a ObjectKey)>,
+) {
+    let mut by_type: BTreeMap<ResourceType, BTreeMap<&str, (store::Resource, &ObjectKey)>> =
+        BTreeMap::new();
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
+    for entry in entries {
+        let Some(accepted) = &entry.accepted else {
+            continue;
+        };
+        let resource = &accepted.resource;
+        let slot = by_type.entry(resource.ty).or_default();
+        if let Some((_, winner)) = slot.get(resource.name.as_str()) {
+            losers.push((&entry.object.key, *winner));
+            continue;
+        }
+        winners.push(&entry.object.key);
+        let object = &entry.object;
+        slot.insert(
+            &resource.name,
+            (
+                store::Resource {
+                    name: resource.name.clone(),
+                    version: resource.version.clone(),
+                    value: resource.value.clone(),
+                    source: Some(store::ObjectRef {
+                        kind: object.key.kind.kind().to_string(),
+                        namespace: object.key.namespace.clone(),
+                        name: object.key.name.clone(),
+                        uid: object.uid.clone(),
+                        generation: accepted.generation,
+                    }),
+                },
+                &object.key,
+            ),
+        );
+    }
+
+    let types: Vec<store::TypeResources> = by_type
+        .into_iter()
+        .map(|(ty, resources)| {
+            let resources: Vec<store::Resource> =
+                resources.into_values().map(|(r, _)| r).collect();
+            store::TypeResources {
+                type_url: ty.type_url().to_string(),
+                version: version::of_set(
+                    resources.iter().map(|r| (r.name.as_str(), r.version.as_str())),
+                ),
+                resources,
+            }
+        })
+        .collect();
+    let objects: Vec<store::ObjectRef> = entries
+        .iter()
+        .map(|e| store::ObjectRef {
+            kind: e.object.key.kind.kind().to_string(),
+            namespace: e.object.key.namespace.clone(),
+            name: e.object.key.name.clone(),
+            uid: e.object.uid.clone(),
+            // Identity only: an edit that is rejected must not rewrite the snapshot.
+            generation: 0,
+        })
+        .collect();
+    let group = version::of_set(
+        objects
+            .iter()
+            .map(|o| (o.kind.as_str(), o.name.as_str())),
+    );
+    let snapshot = store::Snapshot {
+        namespace: namespace.to_string(),
+        version: version::of_set(
+            types
+                .iter()
+                .map(|t| (t.type_url.as_str(), t.version.as_str())),
+        ),
+        group,
+        types,
+        objects,
+    };
+    (snapshot, winners, losers)
+}
+
+/// The etcd value of a snapshot.
+pub fn encode_snapshot(snapshot: &store::Snapshot) -> Vec<u8> {
+    snapshot.encode_to_vec()
+}
+
+#[cfg(test)]
+mod tests;

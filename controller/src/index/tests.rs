@@ -1,0 +1,294 @@
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::*;
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn mk_pod(ns: &str, name: &str, l: &[(&str, &str)]) -> Pod {
+    Pod {
+        namespace: ns.into(),
+        name: name.into(),
+        uid: format!("uid-{name}"),
+        labels: labels(l),
+    }
+}
+
+fn mk_object(
+    kind: ResourceType,
+    ns: &str,
+    name: &str,
+    selector: Option<&[(&str, &str)]>,
+    config: serde_json::Value,
+) -> BootesObject {
+    BootesObject {
+        key: ObjectKey {
+            kind,
+            namespace: ns.into(),
+            name: name.into(),
+        },
+        uid: format!("uid-{name}"),
+        generation: 1,
+        created: None,
+        selector: selector.map(labels),
+        config,
+    }
+}
+
+fn cluster(ns: &str, name: &str, selector: Option<&[(&str, &str)]>, timeout: &str) -> BootesObject {
+    mk_object(
+        ResourceType::Cluster,
+        ns,
+        name,
+        selector,
+        json!({"name": name, "connect_timeout": timeout, "type": "EDS",
+               "eds_cluster_config": {"eds_config": {"ads": {}}}}),
+    )
+}
+
+/// Resource names per type URL that `node` receives.
+fn resources_of(desired: &Desired, node: &str) -> BTreeMap<String, Vec<String>> {
+    let Some(binding) = desired.bindings.get(node) else {
+        return BTreeMap::new();
+    };
+    let group = &desired.groups[&binding.snapshot];
+    group
+        .snapshot
+        .types
+        .iter()
+        .map(|t| {
+            (
+                t.type_url.clone(),
+                t.resources.iter().map(|r| r.name.clone()).collect(),
+            )
+        })
+        .collect()
+}
+
+fn cluster_names(desired: &Desired, node: &str) -> Vec<String> {
+    resources_of(desired, node)
+        .remove(ResourceType::Cluster.type_url())
+        .unwrap_or_default()
+}
+
+#[test]
+fn pods_selected_by_the_same_objects_share_one_snapshot() {
+    let mut index = Index::new();
+    index.apply_object(cluster("foo", "c1", Some(&[("app", "web")]), "1s"));
+    for i in 0..3 {
+        index.apply_pod(mk_pod("foo", &format!("web-{i}"), &[("app", "web")]));
+    }
+    index.apply_pod(mk_pod("foo", "db-0", &[("app", "db")]));
+    let d = index.desired();
+
+    assert_eq!(d.groups.len(), 1);
+    let group = d.groups.values().next().unwrap();
+    assert_eq!(group.nodes, ["web-0.foo", "web-1.foo", "web-2.foo"]);
+    assert_eq!(cluster_names(&d, "web-1.foo"), ["c1"]);
+    // A pod selected by nothing gets no binding: its Envoy waits.
+    assert!(!d.bindings.contains_key("db-0.foo"));
+    assert_eq!(d.statuses[&index_key("foo", "c1")].nodes, 3);
+}
+
+fn index_key(ns: &str, name: &str) -> ObjectKey {
+    ObjectKey {
+        kind: ResourceType::Cluster,
+        namespace: ns.into(),
+        name: name.into(),
+    }
+}
+
+#[test]
+fn objects_never_reach_pods_of_another_namespace_or_selector() {
+    let mut index = Index::new();
+    index.apply_object(cluster("foo", "mine", Some(&[("app", "web")]), "1s"));
+    index.apply_object(cluster("foo", "others", Some(&[("app", "other")]), "1s"));
+    index.apply_object(cluster("bar", "elsewhere", None, "1s"));
+    index.apply_pod(mk_pod("foo", "web-0", &[("app", "web")]));
+    let d = index.desired();
+    assert_eq!(cluster_names(&d, "web-0.foo"), ["mine"]);
+    assert_eq!(d.statuses[&index_key("bar", "elsewhere")].nodes, 0);
+    assert_eq!(d.statuses[&index_key("foo", "others")].nodes, 0);
+}
+
+#[test]
+fn selectorless_object_reaches_every_pod_of_its_namespace_in_separate_groups() {
+    let mut index = Index::new();
+    index.apply_object(cluster("foo", "shared", None, "1s"));
+    index.apply_object(cluster("foo", "web-only", Some(&[("app", "web")]), "1s"));
+    index.apply_pod(mk_pod("foo", "web-0", &[("app", "web")]));
+    index.apply_pod(mk_pod("foo", "db-0", &[("app", "db")]));
+    let d = index.desired();
+    assert_eq!(cluster_names(&d, "web-0.foo"), ["shared", "web-only"]);
+    assert_eq!(cluster_names(&d, "db-0.foo"), ["shared"]);
+    assert_ne!(d.bindings["web-0.foo"].snapshot, d.bindings["db-0.foo"].snapshot);
+}
+
+#[test]
+fn editing_an_object_changes_the_snapshot_but_no_binding() {
+    let mut index = Index::new();
+    index.apply_object(cluster("foo", "c1", None, "1s"));
+    index.apply_pod(mk_pod("foo", "p", &[]));
+    let before = index.desired();
+    index.apply_object(cluster("foo", "c1", None, "2s"));
+    let after = index.desired();
+
+    assert_eq!(before.bindings, after.bindings);
+    let key = &before.bindings["p.foo"].snapshot;
+    let (b, a) = (&before.groups[key].snapshot, &after.groups[key].snapshot);
+    assert_ne!(b.version, a.version);
+    assert_ne!(b.types[0].version, a.types[0].version);
+    assert_ne!(b.types[0].resources[0].version, a.types[0].resources[0].version);
+}
+
+#[test]
+fn versions_depend_on_content_only() {
+    let build = || {
+        let mut index = Index::new();
+        index.apply_object(cluster("foo", "c1", None, "1s"));
+        index.apply_object(cluster("foo", "c2", None, "1s"));
+        index.apply_pod(mk_pod("foo", "p", &[]));
+        index.desired()
+    };
+    assert_eq!(build(), build());
+}
+
+#[test]
+fn an_invalid_edit_keeps_the_previous_valid_version_in_force() {
+    let mut index = Index::new();
+    index.apply_object(cluster("foo", "c1", None, "1s"));
+    index.apply_pod(mk_pod("foo", "p", &[]));
+    let before = index.desired();
+
+    let mut bad = cluster("foo", "c1", None, "1s");
+    bad.generation = 2;
+    bad.config["conect_timeout"] = json!("5s");
+    let problems = index.apply_object(bad);
+    assert!(!problems.is_empty());
+    let after = index.desired();
+
+    assert_eq!(before.groups, after.groups, "the valid generation stays in force");
+    let status = &after.statuses[&index_key("foo", "c1")];
+    assert!(!status.accepted);
+    assert_eq!(status.reason, Reason::InvalidConfig);
+    assert_eq!(status.observed_generation, 2);
+    assert!(status.message.contains("conect_timeout"), "{}", status.message);
+    assert!(status.message.contains("generation 1 stays in force"), "{}", status.message);
+}
+
+#[test]
+fn an_invalid_new_object_reaches_nobody_and_blocks_nothing() {
+    let mut index = Index::new();
+    index.apply_object(cluster("foo", "good", None, "1s"));
+    let mut bad = cluster("foo", "bad", None, "1s");
+    bad.config["connect_timeout"] = json!("soon");
+    index.apply_object(bad);
+    index.apply_pod(mk_pod("foo", "p", &[]));
+    let d = index.desired();
+    assert_eq!(cluster_names(&d, "p.foo"), ["good"]);
+    assert_eq!(d.statuses[&index_key("foo", "bad")].reason, Reason::InvalidConfig);
+    assert_eq!(d.statuses[&index_key("foo", "bad")].nodes, 0);
+    assert!(d.statuses[&index_key("foo", "good")].accepted);
+}
+
+#[test]
+fn conflicts_go_to_the_older_object() {
+    let mut index = Index::new();
+    // Both provide cluster "same"; "zz" is older by timestamp, so it wins over "aa".
+    let mut older = cluster("foo", "zz", None, "1s");
+    older.config["name"] = json!("same");
+    older.created = Some("2024-01-01T00:00:00Z".into());
+    let mut newer = cluster("foo", "aa", None, "2s");
+    newer.config["name"] = json!("same");
+    newer.created = Some("2025-01-01T00:00:00Z".into());
+    index.apply_object(newer);
+    index.apply_object(older);
+    index.apply_pod(mk_pod("foo", "p", &[]));
+    let d = index.desired();
+
+    let snap = &d.groups[&d.bindings["p.foo"].snapshot].snapshot;
+    let source = snap.types[0].resources[0].source.as_ref().unwrap();
+    assert_eq!(source.name, "zz");
+    let loser = &d.statuses[&index_key("foo", "aa")];
+    assert_eq!(loser.reason, Reason::Conflict);
+    assert!(loser.message.contains("Cluster foo/zz"), "{}", loser.message);
+    assert_eq!(loser.nodes, 0);
+    assert!(d.statuses[&index_key("foo", "zz")].accepted);
+}
+
+#[test]
+fn conflicts_without_timestamps_go_by_name() {
+    let mut index = Index::new();
+    for name in ["b", "a"] {
+        let mut c = cluster("foo", name, None, "1s");
+        c.config["name"] = json!("same");
+        index.apply_object(c);
+    }
+    index.apply_pod(mk_pod("foo", "p", &[]));
+    let d = index.desired();
+    assert_eq!(d.statuses[&index_key("foo", "a")].reason, Reason::Valid);
+    assert_eq!(d.statuses[&index_key("foo", "b")].reason, Reason::Conflict);
+}
+
+#[test]
+fn relabelled_and_deleted_pods_move_and_lose_bindings() {
+    let mut index = Index::new();
+    index.apply_object(cluster("foo", "web", Some(&[("app", "web")]), "1s"));
+    index.apply_object(cluster("foo", "api", Some(&[("app", "api")]), "1s"));
+    index.apply_pod(mk_pod("foo", "p", &[("app", "web")]));
+    assert_eq!(cluster_names(&index.desired(), "p.foo"), ["web"]);
+
+    index.apply_pod(mk_pod("foo", "p", &[("app", "api")]));
+    assert_eq!(cluster_names(&index.desired(), "p.foo"), ["api"]);
+
+    index.delete_pod(&PodKey {
+        namespace: "foo".into(),
+        name: "p".into(),
+    });
+    let d = index.desired();
+    assert!(d.bindings.is_empty());
+    assert!(d.groups.is_empty(), "a group without pods has no snapshot");
+}
+
+#[test]
+fn reset_removes_missing_objects_and_keeps_valid_versions_of_present_ones() {
+    let mut index = Index::new();
+    index.apply_object(cluster("foo", "c1", None, "1s"));
+    index.apply_object(cluster("foo", "c2", None, "1s"));
+    index.apply_pod(mk_pod("foo", "p", &[]));
+
+    let mut broken = cluster("foo", "c1", None, "1s");
+    broken.config["type"] = json!("NOT_A_TYPE");
+    let problems = index.reset_objects([broken]);
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].0, index_key("foo", "c1"));
+    assert_eq!(cluster_names(&index.desired(), "p.foo"), ["c1"]);
+}
+
+#[test]
+fn snapshot_lists_every_selecting_object_and_sorts_types_in_push_order() {
+    let mut index = Index::new();
+    index.apply_object(mk_object(
+        ResourceType::Listener,
+        "foo",
+        "l",
+        None,
+        json!({"name": "l", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 80}}}),
+    ));
+    index.apply_object(cluster("foo", "c", None, "1s"));
+    index.apply_pod(mk_pod("foo", "p", &[]));
+    let d = index.desired();
+    let snap = &d.groups[&d.bindings["p.foo"].snapshot].snapshot;
+    let urls: Vec<&str> = snap.types.iter().map(|t| t.type_url.as_str()).collect();
+    assert_eq!(
+        urls,
+        [ResourceType::Cluster.type_url(), ResourceType::Listener.type_url()]
+    );
+    assert_eq!(snap.objects.len(), 2);
+}

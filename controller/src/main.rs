@@ -1,0 +1,4 @@
+mod convert;
+mod index;
+mod model;
+fn main() {}

@@ -1,0 +1,24 @@
+//! The contract shared by `bootes-controller` and `bootes-xds-server`.
+//!
+//! * [`store`] — the protobuf messages stored in etcd (our own `.proto`).
+//! * [`keys`] — the etcd key layout under a configurable prefix.
+//! * [`types`] — the xDS resource types Bootes serves, their type URLs and
+//!   make-before-break order.
+//! * [`version`] — content-hash versions, identical on every replica.
+//! * [`envoy`] — the Envoy API descriptor pool and the generated xDS types.
+//!
+//! Nothing here does I/O.
+
+pub mod envoy;
+pub mod keys;
+pub mod types;
+pub mod version;
+
+/// Messages stored as etcd values (`proto/bootes/v1/store.proto`).
+#[allow(clippy::doc_lazy_continuation)]
+pub mod store {
+    include!(concat!(env!("OUT_DIR"), "/bootes.store.v1.rs"));
+}
+
+pub use keys::{Key, Keys};
+pub use types::ResourceType;
