@@ -1,0 +1,107 @@
+//! The command line (DESIGN.md §9): these names are an interface users script
+//! against. Every flag also reads a `BOOTES_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "bootes-controller", version, about = "Bootes controller: Bootes objects and pods in, validated Envoy snapshots in etcd out")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format.
+    #[arg(long, global = true, env = "BOOTES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch objects and pods and keep the snapshots in etcd up to date.
+    Run(RunArgs),
+    /// Check manifests offline (no etcd, no cluster); exit 1 on any error.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EtcdArgs {
+    /// etcd endpoints, comma separated.
+    #[arg(long, env = "BOOTES_ETCD_ENDPOINTS", value_delimiter = ',', required = true)]
+    pub etcd_endpoints: Vec<String>,
+    /// Prefix of every Bootes key in etcd.
+    #[arg(long, env = "BOOTES_ETCD_PREFIX", default_value = bootes_proto::keys::DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// Read objects and pods from this directory (YAML, watched) instead of Kubernetes.
+    #[arg(long, env = "BOOTES_MANIFESTS")]
+    pub manifests: Option<PathBuf>,
+    /// Serve /metrics, /livez and /readyz here.
+    #[arg(long, env = "BOOTES_METRICS_ADDR", default_value = "127.0.0.1:9090")]
+    pub metrics_addr: SocketAddr,
+    /// How often the manifest directory is scanned for changes.
+    #[arg(long, env = "BOOTES_POLL_INTERVAL", value_parser = parse_duration, default_value = "200ms")]
+    pub poll_interval: Duration,
+    /// Quiet time that ends a burst of changes before it is written.
+    #[arg(long, env = "BOOTES_DEBOUNCE", value_parser = parse_duration, default_value = "100ms")]
+    pub debounce: Duration,
+    /// Longest a burst of changes may delay a write.
+    #[arg(long, env = "BOOTES_MAX_DELAY", value_parser = parse_duration, default_value = "1s")]
+    pub max_delay: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// A manifest file, a directory (searched for *.yaml, *.yml, *.json), or - for stdin.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Parses `250ms`, `2s`, `1m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .ok_or_else(|| format!("{s:?}: a unit is required (ms, s, m)"))?;
+    let n: f64 = num.parse().map_err(|_| format!("{s:?}: not a number"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+}
