@@ -1,0 +1,2 @@
+//! kube-standin: see tests/src/standin/.
+fn main() {}
