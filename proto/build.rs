@@ -22,23 +22,13 @@ fn main() {
 
 /// Finds the source directory of the `envoy-types` package this build uses.
 fn envoy_types_dir() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("manifest dir"));
-    let output = Command::new(cargo)
-        // Only this target's packages: those are the ones the build downloaded,
-        // so this works offline too.
-        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform"])
-        .arg(std::env::var("TARGET").expect("TARGET"))
-        .arg("--manifest-path")
-        .arg(manifest.join("Cargo.toml"))
-        .output()
-        .expect("run cargo metadata");
-    assert!(
-        output.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let meta: serde_json::Value = serde_json::from_slice(&output.stdout).expect("metadata json");
+    // Offline first: cargo has downloaded what this target needs. Packages
+    // that only other workspace members use (e.g. their dev-dependencies)
+    // may be missing, in which case cargo metadata fetches them.
+    let meta = cargo_metadata(true).or_else(|offline_err| {
+        cargo_metadata(false).map_err(|e| format!("{offline_err}\n{e}"))
+    });
+    let meta = meta.unwrap_or_else(|e| panic!("cargo metadata failed: {e}"));
     let packages = meta["packages"].as_array().expect("packages");
     let envoy = packages
         .iter()
@@ -48,4 +38,22 @@ fn envoy_types_dir() -> PathBuf {
         .parent()
         .expect("package dir")
         .to_path_buf()
+}
+
+fn cargo_metadata(offline: bool) -> Result<serde_json::Value, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("manifest dir"));
+    let mut cmd = Command::new(cargo);
+    cmd.args(["metadata", "--format-version", "1", "--filter-platform"])
+        .arg(std::env::var("TARGET").expect("TARGET"))
+        .arg("--manifest-path")
+        .arg(manifest.join("Cargo.toml"));
+    if offline {
+        cmd.arg("--offline");
+    }
+    let output = cmd.output().map_err(|e| format!("run cargo metadata: {e}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("cargo metadata output: {e}"))
 }

@@ -1,1 +1,3 @@
+mod protocol;
+mod snapshots;
 fn main() {}

@@ -1,0 +1,170 @@
+//! Encoded discovery responses, shared by every stream that sends the same one.
+//!
+//! A response is identified by its type and `version_info`, and the version
+//! is a hash of exactly the (name, version) pairs it carries, so two streams
+//! that need the same resources share one encoding: a push to 10,000 streams
+//! of one group encodes once. The nonce is derived from the version as well,
+//! which keeps the bytes identical for every stream.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use bootes_proto::envoy::{discovery::DiscoveryResponse, Any};
+use bootes_proto::{version, ResourceType};
+use bytes::Bytes;
+use prost::Message;
+
+use crate::snapshots::Resource;
+
+/// Identifies this server in responses (`control_plane.identifier`).
+pub const CONTROL_PLANE_ID: &str = "bootes";
+
+/// One encoded `DiscoveryResponse`.
+#[derive(Debug)]
+pub struct Encoded {
+    pub ty: ResourceType,
+    pub version_info: String,
+    pub nonce: String,
+    /// The resources it carries, sorted by name.
+    pub resources: Vec<Arc<Resource>>,
+    /// The protobuf encoding of the whole `DiscoveryResponse`.
+    pub bytes: Bytes,
+}
+
+impl Encoded {
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.resources.iter().map(|r| r.name.as_str())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Resource>> {
+        self.resources
+            .binary_search_by(|r| r.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.resources[i])
+    }
+}
+
+/// The version of a state-of-the-world response carrying `resources`.
+pub fn version_of(resources: &[Arc<Resource>]) -> String {
+    version::of_set(
+        resources
+            .iter()
+            .map(|r| (r.name.as_str(), r.version.as_str())),
+    )
+}
+
+/// Encodings in use, by (type, version). Entries live as long as some stream
+/// holds the response.
+#[derive(Debug, Default)]
+pub struct ResponseCache {
+    entries: Mutex<HashMap<(ResourceType, String), Weak<Encoded>>>,
+    sweep_at: AtomicU64,
+    encodes: AtomicU64,
+}
+
+impl ResponseCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many responses were encoded so far (for tests and metrics).
+    pub fn encodes(&self) -> u64 {
+        self.encodes.load(Ordering::Relaxed)
+    }
+
+    /// The response carrying `resources` (sorted by name), encoded at most
+    /// once while any stream holds it.
+    pub fn state_of_the_world(
+        &self,
+        ty: ResourceType,
+        resources: Vec<Arc<Resource>>,
+    ) -> Arc<Encoded> {
+        let version_info = version_of(&resources);
+        let key = (ty, version_info);
+        let mut entries = self.entries.lock().expect("response cache lock");
+        if let Some(hit) = entries.get(&key).and_then(Weak::upgrade) {
+            return hit;
+        }
+        let encoded = Arc::new(encode(ty, key.1.clone(), resources));
+        self.encodes.fetch_add(1, Ordering::Relaxed);
+        entries.insert(key, Arc::downgrade(&encoded));
+        // Drop dead entries now and then, amortised over insertions.
+        let len = entries.len() as u64;
+        if len >= self.sweep_at.load(Ordering::Relaxed) {
+            entries.retain(|_, w| w.strong_count() > 0);
+            self.sweep_at
+                .store((entries.len() as u64 * 2).max(64), Ordering::Relaxed);
+        }
+        encoded
+    }
+}
+
+fn encode(ty: ResourceType, version_info: String, resources: Vec<Arc<Resource>>) -> Encoded {
+    let nonce = version_info.clone();
+    let response = DiscoveryResponse {
+        version_info: version_info.clone(),
+        resources: resources
+            .iter()
+            .map(|r| Any {
+                type_url: ty.type_url().to_string(),
+                value: r.value.to_vec(),
+            })
+            .collect(),
+        type_url: ty.type_url().to_string(),
+        nonce: nonce.clone(),
+        control_plane: Some(bootes_proto::envoy::core::ControlPlane {
+            identifier: CONTROL_PLANE_ID.to_string(),
+        }),
+        ..Default::default()
+    };
+    Encoded {
+        ty,
+        version_info,
+        nonce,
+        resources,
+        bytes: Bytes::from(response.encode_to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(name: &str, version: &str) -> Arc<Resource> {
+        Arc::new(Resource {
+            name: name.into(),
+            version: version.into(),
+            value: Bytes::from_static(b"\x0a\x01x"),
+            source: String::new(),
+        })
+    }
+
+    #[test]
+    fn equal_responses_are_encoded_once_while_in_use() {
+        let cache = ResponseCache::new();
+        let a = cache.state_of_the_world(ResourceType::Cluster, vec![res("a", "1")]);
+        let b = cache.state_of_the_world(ResourceType::Cluster, vec![res("a", "1")]);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(cache.encodes(), 1);
+        let c = cache.state_of_the_world(ResourceType::Cluster, vec![res("a", "2")]);
+        assert_ne!(a.version_info, c.version_info);
+        assert_eq!(cache.encodes(), 2);
+        drop((a, b));
+        let _again = cache.state_of_the_world(ResourceType::Cluster, vec![res("a", "1")]);
+        assert_eq!(cache.encodes(), 3, "released encodings are not kept");
+    }
+
+    #[test]
+    fn encoding_is_a_valid_discovery_response() {
+        let cache = ResponseCache::new();
+        let e = cache.state_of_the_world(ResourceType::Endpoint, vec![res("a", "1"), res("b", "1")]);
+        let decoded = DiscoveryResponse::decode(e.bytes.clone()).unwrap();
+        assert_eq!(decoded.type_url, ResourceType::Endpoint.type_url());
+        assert_eq!(decoded.version_info, e.version_info);
+        assert_eq!(decoded.nonce, e.nonce);
+        assert_eq!(decoded.resources.len(), 2);
+        assert_eq!(decoded.resources[0].type_url, ResourceType::Endpoint.type_url());
+        assert!(e.get("b").is_some() && e.get("c").is_none());
+    }
+}

@@ -1,0 +1,266 @@
+//! State-of-the-world ADS, one stream.
+//!
+//! Rules (Envoy's xDS protocol documentation):
+//! * The first request of each type on a stream is answered, even when the
+//!   client already has that version: a reconnecting Envoy needs EDS/RDS
+//!   answers to finish warming.
+//! * ACK/NACK by nonce; a request whose nonce is not the last one sent for
+//!   its type is stale and ignored. A NACKed version is not sent again; the
+//!   next different version is.
+//! * A version is never pushed twice on one stream.
+//! * Make-before-break: one response in flight at a time, types in the order
+//!   of [`ResourceType::ALL`] (CDS, EDS, …, LDS, RDS), each waiting for the
+//!   previous one's ACK or NACK. While a change is being made, clusters and
+//!   listeners that disappear stay in the full-state responses; they are
+//!   removed only once every type carries the new state, in reverse order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use bootes_proto::envoy::discovery::DiscoveryRequest;
+use bootes_proto::ResourceType;
+
+use super::response::{Encoded, ResponseCache};
+use super::{Effects, Nack, ProtocolError};
+use crate::snapshots::{Resource, Snapshot};
+
+/// What a client subscribed to for one type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Subscription {
+    /// Everything (an empty first request, or `*`), plus any explicit names.
+    Wildcard,
+    Names(BTreeSet<String>),
+}
+
+impl Subscription {
+    fn wants(&self, name: &str) -> bool {
+        match self {
+            Subscription::Wildcard => true,
+            Subscription::Names(names) => names.contains(name),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct TypeState {
+    subscription: Subscription,
+    /// The last response sent for this type.
+    sent: Option<Arc<Encoded>>,
+    /// Sent and neither ACKed nor NACKed yet.
+    in_flight: bool,
+    /// A first request that has not been answered yet.
+    must_answer: bool,
+    acked_version: Option<String>,
+    nack: Option<Nack>,
+}
+
+/// One state-of-the-world ADS stream.
+#[derive(Debug, Default)]
+pub struct SotwStream {
+    node: Option<String>,
+    types: BTreeMap<ResourceType, TypeState>,
+    target: Option<Arc<Snapshot>>,
+}
+
+/// Per-type state, for CSDS and logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeReport {
+    pub ty: ResourceType,
+    pub sent_version: Option<String>,
+    pub acked_version: Option<String>,
+    pub nack: Option<Nack>,
+}
+
+impl SotwStream {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The node ID, once the first request named it.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
+    /// Learns the node ID from a request: required on the first, and it may
+    /// not change afterwards. Returns true the first time.
+    pub fn identify(&mut self, req: &DiscoveryRequest) -> Result<bool, ProtocolError> {
+        let id = req.node.as_ref().map(|n| n.id.as_str()).unwrap_or("");
+        match &self.node {
+            None if id.is_empty() => Err(ProtocolError::MissingNodeId),
+            None => {
+                self.node = Some(id.to_string());
+                Ok(true)
+            }
+            Some(known) if !id.is_empty() && id != known => {
+                Err(ProtocolError::NodeIdChanged(known.clone(), id.to_string()))
+            }
+            Some(_) => Ok(false),
+        }
+    }
+
+    /// A new snapshot for this node (or none: the node has no binding, and
+    /// the stream waits with what it has).
+    pub fn on_snapshot(&mut self, snapshot: Option<Arc<Snapshot>>, cache: &ResponseCache) -> Effects {
+        let same = match (&self.target, &snapshot) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return Effects::default();
+        }
+        self.target = snapshot;
+        Effects {
+            responses: self.schedule(cache),
+            ..Default::default()
+        }
+    }
+
+    /// A request from the client (after [`Self::identify`]).
+    pub fn on_request(&mut self, req: &DiscoveryRequest, cache: &ResponseCache) -> Effects {
+        let mut effects = Effects::default();
+        let Some(ty) = ResourceType::from_type_url(&req.type_url) else {
+            effects
+                .ignored
+                .push(format!("unknown type URL {:?}", req.type_url));
+            return effects;
+        };
+        let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
+        let state = self.types.entry(ty).or_insert_with(|| TypeState {
+            // An empty first request is a (legacy) wildcard subscription.
+            subscription: Subscription::Wildcard,
+            sent: None,
+            in_flight: false,
+            must_answer: true,
+            acked_version: None,
+            nack: None,
+        });
+
+        if let Some(sent) = &state.sent {
+            if req.response_nonce != sent.nonce {
+                // A reply to an older response, or a nonce this stream never
+                // sent: its subscription is out of date, ignore it.
+                effects.ignored.push(format!(
+                    "{ty}: stale nonce {:?} (latest {:?})",
+                    req.response_nonce, sent.nonce
+                ));
+                return effects;
+            }
+            if state.in_flight {
+                state.in_flight = false;
+                match &req.error_detail {
+                    Some(status) => {
+                        let nack = Nack {
+                            ty,
+                            version: sent.version_info.clone(),
+                            detail: status.message.clone(),
+                            resources: sent.names().map(str::to_owned).collect(),
+                        };
+                        state.nack = Some(nack.clone());
+                        effects.nacks.push(nack);
+                    }
+                    None => {
+                        state.acked_version = Some(sent.version_info.clone());
+                        state.nack = None;
+                        effects.acks.push((ty, sent.version_info.clone()));
+                    }
+                }
+            }
+        }
+
+        state.subscription = if names.contains("*") {
+            Subscription::Wildcard
+        } else if names.is_empty() && state.subscription == Subscription::Wildcard {
+            // Legacy wildcard clients keep sending empty names.
+            Subscription::Wildcard
+        } else {
+            Subscription::Names(names)
+        };
+
+        effects.responses = self.schedule(cache);
+        effects
+    }
+
+    /// Per-type state of this stream.
+    pub fn report(&self) -> Vec<TypeReport> {
+        self.types
+            .iter()
+            .map(|(ty, s)| TypeReport {
+                ty: *ty,
+                sent_version: s.sent.as_ref().map(|e| e.version_info.clone()),
+                acked_version: s.acked_version.clone(),
+                nack: s.nack.clone(),
+            })
+            .collect()
+    }
+
+    /// Decides what to send next: at most one response, and only when no
+    /// other response is waiting for its ACK.
+    fn schedule(&mut self, cache: &ResponseCache) -> Vec<Arc<Encoded>> {
+        let Some(target) = self.target.clone() else {
+            return Vec::new();
+        };
+        if self.types.values().any(|s| s.in_flight) {
+            return Vec::new();
+        }
+        // Make: bring every type to the new state, keeping what disappears.
+        for (ty, state) in self.types.iter_mut() {
+            let resources = make_set(*ty, state, &target);
+            let version = super::response::version_of(&resources);
+            let changed = state.sent.as_ref().is_none_or(|s| s.version_info != version);
+            if state.must_answer || changed {
+                return vec![send(state, cache.state_of_the_world(*ty, resources))];
+            }
+        }
+        // Break: drop what was kept, most dependent type first.
+        for (ty, state) in self.types.iter_mut().rev() {
+            let resources = exact_set(*ty, state, &target);
+            let version = super::response::version_of(&resources);
+            if state.sent.as_ref().is_some_and(|s| s.version_info != version) {
+                return vec![send(state, cache.state_of_the_world(*ty, resources))];
+            }
+        }
+        Vec::new()
+    }
+}
+
+fn send(state: &mut TypeState, response: Arc<Encoded>) -> Arc<Encoded> {
+    state.in_flight = true;
+    state.must_answer = false;
+    state.sent = Some(response.clone());
+    response
+}
+
+/// The resources of `ty` in `target` that the subscription asks for.
+fn exact_set(ty: ResourceType, state: &TypeState, target: &Snapshot) -> Vec<Arc<Resource>> {
+    target
+        .resources(ty)
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter(|r| state.subscription.wants(&r.name))
+        .cloned()
+        .collect()
+}
+
+/// [`exact_set`], plus, for full-state types, the resources of the last
+/// response that the target no longer has: removing them now could break a
+/// reference from a type not yet updated.
+fn make_set(ty: ResourceType, state: &TypeState, target: &Snapshot) -> Vec<Arc<Resource>> {
+    let mut set = exact_set(ty, state, target);
+    if ty.sotw_full_state() {
+        if let Some(sent) = &state.sent {
+            let present = target.resources(ty);
+            let kept = sent
+                .resources
+                .iter()
+                .filter(|r| present.is_none_or(|p| !p.contains_key(&r.name)))
+                .filter(|r| state.subscription.wants(&r.name));
+            set.extend(kept.cloned());
+            set.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+    }
+    set
+}
+
+#[cfg(test)]
+mod tests;

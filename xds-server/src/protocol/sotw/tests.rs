@@ -1,0 +1,386 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bootes_proto::envoy::core::Node;
+use bootes_proto::envoy::discovery::DiscoveryRequest;
+use bootes_proto::ResourceType::{self, *};
+use bytes::Bytes;
+
+use super::*;
+
+/// A snapshot from (type, name, version) triples.
+fn snap(items: &[(ResourceType, &str, &str)]) -> Arc<Snapshot> {
+    let mut types: BTreeMap<ResourceType, BTreeMap<String, Arc<Resource>>> = BTreeMap::new();
+    for (ty, name, version) in items {
+        types.entry(*ty).or_default().insert(
+            name.to_string(),
+            Arc::new(Resource {
+                name: name.to_string(),
+                version: version.to_string(),
+                value: Bytes::from(format!("{name}@{version}")),
+                source: String::new(),
+            }),
+        );
+    }
+    Arc::new(Snapshot {
+        key: "ns/g".into(),
+        version: String::new(),
+        types,
+    })
+}
+
+fn req(ty: ResourceType, names: &[&str], nonce: &str) -> DiscoveryRequest {
+    DiscoveryRequest {
+        type_url: ty.type_url().into(),
+        resource_names: names.iter().map(|s| s.to_string()).collect(),
+        response_nonce: nonce.into(),
+        node: Some(Node {
+            id: "envoy-0.ns".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn nack(ty: ResourceType, nonce: &str) -> DiscoveryRequest {
+    let mut r = req(ty, &[], nonce);
+    r.error_detail = Some(bootes_proto::envoy::RpcStatus {
+        code: 3,
+        message: "bad cluster".into(),
+        details: vec![],
+    });
+    r
+}
+
+/// Names carried by a response.
+fn names(e: &Encoded) -> Vec<&str> {
+    e.names().collect()
+}
+
+/// Drives one stream the way Envoy does: ACKs every response.
+struct Client {
+    stream: SotwStream,
+    cache: ResponseCache,
+    /// Responses received, in order.
+    log: Vec<Arc<Encoded>>,
+}
+
+impl Client {
+    fn new() -> Self {
+        let mut stream = SotwStream::new();
+        assert!(stream.identify(&req(Cluster, &[], "")).unwrap());
+        Self {
+            stream,
+            cache: ResponseCache::new(),
+            log: Vec::new(),
+        }
+    }
+
+    fn request(&mut self, r: DiscoveryRequest) -> Vec<Arc<Encoded>> {
+        let effects = self.stream.on_request(&r, &self.cache);
+        self.log.extend(effects.responses.iter().cloned());
+        effects.responses
+    }
+
+    fn snapshot(&mut self, s: Option<Arc<Snapshot>>) -> Vec<Arc<Encoded>> {
+        let effects = self.stream.on_snapshot(s, &self.cache);
+        self.log.extend(effects.responses.iter().cloned());
+        effects.responses
+    }
+
+    /// ACKs `response` keeping the subscription `names`; returns what follows.
+    fn ack(&mut self, response: &Encoded, names: &[&str]) -> Vec<Arc<Encoded>> {
+        let mut r = req(response.ty, names, &response.nonce);
+        r.version_info = response.version_info.clone();
+        self.request(r)
+    }
+
+    /// ACKs until the stream is quiet, with the given named subscriptions.
+    fn settle(&mut self, mut pending: Vec<Arc<Encoded>>, subs: &[(ResourceType, &[&str])]) {
+        for _ in 0..32 {
+            let Some(next) = pending.pop() else { return };
+            let names = subs
+                .iter()
+                .find(|(t, _)| *t == next.ty)
+                .map(|(_, n)| *n)
+                .unwrap_or(&[]);
+            pending = self.ack(&next, names);
+        }
+        panic!("stream never settled");
+    }
+}
+
+#[test]
+fn first_request_must_name_the_node_and_it_may_not_change() {
+    let mut s = SotwStream::new();
+    let mut anonymous = req(Cluster, &[], "");
+    anonymous.node = None;
+    assert_eq!(s.identify(&anonymous), Err(ProtocolError::MissingNodeId));
+    assert_eq!(s.identify(&req(Cluster, &[], "")), Ok(true));
+    assert_eq!(s.identify(&anonymous), Ok(false), "later requests may omit it");
+    let mut other = req(Cluster, &[], "");
+    other.node.as_mut().unwrap().id = "other.ns".into();
+    assert!(matches!(s.identify(&other), Err(ProtocolError::NodeIdChanged(..))));
+}
+
+#[test]
+fn a_node_without_snapshot_waits_and_is_served_when_one_appears() {
+    let mut c = Client::new();
+    assert!(c.request(req(Cluster, &[], "")).is_empty());
+    assert!(c.snapshot(None).is_empty());
+    let sent = c.snapshot(Some(snap(&[(Cluster, "a", "1")])));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(names(&sent[0]), ["a"]);
+}
+
+#[test]
+fn an_empty_snapshot_still_answers_so_envoy_can_finish_initialising() {
+    let mut c = Client::new();
+    c.snapshot(Some(snap(&[])));
+    let sent = c.request(req(Cluster, &[], ""));
+    assert_eq!(sent.len(), 1);
+    assert!(names(&sent[0]).is_empty());
+}
+
+#[test]
+fn the_first_request_is_answered_even_with_the_current_version() {
+    // A reconnecting Envoy tells us what it has; it still needs an answer.
+    let target = snap(&[(Endpoint, "a", "1")]);
+    let mut first = Client::new();
+    first.snapshot(Some(target.clone()));
+    let v = first.request(req(Endpoint, &["a"], ""))[0].version_info.clone();
+
+    let mut again = Client::new();
+    again.snapshot(Some(target));
+    let mut r = req(Endpoint, &["a"], "");
+    r.version_info = v.clone();
+    let sent = again.request(r);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].version_info, v);
+}
+
+#[test]
+fn an_unchanged_version_is_never_pushed_twice() {
+    let mut c = Client::new();
+    c.snapshot(Some(snap(&[(Cluster, "a", "1")])));
+    let first = c.request(req(Cluster, &[], ""));
+    assert!(c.ack(&first[0], &[]).is_empty());
+    // Same content in a new snapshot object (e.g. another resource type changed elsewhere).
+    assert!(c.snapshot(Some(snap(&[(Cluster, "a", "1")]))).is_empty());
+    // A repeated ACK is not a reason to send either.
+    assert!(c.ack(&first[0], &[]).is_empty());
+    let next = c.snapshot(Some(snap(&[(Cluster, "a", "2")])));
+    assert_eq!(next.len(), 1);
+    assert_ne!(next[0].version_info, first[0].version_info);
+}
+
+#[test]
+fn a_nacked_version_is_not_resent_but_the_next_one_is() {
+    let mut c = Client::new();
+    c.snapshot(Some(snap(&[(Cluster, "a", "1")])));
+    let first = c.request(req(Cluster, &[], ""));
+    c.ack(&first[0], &[]);
+    let bad = c.snapshot(Some(snap(&[(Cluster, "a", "bad")])));
+    let effects = c.stream.on_request(&nack(Cluster, &bad[0].nonce), &c.cache);
+    assert!(effects.responses.is_empty(), "no resend loop");
+    assert_eq!(effects.nacks.len(), 1);
+    assert_eq!(effects.nacks[0].version, bad[0].version_info);
+    assert_eq!(effects.nacks[0].detail, "bad cluster");
+    assert_eq!(effects.nacks[0].resources, ["a"]);
+    let report = c.stream.report();
+    assert_eq!(report[0].acked_version.as_ref(), Some(&first[0].version_info));
+    assert!(report[0].nack.is_some());
+
+    assert!(c.snapshot(Some(snap(&[(Cluster, "a", "bad")]))).is_empty());
+    let fixed = c.snapshot(Some(snap(&[(Cluster, "a", "good")])));
+    assert_eq!(fixed.len(), 1);
+    let effects = c.stream.on_request(&req(Cluster, &[], &fixed[0].nonce), &c.cache);
+    assert_eq!(effects.acks, [(Cluster, fixed[0].version_info.clone())]);
+    assert!(c.stream.report()[0].nack.is_none());
+}
+
+#[test]
+fn stale_nonces_are_ignored() {
+    let mut c = Client::new();
+    c.snapshot(Some(snap(&[(Endpoint, "a", "1"), (Endpoint, "b", "1")])));
+    let first = c.request(req(Endpoint, &["a"], ""));
+    c.ack(&first[0], &["a"]);
+    let second = c.snapshot(Some(snap(&[(Endpoint, "a", "2"), (Endpoint, "b", "1")])));
+    // A late request carrying the first nonce must not change the subscription.
+    let effects = c.stream.on_request(&req(Endpoint, &["a", "b"], &first[0].nonce), &c.cache);
+    assert!(effects.responses.is_empty());
+    assert_eq!(effects.ignored.len(), 1);
+    assert!(effects.acks.is_empty());
+    // The current nonce is accepted.
+    let more = c.ack(&second[0], &["a", "b"]);
+    assert_eq!(names(&more[0]), ["a", "b"]);
+}
+
+#[test]
+fn named_subscriptions_get_exactly_the_requested_names_that_exist() {
+    let mut c = Client::new();
+    c.snapshot(Some(snap(&[(Route, "r1", "1"), (Route, "r2", "1")])));
+    let sent = c.request(req(Route, &["r2", "missing"], ""));
+    assert_eq!(names(&sent[0]), ["r2"]);
+    let more = c.ack(&sent[0], &["r1", "r2"]);
+    assert_eq!(names(&more[0]), ["r1", "r2"]);
+    // Subscribing to a name that does not exist changes nothing to send.
+    assert!(c.ack(&more[0], &["r1", "r2", "nope"]).is_empty());
+}
+
+#[test]
+fn unknown_types_are_ignored() {
+    let mut c = Client::new();
+    c.snapshot(Some(snap(&[])));
+    let mut r = req(Cluster, &[], "");
+    r.type_url = "type.googleapis.com/some.Other".into();
+    let effects = c.stream.on_request(&r, &c.cache);
+    assert!(effects.responses.is_empty());
+    assert_eq!(effects.ignored.len(), 1);
+}
+
+#[test]
+fn changes_go_out_cds_eds_lds_rds_each_after_the_previous_ack() {
+    let mut c = Client::new();
+    c.snapshot(Some(snap(&[
+        (Cluster, "c", "1"),
+        (Endpoint, "c", "1"),
+        (Listener, "l", "1"),
+        (Route, "r", "1"),
+    ])));
+    // Envoy's start-up: CDS, then EDS, LDS, RDS as it learns the names.
+    let cds = c.request(req(Cluster, &[], ""));
+    c.ack(&cds[0], &[]);
+    let eds = c.request(req(Endpoint, &["c"], ""));
+    c.ack(&eds[0], &["c"]);
+    let lds = c.request(req(Listener, &[], ""));
+    c.ack(&lds[0], &[]);
+    let rds = c.request(req(Route, &["r"], ""));
+    c.ack(&rds[0], &["r"]);
+
+    // Everything changes at once.
+    let mut out = c.snapshot(Some(snap(&[
+        (Cluster, "c", "2"),
+        (Endpoint, "c", "2"),
+        (Listener, "l", "2"),
+        (Route, "r", "2"),
+    ])));
+    let mut order = Vec::new();
+    while let Some(response) = out.pop() {
+        assert!(out.is_empty(), "one response in flight at a time");
+        order.push(response.ty);
+        let subs: &[&str] = match response.ty {
+            Endpoint => &["c"],
+            Route => &["r"],
+            _ => &[],
+        };
+        out = c.ack(&response, subs);
+    }
+    assert_eq!(order, [Cluster, Endpoint, Listener, Route]);
+}
+
+#[test]
+fn a_cluster_a_route_stops_using_is_removed_only_after_the_route_update() {
+    let mut c = Client::new();
+    c.snapshot(Some(snap(&[
+        (Cluster, "old", "1"),
+        (Endpoint, "old", "1"),
+        (Listener, "l", "1"),
+        (Route, "r", "to-old"),
+    ])));
+    let cds = c.request(req(Cluster, &[], ""));
+    c.ack(&cds[0], &[]);
+    let eds = c.request(req(Endpoint, &["old"], ""));
+    c.ack(&eds[0], &["old"]);
+    let lds = c.request(req(Listener, &[], ""));
+    c.ack(&lds[0], &[]);
+    let rds = c.request(req(Route, &["r"], ""));
+    c.ack(&rds[0], &["r"]);
+    c.log.clear();
+
+    // One change: route moves to "new", "old" is deleted.
+    let out = c.snapshot(Some(snap(&[
+        (Cluster, "new", "1"),
+        (Endpoint, "new", "1"),
+        (Listener, "l", "1"),
+        (Route, "r", "to-new"),
+    ])));
+    // CDS first, with both clusters.
+    assert_eq!(out[0].ty, Cluster);
+    assert_eq!(names(&out[0]), ["new", "old"]);
+    // Envoy subscribes to the new cluster's endpoints while processing CDS.
+    assert!(c.request(req(Endpoint, &["new", "old"], &eds[0].nonce)).is_empty());
+    let next = c.ack(&out[0], &[]);
+    assert_eq!(next[0].ty, Endpoint);
+    assert_eq!(names(&next[0]), ["new"]);
+    let next = c.ack(&next[0], &["new", "old"]);
+    assert_eq!(next[0].ty, Route, "the listener did not change");
+    assert_eq!(next[0].get("r").unwrap().version, "to-new");
+    // Only now is the old cluster removed.
+    let next = c.ack(&next[0], &["r"]);
+    assert_eq!(next[0].ty, Cluster);
+    assert_eq!(names(&next[0]), ["new"]);
+    let rest = c.ack(&next[0], &[]);
+    assert!(rest.is_empty());
+
+    let types: Vec<_> = c.log.iter().map(|e| e.ty).collect();
+    assert_eq!(types, [Cluster, Endpoint, Route, Cluster]);
+}
+
+#[test]
+fn a_nack_during_a_change_does_not_stall_the_remaining_types() {
+    let mut c = Client::new();
+    c.snapshot(Some(snap(&[(Cluster, "c", "1"), (Listener, "l", "1")])));
+    let cds = c.request(req(Cluster, &[], ""));
+    c.ack(&cds[0], &[]);
+    let lds = c.request(req(Listener, &[], ""));
+    c.ack(&lds[0], &[]);
+    let out = c.snapshot(Some(snap(&[(Cluster, "c", "bad"), (Listener, "l", "2")])));
+    assert_eq!(out[0].ty, Cluster);
+    let effects = c.stream.on_request(&nack(Cluster, &out[0].nonce), &c.cache);
+    assert_eq!(effects.responses.len(), 1);
+    assert_eq!(effects.responses[0].ty, Listener);
+}
+
+#[test]
+fn streams_of_one_group_share_one_encoding() {
+    let cache = ResponseCache::new();
+    let target = snap(&[(Cluster, "a", "1"), (Cluster, "b", "1")]);
+    let mut streams: Vec<SotwStream> = (0..100).map(|_| SotwStream::new()).collect();
+    let mut first: Option<Arc<Encoded>> = None;
+    for s in &mut streams {
+        s.identify(&req(Cluster, &[], "")).unwrap();
+        s.on_snapshot(Some(target.clone()), &cache);
+        let sent = s.on_request(&req(Cluster, &[], ""), &cache).responses;
+        if let Some(f) = &first {
+            assert!(Arc::ptr_eq(f, &sent[0]));
+        }
+        first = Some(sent[0].clone());
+    }
+    assert_eq!(cache.encodes(), 1);
+}
+
+#[test]
+fn settles_after_a_random_walk_of_changes() {
+    // Whatever sequence of snapshots arrives, once the client has ACKed
+    // everything the stream carries exactly the last snapshot.
+    let mut c = Client::new();
+    let subs: &[(ResourceType, &[&str])] = &[(Endpoint, &["a", "b"]), (Route, &["r"])];
+    c.snapshot(Some(snap(&[(Cluster, "a", "0")])));
+    let mut pending = c.request(req(Cluster, &[], ""));
+    pending.extend(c.request(req(Listener, &[], "")));
+    c.settle(pending, subs);
+    for i in 1..20 {
+        let v = i.to_string();
+        let mut items = vec![(Cluster, if i % 2 == 0 { "a" } else { "b" }, v.as_str())];
+        if i % 3 == 0 {
+            items.push((Listener, "l", v.as_str()));
+        }
+        let out = c.snapshot(Some(snap(&items)));
+        c.settle(out, subs);
+        let last_cds = c.log.iter().rev().find(|e| e.ty == Cluster).unwrap();
+        assert_eq!(names(last_cds), [items[0].1]);
+        let last_lds = c.log.iter().rev().find(|e| e.ty == Listener).unwrap();
+        assert_eq!(last_lds.resources.len(), usize::from(i % 3 == 0));
+    }
+}

@@ -1,0 +1,350 @@
+//! The xds-server's in-memory view of etcd: node bindings and decoded
+//! snapshots. Pure: fed with key/value events, queried by node ID.
+//!
+//! A batch of events (one etcd watch response, i.e. whole transactions) is
+//! applied at once, so a stream never sees half a controller change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bootes_proto::{store, Key, Keys, ResourceType};
+use bytes::Bytes;
+use prost::Message;
+
+/// One resource as served: its name, content-hash version and encoded body.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Resource {
+    pub name: String,
+    pub version: String,
+    pub value: Bytes,
+    /// `Kind namespace/name` of the Bootes object it came from.
+    pub source: String,
+}
+
+/// A decoded snapshot: per type, resources by name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub key: String,
+    pub version: String,
+    pub types: BTreeMap<ResourceType, BTreeMap<String, Arc<Resource>>>,
+}
+
+impl Snapshot {
+    pub fn resources(&self, ty: ResourceType) -> Option<&BTreeMap<String, Arc<Resource>>> {
+        self.types.get(&ty)
+    }
+
+    /// Decodes an etcd value. Resources of types this server does not know
+    /// are skipped (a newer controller may write them).
+    pub fn decode(key: &str, value: &[u8]) -> Result<Self, prost::DecodeError> {
+        let snap = store::Snapshot::decode(value)?;
+        let mut types = BTreeMap::new();
+        for t in snap.types {
+            let Some(ty) = ResourceType::from_type_url(&t.type_url) else {
+                tracing::warn!(snapshot = key, type_url = %t.type_url, "skipping unknown resource type");
+                continue;
+            };
+            let resources = t
+                .resources
+                .into_iter()
+                .map(|r| {
+                    let source = r
+                        .source
+                        .map(|s| format!("{} {}/{}", s.kind, s.namespace, s.name))
+                        .unwrap_or_default();
+                    let resource = Resource {
+                        name: r.name,
+                        version: r.version,
+                        value: Bytes::from(r.value),
+                        source,
+                    };
+                    (resource.name.clone(), Arc::new(resource))
+                })
+                .collect();
+            types.insert(ty, resources);
+        }
+        Ok(Self {
+            key: key.to_string(),
+            version: snap.version,
+            types,
+        })
+    }
+}
+
+/// A change read from etcd.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Put { key: String, value: Vec<u8> },
+    Delete { key: String },
+}
+
+/// Bindings and snapshots, as of one etcd revision.
+#[derive(Debug, Default)]
+pub struct Snapshots {
+    keys: Keys,
+    /// Node ID → snapshot ref (`<namespace>/<group>`).
+    bindings: HashMap<String, String>,
+    /// Snapshot ref → snapshot.
+    snapshots: HashMap<String, Arc<Snapshot>>,
+    revision: i64,
+}
+
+/// What a batch of events did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub changed: usize,
+    /// Keys whose values could not be decoded (the previous value is kept).
+    pub rejected: Vec<String>,
+}
+
+impl Snapshots {
+    pub fn new(keys: Keys) -> Self {
+        Self {
+            keys,
+            ..Default::default()
+        }
+    }
+
+    /// The etcd revision these contents reflect.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// The snapshot a node receives, if it has a binding whose snapshot exists.
+    pub fn for_node(&self, node_id: &str) -> Option<Arc<Snapshot>> {
+        let snapshot_ref = self.bindings.get(node_id)?;
+        self.snapshots.get(snapshot_ref).cloned()
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.bindings.len()
+    }
+
+    pub fn snapshot_count(&self) -> usize {
+        self.snapshots.len()
+    }
+
+    /// Replaces everything with a full listing at `revision`.
+    pub fn reset(&mut self, kvs: Vec<(String, Vec<u8>)>, revision: i64) -> Applied {
+        let old_bindings = std::mem::take(&mut self.bindings);
+        let old_snapshots = std::mem::take(&mut self.snapshots);
+        // Decoding failures during a relist keep the value we had, if any.
+        let mut applied = Applied::default();
+        for (key, value) in kvs {
+            if !self.put(&key, &value) {
+                applied.rejected.push(key.clone());
+                self.restore(&key, &old_bindings, &old_snapshots);
+            }
+        }
+        applied.changed = self.bindings.len() + self.snapshots.len();
+        self.revision = revision;
+        applied
+    }
+
+    /// Applies one batch of watch events (whole transactions) at `revision`.
+    pub fn apply(&mut self, events: Vec<Event>, revision: i64) -> Applied {
+        let mut applied = Applied::default();
+        for event in events {
+            match event {
+                Event::Put { key, value } => {
+                    if self.put(&key, &value) {
+                        applied.changed += 1;
+                    } else {
+                        applied.rejected.push(key);
+                    }
+                }
+                Event::Delete { key } => {
+                    match self.keys.parse(&key) {
+                        Some(Key::Node(node)) => {
+                            self.bindings.remove(node);
+                        }
+                        Some(Key::Snapshot(s)) => {
+                            self.snapshots.remove(s);
+                        }
+                        _ => continue,
+                    }
+                    applied.changed += 1;
+                }
+            }
+        }
+        self.revision = self.revision.max(revision);
+        applied
+    }
+
+    /// Stores one value; false when it cannot be decoded (nothing changes).
+    fn put(&mut self, key: &str, value: &[u8]) -> bool {
+        match self.keys.parse(key) {
+            Some(Key::Node(node)) => match store::NodeBinding::decode(value) {
+                Ok(b) => {
+                    self.bindings.insert(node.to_string(), b.snapshot);
+                    true
+                }
+                Err(e) => {
+                    tracing::error!(key, error = %e, "undecodable node binding in etcd; keeping the previous one");
+                    false
+                }
+            },
+            Some(Key::Snapshot(s)) => match Snapshot::decode(s, value) {
+                Ok(snap) => {
+                    self.snapshots.insert(s.to_string(), Arc::new(snap));
+                    true
+                }
+                Err(e) => {
+                    tracing::error!(key, error = %e, "undecodable snapshot in etcd; keeping the previous one");
+                    false
+                }
+            },
+            // status/, leader and foreign keys are not ours to serve.
+            _ => true,
+        }
+    }
+
+    fn restore(
+        &mut self,
+        key: &str,
+        old_bindings: &HashMap<String, String>,
+        old_snapshots: &HashMap<String, Arc<Snapshot>>,
+    ) {
+        match self.keys.parse(key) {
+            Some(Key::Node(node)) => {
+                if let Some(b) = old_bindings.get(node) {
+                    self.bindings.insert(node.to_string(), b.clone());
+                }
+            }
+            Some(Key::Snapshot(s)) => {
+                if let Some(snap) = old_snapshots.get(s) {
+                    self.snapshots.insert(s.to_string(), snap.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(snapshot: &str) -> Vec<u8> {
+        store::NodeBinding {
+            snapshot: snapshot.into(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn snapshot(version: &str, clusters: &[&str]) -> Vec<u8> {
+        store::Snapshot {
+            version: version.into(),
+            types: vec![store::TypeResources {
+                type_url: ResourceType::Cluster.type_url().into(),
+                version: version.into(),
+                resources: clusters
+                    .iter()
+                    .map(|c| store::Resource {
+                        name: c.to_string(),
+                        version: format!("{c}-v"),
+                        value: vec![1, 2, 3],
+                        source: None,
+                    })
+                    .collect(),
+            }],
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn put(key: &str, value: Vec<u8>) -> Event {
+        Event::Put {
+            key: key.into(),
+            value,
+        }
+    }
+
+    #[test]
+    fn a_node_is_served_once_binding_and_snapshot_exist() {
+        let mut s = Snapshots::new(Keys::default());
+        assert!(s.for_node("n.ns").is_none());
+        s.apply(vec![put("/bootes/v1/nodes/n.ns", binding("ns/g1"))], 2);
+        assert!(s.for_node("n.ns").is_none(), "binding without snapshot");
+        s.apply(vec![put("/bootes/v1/snapshots/ns/g1", snapshot("v1", &["a"]))], 3);
+        let snap = s.for_node("n.ns").unwrap();
+        assert_eq!(snap.version, "v1");
+        assert_eq!(snap.resources(ResourceType::Cluster).unwrap()["a"].version, "a-v");
+        assert_eq!(s.revision(), 3);
+    }
+
+    #[test]
+    fn a_batch_moves_bindings_and_deletes_snapshots_together() {
+        let mut s = Snapshots::new(Keys::default());
+        s.reset(
+            vec![
+                ("/bootes/v1/nodes/n.ns".into(), binding("ns/g1")),
+                ("/bootes/v1/snapshots/ns/g1".into(), snapshot("v1", &["a"])),
+            ],
+            5,
+        );
+        s.apply(
+            vec![
+                put("/bootes/v1/snapshots/ns/g2", snapshot("v2", &["b"])),
+                put("/bootes/v1/nodes/n.ns", binding("ns/g2")),
+                Event::Delete {
+                    key: "/bootes/v1/snapshots/ns/g1".into(),
+                },
+            ],
+            6,
+        );
+        assert_eq!(s.for_node("n.ns").unwrap().version, "v2");
+        assert_eq!(s.snapshot_count(), 1);
+        s.apply(
+            vec![Event::Delete {
+                key: "/bootes/v1/nodes/n.ns".into(),
+            }],
+            7,
+        );
+        assert!(s.for_node("n.ns").is_none());
+    }
+
+    #[test]
+    fn garbage_values_are_rejected_and_keep_what_was_valid() {
+        let mut s = Snapshots::new(Keys::default());
+        s.apply(
+            vec![
+                put("/bootes/v1/nodes/n.ns", binding("ns/g1")),
+                put("/bootes/v1/snapshots/ns/g1", snapshot("v1", &["a"])),
+            ],
+            2,
+        );
+        let applied = s.apply(
+            vec![put("/bootes/v1/snapshots/ns/g1", vec![0xff, 0xff, 0xff])],
+            3,
+        );
+        assert_eq!(applied.rejected, ["/bootes/v1/snapshots/ns/g1"]);
+        assert_eq!(s.for_node("n.ns").unwrap().version, "v1");
+
+        let applied = s.reset(
+            vec![
+                ("/bootes/v1/nodes/n.ns".into(), binding("ns/g1")),
+                ("/bootes/v1/snapshots/ns/g1".into(), vec![0xff]),
+            ],
+            9,
+        );
+        assert_eq!(applied.rejected.len(), 1);
+        assert_eq!(s.for_node("n.ns").unwrap().version, "v1", "kept across a relist");
+    }
+
+    #[test]
+    fn foreign_and_status_keys_are_ignored() {
+        let mut s = Snapshots::new(Keys::default());
+        let applied = s.apply(
+            vec![
+                put("/bootes/v1/status/n.ns/r1", vec![0xff]),
+                put("/bootes/v1/leader", vec![]),
+                put("/elsewhere", vec![0xff]),
+            ],
+            2,
+        );
+        assert!(applied.rejected.is_empty());
+        assert_eq!(s.node_count(), 0);
+    }
+}
