@@ -1,1 +1,3 @@
 //! helpers
+
+pub mod harness;

@@ -1,0 +1,180 @@
+//! The two Bootes binaries, started as real processes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use super::{eventually, find_bootes_bin, free_port, http_get, test_dir, ChildProcess, Etcd};
+
+fn base_command(bin: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "info");
+    }
+    cmd
+}
+
+/// Polls `GET /readyz` on `admin` until it answers 200, failing early (with
+/// the log tails) if the process exits.
+async fn wait_ready(process: &mut ChildProcess, admin: SocketAddr) -> Result<()> {
+    let name = process.name().to_string();
+    eventually(
+        &format!("{name} answers 200 on http://{admin}/readyz"),
+        || {
+            let running = process.check_running();
+            async move {
+                running?;
+                let r = http_get(admin, "127.0.0.1", "/readyz").await?;
+                if r.status != 200 {
+                    bail!("/readyz: {} {}", r.status, r.text());
+                }
+                Ok(())
+            }
+        },
+    )
+    .await
+}
+
+/// `bootes-controller run --manifests DIR` against an etcd.
+#[derive(Debug)]
+pub struct Controller {
+    process: ChildProcess,
+    metrics_addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Controller {
+    /// Starts the controller on `manifests` with the default etcd prefix and
+    /// waits for `/readyz`.
+    pub async fn start(etcd: &Etcd, manifests: &Path) -> Result<Self> {
+        Self::start_with_args(etcd, manifests, &[]).await
+    }
+
+    /// Like [`Controller::start`], with extra command-line arguments.
+    pub async fn start_with_args(etcd: &Etcd, manifests: &Path, extra: &[&str]) -> Result<Self> {
+        let bin = find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN")?;
+        let dir = test_dir("controller")?;
+        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut cmd = base_command(&bin);
+        cmd.arg("run")
+            .arg("--manifests")
+            .arg(manifests)
+            .arg("--etcd-endpoints")
+            .arg(etcd.endpoint())
+            .arg("--metrics-addr")
+            .arg(metrics_addr.to_string())
+            .args(extra);
+        let mut process = ChildProcess::spawn("bootes-controller", &mut cmd, dir.path())?;
+        wait_ready(&mut process, metrics_addr)
+            .await
+            .context("bootes-controller did not become ready")?;
+        Ok(Self {
+            process,
+            metrics_addr,
+            _dir: dir,
+        })
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    pub fn process(&mut self) -> &mut ChildProcess {
+        &mut self.process
+    }
+}
+
+/// One `bootes-xds-server` replica.
+#[derive(Debug)]
+pub struct XdsServer {
+    name: String,
+    process: Option<ChildProcess>,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    etcd_endpoint: String,
+    extra: Vec<String>,
+    bin: PathBuf,
+    restarts: u32,
+    dir: tempfile::TempDir,
+}
+
+impl XdsServer {
+    /// Starts a replica called `name` (used in log file names) and waits for
+    /// `/readyz`.
+    pub async fn start(etcd: &Etcd, name: &str) -> Result<Self> {
+        Self::start_with_args(etcd, name, &[]).await
+    }
+
+    /// Like [`XdsServer::start`], with extra command-line arguments.
+    pub async fn start_with_args(etcd: &Etcd, name: &str, extra: &[&str]) -> Result<Self> {
+        let mut server = Self {
+            name: name.to_string(),
+            process: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            etcd_endpoint: etcd.endpoint(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            bin: find_bootes_bin("bootes-xds-server", "BOOTES_XDS_SERVER_BIN")?,
+            restarts: 0,
+            dir: test_dir(&format!("xds-{name}"))?,
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let mut cmd = base_command(&self.bin);
+        cmd.arg("--etcd-endpoints")
+            .arg(&self.etcd_endpoint)
+            .arg("--listen")
+            .arg(self.listen.to_string())
+            .arg("--admin-listen")
+            .arg(self.admin.to_string())
+            .args(&self.extra);
+        let log_name = if self.restarts == 0 {
+            format!("xds-server-{}", self.name)
+        } else {
+            format!("xds-server-{}-restart{}", self.name, self.restarts)
+        };
+        let mut process = ChildProcess::spawn(&log_name, &mut cmd, self.dir.path())?;
+        wait_ready(&mut process, self.admin)
+            .await
+            .with_context(|| format!("xds-server {} did not become ready", self.name))?;
+        self.process = Some(process);
+        Ok(())
+    }
+
+    /// The gRPC (ADS) address.
+    pub fn addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The admin address (`/readyz`, `/livez`, `/metrics`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Kills the replica (SIGKILL: no goodbye to its streams).
+    pub fn kill(&mut self) {
+        if let Some(p) = self.process.as_mut() {
+            p.kill();
+        }
+    }
+
+    /// Starts the replica again on the same ports after [`XdsServer::kill`].
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.restarts += 1;
+        self.spawn().await
+    }
+
+    pub fn process(&mut self) -> Option<&mut ChildProcess> {
+        self.process.as_mut()
+    }
+}

@@ -1,0 +1,123 @@
+//! A throw-away etcd (Debian's `etcd-server`) on free loopback ports.
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use super::{eventually, find_etcd, free_port, http_get, test_dir, ChildProcess};
+
+/// One etcd member with its data in a temporary directory; killed and
+/// removed when dropped.
+#[derive(Debug)]
+pub struct Etcd {
+    process: ChildProcess,
+    client_addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    /// Starts etcd and waits until `/health` says it is healthy.
+    pub async fn start() -> Result<Self> {
+        let bin = find_etcd()?;
+        let dir = test_dir("etcd")?;
+        let client_port = free_port();
+        let peer_port = free_port();
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--name")
+            .arg("bootes-test")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--listen-client-urls")
+            .arg(&client_url)
+            .arg("--advertise-client-urls")
+            .arg(&client_url)
+            .arg("--listen-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-cluster")
+            .arg(format!("bootes-test={peer_url}"))
+            .arg("--initial-cluster-state")
+            .arg("new")
+            .arg("--logger")
+            .arg("zap")
+            .arg("--log-outputs")
+            .arg("stderr");
+        let process = ChildProcess::spawn("etcd", &mut cmd, dir.path())?;
+        let mut etcd = Self {
+            process,
+            client_addr: SocketAddr::from(([127, 0, 0, 1], client_port)),
+            dir,
+        };
+        etcd.wait_healthy().await?;
+        Ok(etcd)
+    }
+
+    async fn wait_healthy(&mut self) -> Result<()> {
+        let addr = self.client_addr;
+        let process = &mut self.process;
+        eventually("etcd answers /health", || {
+            let running = process.check_running();
+            async move {
+                running?;
+                let r = http_get(addr, "127.0.0.1", "/health").await?;
+                if r.status != 200 || !r.body.contains("true") {
+                    bail!("/health: {} {}", r.status, r.body);
+                }
+                Ok(())
+            }
+        })
+        .await
+        .context("etcd did not become healthy")
+    }
+
+    /// The client URL, e.g. `http://127.0.0.1:23790`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.client_addr)
+    }
+
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn process(&mut self) -> &mut ChildProcess {
+        &mut self.process
+    }
+
+    /// A client for inspecting or changing keys directly.
+    pub async fn client(&self) -> Result<etcd_client::Client> {
+        etcd_client::Client::connect([self.endpoint()], None)
+            .await
+            .context("connecting to etcd")
+    }
+
+    /// Every key under `prefix`, sorted.
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut client = self.client().await?;
+        let resp = client
+            .get(
+                prefix,
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_prefix()
+                        .with_keys_only(),
+                ),
+            )
+            .await
+            .context("listing etcd keys")?;
+        let mut keys: Vec<String> = resp
+            .kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+}

@@ -1,0 +1,43 @@
+//! Test harness for end-to-end tests: real etcd, the real Bootes binaries and
+//! a real Envoy, all on 127.0.0.1 with random free ports and temporary
+//! directories, so tests can run in parallel.
+//!
+//! Rules the helpers follow (and tests should too):
+//! * every child process is owned by a [`ChildProcess`] that kills it on drop
+//!   and keeps its stdout/stderr in files; the tails are printed when the
+//!   guard is dropped (libtest shows them only for failing tests);
+//! * nothing sleeps a fixed time to let things settle: waiting is always on a
+//!   condition with a deadline ([`eventually`]).
+//!
+//! Tools are found as follows (a missing tool is a clear error, never a skip):
+//! * `bootes-controller` / `bootes-xds-server`: `BOOTES_CONTROLLER_BIN` /
+//!   `BOOTES_XDS_SERVER_BIN`, else next to the test executable
+//!   (`target/<profile>/`), built by `cargo build --bins`;
+//! * Envoy: `ENVOY_BIN`, else `${BOOTES_TOOLS_DIR:-$HOME/.cache/bootes-tools}/venv/bin/envoy`,
+//!   else `envoy` on `PATH` (`scripts/install-tools.sh` installs it);
+//! * etcd: `ETCD_BIN`, else `etcd` on `PATH` (Debian's `etcd-server`).
+
+mod bootes;
+mod envoy;
+mod etcd;
+mod http;
+mod manifests;
+mod ports;
+mod process;
+mod upstream;
+mod wait;
+
+pub use bootes::{Controller, XdsServer};
+pub use envoy::{
+    bootstrap as envoy_bootstrap, dynamic_clusters, dynamic_endpoints, dynamic_listeners,
+    dynamic_route_configs, Envoy, EnvoyOptions,
+};
+pub use etcd::Etcd;
+pub use http::{http_get, HttpResponse};
+pub use manifests::{
+    cluster_eds, endpoint, listener_http, pod, route, yaml_stream, ManifestDir, VirtualHost,
+};
+pub use ports::free_port;
+pub use process::{find_bootes_bin, find_envoy, find_etcd, test_dir, ChildProcess};
+pub use upstream::Upstream;
+pub use wait::{eventually, eventually_with, DEFAULT_TIMEOUT};

@@ -1,0 +1,70 @@
+//! A tiny in-process HTTP upstream that answers every request with its own
+//! name, so a test can see where Envoy routed a request.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::http::header::{HeaderName, HeaderValue};
+
+/// An HTTP/1.1 server on a free loopback port: every request gets `200`,
+/// body `<name>`, header `x-upstream: <name>`. Stopped when dropped.
+#[derive(Debug)]
+pub struct Upstream {
+    name: String,
+    addr: SocketAddr,
+    hits: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    /// Binds 127.0.0.1:0 and starts serving on the current Tokio runtime.
+    pub async fn start(name: &str) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .context("binding the upstream")?;
+        let addr = listener.local_addr()?;
+        let hits = Arc::new(AtomicU64::new(0));
+        let body = name.to_string();
+        let header = HeaderValue::from_str(name).context("upstream name must be a header value")?;
+        let counter = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            let body = body.clone();
+            let header = header.clone();
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::Relaxed);
+                ([(HeaderName::from_static("x-upstream"), header)], body)
+            }
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            name: name.to_string(),
+            addr,
+            hits,
+            task,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many requests it answered.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
