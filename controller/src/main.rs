@@ -2,9 +2,14 @@
 
 mod cli;
 mod convert;
+mod etcd_writer;
 mod index;
 mod manifest;
 mod model;
+mod plan;
+mod reconcile;
+mod run;
+mod source;
 mod validate_cmd;
 
 use std::process::ExitCode;
@@ -16,7 +21,10 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         cli::Command::Validate(args) => validate_cmd::run(&args),
-        cli::Command::Run(_args) => unimplemented!(),
+        cli::Command::Run(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(run::run(args)))
+            .map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,103 @@
+//! The etcd shell of the controller: reads what is under the prefix, then
+//! writes the transactions [`plan`](crate::plan) computes.
+
+use std::time::Duration;
+
+use bootes_proto::Keys;
+use etcd_client::{Client, GetOptions, Txn, TxnOp};
+
+use crate::index::Desired;
+use crate::plan::{self, Contents, Op, Plan};
+
+/// Statistics of one write, for logs and metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStats {
+    pub txns: usize,
+    pub puts: usize,
+    pub deletes: usize,
+    pub bytes: usize,
+}
+
+pub struct EtcdWriter {
+    client: Client,
+    keys: Keys,
+    /// What this writer believes is in etcd (nodes/ and snapshots/).
+    written: Contents,
+}
+
+impl EtcdWriter {
+    pub async fn connect(endpoints: &[String], keys: Keys) -> Result<Self, etcd_client::Error> {
+        let client = Client::connect(
+            endpoints,
+            Some(
+                etcd_client::ConnectOptions::new()
+                    .with_connect_timeout(Duration::from_secs(3))
+                    .with_timeout(Duration::from_secs(10))
+                    .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5)),
+            ),
+        )
+        .await?;
+        Ok(Self {
+            client,
+            keys,
+            written: Contents::new(),
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Reads the current nodes/ and snapshots/, so that only differences are written.
+    pub async fn load(&mut self) -> Result<(), etcd_client::Error> {
+        let mut contents = Contents::new();
+        for prefix in [self.keys.nodes(), self.keys.snapshots()] {
+            let resp = self
+                .client
+                .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+                .await?;
+            for kv in resp.kvs() {
+                contents.insert(
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    kv.value().to_vec(),
+                );
+            }
+        }
+        tracing::info!(keys = contents.len(), "read current etcd contents");
+        self.written = contents;
+        Ok(())
+    }
+
+    /// The plan to reach `desired` from what was last read or written.
+    pub fn plan(&self, desired: &Desired) -> Plan {
+        plan::plan(&self.keys, &self.written, desired)
+    }
+
+    /// Runs `plan`'s transactions in order. On error, what was written so far
+    /// is remembered and the rest is left for the next attempt.
+    pub async fn write(&mut self, plan: &Plan) -> Result<WriteStats, etcd_client::Error> {
+        let mut stats = WriteStats::default();
+        for ops in &plan.txns {
+            let txn_ops: Vec<TxnOp> = ops
+                .iter()
+                .map(|op| match op {
+                    Op::Put { key, value } => TxnOp::put(key.as_str(), value.clone(), None),
+                    Op::Delete { key } => TxnOp::delete(key.as_str(), None),
+                })
+                .collect();
+            self.client.txn(Txn::new().and_then(txn_ops)).await?;
+            plan::apply(&mut self.written, ops);
+            stats.txns += 1;
+            for op in ops {
+                match op {
+                    Op::Put { value, .. } => {
+                        stats.puts += 1;
+                        stats.bytes += value.len();
+                    }
+                    Op::Delete { .. } => stats.deletes += 1,
+                }
+            }
+        }
+        Ok(stats)
+    }
+}

@@ -1,0 +1,209 @@
+//! The reconcile loop: source events into the index, bursts coalesced, the
+//! desired state planned and written to etcd, statuses reported.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::convert::ConfigError;
+use crate::etcd_writer::EtcdWriter;
+use crate::index::{Index, ObjectStatus};
+use crate::model::ObjectKey;
+use crate::source::SourceEvent;
+
+/// Receives the statuses the index computes (Kubernetes status, or the log).
+pub trait StatusSink: Send {
+    fn report(&mut self, statuses: &BTreeMap<ObjectKey, ObjectStatus>);
+}
+
+/// Directory mode: status changes go to the log.
+#[derive(Default)]
+pub struct LogStatus {
+    last: BTreeMap<ObjectKey, ObjectStatus>,
+}
+
+impl StatusSink for LogStatus {
+    fn report(&mut self, statuses: &BTreeMap<ObjectKey, ObjectStatus>) {
+        for (key, status) in statuses {
+            if self.last.get(key) == Some(status) {
+                continue;
+            }
+            if status.accepted {
+                tracing::info!(object = %key, nodes = status.nodes, "accepted");
+            } else {
+                tracing::warn!(
+                    object = %key,
+                    reason = status.reason.as_str(),
+                    nodes = status.nodes,
+                    message = status.message,
+                    "not accepted"
+                );
+            }
+        }
+        for key in self.last.keys() {
+            if !statuses.contains_key(key) {
+                tracing::info!(object = %key, "removed");
+            }
+        }
+        self.last = statuses.clone();
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// A burst ends after this much quiet.
+    pub debounce: Duration,
+    /// ... or at the latest this long after it started.
+    pub max_delay: Duration,
+}
+
+pub struct Reconciler {
+    pub index: Index,
+    pub writer: EtcdWriter,
+    pub status: Box<dyn StatusSink>,
+    pub timing: Timing,
+    /// Set after the first successful write: the readiness signal.
+    pub synced: Arc<AtomicBool>,
+    /// Problems last logged per object, to log each once per change.
+    logged: BTreeMap<ObjectKey, Vec<ConfigError>>,
+}
+
+impl Reconciler {
+    pub fn new(writer: EtcdWriter, status: Box<dyn StatusSink>, timing: Timing) -> Self {
+        Self {
+            index: Index::new(),
+            writer,
+            status,
+            timing,
+            synced: Arc::new(AtomicBool::new(false)),
+            logged: BTreeMap::new(),
+        }
+    }
+
+    /// Runs until every source is gone.
+    pub async fn run(mut self, mut events: mpsc::Receiver<SourceEvent>) {
+        let mut dirty_since: Option<Instant> = None;
+        let mut last_event = Instant::now();
+        let mut retry_at: Option<Instant> = None;
+        loop {
+            let deadline = match (dirty_since, retry_at) {
+                (Some(first), _) => {
+                    Some((last_event + self.timing.debounce).min(first + self.timing.max_delay))
+                }
+                (None, retry) => retry,
+            };
+            let event = match deadline {
+                Some(d) => tokio::select! {
+                    e = events.recv() => e.map(Some),
+                    () = tokio::time::sleep_until(d) => Some(None),
+                },
+                None => events.recv().await.map(Some),
+            };
+            match event {
+                None => return,
+                Some(Some(event)) => {
+                    self.apply(event);
+                    last_event = Instant::now();
+                    dirty_since.get_or_insert(last_event);
+                }
+                Some(None) => {
+                    dirty_since = None;
+                    retry_at = match self.sync().await {
+                        Ok(()) => None,
+                        Err(e) => {
+                            tracing::error!(error = %e, "writing to etcd failed; retrying");
+                            Some(Instant::now() + Duration::from_secs(1))
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, event: SourceEvent) {
+        match event {
+            SourceEvent::ResetObjects(objects) => {
+                let problems: BTreeMap<_, _> =
+                    self.index.reset_objects(objects).into_iter().collect();
+                self.log_problems(problems);
+            }
+            SourceEvent::ApplyObject(object) => {
+                let key = object.key.clone();
+                let errors = self.index.apply_object(object);
+                let mut problems = self.logged.clone();
+                problems.remove(&key);
+                if !errors.is_empty() {
+                    problems.insert(key, errors);
+                }
+                self.log_problems(problems);
+            }
+            SourceEvent::DeleteObject(key) => {
+                self.index.delete_object(&key);
+                self.logged.remove(&key);
+            }
+            SourceEvent::ResetPods(pods) => self.index.reset_pods(pods),
+            SourceEvent::ApplyPod(pod) => self.index.apply_pod(pod),
+            SourceEvent::DeletePod(key) => self.index.delete_pod(&key),
+            SourceEvent::Problem(p) => tracing::error!(problem = p, "source"),
+        }
+    }
+
+    /// Logs every problem of objects whose problems changed, one line each.
+    fn log_problems(&mut self, problems: BTreeMap<ObjectKey, Vec<ConfigError>>) {
+        for (key, errors) in &problems {
+            if self.logged.get(key) == Some(errors) {
+                continue;
+            }
+            for e in errors {
+                tracing::warn!("rejected: {key}: {e}");
+            }
+        }
+        self.logged = problems;
+    }
+
+    /// Computes the desired state and writes what changed.
+    async fn sync(&mut self) -> Result<(), etcd_client::Error> {
+        let started = std::time::Instant::now();
+        let desired = self.index.desired();
+        let plan = self.writer.plan(&desired);
+        for o in &plan.oversized {
+            tracing::error!(
+                snapshot = o.snapshot,
+                bytes = o.bytes,
+                objects = ?o.objects,
+                "snapshot exceeds etcd's request size limit; not written, its nodes keep their previous configuration"
+            );
+        }
+        let result = self.writer.write(&plan).await;
+        // Report statuses even if etcd failed: validation results stand.
+        self.status.report(&desired.statuses);
+        let stats = match result {
+            Ok(stats) => stats,
+            Err(e) => {
+                // Re-read etcd before retrying: our picture of it may be off.
+                if let Err(load) = self.writer.load().await {
+                    tracing::debug!(error = %load, "reloading etcd contents failed");
+                }
+                return Err(e);
+            }
+        };
+        self.synced.store(true, Ordering::Release);
+        if stats.txns > 0 {
+            tracing::info!(
+                groups = desired.groups.len(),
+                nodes = desired.bindings.len(),
+                txns = stats.txns,
+                puts = stats.puts,
+                deletes = stats.deletes,
+                bytes = stats.bytes,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "wrote etcd"
+            );
+        }
+        Ok(())
+    }
+}

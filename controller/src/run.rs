@@ -1,0 +1,94 @@
+//! `bootes-controller run`: wires a source, the reconciler and the health
+//! endpoints together.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::http::StatusCode;
+use axum::routing::get;
+use bootes_proto::Keys;
+use tokio::sync::mpsc;
+
+use crate::cli::RunArgs;
+use crate::etcd_writer::EtcdWriter;
+use crate::reconcile::{LogStatus, Reconciler, Timing};
+use crate::source;
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let keys = Keys::new(&args.etcd.etcd_prefix);
+    let mut writer = EtcdWriter::connect(&args.etcd.etcd_endpoints, keys)
+        .await
+        .context("connecting to etcd")?;
+    load_with_retry(&mut writer).await;
+
+    let (tx, rx) = mpsc::channel(1024);
+    let Some(dir) = args.manifests.clone() else {
+        anyhow::bail!("Kubernetes mode is not available yet: pass --manifests DIR");
+    };
+    tracing::info!(dir = %dir.display(), "reading manifests from a directory");
+    tokio::spawn(source::dir::run(dir, args.poll_interval, tx));
+
+    let timing = Timing {
+        debounce: args.debounce,
+        max_delay: args.max_delay,
+    };
+    let reconciler = Reconciler::new(writer, Box::new(LogStatus::default()), timing);
+    let synced = reconciler.synced.clone();
+    serve_health(args.metrics_addr, synced).await?;
+
+    tokio::select! {
+        () = reconciler.run(rx) => tracing::info!("sources ended"),
+        () = shutdown_signal() => tracing::info!("stopping"),
+    }
+    Ok(())
+}
+
+async fn load_with_retry(writer: &mut EtcdWriter) {
+    let mut delay = std::time::Duration::from_millis(200);
+    loop {
+        match writer.load().await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(error = %e, "etcd not reachable yet"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(5));
+    }
+}
+
+/// `/livez` always; `/readyz` once the first write to etcd succeeded.
+async fn serve_health(addr: std::net::SocketAddr, synced: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let app = axum::Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let synced = synced.clone();
+                async move {
+                    if synced.load(Ordering::Acquire) {
+                        (StatusCode::OK, "ok\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not synced to etcd yet\n")
+                    }
+                }
+            }),
+        );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "health server failed");
+        }
+    });
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}

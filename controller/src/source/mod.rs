@@ -1,0 +1,20 @@
+//! Where objects and pods come from. Every source feeds the same index
+//! through [`SourceEvent`]s.
+
+pub mod dir;
+
+use crate::model::{BootesObject, ObjectKey, Pod, PodKey};
+
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// The complete set of objects (a relist or a directory reload).
+    ResetObjects(Vec<BootesObject>),
+    /// The complete set of pods.
+    ResetPods(Vec<Pod>),
+    ApplyObject(BootesObject),
+    DeleteObject(ObjectKey),
+    ApplyPod(Pod),
+    DeletePod(PodKey),
+    /// A source could not read some input; nothing valid was dropped.
+    Problem(String),
+}
