@@ -1,10 +1,20 @@
 //! Conversion of `spec.config` (proto3 JSON) into the Envoy protobuf message
 //! its kind names, using the Envoy descriptor pool: no per-type Rust code.
+//!
+//! * [`json`] — the proto3 JSON walker: every problem with its JSON path.
+//! * [`pgv`] — protoc-gen-validate rules, read from the descriptors.
+//!
+//! docs/VALIDATION.md describes what is checked and how problems read.
+
+pub mod json;
+pub mod pgv;
+#[cfg(test)]
+mod tests;
 
 use bootes_proto::envoy::descriptor_pool;
 use bootes_proto::{version, ResourceType};
 use prost::Message;
-use prost_reflect::{DeserializeOptions, DynamicMessage, SerializeOptions};
+use prost_reflect::{DynamicMessage, SerializeOptions};
 
 /// One Envoy resource, converted, validated and encoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,6 +26,17 @@ pub struct Converted {
     pub value: Vec<u8>,
     /// Content hash of the canonical form (see [`canonical_version`]).
     pub version: String,
+}
+
+impl Converted {
+    /// The resource as a message again (for reading references out of it).
+    pub fn message(&self) -> DynamicMessage {
+        let desc = descriptor_pool()
+            .get_message_by_name(self.ty.message_name())
+            .expect("every ResourceType names a message of the Envoy API");
+        DynamicMessage::decode(desc, self.value.as_slice())
+            .expect("a converted resource decodes with the descriptor it was made with")
+    }
 }
 
 /// A problem with one place in `spec.config`.
@@ -40,25 +61,18 @@ impl ConfigError {
 pub const CONFIG_PATH: &str = "spec.config";
 
 /// Converts and validates one `spec.config`.
-pub fn convert(ty: ResourceType, config: &serde_json::Value) -> Result<Converted, Vec<ConfigError>> {
-    let pool = descriptor_pool();
-    let desc = pool
-        .get_message_by_name(ty.message_name())
-        .expect("every ResourceType names a message of the Envoy API");
-    let options = DeserializeOptions::new().deny_unknown_fields(true);
-    let message = DynamicMessage::deserialize_with_options(desc, config, &options)
-        .map_err(|e| vec![ConfigError::new(CONFIG_PATH, e.to_string())])?;
-
+pub fn convert(
+    ty: ResourceType,
+    config: &serde_json::Value,
+) -> Result<Converted, Vec<ConfigError>> {
+    let (message, errors) = convert_message(ty, config);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     let name = message
         .get_field_by_name(ty.name_field())
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
-    if name.is_empty() {
-        return Err(vec![ConfigError::new(
-            format!("{CONFIG_PATH}.{}", ty.name_field()),
-            "the resource has no name",
-        )]);
-    }
     let version = canonical_version(&message);
     Ok(Converted {
         ty,
@@ -68,18 +82,64 @@ pub fn convert(ty: ResourceType, config: &serde_json::Value) -> Result<Converted
     })
 }
 
+/// Parses and validates `config` as the message of `ty`. Returns the message
+/// and every problem found (parse errors, rule violations, a missing name);
+/// the message is only fit for use when there are none.
+pub fn convert_message(
+    ty: ResourceType,
+    config: &serde_json::Value,
+) -> (DynamicMessage, Vec<ConfigError>) {
+    let desc = descriptor_pool()
+        .get_message_by_name(ty.message_name())
+        .expect("every ResourceType names a message of the Envoy API");
+    let (message, mut errors) = json::parse(&desc, config, CONFIG_PATH);
+    // Rule violations where a value could not be parsed (or around it) are
+    // consequences of the parse error, not news: leave them out.
+    let parse_errors = errors.len();
+    for violation in pgv::validate(&message, CONFIG_PATH) {
+        let related = errors[..parse_errors].iter().any(|e| {
+            path_contains(&violation.path, &e.path) || path_contains(&e.path, &violation.path)
+        });
+        if !related {
+            errors.push(violation);
+        }
+    }
+    let name_path = format!("{CONFIG_PATH}.{}", ty.name_field());
+    let named = message
+        .get_field_by_name(ty.name_field())
+        .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()));
+    let name_reported = errors.iter().any(|e| e.path == name_path);
+    if !named && !name_reported && config.is_object() {
+        errors.push(ConfigError::new(
+            name_path,
+            format!("the resource has no name: {} is required", ty.name_field()),
+        ));
+    }
+    (message, errors)
+}
+
+/// Whether `inner` is `outer` or a path below it.
+fn path_contains(outer: &str, inner: &str) -> bool {
+    inner
+        .strip_prefix(outer)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
 /// Content hash of a message, stable across processes.
 ///
 /// The protobuf encoding is not canonical (map fields come out in hash-map
 /// order, also inside `Any` payloads), so the hash is taken over the proto3
 /// JSON form with object keys sorted at every depth.
 pub fn canonical_version(message: &DynamicMessage) -> String {
-    let json = message
-        .serialize_with_options(
-            serde_json::value::Serializer,
-            &SerializeOptions::new().use_proto_field_name(true),
-        )
-        .expect("a valid message serializes to JSON");
+    let json = match message.serialize_with_options(
+        serde_json::value::Serializer,
+        &SerializeOptions::new().use_proto_field_name(true),
+    ) {
+        Ok(json) => json,
+        // Only a message whose Any payloads cannot be decoded gets here (never
+        // one that `convert` accepted): hash its bytes instead of failing.
+        Err(_) => return version::of_bytes(&message.encode_to_vec()),
+    };
     let mut out = Vec::new();
     write_sorted(&json, &mut out);
     version::of_bytes(&out)
@@ -112,61 +172,5 @@ fn write_sorted(value: &serde_json::Value, out: &mut Vec<u8>) {
             out.push(b']');
         }
         scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn converts_a_cluster_and_names_it() {
-        let c = convert(
-            ResourceType::Cluster,
-            &json!({"name": "c1", "connect_timeout": "1s", "type": "EDS",
-                    "eds_cluster_config": {"eds_config": {"ads": {}}}}),
-        )
-        .unwrap();
-        assert_eq!(c.name, "c1");
-        assert!(!c.value.is_empty());
-    }
-
-    #[test]
-    fn endpoint_is_named_by_cluster_name() {
-        let c = convert(ResourceType::Endpoint, &json!({"cluster_name": "c1"})).unwrap();
-        assert_eq!(c.name, "c1");
-    }
-
-    #[test]
-    fn camel_and_snake_case_give_the_same_version() {
-        let a = convert(ResourceType::Cluster, &json!({"name": "c", "connect_timeout": "1s"}));
-        let b = convert(ResourceType::Cluster, &json!({"name": "c", "connectTimeout": "1s"}));
-        assert_eq!(a.unwrap().version, b.unwrap().version);
-    }
-
-    #[test]
-    fn version_is_independent_of_map_order() {
-        // `typed_per_filter_config` is a map field: its encoding order is not
-        // stable, the version must be.
-        let vh = |a: &str, b: &str| {
-            json!({"name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
-                "typed_per_filter_config": {
-                    a: {"@type": "type.googleapis.com/google.protobuf.Struct", "value": {"k": a}},
-                    b: {"@type": "type.googleapis.com/google.protobuf.Struct", "value": {"k": b}}
-                }}]})
-        };
-        let v1 = convert(ResourceType::Route, &vh("x", "y")).unwrap().version;
-        let v2 = convert(ResourceType::Route, &vh("y", "x")).unwrap().version;
-        assert_eq!(v1, v2);
-    }
-
-    #[test]
-    fn rejects_unknown_fields_and_missing_names() {
-        let e = convert(ResourceType::Cluster, &json!({"name": "c", "conect_timeout": "1s"}))
-            .unwrap_err();
-        assert!(e[0].message.contains("conect_timeout"), "{e:?}");
-        let e = convert(ResourceType::Cluster, &json!({"connect_timeout": "1s"})).unwrap_err();
-        assert_eq!(e[0].path, "spec.config.name");
     }
 }
