@@ -1,3 +1,4 @@
 //! helpers
 
 pub mod harness;
+pub mod standin;

@@ -1,0 +1,41 @@
+//! kube-standin: a Kubernetes API server stand-in for tests.
+//!
+//! No Kubernetes API server can be installed where Bootes is developed and tested, so
+//! the tests talk to this in-memory stand-in instead. It speaks enough of the
+//! Kubernetes HTTP API for kube-rs clients (watchers, metadata watchers, status
+//! patches) and a real `kubectl` (discovery, CRD registration, apply, patch, label,
+//! delete, server-side apply, tables):
+//!
+//! * discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/<group>[/<version>]`),
+//!   legacy format only (aggregated discovery requests get the legacy documents);
+//! * OpenAPI v3 (`/openapi/v3` and per group-version documents) telling kubectl that
+//!   the server validates fields itself;
+//! * built-in namespaces, pods, configmaps, secrets, services, serviceaccounts, events,
+//!   leases, and CustomResourceDefinitions, whose resources are served once created;
+//! * create, get, list, update, merge/JSON/strategic (as merge) patches, server-side
+//!   apply (as a merge patch that creates), delete (with finalizers), the status
+//!   subresource, label and field selectors, `dryRun=All`;
+//! * watches from a resourceVersion with a bounded history, `410 Gone` when it is too
+//!   old, bookmarks, `sendInitialEvents`, timeouts;
+//! * `PartialObjectMetadata` and `Table` responses.
+//!
+//! `POST /standin/compact` (test only) drops the event history so that a watch from
+//! any earlier resourceVersion gets 410 Gone.
+//!
+//! Not supported: authentication and authorization (anything goes), protobuf,
+//! pagination (`limit` is ignored, everything comes in one page), real strategic
+//! merge semantics (lists are replaced), server-side apply field ownership,
+//! admission, defaulting and schema validation of custom resources, version
+//! conversion beyond rewriting `apiVersion`, and graceful pod deletion.
+
+pub mod client;
+pub mod discovery;
+pub mod error;
+pub mod kubeconfig;
+pub mod patch;
+pub mod present;
+pub mod selector;
+pub mod server;
+pub mod store;
+pub mod time;
+pub mod types;
