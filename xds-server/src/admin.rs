@@ -21,8 +21,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
 async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
     if shared.is_ready() {
         let (nodes, snapshots) = shared.counts();
-        (StatusCode::OK, format!("ok: {nodes} nodes, {snapshots} snapshots\n"))
+        (
+            StatusCode::OK,
+            format!("ok: {nodes} nodes, {snapshots} snapshots\n"),
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "etcd not loaded yet\n".into())
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "etcd not loaded yet\n".into(),
+        )
     }
 }

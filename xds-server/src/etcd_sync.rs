@@ -33,7 +33,10 @@ impl Shared {
     }
 
     pub fn for_node(&self, node_id: &str) -> Option<Arc<Snapshot>> {
-        self.snapshots.read().expect("snapshots lock").for_node(node_id)
+        self.snapshots
+            .read()
+            .expect("snapshots lock")
+            .for_node(node_id)
     }
 
     pub fn subscribe(&self) -> watch::Receiver<i64> {
@@ -50,15 +53,29 @@ impl Shared {
     }
 
     fn reset(&self, kvs: Vec<(String, Vec<u8>)>, revision: i64) {
-        let applied = self.snapshots.write().expect("snapshots lock").reset(kvs, revision);
+        let applied = self
+            .snapshots
+            .write()
+            .expect("snapshots lock")
+            .reset(kvs, revision);
         let (nodes, snapshots) = self.counts();
-        tracing::info!(revision, nodes, snapshots, rejected = applied.rejected.len(), "loaded etcd");
+        tracing::info!(
+            revision,
+            nodes,
+            snapshots,
+            rejected = applied.rejected.len(),
+            "loaded etcd"
+        );
         self.ready.store(true, Ordering::Release);
         self.changed.send_replace(revision);
     }
 
     fn apply(&self, events: Vec<Event>, revision: i64) {
-        let applied = self.snapshots.write().expect("snapshots lock").apply(events, revision);
+        let applied = self
+            .snapshots
+            .write()
+            .expect("snapshots lock")
+            .apply(events, revision);
         tracing::debug!(revision, changed = applied.changed, "applied etcd events");
         self.changed.send_replace(revision);
     }
@@ -77,7 +94,11 @@ pub async fn run(client: Client, keys: Keys, shared: Arc<Shared>) {
 }
 
 /// One list + watch cycle; returns when the watch ends or fails.
-async fn sync_once(mut client: Client, keys: &Keys, shared: &Shared) -> Result<(), etcd_client::Error> {
+async fn sync_once(
+    mut client: Client,
+    keys: &Keys,
+    shared: &Shared,
+) -> Result<(), etcd_client::Error> {
     let prefix = keys.prefix().to_string();
     let listing = client
         .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
@@ -86,14 +107,23 @@ async fn sync_once(mut client: Client, keys: &Keys, shared: &Shared) -> Result<(
     let kvs = listing
         .kvs()
         .iter()
-        .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec()))
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(kv.key()).into_owned(),
+                kv.value().to_vec(),
+            )
+        })
         .collect();
     shared.reset(kvs, revision);
 
     let mut stream = client
         .watch(
             prefix.as_str(),
-            Some(WatchOptions::new().with_prefix().with_start_revision(revision + 1)),
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(revision + 1),
+            ),
         )
         .await?;
     while let Some(response) = stream.message().await? {

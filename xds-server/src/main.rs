@@ -19,10 +19,19 @@ use clap::{Parser, ValueEnum};
 use tokio::sync::watch;
 
 #[derive(Debug, Parser)]
-#[command(name = "bootes-xds-server", version, about = "Bootes xDS server: snapshots from etcd, served to Envoy over ADS")]
+#[command(
+    name = "bootes-xds-server",
+    version,
+    about = "Bootes xDS server: snapshots from etcd, served to Envoy over ADS"
+)]
 struct Cli {
     /// etcd endpoints, comma separated.
-    #[arg(long, env = "BOOTES_ETCD_ENDPOINTS", value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        env = "BOOTES_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        required = true
+    )]
     etcd_endpoints: Vec<String>,
     /// Prefix of every Bootes key in etcd.
     #[arg(long, env = "BOOTES_ETCD_PREFIX", default_value = bootes_proto::keys::DEFAULT_PREFIX)]

@@ -267,10 +267,16 @@ mod tests {
         assert!(s.for_node("n.ns").is_none());
         s.apply(vec![put("/bootes/v1/nodes/n.ns", binding("ns/g1"))], 2);
         assert!(s.for_node("n.ns").is_none(), "binding without snapshot");
-        s.apply(vec![put("/bootes/v1/snapshots/ns/g1", snapshot("v1", &["a"]))], 3);
+        s.apply(
+            vec![put("/bootes/v1/snapshots/ns/g1", snapshot("v1", &["a"]))],
+            3,
+        );
         let snap = s.for_node("n.ns").unwrap();
         assert_eq!(snap.version, "v1");
-        assert_eq!(snap.resources(ResourceType::Cluster).unwrap()["a"].version, "a-v");
+        assert_eq!(
+            snap.resources(ResourceType::Cluster).unwrap()["a"].version,
+            "a-v"
+        );
         assert_eq!(s.revision(), 3);
     }
 
@@ -330,7 +336,11 @@ mod tests {
             9,
         );
         assert_eq!(applied.rejected.len(), 1);
-        assert_eq!(s.for_node("n.ns").unwrap().version, "v1", "kept across a relist");
+        assert_eq!(
+            s.for_node("n.ns").unwrap().version,
+            "v1",
+            "kept across a relist"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (already encoded, shared) and ACK/NACK observations out. The gRPC glue in
 //! `crate::ads` only moves messages between these and the network.
 
+pub mod delta;
 pub mod response;
 pub mod sotw;
 

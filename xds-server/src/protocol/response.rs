@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use bootes_proto::envoy::{discovery::DiscoveryResponse, Any};
+use bootes_proto::envoy::discovery::{self, DeltaDiscoveryResponse, DiscoveryResponse};
+use bootes_proto::envoy::Any;
 use bootes_proto::{version, ResourceType};
 use bytes::Bytes;
 use prost::Message;
@@ -20,15 +21,18 @@ use crate::snapshots::Resource;
 /// Identifies this server in responses (`control_plane.identifier`).
 pub const CONTROL_PLANE_ID: &str = "bootes";
 
-/// One encoded `DiscoveryResponse`.
+/// One encoded `DiscoveryResponse` or `DeltaDiscoveryResponse`.
 #[derive(Debug)]
 pub struct Encoded {
     pub ty: ResourceType,
+    /// `version_info` (state of the world) or `system_version_info` (delta).
     pub version_info: String,
     pub nonce: String,
     /// The resources it carries, sorted by name.
     pub resources: Vec<Arc<Resource>>,
-    /// The protobuf encoding of the whole `DiscoveryResponse`.
+    /// Delta only: names removed.
+    pub removed: Vec<String>,
+    /// The protobuf encoding of the whole response message.
     pub bytes: Bytes,
 }
 
@@ -54,11 +58,17 @@ pub fn version_of(resources: &[Arc<Resource>]) -> String {
     )
 }
 
-/// Encodings in use, by (type, version). Entries live as long as some stream
-/// holds the response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Variant {
+    Sotw,
+    Delta,
+}
+
+/// Encodings in use, by (type, variant, version). Entries live as long as
+/// some stream holds the response.
 #[derive(Debug, Default)]
 pub struct ResponseCache {
-    entries: Mutex<HashMap<(ResourceType, String), Weak<Encoded>>>,
+    entries: Mutex<HashMap<(ResourceType, Variant, String), Weak<Encoded>>>,
     sweep_at: AtomicU64,
     encodes: AtomicU64,
 }
@@ -81,12 +91,41 @@ impl ResponseCache {
         resources: Vec<Arc<Resource>>,
     ) -> Arc<Encoded> {
         let version_info = version_of(&resources);
-        let key = (ty, version_info);
+        self.get_or_encode((ty, Variant::Sotw, version_info), |version_info| {
+            encode_sotw(ty, version_info, resources)
+        })
+    }
+
+    /// A delta response carrying `updates` (sorted by name) and `removed`.
+    /// Its nonce is a hash of exactly that content, so streams that need the
+    /// same delta share it.
+    pub fn delta(
+        &self,
+        ty: ResourceType,
+        updates: Vec<Arc<Resource>>,
+        removed: Vec<String>,
+    ) -> Arc<Encoded> {
+        let id = version::of_set(
+            updates
+                .iter()
+                .map(|r| (r.name.as_str(), r.version.as_str()))
+                .chain(removed.iter().map(|n| (n.as_str(), "-"))),
+        );
+        self.get_or_encode((ty, Variant::Delta, id), |id| {
+            encode_delta(ty, id, updates, removed)
+        })
+    }
+
+    fn get_or_encode(
+        &self,
+        key: (ResourceType, Variant, String),
+        make: impl FnOnce(String) -> Encoded,
+    ) -> Arc<Encoded> {
         let mut entries = self.entries.lock().expect("response cache lock");
         if let Some(hit) = entries.get(&key).and_then(Weak::upgrade) {
             return hit;
         }
-        let encoded = Arc::new(encode(ty, key.1.clone(), resources));
+        let encoded = Arc::new(make(key.2.clone()));
         self.encodes.fetch_add(1, Ordering::Relaxed);
         entries.insert(key, Arc::downgrade(&encoded));
         // Drop dead entries now and then, amortised over insertions.
@@ -100,7 +139,7 @@ impl ResponseCache {
     }
 }
 
-fn encode(ty: ResourceType, version_info: String, resources: Vec<Arc<Resource>>) -> Encoded {
+fn encode_sotw(ty: ResourceType, version_info: String, resources: Vec<Arc<Resource>>) -> Encoded {
     let nonce = version_info.clone();
     let response = DiscoveryResponse {
         version_info: version_info.clone(),
@@ -123,6 +162,45 @@ fn encode(ty: ResourceType, version_info: String, resources: Vec<Arc<Resource>>)
         version_info,
         nonce,
         resources,
+        removed: Vec::new(),
+        bytes: Bytes::from(response.encode_to_vec()),
+    }
+}
+
+fn encode_delta(
+    ty: ResourceType,
+    id: String,
+    updates: Vec<Arc<Resource>>,
+    removed: Vec<String>,
+) -> Encoded {
+    let response = DeltaDiscoveryResponse {
+        system_version_info: id.clone(),
+        resources: updates
+            .iter()
+            .map(|r| discovery::Resource {
+                name: r.name.clone(),
+                version: r.version.clone(),
+                resource: Some(Any {
+                    type_url: ty.type_url().to_string(),
+                    value: r.value.to_vec(),
+                }),
+                ..Default::default()
+            })
+            .collect(),
+        type_url: ty.type_url().to_string(),
+        removed_resources: removed.clone(),
+        nonce: id.clone(),
+        control_plane: Some(bootes_proto::envoy::core::ControlPlane {
+            identifier: CONTROL_PLANE_ID.to_string(),
+        }),
+        ..Default::default()
+    };
+    Encoded {
+        ty,
+        version_info: id.clone(),
+        nonce: id,
+        resources: updates,
+        removed,
         bytes: Bytes::from(response.encode_to_vec()),
     }
 }
@@ -158,13 +236,17 @@ mod tests {
     #[test]
     fn encoding_is_a_valid_discovery_response() {
         let cache = ResponseCache::new();
-        let e = cache.state_of_the_world(ResourceType::Endpoint, vec![res("a", "1"), res("b", "1")]);
+        let e =
+            cache.state_of_the_world(ResourceType::Endpoint, vec![res("a", "1"), res("b", "1")]);
         let decoded = DiscoveryResponse::decode(e.bytes.clone()).unwrap();
         assert_eq!(decoded.type_url, ResourceType::Endpoint.type_url());
         assert_eq!(decoded.version_info, e.version_info);
         assert_eq!(decoded.nonce, e.nonce);
         assert_eq!(decoded.resources.len(), 2);
-        assert_eq!(decoded.resources[0].type_url, ResourceType::Endpoint.type_url());
+        assert_eq!(
+            decoded.resources[0].type_url,
+            ResourceType::Endpoint.type_url()
+        );
         assert!(e.get("b").is_some() && e.get("c").is_none());
     }
 }

@@ -100,7 +100,11 @@ impl SotwStream {
 
     /// A new snapshot for this node (or none: the node has no binding, and
     /// the stream waits with what it has).
-    pub fn on_snapshot(&mut self, snapshot: Option<Arc<Snapshot>>, cache: &ResponseCache) -> Effects {
+    pub fn on_snapshot(
+        &mut self,
+        snapshot: Option<Arc<Snapshot>>,
+        cache: &ResponseCache,
+    ) -> Effects {
         let same = match (&self.target, &snapshot) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             (None, None) => true,
@@ -207,7 +211,10 @@ impl SotwStream {
         for (ty, state) in self.types.iter_mut() {
             let resources = make_set(*ty, state, &target);
             let version = super::response::version_of(&resources);
-            let changed = state.sent.as_ref().is_none_or(|s| s.version_info != version);
+            let changed = state
+                .sent
+                .as_ref()
+                .is_none_or(|s| s.version_info != version);
             if state.must_answer || changed {
                 return vec![send(state, cache.state_of_the_world(*ty, resources))];
             }
@@ -216,7 +223,11 @@ impl SotwStream {
         for (ty, state) in self.types.iter_mut().rev() {
             let resources = exact_set(*ty, state, &target);
             let version = super::response::version_of(&resources);
-            if state.sent.as_ref().is_some_and(|s| s.version_info != version) {
+            if state
+                .sent
+                .as_ref()
+                .is_some_and(|s| s.version_info != version)
+            {
                 return vec![send(state, cache.state_of_the_world(*ty, resources))];
             }
         }

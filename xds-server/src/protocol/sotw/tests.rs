@@ -117,10 +117,17 @@ fn first_request_must_name_the_node_and_it_may_not_change() {
     anonymous.node = None;
     assert_eq!(s.identify(&anonymous), Err(ProtocolError::MissingNodeId));
     assert_eq!(s.identify(&req(Cluster, &[], "")), Ok(true));
-    assert_eq!(s.identify(&anonymous), Ok(false), "later requests may omit it");
+    assert_eq!(
+        s.identify(&anonymous),
+        Ok(false),
+        "later requests may omit it"
+    );
     let mut other = req(Cluster, &[], "");
     other.node.as_mut().unwrap().id = "other.ns".into();
-    assert!(matches!(s.identify(&other), Err(ProtocolError::NodeIdChanged(..))));
+    assert!(matches!(
+        s.identify(&other),
+        Err(ProtocolError::NodeIdChanged(..))
+    ));
 }
 
 #[test]
@@ -148,7 +155,9 @@ fn the_first_request_is_answered_even_with_the_current_version() {
     let target = snap(&[(Endpoint, "a", "1")]);
     let mut first = Client::new();
     first.snapshot(Some(target.clone()));
-    let v = first.request(req(Endpoint, &["a"], ""))[0].version_info.clone();
+    let v = first.request(req(Endpoint, &["a"], ""))[0]
+        .version_info
+        .clone();
 
     let mut again = Client::new();
     again.snapshot(Some(target));
@@ -188,13 +197,18 @@ fn a_nacked_version_is_not_resent_but_the_next_one_is() {
     assert_eq!(effects.nacks[0].detail, "bad cluster");
     assert_eq!(effects.nacks[0].resources, ["a"]);
     let report = c.stream.report();
-    assert_eq!(report[0].acked_version.as_ref(), Some(&first[0].version_info));
+    assert_eq!(
+        report[0].acked_version.as_ref(),
+        Some(&first[0].version_info)
+    );
     assert!(report[0].nack.is_some());
 
     assert!(c.snapshot(Some(snap(&[(Cluster, "a", "bad")]))).is_empty());
     let fixed = c.snapshot(Some(snap(&[(Cluster, "a", "good")])));
     assert_eq!(fixed.len(), 1);
-    let effects = c.stream.on_request(&req(Cluster, &[], &fixed[0].nonce), &c.cache);
+    let effects = c
+        .stream
+        .on_request(&req(Cluster, &[], &fixed[0].nonce), &c.cache);
     assert_eq!(effects.acks, [(Cluster, fixed[0].version_info.clone())]);
     assert!(c.stream.report()[0].nack.is_none());
 }
@@ -207,7 +221,9 @@ fn stale_nonces_are_ignored() {
     c.ack(&first[0], &["a"]);
     let second = c.snapshot(Some(snap(&[(Endpoint, "a", "2"), (Endpoint, "b", "1")])));
     // A late request carrying the first nonce must not change the subscription.
-    let effects = c.stream.on_request(&req(Endpoint, &["a", "b"], &first[0].nonce), &c.cache);
+    let effects = c
+        .stream
+        .on_request(&req(Endpoint, &["a", "b"], &first[0].nonce), &c.cache);
     assert!(effects.responses.is_empty());
     assert_eq!(effects.ignored.len(), 1);
     assert!(effects.acks.is_empty());
@@ -309,7 +325,9 @@ fn a_cluster_a_route_stops_using_is_removed_only_after_the_route_update() {
     assert_eq!(out[0].ty, Cluster);
     assert_eq!(names(&out[0]), ["new", "old"]);
     // Envoy subscribes to the new cluster's endpoints while processing CDS.
-    assert!(c.request(req(Endpoint, &["new", "old"], &eds[0].nonce)).is_empty());
+    assert!(c
+        .request(req(Endpoint, &["new", "old"], &eds[0].nonce))
+        .is_empty());
     let next = c.ack(&out[0], &[]);
     assert_eq!(next[0].ty, Endpoint);
     assert_eq!(names(&next[0]), ["new"]);

@@ -1,0 +1,258 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bootes_proto::envoy::discovery::DeltaDiscoveryRequest;
+use bootes_proto::ResourceType::{self, *};
+use bytes::Bytes;
+
+use super::*;
+
+fn snap(items: &[(ResourceType, &str, &str)]) -> Arc<Snapshot> {
+    let mut types: BTreeMap<ResourceType, BTreeMap<String, Arc<Resource>>> = BTreeMap::new();
+    for (ty, name, version) in items {
+        types.entry(*ty).or_default().insert(
+            name.to_string(),
+            Arc::new(Resource {
+                name: name.to_string(),
+                version: version.to_string(),
+                value: Bytes::from(format!("{name}@{version}")),
+                source: String::new(),
+            }),
+        );
+    }
+    Arc::new(Snapshot {
+        key: "ns/g".into(),
+        version: String::new(),
+        types,
+    })
+}
+
+fn req(
+    ty: ResourceType,
+    subscribe: &[&str],
+    unsubscribe: &[&str],
+    nonce: &str,
+) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        type_url: ty.type_url().into(),
+        resource_names_subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+        resource_names_unsubscribe: unsubscribe.iter().map(|s| s.to_string()).collect(),
+        response_nonce: nonce.into(),
+        ..Default::default()
+    }
+}
+
+fn ack(e: &Encoded) -> DeltaDiscoveryRequest {
+    req(e.ty, &[], &[], &e.nonce)
+}
+
+fn nack(e: &Encoded) -> DeltaDiscoveryRequest {
+    let mut r = ack(e);
+    r.error_detail = Some(bootes_proto::envoy::RpcStatus {
+        code: 3,
+        message: "rejected".into(),
+        details: vec![],
+    });
+    r
+}
+
+/// (name, version) pairs of the updates in a response.
+fn updates(e: &Encoded) -> Vec<(&str, &str)> {
+    e.resources
+        .iter()
+        .map(|r| (r.name.as_str(), r.version.as_str()))
+        .collect()
+}
+
+struct Client {
+    stream: DeltaStream,
+    cache: ResponseCache,
+}
+
+impl Client {
+    fn new(target: Arc<Snapshot>) -> Self {
+        let mut c = Self {
+            stream: DeltaStream::new(),
+            cache: ResponseCache::new(),
+        };
+        assert!(c.snapshot(target).is_empty(), "nothing subscribed yet");
+        c
+    }
+
+    fn request(&mut self, r: DeltaDiscoveryRequest) -> Vec<Arc<Encoded>> {
+        self.stream.on_request(&r, &self.cache).responses
+    }
+
+    fn snapshot(&mut self, s: Arc<Snapshot>) -> Vec<Arc<Encoded>> {
+        self.stream.on_snapshot(Some(s), &self.cache).responses
+    }
+}
+
+#[test]
+fn a_wildcard_subscriber_gets_everything_once() {
+    let mut c = Client::new(snap(&[(Cluster, "a", "1"), (Cluster, "b", "1")]));
+    let out = c.request(req(Cluster, &[], &[], ""));
+    assert_eq!(updates(&out[0]), [("a", "1"), ("b", "1")]);
+    assert!(c.request(ack(&out[0])).is_empty());
+    assert!(c
+        .snapshot(snap(&[(Cluster, "a", "1"), (Cluster, "b", "1")]))
+        .is_empty());
+    let out = c.snapshot(snap(&[(Cluster, "a", "1"), (Cluster, "b", "2")]));
+    assert_eq!(updates(&out[0]), [("b", "2")], "only what changed");
+    assert!(out[0].removed.is_empty());
+}
+
+#[test]
+fn initial_resource_versions_are_honoured_on_reconnect() {
+    let mut c = Client::new(snap(&[
+        (Cluster, "a", "1"),
+        (Cluster, "b", "2"),
+        (Cluster, "c", "1"),
+    ]));
+    let mut first = req(Cluster, &[], &[], "");
+    first.initial_resource_versions = [("a", "1"), ("b", "1"), ("gone", "1")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let out = c.request(first);
+    assert_eq!(
+        updates(&out[0]),
+        [("b", "2"), ("c", "1")],
+        "a is not resent"
+    );
+    let out = c.request(ack(&out[0]));
+    assert_eq!(out[0].removed, ["gone"]);
+    assert!(out[0].resources.is_empty());
+    assert!(c.request(ack(&out[0])).is_empty());
+}
+
+#[test]
+fn a_client_that_has_everything_still_gets_an_answer_and_nothing_more() {
+    let mut c = Client::new(snap(&[(Cluster, "a", "1")]));
+    let mut first = req(Cluster, &[], &[], "");
+    first
+        .initial_resource_versions
+        .insert("a".into(), "1".into());
+    let out = c.request(first);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].resources.is_empty() && out[0].removed.is_empty());
+    assert!(c.request(ack(&out[0])).is_empty());
+}
+
+#[test]
+fn named_subscriptions_add_and_drop_names() {
+    let mut c = Client::new(snap(&[(Endpoint, "a", "1"), (Endpoint, "b", "1")]));
+    let out = c.request(req(Endpoint, &["a"], &[], ""));
+    assert_eq!(updates(&out[0]), [("a", "1")]);
+    let out = c.request(req(Endpoint, &["b"], &[], &out[0].nonce));
+    assert_eq!(updates(&out[0]), [("b", "1")], "a is not resent");
+    assert!(c
+        .request(req(Endpoint, &[], &["a"], &out[0].nonce))
+        .is_empty());
+    // A change to the unsubscribed name is not sent; to the other one it is.
+    let out = c.snapshot(snap(&[(Endpoint, "a", "2"), (Endpoint, "b", "2")]));
+    assert_eq!(updates(&out[0]), [("b", "2")]);
+    // Resubscribing sends the current version.
+    let out = c.request(req(Endpoint, &["a"], &[], &out[0].nonce));
+    assert_eq!(updates(&out[0]), [("a", "2")]);
+}
+
+#[test]
+fn subscription_changes_with_a_stale_nonce_still_apply() {
+    let mut c = Client::new(snap(&[(Endpoint, "a", "1"), (Endpoint, "b", "1")]));
+    let first = c.request(req(Endpoint, &["a"], &[], ""));
+    let effects = c
+        .stream
+        .on_request(&req(Endpoint, &["b"], &[], "not-a-nonce"), &c.cache);
+    assert_eq!(effects.ignored.len(), 1);
+    assert!(
+        effects.responses.is_empty(),
+        "still waiting for the first ACK"
+    );
+    let out = c.request(ack(&first[0]));
+    assert_eq!(updates(&out[0]), [("b", "1")]);
+}
+
+#[test]
+fn a_nacked_version_is_not_resent_and_the_client_keeps_the_old_one() {
+    let mut c = Client::new(snap(&[(Cluster, "a", "1")]));
+    let out = c.request(req(Cluster, &[], &[], ""));
+    c.request(ack(&out[0]));
+    let bad = c.snapshot(snap(&[(Cluster, "a", "bad")]));
+    let effects = c.stream.on_request(&nack(&bad[0]), &c.cache);
+    assert!(effects.responses.is_empty(), "no resend loop");
+    assert_eq!(effects.nacks[0].resources, ["a"]);
+    assert_eq!(
+        c.stream.report()[0].client["a"],
+        "1",
+        "the client kept version 1"
+    );
+    assert!(c.snapshot(snap(&[(Cluster, "a", "bad")])).is_empty());
+    let good = c.snapshot(snap(&[(Cluster, "a", "good")]));
+    assert_eq!(updates(&good[0]), [("a", "good")]);
+    // Going back to the version the client has needs no update either.
+    c.request(nack(&good[0]));
+    assert!(c.snapshot(snap(&[(Cluster, "a", "1")])).is_empty());
+}
+
+#[test]
+fn removals_wait_until_every_type_carries_the_new_state() {
+    let mut c = Client::new(snap(&[
+        (Cluster, "old", "1"),
+        (Endpoint, "old", "1"),
+        (Route, "r", "to-old"),
+    ]));
+    let out = c.request(req(Cluster, &[], &[], ""));
+    c.request(ack(&out[0]));
+    let out = c.request(req(Endpoint, &["old"], &[], ""));
+    c.request(ack(&out[0]));
+    let out = c.request(req(Route, &["r"], &[], ""));
+    assert!(c.request(ack(&out[0])).is_empty());
+
+    let mut out = c.snapshot(snap(&[
+        (Cluster, "new", "1"),
+        (Endpoint, "new", "1"),
+        (Route, "r", "to-new"),
+    ]));
+    let mut log = Vec::new();
+    while let Some(r) = out.pop() {
+        log.push((
+            r.ty,
+            updates(&r)
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .collect::<Vec<_>>(),
+            r.removed.clone(),
+        ));
+        if r.ty == Cluster && !r.resources.is_empty() {
+            // Envoy subscribes to the new cluster's endpoints.
+            c.request(req(Endpoint, &["new"], &[], "stale"));
+        }
+        out = c.request(ack(&r));
+    }
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        log,
+        [
+            (Cluster, s(&["new"]), vec![]),
+            (Endpoint, s(&["new"]), vec![]),
+            (Route, s(&["r"]), vec![]),
+            (Endpoint, vec![], s(&["old"])),
+            (Cluster, vec![], s(&["old"])),
+        ]
+    );
+}
+
+#[test]
+fn equal_deltas_share_one_encoding() {
+    let cache = ResponseCache::new();
+    let target = snap(&[(Cluster, "a", "1")]);
+    let mut sent = Vec::new();
+    for _ in 0..10 {
+        let mut s = DeltaStream::new();
+        s.on_snapshot(Some(target.clone()), &cache);
+        sent.push(s.on_request(&req(Cluster, &[], &[], ""), &cache).responses[0].clone());
+    }
+    assert!(sent.iter().all(|e| Arc::ptr_eq(e, &sent[0])));
+    assert_eq!(cache.encodes(), 1);
+}
