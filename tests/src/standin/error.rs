@@ -106,18 +106,38 @@ impl ApiError {
         )
     }
 
+    /// 422 Invalid. `causes` holds one `field: message` per line; they become the
+    /// Status `details.causes` that kubectl prints.
     pub fn invalid(s: Subject<'_>, kind: &str, causes: &str) -> Self {
-        Self {
-            details: Some(s.details()),
-            ..Self::new(
-                422,
-                "Invalid",
-                if s.group.is_empty() {
-                    format!("{kind} {:?} is invalid: {causes}", s.name)
+        let list: Vec<&str> = causes.lines().filter(|c| !c.trim().is_empty()).collect();
+        let joined = match list.as_slice() {
+            [one] => one.to_string(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let message = if s.group.is_empty() {
+            format!("{kind} {:?} is invalid: {joined}", s.name)
+        } else {
+            format!("{kind}.{} {:?} is invalid: {joined}", s.group, s.name)
+        };
+        let causes: Vec<Value> = list
+            .iter()
+            .map(|c| {
+                let (field, msg) = c.split_once(": ").unwrap_or(("", c));
+                let reason = if msg.starts_with("Required value") {
+                    "FieldValueRequired"
+                } else if msg.starts_with("Unsupported value") {
+                    "FieldValueNotSupported"
                 } else {
-                    format!("{kind}.{} {:?} is invalid: {causes}", s.group, s.name)
-                },
-            )
+                    "FieldValueInvalid"
+                };
+                json!({"reason": reason, "message": msg, "field": field})
+            })
+            .collect();
+        Self {
+            details: Some(
+                json!({"name": s.name, "group": s.group, "kind": kind, "causes": causes}),
+            ),
+            ..Self::new(422, "Invalid", message)
         }
     }
 
@@ -218,5 +238,15 @@ mod tests {
             ApiError::invalid(core, "Pod", "x").message,
             "Pod \"p\" is invalid: x"
         );
+        let e = ApiError::invalid(core, "Pod", "a: Required value\nb: Invalid value: 1");
+        assert_eq!(
+            e.message,
+            "Pod \"p\" is invalid: [a: Required value, b: Invalid value: 1]"
+        );
+        let causes = e.status()["details"]["causes"].clone();
+        assert_eq!(causes[0]["field"], "a");
+        assert_eq!(causes[0]["reason"], "FieldValueRequired");
+        assert_eq!(causes[1]["message"], "Invalid value: 1");
+        assert_eq!(e.status()["details"]["kind"], "Pod");
     }
 }

@@ -22,7 +22,11 @@
 //! `POST /standin/compact` (test only) drops the event history so that a watch from
 //! any earlier resourceVersion gets 410 Gone.
 //!
-//! Not supported: authentication and authorization (anything goes), protobuf,
+//! Protobuf request bodies are understood only for what kubectl's typed clients send
+//! (`kubectl create namespace|configmap|secret|serviceaccount`); responses are JSON.
+//!
+//! Not supported: authentication and authorization (anything goes), protobuf
+//! responses,
 //! pagination (`limit` is ignored, everything comes in one page), real strategic
 //! merge semantics (lists are replaced), server-side apply field ownership,
 //! admission, defaulting and schema validation of custom resources, version
@@ -34,6 +38,7 @@ pub mod error;
 pub mod kubeconfig;
 pub mod patch;
 pub mod present;
+pub mod proto;
 pub mod selector;
 pub mod server;
 pub mod store;

@@ -349,10 +349,8 @@ fn object_request(
         .unwrap_or("application/json")
         .to_string();
     let body_value = || -> Result<Value, ApiError> {
-        if content_type.contains("protobuf") {
-            return Err(ApiError::unsupported_media_type(
-                "the stand-in accepts JSON and YAML request bodies only",
-            ));
+        if content_type.contains("protobuf") || super::proto::is_protobuf(&body) {
+            return super::proto::decode(&body).map_err(ApiError::unsupported_media_type);
         }
         super::store::parse_body(&body)
     };
@@ -416,7 +414,8 @@ fn object_request(
             single(if created { 201 } else { 200 }, patched)
         }
         (Method::DELETE, Some(name)) => {
-            let options = if body.is_empty() {
+            // DeleteOptions in protobuf (typed clients) are ignored.
+            let options = if body.is_empty() || super::proto::is_protobuf(&body) {
                 Value::Null
             } else {
                 body_value()?

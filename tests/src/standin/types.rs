@@ -327,7 +327,7 @@ pub fn crd_resource_type(crd: &Value) -> Result<ResourceType, String> {
         });
     }
     if !causes.is_empty() {
-        return Err(causes.join(", "));
+        return Err(causes.join("\n"));
     }
     versions.sort_by(|a, b| compare_versions(&a.name, &b.name));
     let singular = match s("/names/singular") {
