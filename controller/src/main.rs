@@ -8,9 +8,11 @@ mod manifest;
 mod model;
 mod plan;
 mod reconcile;
+mod report;
 mod run;
 mod source;
 mod validate_cmd;
+mod xref;
 
 use std::process::ExitCode;
 

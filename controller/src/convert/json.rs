@@ -57,12 +57,38 @@ pub fn parse(
     let message = parser.message(desc, json);
     let mut errors = parser.errors;
     if parser.dropped > 0 {
-        errors.push(ConfigError::new(
-            root,
-            format!("{} more problems not shown", parser.dropped),
-        ));
+        errors.push(more_not_shown(root, parser.dropped));
     }
     (message, errors)
+}
+
+const MORE: &str = " more problems not shown";
+
+/// The last line of a report cut at [`MAX_ERRORS`].
+pub(crate) fn more_not_shown(root: &str, n: usize) -> ConfigError {
+    ConfigError::new(root, format!("{n}{MORE}"))
+}
+
+/// Cuts `errors` (which may hold "… more problems not shown" lines of their
+/// own) to [`MAX_ERRORS`] problems and one such line.
+pub(crate) fn cap(errors: &mut Vec<ConfigError>, root: &str) {
+    let mut more = 0;
+    errors.retain(|e| {
+        let n = e
+            .message
+            .strip_suffix(MORE)
+            .filter(|_| e.path == root)
+            .and_then(|n| n.parse::<usize>().ok());
+        more += n.unwrap_or(0);
+        n.is_none()
+    });
+    if errors.len() > MAX_ERRORS {
+        more += errors.len() - MAX_ERRORS;
+        errors.truncate(MAX_ERRORS);
+    }
+    if more > 0 {
+        errors.push(more_not_shown(root, more));
+    }
 }
 
 /// Whether `full_name` is a type with a special JSON form.

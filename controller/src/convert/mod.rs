@@ -92,11 +92,37 @@ pub fn convert_message(
     let desc = descriptor_pool()
         .get_message_by_name(ty.message_name())
         .expect("every ResourceType names a message of the Envoy API");
-    let (message, mut errors) = json::parse(&desc, config, CONFIG_PATH);
+    let (message, mut errors) = parse_and_validate(&desc, config, CONFIG_PATH);
+    let name_path = format!("{CONFIG_PATH}.{}", ty.name_field());
+    let named = message
+        .get_field_by_name(ty.name_field())
+        .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()));
+    if !named && config.is_object() {
+        // Say it plainly, instead of the name field's own rule (if any).
+        errors.retain(|e| !(e.path == name_path && e.message.starts_with("must not be empty")));
+        if !errors.iter().any(|e| e.path == name_path) {
+            errors.push(ConfigError::new(
+                name_path,
+                format!("the resource has no name: {} is required", ty.name_field()),
+            ));
+        }
+    }
+    json::cap(&mut errors, CONFIG_PATH);
+    (message, errors)
+}
+
+/// Parses `json` as a `desc` message and checks its protoc-gen-validate rules.
+/// `root` is the path of `json` in reports.
+pub fn parse_and_validate(
+    desc: &prost_reflect::MessageDescriptor,
+    json: &serde_json::Value,
+    root: &str,
+) -> (DynamicMessage, Vec<ConfigError>) {
+    let (message, mut errors) = json::parse(desc, json, root);
     // Rule violations where a value could not be parsed (or around it) are
     // consequences of the parse error, not news: leave them out.
     let parse_errors = errors.len();
-    for violation in pgv::validate(&message, CONFIG_PATH) {
+    for violation in pgv::validate(&message, root) {
         let related = errors[..parse_errors].iter().any(|e| {
             path_contains(&violation.path, &e.path) || path_contains(&e.path, &violation.path)
         });
@@ -104,17 +130,7 @@ pub fn convert_message(
             errors.push(violation);
         }
     }
-    let name_path = format!("{CONFIG_PATH}.{}", ty.name_field());
-    let named = message
-        .get_field_by_name(ty.name_field())
-        .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()));
-    let name_reported = errors.iter().any(|e| e.path == name_path);
-    if !named && !name_reported && config.is_object() {
-        errors.push(ConfigError::new(
-            name_path,
-            format!("the resource has no name: {} is required", ty.name_field()),
-        ));
-    }
+    json::cap(&mut errors, root);
     (message, errors)
 }
 

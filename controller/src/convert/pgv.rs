@@ -28,7 +28,7 @@ use prost_reflect::{
     MessageDescriptor, OneofDescriptor, ReflectMessage, Value,
 };
 
-use super::json::{quote, type_url_message_name, MAX_ERRORS};
+use super::json::{more_not_shown, quote, type_url_message_name, MAX_ERRORS};
 use super::ConfigError;
 
 /// Validates `message` (and everything below it). `root` is the path of the
@@ -44,10 +44,7 @@ pub fn validate(message: &DynamicMessage, root: &str) -> Vec<ConfigError> {
     checker.message(message);
     let mut errors = checker.errors;
     if checker.dropped > 0 {
-        errors.push(ConfigError::new(
-            root,
-            format!("{} more rule violations not shown", checker.dropped),
-        ));
+        errors.push(more_not_shown(root, checker.dropped));
     }
     errors
 }
@@ -757,7 +754,7 @@ impl Checker {
                 if !(r.ignore_empty && map.is_empty()) {
                     self.count(
                         "map.min_pairs",
-                        "pairs",
+                        "pair",
                         map.len(),
                         r.min_pairs,
                         r.max_pairs,
@@ -800,7 +797,7 @@ impl Checker {
                 if !(r.ignore_empty && items.is_empty()) {
                     self.count(
                         "repeated.min_items",
-                        "items",
+                        "item",
                         items.len(),
                         r.min_items,
                         r.max_items,
@@ -843,7 +840,7 @@ impl Checker {
         if let Some(min) = min {
             if (n as u64) < min {
                 self.fail(
-                    format!("needs at least {min} {what}, has {n}"),
+                    format!("needs at least {}, has {n}", plural(min, what)),
                     format_args!("{min_rule} = {min}"),
                 );
             }
@@ -851,7 +848,7 @@ impl Checker {
         if let Some(max) = max {
             if (n as u64) > max {
                 self.fail(
-                    format!("may have at most {max} {what}, has {n}"),
+                    format!("may have at most {}, has {n}", plural(max, what)),
                     format_args!("{max_rule} = {max}"),
                 );
             }
@@ -1409,6 +1406,14 @@ impl Checker {
     }
 }
 
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 fn map_key_string(k: &MapKey) -> String {
     match k {
         MapKey::Bool(b) => b.to_string(),
@@ -1470,7 +1475,7 @@ fn format_duration(n: i128) -> String {
 }
 
 /// Unix nanoseconds as RFC 3339.
-fn format_timestamp(n: i128) -> String {
+pub(crate) fn format_timestamp(n: i128) -> String {
     let secs = n.div_euclid(1_000_000_000) as i64;
     let nanos = n.rem_euclid(1_000_000_000);
     let days = secs.div_euclid(86_400);
