@@ -23,6 +23,8 @@ pub enum Command {
     Run(RunArgs),
     /// Check manifests offline (no etcd, no cluster); exit 1 on any error.
     Validate(ValidateArgs),
+    /// Print the CustomResourceDefinitions of every Bootes kind (YAML, generated from the Rust types).
+    Crds,
 }
 
 #[derive(Debug, Args)]

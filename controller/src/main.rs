@@ -2,6 +2,7 @@
 
 mod cli;
 mod convert;
+mod crd;
 mod etcd_writer;
 mod index;
 mod manifest;
@@ -11,6 +12,7 @@ mod reconcile;
 mod report;
 mod run;
 mod source;
+mod status_kube;
 mod validate_cmd;
 mod xref;
 
@@ -23,6 +25,10 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         cli::Command::Validate(args) => validate_cmd::run(&args),
+        cli::Command::Crds => {
+            print!("{}", crd::crds_yaml());
+            Ok(ExitCode::SUCCESS)
+        }
         cli::Command::Run(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(run::run(args)))

@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 
 use crate::cli::RunArgs;
 use crate::etcd_writer::EtcdWriter;
-use crate::reconcile::{LogStatus, Reconciler, Timing};
+use crate::reconcile::{LogStatus, Reconciler, StatusSink, Timing};
 use crate::source;
+use crate::status_kube::{KubeStatus, ObservedStatuses};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let keys = Keys::new(&args.etcd.etcd_prefix);
@@ -23,17 +24,38 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     load_with_retry(&mut writer).await;
 
     let (tx, rx) = mpsc::channel(1024);
-    let Some(dir) = args.manifests.clone() else {
-        anyhow::bail!("Kubernetes mode is not available yet: pass --manifests DIR");
+    let kube = match args.manifests.clone() {
+        Some(dir) => {
+            tracing::info!(dir = %dir.display(), "reading manifests from a directory");
+            tokio::spawn(source::dir::run(dir, args.poll_interval, tx));
+            None
+        }
+        None => {
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to Kubernetes (kubeconfig or in-cluster service account)")?;
+            tracing::info!("watching Bootes objects and pods in Kubernetes");
+            let observed = ObservedStatuses::default();
+            tokio::spawn(source::kube::run(client.clone(), tx, observed.clone()));
+            Some((client, observed))
+        }
     };
-    tracing::info!(dir = %dir.display(), "reading manifests from a directory");
-    tokio::spawn(source::dir::run(dir, args.poll_interval, tx));
 
     let timing = Timing {
         debounce: args.debounce,
         max_delay: args.max_delay,
     };
-    let reconciler = Reconciler::new(writer, Box::new(LogStatus::default()), timing);
+    let status: Box<dyn StatusSink> = match kube {
+        // Statuses are written by the leader only (always this replica until
+        // leader election is wired in).
+        Some((client, observed)) => Box::new(KubeStatus::spawn(
+            client,
+            observed,
+            Arc::new(AtomicBool::new(true)),
+        )),
+        None => Box::new(LogStatus::default()),
+    };
+    let reconciler = Reconciler::new(writer, status, timing);
     let synced = reconciler.synced.clone();
     serve_health(args.metrics_addr, synced).await?;
 

@@ -2,6 +2,7 @@
 //! through [`SourceEvent`]s.
 
 pub mod dir;
+pub mod kube;
 
 use crate::model::{BootesObject, ObjectKey, Pod, PodKey};
 

@@ -1,0 +1,432 @@
+//! Kubernetes mode: object statuses written through the status subresource.
+//!
+//! [`KubeStatus`] is the reconciler's [`StatusSink`]. `report` only hands the
+//! latest statuses to a background task (it never blocks the reconcile loop);
+//! the task compares each object's computed status with the status the object
+//! has (as the watchers last saw it, [`ObservedStatuses`]) and patches only
+//! the objects whose status differs. Only the leader writes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+use crate::crd::{self, BootesStatus, Condition, ACCEPTED};
+use crate::index::ObjectStatus;
+use crate::model::ObjectKey;
+use crate::reconcile::StatusSink;
+
+/// Field manager of every status write.
+pub const FIELD_MANAGER: &str = "bootes-controller";
+/// `meta/v1 Condition` caps messages at this many bytes.
+const MAX_MESSAGE: usize = 32 * 1024;
+/// Status patches in flight at once.
+const CONCURRENCY: usize = 8;
+
+/// What the watchers last saw of an object's status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    pub uid: String,
+    /// `status` as the object has it; `None` when absent or unreadable (then
+    /// it is rewritten).
+    pub status: Option<BootesStatus>,
+}
+
+/// The statuses objects have, shared by the watchers (which record them) and
+/// the status writer (which compares against them). Recording a status that
+/// differs from the previous one wakes the writer, so a status changed by
+/// someone else is put back.
+#[derive(Clone, Debug, Default)]
+pub struct ObservedStatuses {
+    inner: Arc<Mutex<BTreeMap<ObjectKey, Observed>>>,
+    changed: Arc<Notify>,
+}
+
+impl ObservedStatuses {
+    pub fn record(&self, key: ObjectKey, observed: Observed) {
+        let mut map = self.inner.lock().expect("observed statuses lock");
+        let previous = map.insert(key, observed.clone());
+        if previous.is_none_or(|p| p.status != observed.status) {
+            self.changed.notify_one();
+        }
+    }
+
+    pub fn forget(&self, key: &ObjectKey) {
+        self.inner
+            .lock()
+            .expect("observed statuses lock")
+            .remove(key);
+    }
+
+    pub fn get(&self, key: &ObjectKey) -> Option<Observed> {
+        self.inner
+            .lock()
+            .expect("observed statuses lock")
+            .get(key)
+            .cloned()
+    }
+}
+
+/// Reads the `status` of an object leniently: anything that is not a
+/// well-formed Bootes status counts as absent.
+pub fn parse_status(value: Option<&serde_json::Value>) -> Option<BootesStatus> {
+    value
+        .filter(|v| !v.is_null())
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+/// The status `object` should have: the `Accepted` condition from `desired`
+/// (its `lastTransitionTime` kept from `current` unless True/False flips, else
+/// `now`), the other conditions of `current` untouched, `observedGeneration`
+/// and `nodes`.
+pub fn target_status(
+    desired: &ObjectStatus,
+    current: Option<&BootesStatus>,
+    now: &str,
+) -> BootesStatus {
+    let status = if desired.accepted { "True" } else { "False" };
+    let previous = current.and_then(|c| c.conditions.iter().find(|c| c.type_ == ACCEPTED));
+    let last_transition_time = match previous {
+        Some(p) if p.status == status && !p.last_transition_time.is_empty() => {
+            p.last_transition_time.clone()
+        }
+        _ => now.to_string(),
+    };
+    let accepted = Condition {
+        type_: ACCEPTED.to_string(),
+        status: status.to_string(),
+        reason: desired.reason.as_str().to_string(),
+        message: truncate(&desired.message, MAX_MESSAGE),
+        last_transition_time,
+        observed_generation: Some(desired.observed_generation),
+    };
+    let mut conditions: Vec<Condition> = current
+        .map(|c| {
+            c.conditions
+                .iter()
+                .filter(|c| c.type_ != ACCEPTED)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    conditions.insert(0, accepted);
+    BootesStatus {
+        conditions,
+        observed_generation: Some(desired.observed_generation),
+        nodes: Some(i64::try_from(desired.nodes).unwrap_or(i64::MAX)),
+    }
+}
+
+/// The status to write to an object, or `None` when it already has it.
+pub fn plan_patch(desired: &ObjectStatus, observed: &Observed, now: &str) -> Option<BootesStatus> {
+    let target = target_status(desired, observed.status.as_ref(), now);
+    (observed.status.as_ref() != Some(&target)).then_some(target)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max - '…'.len_utf8();
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Now, in the second-precision RFC 3339 form Kubernetes uses.
+pub fn now_rfc3339() -> String {
+    rfc3339(k8s_openapi::jiff::Timestamp::now())
+}
+
+pub fn rfc3339(t: k8s_openapi::jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+type Statuses = Arc<BTreeMap<ObjectKey, ObjectStatus>>;
+
+/// The reconciler's status sink in Kubernetes mode.
+pub struct KubeStatus {
+    latest: watch::Sender<Statuses>,
+}
+
+impl KubeStatus {
+    /// Starts the background writer. It writes only while `is_leader` is set.
+    pub fn spawn(
+        client: kube::Client,
+        observed: ObservedStatuses,
+        is_leader: Arc<AtomicBool>,
+    ) -> Self {
+        let (latest, rx) = watch::channel(Statuses::default());
+        tokio::spawn(write_loop(client, observed, is_leader, rx));
+        Self { latest }
+    }
+}
+
+impl StatusSink for KubeStatus {
+    fn report(&mut self, statuses: &BTreeMap<ObjectKey, ObjectStatus>) {
+        // Always wake the writer, even when nothing changed: leadership may
+        // have, and a new leader must check every object.
+        self.latest.send_replace(Arc::new(statuses.clone()));
+    }
+}
+
+async fn write_loop(
+    client: kube::Client,
+    observed: ObservedStatuses,
+    is_leader: Arc<AtomicBool>,
+    mut latest: watch::Receiver<Statuses>,
+) {
+    let mut retry_at: Option<Instant> = None;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let retry = async {
+            match retry_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = latest.changed() => if changed.is_err() { return },
+            () = observed.changed.notified() => {},
+            () = retry => {},
+        }
+        retry_at = None;
+        if !is_leader.load(Ordering::Acquire) {
+            continue;
+        }
+        let statuses = latest.borrow_and_update().clone();
+        let now = now_rfc3339();
+        let patches: Vec<(ObjectKey, BootesStatus)> = statuses
+            .iter()
+            .filter_map(|(key, desired)| {
+                let current = observed.get(key)?;
+                plan_patch(desired, &current, &now).map(|target| (key.clone(), target))
+            })
+            .collect();
+        if patches.is_empty() {
+            continue;
+        }
+        let results: Vec<(ObjectKey, Result<DynamicObject, kube::Error>)> =
+            futures::stream::iter(patches)
+                .map(|(key, target)| {
+                    let client = client.clone();
+                    async move {
+                        let result = patch_status(client, &key, &target).await;
+                        (key, result)
+                    }
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+        let mut failed = 0usize;
+        for (key, result) in results {
+            match result {
+                Ok(object) => {
+                    tracing::debug!(object = %key, "status written");
+                    // Compare the next round against what the write produced,
+                    // not the (older) watch event.
+                    observed.record(
+                        key,
+                        Observed {
+                            uid: object.metadata.uid.unwrap_or_default(),
+                            status: parse_status(object.data.get("status")),
+                        },
+                    );
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    // Deleted meanwhile; the watcher removes it from the index.
+                    tracing::debug!(object = %key, "object gone before its status was written");
+                }
+                Err(e) => {
+                    failed += 1;
+                    tracing::warn!(object = %key, error = %e, "writing status failed; will retry");
+                }
+            }
+        }
+        if failed > 0 {
+            retry_at = Some(Instant::now() + backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        } else {
+            backoff = Duration::from_millis(500);
+        }
+    }
+}
+
+async fn patch_status(
+    client: kube::Client,
+    key: &ObjectKey,
+    status: &BootesStatus,
+) -> Result<DynamicObject, kube::Error> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client, &key.namespace, &crd::api_resource(key.kind));
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    let body = serde_json::json!({ "status": status });
+    api.patch_status(&key.name, &params, &Patch::Merge(&body))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Reason;
+    use bootes_proto::ResourceType;
+
+    const T0: &str = "2024-01-01T00:00:00Z";
+    const T1: &str = "2024-01-01T00:05:00Z";
+
+    fn desired(reason: Reason, message: &str, generation: i64, nodes: usize) -> ObjectStatus {
+        ObjectStatus {
+            accepted: reason == Reason::Valid,
+            reason,
+            message: message.into(),
+            observed_generation: generation,
+            nodes,
+        }
+    }
+
+    fn observed(status: Option<BootesStatus>) -> Observed {
+        Observed {
+            uid: "u".into(),
+            status,
+        }
+    }
+
+    #[test]
+    fn first_status_is_written_with_every_field() {
+        let target = plan_patch(&desired(Reason::Valid, "", 3, 2), &observed(None), T0).unwrap();
+        let json = serde_json::to_value(&target).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "conditions": [{
+                    "type": "Accepted", "status": "True", "reason": "Valid", "message": "",
+                    "lastTransitionTime": T0, "observedGeneration": 3
+                }],
+                "observedGeneration": 3,
+                "nodes": 2
+            })
+        );
+    }
+
+    #[test]
+    fn unchanged_status_is_not_written_again() {
+        let d = desired(
+            Reason::InvalidConfig,
+            "spec.config.conect_timeout: unknown field",
+            2,
+            0,
+        );
+        let written = plan_patch(&d, &observed(None), T0).unwrap();
+        // Later, the object has what was written: nothing to do, even though
+        // the clock moved on.
+        assert_eq!(plan_patch(&d, &observed(Some(written)), T1), None);
+    }
+
+    #[test]
+    fn transition_time_changes_only_when_accepted_flips() {
+        let valid = desired(Reason::Valid, "", 1, 1);
+        let s0 = plan_patch(&valid, &observed(None), T0).unwrap();
+
+        // More nodes, still accepted: written, transition time kept.
+        let s1 = plan_patch(
+            &desired(Reason::Valid, "", 1, 5),
+            &observed(Some(s0.clone())),
+            T1,
+        )
+        .unwrap();
+        assert_eq!(s1.nodes, Some(5));
+        assert_eq!(s1.conditions[0].last_transition_time, T0);
+
+        // Rejected: flips, new transition time, reason and message.
+        let bad = desired(Reason::InvalidConfig, "spec.config.x: unknown field", 2, 5);
+        let s2 = plan_patch(&bad, &observed(Some(s1.clone())), T1).unwrap();
+        let c = &s2.conditions[0];
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "InvalidConfig")
+        );
+        assert_eq!(c.message, "spec.config.x: unknown field");
+        assert_eq!(c.last_transition_time, T1);
+        assert_eq!(c.observed_generation, Some(2));
+        assert_eq!(s2.observed_generation, Some(2));
+
+        // A conflict is also False: no flip from InvalidConfig.
+        let conflict = desired(Reason::Conflict, "CDS \"c\" is already provided by …", 3, 0);
+        let s3 = plan_patch(&conflict, &observed(Some(s2)), "2024-01-02T00:00:00Z").unwrap();
+        assert_eq!(s3.conditions[0].reason, "Conflict");
+        assert_eq!(s3.conditions[0].last_transition_time, T1);
+    }
+
+    #[test]
+    fn other_conditions_are_kept_and_garbage_is_replaced() {
+        let mut current =
+            plan_patch(&desired(Reason::Valid, "", 1, 1), &observed(None), T0).unwrap();
+        current.conditions.push(Condition {
+            type_: "Reviewed".into(),
+            status: "True".into(),
+            reason: "ByHand".into(),
+            message: String::new(),
+            last_transition_time: T0.into(),
+            observed_generation: None,
+        });
+        let target = plan_patch(
+            &desired(Reason::Valid, "", 2, 1),
+            &observed(Some(current)),
+            T1,
+        )
+        .unwrap();
+        let types: Vec<&str> = target.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["Accepted", "Reviewed"]);
+
+        // A status that is not ours to read counts as absent and is rewritten.
+        let garbage = serde_json::json!({"conditions": "yes", "nodes": "many"});
+        assert_eq!(parse_status(Some(&garbage)), None);
+        assert_eq!(parse_status(Some(&serde_json::Value::Null)), None);
+        assert!(plan_patch(&desired(Reason::Valid, "", 1, 1), &observed(None), T0).is_some());
+    }
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(MAX_MESSAGE);
+        let target = target_status(&desired(Reason::InvalidConfig, &long, 1, 0), None, T0);
+        let message = &target.conditions[0].message;
+        assert!(message.len() <= MAX_MESSAGE);
+        assert!(message.ends_with('…'));
+    }
+
+    #[test]
+    fn observed_statuses_wake_the_writer_only_when_the_status_changes() {
+        let store = ObservedStatuses::default();
+        let key = ObjectKey {
+            kind: ResourceType::Cluster,
+            namespace: "ns".into(),
+            name: "c".into(),
+        };
+        let waiter = store.changed.clone();
+        store.record(key.clone(), observed(None));
+        // The permit of the first record is consumed here...
+        futures::executor::block_on(waiter.notified());
+        // ...and recording the same status again stores no new one.
+        store.record(key.clone(), observed(None));
+        let pending = waiter.notified();
+        futures::pin_mut!(pending);
+        assert!(futures::FutureExt::now_or_never(pending.as_mut()).is_none());
+        store.forget(&key);
+        assert_eq!(store.get(&key), None);
+    }
+
+    #[test]
+    fn timestamps_are_utc_seconds() {
+        let t: k8s_openapi::jiff::Timestamp = "2024-03-04T05:06:07.89+02:00".parse().unwrap();
+        assert_eq!(rfc3339(t), "2024-03-04T03:06:07Z");
+    }
+}
