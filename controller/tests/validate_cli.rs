@@ -1,0 +1,356 @@
+//! `bootes-controller validate`, run as users run it: exit codes, one line per
+//! problem, stdin, directories, cross-reference warnings.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bootes-controller");
+
+fn validate(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("validate")
+        .args(args.iter().flat_map(|a| ["-f", a]))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("RUST_LOG")
+        .spawn()
+        .expect("the binary runs");
+    {
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn lines<'a>(out: &'a str, prefix: &str) -> Vec<&'a str> {
+    out.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+const GOOD_CLUSTER: &str = "
+apiVersion: bootes.io/v1
+kind: Cluster
+metadata: {name: web, namespace: shop}
+spec:
+  config:
+    name: web
+    connect_timeout: 1s
+    type: STRICT_DNS
+    load_assignment:
+      cluster_name: web
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: web.shop, port_value: 80}}}}]}]
+";
+
+const BAD_CLUSTER: &str = "
+apiVersion: bootes.io/v1
+kind: Cluster
+metadata: {name: db, namespace: shop}
+spec:
+  config:
+    name: db
+    conect_timeout: 1s
+    type: STRICT_DNS
+";
+
+fn route(namespace: &str, name: &str, cluster: &str, selector: &str) -> String {
+    format!(
+        "
+apiVersion: bootes.io/v1
+kind: Route
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  {selector}
+  config:
+    name: {name}
+    virtual_hosts:
+      - name: all
+        domains: ['*']
+        routes:
+          - match: {{prefix: /}}
+            route:
+              weighted_clusters:
+                clusters:
+                  - {{name: web, weight: 1}}
+                  - {{name: {cluster}, weight: 1}}
+"
+    )
+}
+
+#[test]
+fn valid_manifests_exit_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "c.yaml", GOOD_CLUSTER);
+    let o = validate(&[&f], None);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(lines(&out, "error:").is_empty(), "{out}");
+    assert_eq!(
+        out.lines().last(),
+        Some("1 objects checked, 0 errors, 0 warnings")
+    );
+}
+
+#[test]
+fn the_shipped_examples_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in [
+        root.join("../shared/seed-examples"),
+        root.join("manifests/examples"),
+    ] {
+        if !dir.is_dir() {
+            continue;
+        }
+        let o = validate(&[dir.to_str().unwrap()], None);
+        assert!(o.status.success(), "{}: {}", dir.display(), stdout(&o));
+    }
+}
+
+#[test]
+fn each_problem_is_one_line_naming_file_object_path_and_rule_and_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{GOOD_CLUSTER}---{BAD_CLUSTER}---
+apiVersion: bootes.io/v1
+kind: Endpoint
+metadata: {{name: web-eps, namespace: shop}}
+spec:
+  config:
+    cluster_name: web
+    endpoints:
+      - lb_endpoints:
+          - endpoint: {{address: {{socket_address: {{address: 10.0.0.1, port_value: 70000}}}}}}
+"
+    );
+    let f = write(dir.path(), "all.yaml", &text);
+    let o = validate(&[&f], None);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let errors = lines(&out, "error:");
+    assert_eq!(
+        errors,
+        vec![
+            format!("error: {f}: Cluster shop/db: spec.config.conect_timeout: unknown field \"conect_timeout\" in envoy.config.cluster.v3.Cluster (did you mean \"connect_timeout\"?)"),
+            format!("error: {f}: Endpoint shop/web-eps: spec.config.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value: must be <= 65535, is 70000 (uint32.lte = 65535)"),
+        ],
+        "{out}"
+    );
+    // The good object around them was checked too.
+    assert_eq!(
+        out.lines().last(),
+        Some("3 objects checked, 2 errors, 0 warnings")
+    );
+}
+
+#[test]
+fn stdin_is_read_for_dash() {
+    let o = validate(&["-"], Some(GOOD_CLUSTER));
+    assert!(o.status.success(), "{}", stdout(&o));
+    let o = validate(&["-"], Some(BAD_CLUSTER));
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        out.contains("error: -: Cluster shop/db: spec.config.conect_timeout: unknown field"),
+        "{out}"
+    );
+}
+
+#[test]
+fn directories_are_searched_recursively_for_yaml_yml_and_json_skipping_hidden_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a/b/c.yml", GOOD_CLUSTER);
+    write(
+        dir.path(),
+        "r.json",
+        r#"{"apiVersion": "bootes.io/v1", "kind": "Route", "metadata": {"name": "r", "namespace": "shop"},
+            "spec": {"config": {"name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+              "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "web"}}]}]}}}"#,
+    );
+    let bad = write(dir.path(), "z/bad.yaml", BAD_CLUSTER);
+    // Never read: hidden, or not a manifest by its extension.
+    write(dir.path(), ".git/bad.yaml", BAD_CLUSTER);
+    write(dir.path(), ".hidden.yaml", BAD_CLUSTER);
+    write(dir.path(), "notes.txt", "not yaml: [");
+    let o = validate(&[dir.path().to_str().unwrap()], None);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let errors = lines(&out, "error:");
+    assert_eq!(errors.len(), 1, "{out}");
+    assert!(
+        errors[0].starts_with(&format!("error: {bad}: Cluster shop/db:")),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().last(),
+        Some("3 objects checked, 1 errors, 0 warnings")
+    );
+}
+
+#[test]
+fn several_paths_and_unreadable_or_unparsable_files_are_reported_without_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "good.yaml", GOOD_CLUSTER);
+    let broken = write(dir.path(), "broken.yaml", "kind: [unclosed");
+    let missing = dir.path().join("missing.yaml").display().to_string();
+    let o = validate(&[&missing, &broken, &good], None);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let errors = lines(&out, "error:");
+    assert_eq!(errors.len(), 2, "{out}");
+    assert!(
+        errors[0].starts_with(&format!("error: reading {missing}")),
+        "{out}"
+    );
+    assert!(
+        errors[1].starts_with(&format!("error: {broken}: document 1: invalid YAML")),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().last(),
+        Some("1 objects checked, 2 errors, 0 warnings")
+    );
+}
+
+#[test]
+fn unresolved_references_are_warnings_that_do_not_fail_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = "
+apiVersion: bootes.io/v1
+kind: Listener
+metadata: {name: edge, namespace: shop}
+spec:
+  config:
+    name: edge
+    address: {socket_address: {address: 0.0.0.0, port_value: 8080}}
+    filter_chains:
+      - filters:
+          - name: hcm
+            typed_config:
+              '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+              stat_prefix: edge
+              rds: {route_config_name: nowhere, config_source: {ads: {}}}
+              http_filters:
+                - name: router
+                  typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+";
+    let eds = "
+apiVersion: bootes.io/v1
+kind: Cluster
+metadata: {name: api, namespace: shop}
+spec:
+  config:
+    name: api
+    connect_timeout: 1s
+    type: EDS
+    eds_cluster_config: {service_name: api-svc, eds_config: {ads: {}}}
+";
+    let f = write(
+        dir.path(),
+        "shop.yaml",
+        &format!(
+            "{GOOD_CLUSTER}---{}---{listener}---{eds}",
+            route("shop", "r", "gone", "")
+        ),
+    );
+    // The same route in another namespace: "web" exists only in shop.
+    let other = write(dir.path(), "other.yaml", &route("other", "r", "web", ""));
+    let o = validate(&[&f, &other], None);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    let warnings = lines(&out, "warning:");
+    assert_eq!(
+        warnings,
+        vec![
+            format!("warning: {f}: Route shop/r: spec.config.virtual_hosts[0].routes[0].route.weighted_clusters.clusters[1].name: weighted route to cluster \"gone\": no Cluster object in namespace shop provides it"),
+            format!("warning: {f}: Listener shop/edge: spec.config.filter_chains[0].filters[0].typed_config.rds.route_config_name: RDS route configuration \"nowhere\": no Route object in namespace shop provides it"),
+            format!("warning: {f}: Cluster shop/api: spec.config.eds_cluster_config.service_name: EDS cluster needs endpoints for \"api-svc\": no Endpoint object in namespace shop provides it"),
+            format!("warning: {other}: Route other/r: spec.config.virtual_hosts[0].routes[0].route.weighted_clusters.clusters[0].name: weighted route to cluster \"web\": no Cluster object in namespace other provides it"),
+            format!("warning: {other}: Route other/r: spec.config.virtual_hosts[0].routes[0].route.weighted_clusters.clusters[1].name: weighted route to cluster \"web\": no Cluster object in namespace other provides it"),
+        ],
+        "{out}"
+    );
+    assert!(lines(&out, "error:").is_empty(), "{out}");
+    assert_eq!(
+        out.lines().last(),
+        Some("5 objects checked, 0 errors, 5 warnings")
+    );
+}
+
+#[test]
+fn warnings_follow_workload_selectors_and_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    let canary_cluster = GOOD_CLUSTER.replace(
+        "spec:\n",
+        "spec:\n  workloadSelector: {labels: {track: canary}}\n",
+    );
+    let f = write(
+        dir.path(),
+        "sel.yaml",
+        &format!(
+            "{canary_cluster}---{}",
+            route(
+                "shop",
+                "r",
+                "web",
+                "workloadSelector: {labels: {app: shop}}"
+            )
+        ),
+    );
+    // Without pods: the route reaches app=shop pods, the cluster only canary ones.
+    let o = validate(&[&f], None);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    let warnings = lines(&out, "warning:");
+    assert_eq!(warnings.len(), 2, "{out}");
+    assert!(
+        warnings[0]
+            .ends_with("do not select every pod this object selects (workloadSelector app=shop)"),
+        "{out}"
+    );
+    // With pods: the same set, judged per Envoy.
+    let pods = "
+apiVersion: v1
+kind: Pod
+metadata: {name: shop-0, namespace: shop, labels: {app: shop, track: canary}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: shop-1, namespace: shop, labels: {app: shop}}
+";
+    let p = write(dir.path(), "pods.yaml", pods);
+    let o = validate(&[&f, &p], None);
+    let out = stdout(&o);
+    let warnings = lines(&out, "warning:");
+    assert_eq!(warnings.len(), 2, "{out}");
+    assert!(
+        warnings[0].ends_with(
+            "no Cluster object provides it to 1 of the 2 nodes this object reaches: shop-1.shop"
+        ),
+        "{out}"
+    );
+    // Every pod canary: nothing is missing.
+    let p = write(
+        dir.path(),
+        "pods.yaml",
+        &pods.replace(
+            "labels: {app: shop}}",
+            "labels: {app: shop, track: canary}}",
+        ),
+    );
+    let o = validate(&[&f, &p], None);
+    let out = stdout(&o);
+    assert!(lines(&out, "warning:").is_empty(), "{out}");
+}
