@@ -657,3 +657,118 @@ async fn an_envoy_without_a_pod_waits_and_is_served_once_its_pod_appears() {
         "served on the stream it had open, without reconnecting"
     );
 }
+
+/// Sends requests to 127.0.0.1:`port` one after the other until stopped,
+/// recording every answer that is not a 200 from one of `allowed`.
+struct RequestLoop {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<(u64, Vec<String>)>,
+}
+
+impl RequestLoop {
+    /// At most this many requests, so the loop always ends by itself.
+    const MAX_REQUESTS: u64 = 50_000;
+
+    fn start(port: u16, allowed: &[&str]) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut sent = 0;
+            let mut bad = Vec::new();
+            while !flag.load(Ordering::Relaxed) && sent < Self::MAX_REQUESTS {
+                sent += 1;
+                match http_get(local(port), "example.com", "/").await {
+                    Ok(r) if r.status == 200 && allowed.iter().any(|a| a == r.text()) => {}
+                    Ok(r) => bad.push(format!("request {sent}: {} {:?}", r.status, r.text())),
+                    Err(e) => bad.push(format!("request {sent}: {e:#}")),
+                }
+            }
+            (sent, bad)
+        });
+        Self { stop, task }
+    }
+
+    /// Stops the loop; returns how many requests were sent and the bad answers.
+    async fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.expect("request loop")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_routes_between_clusters_never_fails_a_request() {
+    // Make-before-break: a Route moved to a brand-new cluster (added in the
+    // same burst) must never send a request to a cluster Envoy lacks, and a
+    // cluster removed together with the route that used it must be removed
+    // only after the route moved away.
+    let up_a = Upstream::start("upstream-a").await.unwrap();
+    let up_b = Upstream::start("upstream-b").await.unwrap();
+    let up_n = Upstream::start("upstream-n").await.unwrap();
+    let port = free_port();
+    let m = ManifestDir::new().unwrap();
+    write_edit_fixture(&m, port, up_a.addr(), up_b.addr()).unwrap();
+    let stack = Stack::start(&m, 1).await.unwrap();
+    let envoy = Envoy::start("envoy-0.demo", &stack.xds_addrs())
+        .await
+        .unwrap();
+    expect_routed(port, "example.com", "/", "upstream-a")
+        .await
+        .unwrap();
+
+    let route_to = |cluster: &str| {
+        vec![route(
+            "demo",
+            "route-1",
+            "route-1",
+            &[VirtualHost::new("all", &["*"], &[("/", cluster)])],
+            &[],
+        )]
+    };
+
+    // Add cluster-n with its endpoint and move the route to it, in one burst.
+    let requests = RequestLoop::start(port, &["upstream-a", "upstream-n"]);
+    m.write_docs(
+        "cluster-n.yaml",
+        &[
+            cluster_eds("demo", "cluster-n", "cluster-n", &[]),
+            endpoint("demo", "endpoint-n", "cluster-n", &[up_n.addr()], &[]),
+        ],
+    )
+    .unwrap();
+    m.write_docs("route.yaml", &route_to("cluster-n")).unwrap();
+    expect_routed(port, "example.com", "/", "upstream-n")
+        .await
+        .unwrap();
+    let (sent, bad) = requests.finish().await;
+    assert!(
+        bad.is_empty(),
+        "{} of {sent} requests failed while the route moved to a new cluster: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(10)]
+    );
+
+    // Move the route back and delete cluster-n, in one burst.
+    let requests = RequestLoop::start(port, &["upstream-a", "upstream-n"]);
+    m.write_docs("route.yaml", &route_to("cluster-a")).unwrap();
+    m.remove("cluster-n.yaml").unwrap();
+    expect_routed(port, "example.com", "/", "upstream-a")
+        .await
+        .unwrap();
+    eventually("cluster-n is removed from Envoy", || async {
+        let clusters = envoy.cluster_names().await?;
+        ensure!(!clusters.contains("cluster-n"), "clusters: {clusters:?}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let (sent, bad) = requests.finish().await;
+    assert!(
+        bad.is_empty(),
+        "{} of {sent} requests failed while the route left a removed cluster: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(10)]
+    );
+    let _ = stack;
+}
