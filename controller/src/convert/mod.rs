@@ -9,6 +9,8 @@
 pub mod json;
 pub mod pgv;
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 use bootes_proto::envoy::descriptor_pool;
