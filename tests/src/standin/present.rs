@@ -499,7 +499,15 @@ mod tests {
             json!({"name": "Missing", "type": "integer", "jsonPath": ".status.nope"}),
             json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}),
         ];
-        let t = table(&rt, "v1", &[pod.clone()], None, "v1", "None", 200);
+        let t = table(
+            &rt,
+            "v1",
+            std::slice::from_ref(&pod),
+            None,
+            "v1",
+            "None",
+            200,
+        );
         assert_eq!(
             t["rows"][0]["cells"],
             json!(["p", "Running", null, "3m20s"])
