@@ -10,98 +10,12 @@ use std::net::SocketAddr;
 
 use anyhow::{ensure, Context, Result};
 use bootes_tests::harness::{
-    cluster_eds, endpoint, eventually, free_port, http_get, listener_http, pod, route, Controller,
-    Envoy, Etcd, ManifestDir, Upstream, VirtualHost, XdsServer,
+    cluster_eds, endpoint, eventually, expect_routed, expect_status, free_port, http_get,
+    listener_http, local, pod, route, Envoy, ManifestDir, Stack, Upstream, VirtualHost,
 };
 use serde_json::Value;
 
 const PREFIX: &str = "/bootes/v1/";
-
-/// etcd, the controller on a manifest directory, and `replicas` xds-servers.
-/// Fields drop in order: servers, controller, then etcd.
-struct Stack {
-    xds: Vec<XdsServer>,
-    _controller: Controller,
-    etcd: Etcd,
-}
-
-impl Stack {
-    async fn start(manifests: &ManifestDir, replicas: usize) -> Result<Self> {
-        let etcd = Etcd::start().await?;
-        let controller = Controller::start(&etcd, manifests.path()).await?;
-        let mut xds = Vec::new();
-        for i in 0..replicas {
-            let name = ((b'a' + i as u8) as char).to_string();
-            xds.push(XdsServer::start(&etcd, &name).await?);
-        }
-        Ok(Self {
-            xds,
-            _controller: controller,
-            etcd,
-        })
-    }
-
-    fn xds_addrs(&self) -> Vec<SocketAddr> {
-        self.xds.iter().map(XdsServer::addr).collect()
-    }
-}
-
-fn local(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-/// Waits until `GET path` with `Host: host` on 127.0.0.1:`port` is answered
-/// 200 by the upstream `want`, then checks that the next requests go there too.
-async fn expect_routed(port: u16, host: &str, path: &str, want: &str) -> Result<()> {
-    let addr = local(port);
-    eventually(
-        &format!("GET http://{host}{path} via Envoy :{port} reaches {want}"),
-        || async {
-            let r = http_get(addr, host, path).await?;
-            ensure!(
-                r.status == 200 && r.text() == want,
-                "got {} {:?}",
-                r.status,
-                r.text()
-            );
-            Ok(())
-        },
-    )
-    .await?;
-    for i in 0..5 {
-        let r = http_get(addr, host, path).await?;
-        ensure!(
-            r.status == 200 && r.text() == want,
-            "request {i} after the switch: GET http://{host}{path} via :{port} got {} {:?}, want {want}",
-            r.status,
-            r.text()
-        );
-    }
-    Ok(())
-}
-
-/// Waits until `GET path` on 127.0.0.1:`port` is answered with `status`.
-async fn expect_status(port: u16, host: &str, path: &str, status: u16) -> Result<()> {
-    eventually(
-        &format!("GET http://{host}{path} via Envoy :{port} answers {status}"),
-        || async {
-            let r = http_get(local(port), host, path).await?;
-            ensure!(r.status == status, "got {} {:?}", r.status, r.text());
-            Ok(())
-        },
-    )
-    .await
-}
-
-/// The one xds-server replica Envoy holds a connection to.
-async fn connected_xds(envoy: &Envoy) -> Result<SocketAddr> {
-    eventually("Envoy has exactly one xds-server connection", || async {
-        let hosts = envoy.connected_xds_servers().await?;
-        ensure!(hosts.len() == 1, "connected to {hosts:?}");
-        Ok(hosts[0])
-    })
-    .await
-}
 
 fn route_clusters(route_config: &Value) -> Vec<String> {
     let mut out = Vec::new();
@@ -562,7 +476,7 @@ async fn changes_still_arrive_after_the_connected_xds_server_is_killed() {
 
     // Kill the replica Envoy is connected to; the next change must arrive
     // through the other one.
-    let first = connected_xds(&envoy).await.unwrap();
+    let first = envoy.connected_xds_server().await.unwrap();
     let i = stack.xds.iter().position(|s| s.addr() == first).unwrap();
     stack.xds[i].kill();
     m.write_docs(
@@ -579,7 +493,7 @@ async fn changes_still_arrive_after_the_connected_xds_server_is_killed() {
     expect_routed(port, "example.com", "/", "upstream-c")
         .await
         .unwrap();
-    let second = connected_xds(&envoy).await.unwrap();
+    let second = envoy.connected_xds_server().await.unwrap();
     assert_ne!(
         first, second,
         "Envoy is still connected to the killed replica"
@@ -603,7 +517,7 @@ async fn changes_still_arrive_after_the_connected_xds_server_is_killed() {
     expect_routed(port, "example.com", "/", "upstream-b")
         .await
         .unwrap();
-    let third = connected_xds(&envoy).await.unwrap();
+    let third = envoy.connected_xds_server().await.unwrap();
     assert_eq!(
         third, first,
         "Envoy should be back on the restarted replica"

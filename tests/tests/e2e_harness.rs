@@ -43,6 +43,14 @@ async fn envoy_starts_without_a_control_plane_and_keeps_trying() {
     assert!(dump["configs"].is_array(), "config dump: {dump}");
     assert!(envoy.listener_names().await.expect("listeners").is_empty());
     let info = envoy.admin_get("/server_info").await.expect("server_info");
+    assert_eq!(
+        envoy
+            .stat("cluster_manager.cds.update_success")
+            .await
+            .expect("stat"),
+        0
+    );
+    assert!(envoy.stat("no.such.stat").await.is_err());
     assert!(info.body.contains("harness-0.test"), "{}", info.body);
     // Envoy keeps trying the xds cluster: connection failures get counted.
     eventually("Envoy tries to reach the xds servers", || async {

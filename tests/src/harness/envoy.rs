@@ -5,7 +5,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::process::Command;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
 use super::{eventually, find_envoy, http_get, test_dir, ChildProcess, HttpResponse};
@@ -39,7 +39,7 @@ impl EnvoyOptions {
                 .unwrap_or(node_id)
                 .to_string(),
             xds_servers: xds_servers.to_vec(),
-            log_level: "info".into(),
+            log_level: std::env::var("BOOTES_ENVOY_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
         }
     }
 }
@@ -294,6 +294,41 @@ impl Envoy {
         Ok(out)
     }
 
+    /// The value of the counter or gauge `name` (exact name, from `/stats`).
+    pub async fn stat(&self, name: &str) -> Result<u64> {
+        // An anchored regex for exactly `name`, percent-encoded for the query.
+        let regex = format!("^{}$", name.replace('.', "\\."));
+        let filter: String = regex
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let r = self.admin_get(&format!("/stats?filter={filter}")).await?;
+        parse_stat(&r.body, name).ok_or_else(|| anyhow!("no stat {name:?} in: {}", r.text()))
+    }
+
+    /// Waits until Envoy holds exactly one connection to the `xds` cluster
+    /// and returns that replica's address.
+    pub async fn connected_xds_server(&self) -> Result<SocketAddr> {
+        eventually(
+            &format!(
+                "Envoy {} has exactly one xds-server connection",
+                self.node_id
+            ),
+            || async {
+                let hosts = self.connected_xds_servers().await?;
+                ensure!(hosts.len() == 1, "connected to {hosts:?}");
+                Ok(hosts[0])
+            },
+        )
+        .await
+    }
+
     /// Addresses of the `xds` cluster's hosts that Envoy has an open
     /// connection to (from `/clusters`): the replica serving its ADS stream.
     pub async fn connected_xds_servers(&self) -> Result<Vec<SocketAddr>> {
@@ -319,6 +354,14 @@ fn connected_hosts(clusters: &str, cluster: &str) -> Vec<SocketAddr> {
         }
     }
     out
+}
+
+/// `name: value` lines of `/stats`.
+fn parse_stat(stats: &str, name: &str) -> Option<u64> {
+    stats.lines().find_map(|line| {
+        let (n, v) = line.split_once(": ")?;
+        (n == name).then(|| v.trim().parse().ok()).flatten()
+    })
 }
 
 fn dump_section<'a>(dump: &'a Value, type_url: &str) -> Option<&'a Value> {
@@ -392,6 +435,17 @@ mod tests {
             connected_hosts(text, "xds"),
             vec!["127.0.0.1:2000".parse::<SocketAddr>().unwrap()]
         );
+    }
+
+    #[test]
+    fn parses_stats() {
+        let text =
+            "cluster_manager.cds.update_success: 3\ncluster_manager.cds.update_success_x: 9\n";
+        assert_eq!(
+            parse_stat(text, "cluster_manager.cds.update_success"),
+            Some(3)
+        );
+        assert_eq!(parse_stat(text, "missing"), None);
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod http;
 mod manifests;
 mod ports;
 mod process;
+mod stack;
 mod upstream;
 mod wait;
 
@@ -39,5 +40,6 @@ pub use manifests::{
 };
 pub use ports::free_port;
 pub use process::{find_bootes_bin, find_envoy, find_etcd, test_dir, ChildProcess};
+pub use stack::{expect_routed, expect_status, local, Stack};
 pub use upstream::Upstream;
 pub use wait::{eventually, eventually_with, DEFAULT_TIMEOUT};
