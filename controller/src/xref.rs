@@ -67,7 +67,7 @@ fn field<'a>(m: &'a DynamicMessage, name: &str) -> Option<std::borrow::Cow<'a, V
     }
 }
 
-fn message<'a>(m: &'a DynamicMessage, name: &str) -> Option<DynamicMessage> {
+fn message(m: &DynamicMessage, name: &str) -> Option<DynamicMessage> {
     field(m, name).and_then(|v| v.as_message().cloned())
 }
 

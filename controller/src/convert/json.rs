@@ -928,8 +928,15 @@ pub fn parse_timestamp(s: &str) -> Result<(i64, i32), String> {
             if !rest.is_ascii() || ob.len() != 6 || !matches!(ob[0], b'+' | b'-') || ob[3] != b':' {
                 return Err("expected a time zone: \"Z\" or ±HH:MM".into());
             }
-            let oh: i64 = rest[1..3].parse().map_err(|_| "bad time zone")?;
-            let om: i64 = rest[4..6].parse().map_err(|_| "bad time zone")?;
+            let two = |r: std::ops::Range<usize>| -> Result<i64, String> {
+                let t = &rest[r];
+                if t.bytes().all(|b| b.is_ascii_digit()) {
+                    t.parse().map_err(|_| "bad time zone".to_string())
+                } else {
+                    Err("bad time zone".to_string())
+                }
+            };
+            let (oh, om) = (two(1..3)?, two(4..6)?);
             if oh > 23 || om > 59 {
                 return Err("bad time zone".into());
             }

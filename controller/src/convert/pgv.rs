@@ -767,7 +767,7 @@ impl Checker {
             }
             // Sorted for a stable report.
             let mut entries: Vec<(&MapKey, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| map_key_string(a.0).cmp(&map_key_string(b.0)));
+            entries.sort_by_cached_key(|e| map_key_string(e.0));
             for (k, v) in entries {
                 let key = map_key_string(k);
                 self.at(

@@ -198,9 +198,9 @@ fn mutate(target: &mut Json, mut choice: usize, key: &str, replacement: Json) {
             Json::Array(a) => a.len(),
             _ => 0,
         };
-        if n == 0 || choice % 4 == 0 {
+        if n == 0 || choice.is_multiple_of(4) {
             match node {
-                Json::Object(m) if choice % 8 == 0 => {
+                Json::Object(m) if choice.is_multiple_of(8) => {
                     m.insert(key.to_string(), replacement);
                 }
                 other => *other = replacement,
