@@ -9,13 +9,20 @@ use std::sync::OnceLock;
 use prost_reflect::DescriptorPool;
 
 pub use envoy_types::pb::envoy::config::core::v3 as core;
+pub use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 pub use envoy_types::pb::envoy::service::discovery::v3 as discovery;
 pub use envoy_types::pb::envoy::service::status::v3 as status;
+pub use envoy_types::pb::envoy::admin::v3 as admin;
 pub use envoy_types::pb::google::protobuf::Any;
 pub use envoy_types::pb::google::rpc::Status as RpcStatus;
 
 /// The compiled descriptor set of the whole Envoy API, as shipped by envoy-types.
 static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
+
+/// The encoded descriptor set (for gRPC server reflection).
+pub fn descriptor_set() -> &'static [u8] {
+    DESCRIPTORS
+}
 
 /// The Envoy API descriptor pool, decoded once.
 pub fn descriptor_pool() -> &'static DescriptorPool {

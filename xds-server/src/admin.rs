@@ -1,4 +1,4 @@
-//! The admin HTTP listener: `/livez`, `/readyz`.
+//! The admin HTTP listener: `/livez`, `/readyz`, `/metrics`.
 
 use std::sync::Arc;
 
@@ -8,12 +8,28 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::etcd_sync::Shared;
+use crate::metrics::Metrics;
 
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(shared: Arc<Shared>, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(shared)
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        )
 }
 
 /// Ready once the first etcd listing is loaded; it stays ready while etcd is
@@ -21,9 +37,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
 async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
     if shared.is_ready() {
         let (nodes, snapshots) = shared.counts();
+        let revision = shared.revision();
         (
             StatusCode::OK,
-            format!("ok: {nodes} nodes, {snapshots} snapshots\n"),
+            format!("ok: etcd revision {revision}, {nodes} nodes, {snapshots} snapshots\n"),
         )
     } else {
         (

@@ -10,25 +10,29 @@ use std::time::Duration;
 use bootes_proto::Keys;
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
+use crate::metrics::Metrics;
 use crate::snapshots::{Event, Snapshot, Snapshots};
 
 /// The snapshots every stream reads, and a signal when they change.
 #[derive(Debug)]
 pub struct Shared {
     snapshots: RwLock<Snapshots>,
-    /// Carries the etcd revision after each applied batch.
-    changed: watch::Sender<i64>,
+    /// Carries the etcd revision after each applied batch, and when it was applied.
+    changed: watch::Sender<(i64, Instant)>,
     /// Set once the first full listing is loaded.
     ready: AtomicBool,
+    metrics: Arc<Metrics>,
 }
 
 impl Shared {
-    pub fn new(keys: Keys) -> Arc<Self> {
+    pub fn new(keys: Keys, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             snapshots: RwLock::new(Snapshots::new(keys)),
-            changed: watch::Sender::new(0),
+            changed: watch::Sender::new((0, Instant::now())),
             ready: AtomicBool::new(false),
+            metrics,
         })
     }
 
@@ -39,12 +43,16 @@ impl Shared {
             .for_node(node_id)
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<i64> {
+    pub fn subscribe(&self) -> watch::Receiver<(i64, Instant)> {
         self.changed.subscribe()
     }
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.snapshots.read().expect("snapshots lock").revision()
     }
 
     pub fn counts(&self) -> (usize, usize) {
@@ -67,7 +75,7 @@ impl Shared {
             "loaded etcd"
         );
         self.ready.store(true, Ordering::Release);
-        self.changed.send_replace(revision);
+        self.publish(revision);
     }
 
     fn apply(&self, events: Vec<Event>, revision: i64) {
@@ -77,7 +85,21 @@ impl Shared {
             .expect("snapshots lock")
             .apply(events, revision);
         tracing::debug!(revision, changed = applied.changed, "applied etcd events");
-        self.changed.send_replace(revision);
+        for key in &applied.rejected {
+            tracing::error!(
+                key,
+                "undecodable value in etcd; the previous one stays in force"
+            );
+        }
+        self.publish(revision);
+    }
+
+    fn publish(&self, revision: i64) {
+        let (nodes, snapshots) = self.counts();
+        self.metrics.nodes.set(nodes as i64);
+        self.metrics.snapshots.set(snapshots as i64);
+        self.metrics.etcd_revision.set(revision);
+        self.changed.send_replace((revision, Instant::now()));
     }
 }
 
@@ -85,7 +107,9 @@ impl Shared {
 pub async fn run(client: Client, keys: Keys, shared: Arc<Shared>) {
     let mut backoff = Backoff::default();
     loop {
-        match sync_once(client.clone(), &keys, &shared).await {
+        let result = sync_once(client.clone(), &keys, &shared).await;
+        shared.metrics.etcd_connected.set(0);
+        match result {
             Ok(()) => tracing::warn!("etcd watch ended; relisting"),
             Err(e) => tracing::warn!(error = %e, "etcd unavailable; serving the last snapshots"),
         }
@@ -115,6 +139,7 @@ async fn sync_once(
         })
         .collect();
     shared.reset(kvs, revision);
+    shared.metrics.etcd_connected.set(1);
 
     let mut stream = client
         .watch(
@@ -138,6 +163,13 @@ async fn sync_once(
         // One watch response holds whole revisions: apply it as one batch so
         // no stream sees half a transaction.
         let revision = response.header().map(|h| h.revision()).unwrap_or_default();
+        let newest = response
+            .events()
+            .iter()
+            .filter_map(|e| e.kv().map(|kv| kv.mod_revision()))
+            .max()
+            .unwrap_or(revision);
+        shared.metrics.etcd_watch_lag.set(revision - newest);
         let events: Vec<Event> = response
             .events()
             .iter()

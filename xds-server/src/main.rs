@@ -2,12 +2,14 @@
 //! Stateless: any replica serves any node.
 
 mod admin;
-mod ads;
-mod codec;
+mod clients;
 mod etcd_sync;
+mod grpc;
 mod jitter;
+mod metrics;
 mod protocol;
 mod snapshots;
+mod status_report;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +47,16 @@ struct Cli {
     /// On SIGTERM, streams end at random points within this period.
     #[arg(long, env = "BOOTES_DRAIN_PERIOD", value_parser = parse_seconds, default_value = "5")]
     drain_period: Duration,
+    /// End streams older than this (± 10%) so clients rebalance after a
+    /// scale-up (seconds; unset: never).
+    #[arg(long, env = "BOOTES_MAX_CONNECTION_AGE", value_parser = parse_seconds)]
+    max_connection_age: Option<Duration>,
+    /// Name of this replica in `status/` keys (default: hostname and process ID).
+    #[arg(long, env = "BOOTES_REPLICA_ID")]
+    replica_id: Option<String>,
+    /// TTL of the lease on this replica's `status/` keys (seconds).
+    #[arg(long, env = "BOOTES_STATUS_LEASE_TTL", value_parser = parse_seconds, default_value = "15")]
+    status_lease_ttl: Duration,
     /// Log format.
     #[arg(long, env = "BOOTES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -82,45 +94,121 @@ async fn main() -> anyhow::Result<()> {
     .await
     .context("etcd client")?;
 
-    let shared = etcd_sync::Shared::new(keys.clone());
-    tokio::spawn(etcd_sync::run(etcd, keys, shared.clone()));
+    let metrics = Arc::new(metrics::Metrics::new());
+    let shared = etcd_sync::Shared::new(keys.clone(), metrics.clone());
+    tokio::spawn(etcd_sync::run(etcd.clone(), keys.clone(), shared.clone()));
+
+    let clients = clients::Clients::new();
+    let replica = cli.replica_id.clone().unwrap_or_else(default_replica_id);
+    tokio::spawn(status_report::run(
+        etcd,
+        keys,
+        replica,
+        clients.clone(),
+        cli.status_lease_ttl,
+    ));
 
     let (drain_tx, draining) = watch::channel(false);
-    let server = Arc::new(ads::Server {
+    let server = Arc::new(grpc::Server {
         snapshots: shared.clone(),
         cache: protocol::response::ResponseCache::new(),
+        clients: clients.clone(),
+        metrics: metrics.clone(),
         draining,
         drain_period: cli.drain_period,
+        max_connection_age: cli.max_connection_age,
     });
 
     let admin = tokio::net::TcpListener::bind(cli.admin_listen)
         .await
         .with_context(|| format!("binding admin {}", cli.admin_listen))?;
+    let admin_router = admin::router(shared.clone(), metrics);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(admin, admin::router(shared)).await {
+        if let Err(e) = axum::serve(admin, admin_router).await {
             tracing::error!(error = %e, "admin server failed");
         }
     });
 
-    let grpc = tokio::net::TcpListener::bind(cli.listen)
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in grpc::service_names() {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    tokio::spawn(report_health(health.clone(), shared.clone()));
+    let mut reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(bootes_proto::envoy::descriptor_set())
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for name in grpc::service_names() {
+        reflection = reflection.with_service_name(name);
+    }
+    let reflection = reflection
+        .with_service_name("envoy.service.status.v3.ClientStatusDiscoveryService")
+        .with_service_name("grpc.health.v1.Health")
+        .build_v1()
+        .context("reflection service")?;
+
+    let grpc_listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("binding {}", cli.listen))?;
     tracing::info!(listen = %cli.listen, admin = %cli.admin_listen, "serving xDS");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("draining: no new connections, streams end within the drain period");
+        for name in grpc::service_names() {
+            health
+                .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
         let _ = drain_tx.send(true);
     };
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(ads::AdsService::new(server))
+        .add_routes(grpc::XdsService::new(server).routes())
+        .add_service(grpc::CsdsService::new(clients, shared))
+        .add_service(health_service)
+        .add_service(reflection)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .context("gRPC server")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// gRPC health follows readiness: SERVING once etcd is loaded.
+async fn report_health(
+    health: tonic_health::server::HealthReporter,
+    shared: Arc<etcd_sync::Shared>,
+) {
+    let mut changes = shared.subscribe();
+    while !shared.is_ready() {
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+    for name in grpc::service_names() {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+}
+
+fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "xds-server".into());
+    format!("{host}-{}", std::process::id())
 }
 
 async fn shutdown_signal() {

@@ -20,7 +20,7 @@ use bootes_proto::envoy::discovery::DeltaDiscoveryRequest;
 use bootes_proto::ResourceType;
 
 use super::response::{Encoded, ResponseCache};
-use super::{Effects, Nack};
+use super::{Effects, Nack, TypeReport};
 use crate::snapshots::{Resource, Snapshot};
 
 #[derive(Debug)]
@@ -56,20 +56,7 @@ pub struct DeltaStream {
     target: Option<Arc<Snapshot>>,
 }
 
-/// Per-type state, for CSDS and logs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TypeReport {
-    pub ty: ResourceType,
-    /// What the client has (as far as ACKs tell), name → version.
-    pub client: BTreeMap<String, String>,
-    pub nack: Option<Nack>,
-}
-
 impl DeltaStream {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     pub fn on_snapshot(
         &mut self,
         snapshot: Option<Arc<Snapshot>>,
@@ -181,13 +168,31 @@ impl DeltaStream {
         effects
     }
 
-    pub fn report(&self) -> Vec<TypeReport> {
+    /// Per-type state of this stream.
+    pub fn report(&self) -> BTreeMap<ResourceType, TypeReport> {
         self.types
             .iter()
-            .map(|(ty, s)| TypeReport {
-                ty: *ty,
-                client: s.client.clone(),
-                nack: s.nack.clone(),
+            .map(|(ty, s)| {
+                // `client` already counts the response in flight; report
+                // what the client had before it.
+                let mut acked = s.client.clone();
+                if let Some(flight) = &s.in_flight {
+                    for (name, previous) in &flight.previous {
+                        match previous {
+                            Some(v) => acked.insert(name.clone(), v.clone()),
+                            None => acked.remove(name),
+                        };
+                    }
+                }
+                let report = TypeReport {
+                    acked,
+                    pending: s
+                        .in_flight
+                        .as_ref()
+                        .map(|f| f.response.version_info.clone()),
+                    nack: s.nack.clone(),
+                };
+                (*ty, report)
             })
             .collect()
     }

@@ -6,6 +6,9 @@ pub mod delta;
 pub mod response;
 pub mod sotw;
 
+use std::collections::BTreeMap;
+
+use bootes_proto::envoy::core::Node;
 use bootes_proto::ResourceType;
 
 /// A NACK observed on a stream.
@@ -30,6 +33,43 @@ pub struct Effects {
     pub nacks: Vec<Nack>,
     /// Requests ignored, with why (unknown type URL, stale nonce).
     pub ignored: Vec<String>,
+}
+
+/// What a client holds of one type, as far as its ACKs and NACKs tell.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TypeReport {
+    /// Resources the client ACKed: name → version.
+    pub acked: BTreeMap<String, String>,
+    /// Version of the response waiting for an ACK, if any.
+    pub pending: Option<String>,
+    /// The last NACK, until a later response is ACKed.
+    pub nack: Option<Nack>,
+}
+
+/// The node ID of a stream: named by the first request, never changed after.
+#[derive(Clone, Debug, Default)]
+pub struct Identity(Option<String>);
+
+impl Identity {
+    pub fn get(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+
+    /// Learns the node ID from a request. Returns true the first time.
+    pub fn identify(&mut self, node: Option<&Node>) -> Result<bool, ProtocolError> {
+        let id = node.map(|n| n.id.as_str()).unwrap_or("");
+        match &self.0 {
+            None if id.is_empty() => Err(ProtocolError::MissingNodeId),
+            None => {
+                self.0 = Some(id.to_string());
+                Ok(true)
+            }
+            Some(known) if !id.is_empty() && id != known => {
+                Err(ProtocolError::NodeIdChanged(known.clone(), id.to_string()))
+            }
+            Some(_) => Ok(false),
+        }
+    }
 }
 
 /// A request that ends the stream.

@@ -40,13 +40,6 @@ impl Encoded {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.resources.iter().map(|r| r.name.as_str())
     }
-
-    pub fn get(&self, name: &str) -> Option<&Arc<Resource>> {
-        self.resources
-            .binary_search_by(|r| r.name.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.resources[i])
-    }
 }
 
 /// The version of a state-of-the-world response carrying `resources`.
@@ -247,6 +240,5 @@ mod tests {
             decoded.resources[0].type_url,
             ResourceType::Endpoint.type_url()
         );
-        assert!(e.get("b").is_some() && e.get("c").is_none());
     }
 }

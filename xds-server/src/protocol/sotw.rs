@@ -21,7 +21,7 @@ use bootes_proto::envoy::discovery::DiscoveryRequest;
 use bootes_proto::ResourceType;
 
 use super::response::{Encoded, ResponseCache};
-use super::{Effects, Nack, ProtocolError};
+use super::{Effects, Nack, TypeReport};
 use crate::snapshots::{Resource, Snapshot};
 
 /// What a client subscribed to for one type.
@@ -50,54 +50,19 @@ struct TypeState {
     in_flight: bool,
     /// A first request that has not been answered yet.
     must_answer: bool,
-    acked_version: Option<String>,
+    /// The last response the client ACKed.
+    acked: Option<Arc<Encoded>>,
     nack: Option<Nack>,
 }
 
 /// One state-of-the-world ADS stream.
 #[derive(Debug, Default)]
 pub struct SotwStream {
-    node: Option<String>,
     types: BTreeMap<ResourceType, TypeState>,
     target: Option<Arc<Snapshot>>,
 }
 
-/// Per-type state, for CSDS and logs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TypeReport {
-    pub ty: ResourceType,
-    pub sent_version: Option<String>,
-    pub acked_version: Option<String>,
-    pub nack: Option<Nack>,
-}
-
 impl SotwStream {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The node ID, once the first request named it.
-    pub fn node(&self) -> Option<&str> {
-        self.node.as_deref()
-    }
-
-    /// Learns the node ID from a request: required on the first, and it may
-    /// not change afterwards. Returns true the first time.
-    pub fn identify(&mut self, req: &DiscoveryRequest) -> Result<bool, ProtocolError> {
-        let id = req.node.as_ref().map(|n| n.id.as_str()).unwrap_or("");
-        match &self.node {
-            None if id.is_empty() => Err(ProtocolError::MissingNodeId),
-            None => {
-                self.node = Some(id.to_string());
-                Ok(true)
-            }
-            Some(known) if !id.is_empty() && id != known => {
-                Err(ProtocolError::NodeIdChanged(known.clone(), id.to_string()))
-            }
-            Some(_) => Ok(false),
-        }
-    }
-
     /// A new snapshot for this node (or none: the node has no binding, and
     /// the stream waits with what it has).
     pub fn on_snapshot(
@@ -136,7 +101,7 @@ impl SotwStream {
             sent: None,
             in_flight: false,
             must_answer: true,
-            acked_version: None,
+            acked: None,
             nack: None,
         });
 
@@ -164,7 +129,7 @@ impl SotwStream {
                         effects.nacks.push(nack);
                     }
                     None => {
-                        state.acked_version = Some(sent.version_info.clone());
+                        state.acked = Some(sent.clone());
                         state.nack = None;
                         effects.acks.push((ty, sent.version_info.clone()));
                     }
@@ -186,14 +151,25 @@ impl SotwStream {
     }
 
     /// Per-type state of this stream.
-    pub fn report(&self) -> Vec<TypeReport> {
+    pub fn report(&self) -> BTreeMap<ResourceType, TypeReport> {
         self.types
             .iter()
-            .map(|(ty, s)| TypeReport {
-                ty: *ty,
-                sent_version: s.sent.as_ref().map(|e| e.version_info.clone()),
-                acked_version: s.acked_version.clone(),
-                nack: s.nack.clone(),
+            .map(|(ty, s)| {
+                let report = TypeReport {
+                    acked: s
+                        .acked
+                        .iter()
+                        .flat_map(|e| e.resources.iter())
+                        .map(|r| (r.name.clone(), r.version.clone()))
+                        .collect(),
+                    pending: s
+                        .sent
+                        .as_ref()
+                        .filter(|_| s.in_flight)
+                        .map(|e| e.version_info.clone()),
+                    nack: s.nack.clone(),
+                };
+                (*ty, report)
             })
             .collect()
     }

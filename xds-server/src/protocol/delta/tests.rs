@@ -72,7 +72,7 @@ struct Client {
 impl Client {
     fn new(target: Arc<Snapshot>) -> Self {
         let mut c = Self {
-            stream: DeltaStream::new(),
+            stream: DeltaStream::default(),
             cache: ResponseCache::new(),
         };
         assert!(c.snapshot(target).is_empty(), "nothing subscribed yet");
@@ -183,7 +183,7 @@ fn a_nacked_version_is_not_resent_and_the_client_keeps_the_old_one() {
     assert!(effects.responses.is_empty(), "no resend loop");
     assert_eq!(effects.nacks[0].resources, ["a"]);
     assert_eq!(
-        c.stream.report()[0].client["a"],
+        c.stream.report()[&Cluster].acked["a"],
         "1",
         "the client kept version 1"
     );
@@ -249,7 +249,7 @@ fn equal_deltas_share_one_encoding() {
     let target = snap(&[(Cluster, "a", "1")]);
     let mut sent = Vec::new();
     for _ in 0..10 {
-        let mut s = DeltaStream::new();
+        let mut s = DeltaStream::default();
         s.on_snapshot(Some(target.clone()), &cache);
         sent.push(s.on_request(&req(Cluster, &[], &[], ""), &cache).responses[0].clone());
     }

@@ -67,8 +67,7 @@ struct Client {
 
 impl Client {
     fn new() -> Self {
-        let mut stream = SotwStream::new();
-        assert!(stream.identify(&req(Cluster, &[], "")).unwrap());
+        let stream = SotwStream::default();
         Self {
             stream,
             cache: ResponseCache::new(),
@@ -112,22 +111,24 @@ impl Client {
 
 #[test]
 fn first_request_must_name_the_node_and_it_may_not_change() {
-    let mut s = SotwStream::new();
-    let mut anonymous = req(Cluster, &[], "");
-    anonymous.node = None;
-    assert_eq!(s.identify(&anonymous), Err(ProtocolError::MissingNodeId));
-    assert_eq!(s.identify(&req(Cluster, &[], "")), Ok(true));
+    use crate::protocol::{Identity, ProtocolError};
+    let mut id = Identity::default();
+    let node = |s: &str| Node {
+        id: s.into(),
+        ..Default::default()
+    };
+    assert_eq!(id.identify(None), Err(ProtocolError::MissingNodeId));
     assert_eq!(
-        s.identify(&anonymous),
-        Ok(false),
-        "later requests may omit it"
+        id.identify(Some(&node(""))),
+        Err(ProtocolError::MissingNodeId)
     );
-    let mut other = req(Cluster, &[], "");
-    other.node.as_mut().unwrap().id = "other.ns".into();
+    assert_eq!(id.identify(Some(&node("envoy-0.ns"))), Ok(true));
+    assert_eq!(id.identify(None), Ok(false), "later requests may omit it");
     assert!(matches!(
-        s.identify(&other),
+        id.identify(Some(&node("other.ns"))),
         Err(ProtocolError::NodeIdChanged(..))
     ));
+    assert_eq!(id.get(), Some("envoy-0.ns"));
 }
 
 #[test]
@@ -198,10 +199,10 @@ fn a_nacked_version_is_not_resent_but_the_next_one_is() {
     assert_eq!(effects.nacks[0].resources, ["a"]);
     let report = c.stream.report();
     assert_eq!(
-        report[0].acked_version.as_ref(),
-        Some(&first[0].version_info)
+        report[&Cluster].acked["a"], "1",
+        "Envoy keeps the version it ACKed"
     );
-    assert!(report[0].nack.is_some());
+    assert!(report[&Cluster].nack.is_some());
 
     assert!(c.snapshot(Some(snap(&[(Cluster, "a", "bad")]))).is_empty());
     let fixed = c.snapshot(Some(snap(&[(Cluster, "a", "good")])));
@@ -210,7 +211,8 @@ fn a_nacked_version_is_not_resent_but_the_next_one_is() {
         .stream
         .on_request(&req(Cluster, &[], &fixed[0].nonce), &c.cache);
     assert_eq!(effects.acks, [(Cluster, fixed[0].version_info.clone())]);
-    assert!(c.stream.report()[0].nack.is_none());
+    assert!(c.stream.report()[&Cluster].nack.is_none());
+    assert_eq!(c.stream.report()[&Cluster].acked["a"], "good");
 }
 
 #[test]
@@ -333,7 +335,15 @@ fn a_cluster_a_route_stops_using_is_removed_only_after_the_route_update() {
     assert_eq!(names(&next[0]), ["new"]);
     let next = c.ack(&next[0], &["new", "old"]);
     assert_eq!(next[0].ty, Route, "the listener did not change");
-    assert_eq!(next[0].get("r").unwrap().version, "to-new");
+    assert_eq!(
+        next[0]
+            .resources
+            .iter()
+            .find(|r| r.name == "r")
+            .unwrap()
+            .version,
+        "to-new"
+    );
     // Only now is the old cluster removed.
     let next = c.ack(&next[0], &["r"]);
     assert_eq!(next[0].ty, Cluster);
@@ -364,10 +374,9 @@ fn a_nack_during_a_change_does_not_stall_the_remaining_types() {
 fn streams_of_one_group_share_one_encoding() {
     let cache = ResponseCache::new();
     let target = snap(&[(Cluster, "a", "1"), (Cluster, "b", "1")]);
-    let mut streams: Vec<SotwStream> = (0..100).map(|_| SotwStream::new()).collect();
+    let mut streams: Vec<SotwStream> = (0..100).map(|_| SotwStream::default()).collect();
     let mut first: Option<Arc<Encoded>> = None;
     for s in &mut streams {
-        s.identify(&req(Cluster, &[], "")).unwrap();
         s.on_snapshot(Some(target.clone()), &cache);
         let sent = s.on_request(&req(Cluster, &[], ""), &cache).responses;
         if let Some(f) = &first {

@@ -1,0 +1,266 @@
+//! The gRPC shell: every xDS service (aggregated and per type; state of the
+//! world, delta and fetch), CSDS, health and reflection, on one port.
+
+mod codec;
+mod csds;
+mod fetch;
+mod stream;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bootes_proto::envoy::discovery::{DeltaDiscoveryRequest, DiscoveryRequest};
+use bootes_proto::ResourceType;
+use tokio::sync::watch;
+use tonic::body::Body;
+use tonic::server::Grpc;
+use tonic::Status;
+
+use crate::clients::Clients;
+use crate::etcd_sync::Shared;
+use crate::metrics::Metrics;
+use crate::protocol::delta::DeltaStream;
+use crate::protocol::response::ResponseCache;
+use crate::protocol::sotw::SotwStream;
+use codec::SharedCodec;
+
+pub use csds::CsdsService;
+
+/// Shared by every stream of this server.
+#[derive(Debug)]
+pub struct Server {
+    pub snapshots: Arc<Shared>,
+    pub cache: ResponseCache,
+    pub clients: Arc<Clients>,
+    pub metrics: Arc<Metrics>,
+    /// Becomes true when the server drains (SIGTERM).
+    pub draining: watch::Receiver<bool>,
+    /// Once draining, streams end at random points within this period, so
+    /// Envoys do not all reconnect to the other replicas at the same instant.
+    pub drain_period: Duration,
+    /// Streams older than this (± 10% jitter) are ended so clients rebalance
+    /// across replicas after a scale-up.
+    pub max_connection_age: Option<Duration>,
+}
+
+/// What a gRPC method does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Sotw(Option<ResourceType>),
+    Delta(Option<ResourceType>),
+    Fetch(ResourceType),
+}
+
+/// The per-type discovery services: (gRPC service, type, method suffix, has SotW and fetch).
+const PER_TYPE: [(&str, ResourceType, &str, bool); 9] = [
+    (
+        "envoy.service.cluster.v3.ClusterDiscoveryService",
+        ResourceType::Cluster,
+        "Clusters",
+        true,
+    ),
+    (
+        "envoy.service.endpoint.v3.EndpointDiscoveryService",
+        ResourceType::Endpoint,
+        "Endpoints",
+        true,
+    ),
+    (
+        "envoy.service.listener.v3.ListenerDiscoveryService",
+        ResourceType::Listener,
+        "Listeners",
+        true,
+    ),
+    (
+        "envoy.service.route.v3.RouteDiscoveryService",
+        ResourceType::Route,
+        "Routes",
+        true,
+    ),
+    (
+        "envoy.service.route.v3.ScopedRoutesDiscoveryService",
+        ResourceType::ScopedRoute,
+        "ScopedRoutes",
+        true,
+    ),
+    (
+        "envoy.service.route.v3.VirtualHostDiscoveryService",
+        ResourceType::VirtualHost,
+        "VirtualHosts",
+        false,
+    ),
+    (
+        "envoy.service.secret.v3.SecretDiscoveryService",
+        ResourceType::Secret,
+        "Secrets",
+        true,
+    ),
+    (
+        "envoy.service.runtime.v3.RuntimeDiscoveryService",
+        ResourceType::Runtime,
+        "Runtime",
+        true,
+    ),
+    (
+        "envoy.service.extension.v3.ExtensionConfigDiscoveryService",
+        ResourceType::ExtensionConfig,
+        "ExtensionConfigs",
+        true,
+    ),
+];
+
+const ADS: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+
+/// Every gRPC service name the xDS handler serves.
+pub fn service_names() -> Vec<&'static str> {
+    std::iter::once(ADS)
+        .chain(PER_TYPE.iter().map(|(s, ..)| *s))
+        .collect()
+}
+
+fn method(path: &str) -> Option<Method> {
+    let (service, name) = path.strip_prefix('/')?.split_once('/')?;
+    if service == ADS {
+        return match name {
+            "StreamAggregatedResources" => Some(Method::Sotw(None)),
+            "DeltaAggregatedResources" => Some(Method::Delta(None)),
+            _ => None,
+        };
+    }
+    let (_, ty, suffix, sotw) = PER_TYPE.iter().find(|(s, ..)| *s == service)?;
+    let rest = |prefix: &str| name.strip_prefix(prefix).filter(|r| r == suffix);
+    if rest("Delta").is_some() {
+        Some(Method::Delta(Some(*ty)))
+    } else if *sotw && rest("Stream").is_some() {
+        Some(Method::Sotw(Some(*ty)))
+    } else if *sotw && rest("Fetch").is_some() {
+        Some(Method::Fetch(*ty))
+    } else {
+        None
+    }
+}
+
+/// The xDS services as one tower service, routed by path.
+#[derive(Clone, Debug)]
+pub struct XdsService {
+    server: Arc<Server>,
+}
+
+impl XdsService {
+    pub fn new(server: Arc<Server>) -> Self {
+        Self { server }
+    }
+
+    /// Routes for tonic's server: every xDS service name to this handler.
+    pub fn routes(self) -> tonic::service::Routes {
+        let mut router = axum::Router::new();
+        for name in service_names() {
+            router = router.route_service(&format!("/{name}/{{*method}}"), self.clone());
+        }
+        tonic::service::Routes::from(router)
+    }
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
+
+impl<B> tower_service::Service<http::Request<B>> for XdsService
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let server = self.server.clone();
+        let Some(method) = method(req.uri().path()) else {
+            return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
+        };
+        Box::pin(async move {
+            Ok(match method {
+                Method::Sotw(only) => {
+                    let svc = stream::Streams::<SotwStream>::new(server, only);
+                    Grpc::new(SharedCodec::<DiscoveryRequest>::default())
+                        .streaming(svc, req)
+                        .await
+                }
+                Method::Delta(only) => {
+                    let svc = stream::Streams::<DeltaStream>::new(server, only);
+                    Grpc::new(SharedCodec::<DeltaDiscoveryRequest>::default())
+                        .streaming(svc, req)
+                        .await
+                }
+                Method::Fetch(ty) => {
+                    Grpc::new(SharedCodec::<DiscoveryRequest>::default())
+                        .unary(fetch::Fetch { server, ty }, req)
+                        .await
+                }
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_maps_to_its_method() {
+        assert_eq!(
+            method(
+                "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+            ),
+            Some(Method::Sotw(None))
+        );
+        assert_eq!(
+            method(
+                "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+            ),
+            Some(Method::Delta(None))
+        );
+        assert_eq!(
+            method("/envoy.service.cluster.v3.ClusterDiscoveryService/StreamClusters"),
+            Some(Method::Sotw(Some(ResourceType::Cluster)))
+        );
+        assert_eq!(
+            method("/envoy.service.runtime.v3.RuntimeDiscoveryService/FetchRuntime"),
+            Some(Method::Fetch(ResourceType::Runtime))
+        );
+        assert_eq!(
+            method("/envoy.service.route.v3.VirtualHostDiscoveryService/DeltaVirtualHosts"),
+            Some(Method::Delta(Some(ResourceType::VirtualHost)))
+        );
+        assert_eq!(
+            method("/envoy.service.route.v3.VirtualHostDiscoveryService/StreamVirtualHosts"),
+            None
+        );
+        assert_eq!(
+            method("/envoy.service.cluster.v3.ClusterDiscoveryService/StreamRoutes"),
+            None
+        );
+        assert_eq!(method("/nope/x"), None);
+    }
+
+    #[test]
+    fn every_service_exists_in_the_envoy_api() {
+        let pool = bootes_proto::envoy::descriptor_pool();
+        for name in service_names() {
+            let svc = pool
+                .get_service_by_name(name)
+                .unwrap_or_else(|| panic!("{name} missing"));
+            for m in svc.methods() {
+                let path = format!("/{name}/{}", m.name());
+                assert!(method(&path).is_some(), "{path} not served");
+            }
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! One task per xDS stream: moves requests and snapshot changes into a
+//! protocol state machine and its responses out.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bootes_proto::envoy::core::Node;
+use bootes_proto::envoy::discovery::{DeltaDiscoveryRequest, DiscoveryRequest};
+use bootes_proto::ResourceType;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::server::StreamingService;
+use tonic::{Status, Streaming};
+use tracing::Instrument;
+
+use super::{BoxFuture, Server};
+use crate::metrics::{TypeLabel, VariantLabel};
+use crate::protocol::delta::DeltaStream;
+use crate::protocol::response::{Encoded, ResponseCache};
+use crate::protocol::sotw::SotwStream;
+use crate::protocol::{Effects, Identity, TypeReport};
+use crate::snapshots::Snapshot;
+
+/// What the stream task needs from a protocol state machine.
+pub trait Machine: Default + Send + 'static {
+    type Request: prost::Message + Default + Send + 'static;
+    const VARIANT: &'static str;
+    fn node(req: &Self::Request) -> Option<&Node>;
+    fn type_url(req: &mut Self::Request) -> &mut String;
+    fn on_request(&mut self, req: &Self::Request, cache: &ResponseCache) -> Effects;
+    fn on_snapshot(&mut self, snapshot: Option<Arc<Snapshot>>, cache: &ResponseCache) -> Effects;
+    fn report(&self) -> BTreeMap<ResourceType, TypeReport>;
+}
+
+impl Machine for SotwStream {
+    type Request = DiscoveryRequest;
+    const VARIANT: &'static str = "sotw";
+    fn node(req: &DiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn type_url(req: &mut DiscoveryRequest) -> &mut String {
+        &mut req.type_url
+    }
+    fn on_request(&mut self, req: &DiscoveryRequest, cache: &ResponseCache) -> Effects {
+        SotwStream::on_request(self, req, cache)
+    }
+    fn on_snapshot(&mut self, s: Option<Arc<Snapshot>>, cache: &ResponseCache) -> Effects {
+        SotwStream::on_snapshot(self, s, cache)
+    }
+    fn report(&self) -> BTreeMap<ResourceType, TypeReport> {
+        SotwStream::report(self)
+    }
+}
+
+impl Machine for DeltaStream {
+    type Request = DeltaDiscoveryRequest;
+    const VARIANT: &'static str = "delta";
+    fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn type_url(req: &mut DeltaDiscoveryRequest) -> &mut String {
+        &mut req.type_url
+    }
+    fn on_request(&mut self, req: &DeltaDiscoveryRequest, cache: &ResponseCache) -> Effects {
+        DeltaStream::on_request(self, req, cache)
+    }
+    fn on_snapshot(&mut self, s: Option<Arc<Snapshot>>, cache: &ResponseCache) -> Effects {
+        DeltaStream::on_snapshot(self, s, cache)
+    }
+    fn report(&self) -> BTreeMap<ResourceType, TypeReport> {
+        DeltaStream::report(self)
+    }
+}
+
+/// The streaming RPC handler for state machine `M`; `only` restricts a
+/// per-type service to its type.
+pub struct Streams<M> {
+    server: Arc<Server>,
+    only: Option<ResourceType>,
+    _machine: PhantomData<fn() -> M>,
+}
+
+impl<M> Streams<M> {
+    pub fn new(server: Arc<Server>, only: Option<ResourceType>) -> Self {
+        Self {
+            server,
+            only,
+            _machine: PhantomData,
+        }
+    }
+}
+
+type ResponseStream = ReceiverStream<Result<Arc<Encoded>, Status>>;
+
+impl<M: Machine> StreamingService<M::Request> for Streams<M> {
+    type Response = Arc<Encoded>;
+    type ResponseStream = ResponseStream;
+    type Future = BoxFuture<tonic::Response<ResponseStream>, Status>;
+
+    fn call(&mut self, request: tonic::Request<Streaming<M::Request>>) -> Self::Future {
+        let server = self.server.clone();
+        let only = self.only;
+        Box::pin(async move {
+            let peer = request.remote_addr();
+            let (tx, rx) = mpsc::channel(16);
+            let span = tracing::info_span!(
+                "stream",
+                variant = M::VARIANT,
+                service = only.map(|t| t.short_name()).unwrap_or("ADS"),
+                peer = ?peer,
+                node = tracing::field::Empty,
+            );
+            tokio::spawn(serve::<M>(server, only, request.into_inner(), tx).instrument(span));
+            Ok(tonic::Response::new(ReceiverStream::new(rx)))
+        })
+    }
+}
+
+enum End {
+    ClientClosed,
+    Error(Status),
+}
+
+async fn serve<M: Machine>(
+    server: Arc<Server>,
+    only: Option<ResourceType>,
+    mut requests: Streaming<M::Request>,
+    tx: mpsc::Sender<Result<Arc<Encoded>, Status>>,
+) {
+    let mut machine = M::default();
+    let mut identity = Identity::default();
+    let handle = server.clients.register();
+    let gauge = server
+        .metrics
+        .connected_streams
+        .get_or_create(&VariantLabel {
+            variant: M::VARIANT,
+        })
+        .clone();
+    gauge.inc();
+    let _gauge = scopeguard(move || {
+        gauge.dec();
+    });
+    let mut changes = server.snapshots.subscribe();
+    let mut draining = server.draining.clone();
+    let mut drain_at: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let max_age = server.max_connection_age.map(|age| {
+        // ± 10% so streams opened together do not all end together.
+        let spread = age / 5;
+        Box::pin(tokio::time::sleep(
+            age - age / 10 + crate::jitter::up_to(spread),
+        ))
+    });
+    let mut max_age = max_age;
+
+    let end = loop {
+        tokio::select! {
+            message = requests.message() => {
+                let mut req = match message {
+                    Ok(Some(req)) => req,
+                    Ok(None) => break End::ClientClosed,
+                    Err(status) => break End::Error(status),
+                };
+                if let Some(ty) = only {
+                    let url = M::type_url(&mut req);
+                    if url.is_empty() {
+                        *url = ty.type_url().to_string();
+                    } else if url != ty.type_url() {
+                        break End::Error(Status::invalid_argument(format!(
+                            "this service serves {} only, not {url}",
+                            ty.type_url()
+                        )));
+                    }
+                }
+                let first = match identity.identify(M::node(&req)) {
+                    Ok(first) => first,
+                    Err(e) => break End::Error(Status::invalid_argument(e.to_string())),
+                };
+                let node = identity.get().unwrap_or_default().to_string();
+                if first {
+                    tracing::Span::current().record("node", node.as_str());
+                    tracing::info!("stream opened");
+                    let snapshot = server.snapshots.for_node(&node);
+                    if snapshot.is_none() {
+                        tracing::info!("node has no binding yet; waiting");
+                    }
+                    let effects = machine.on_snapshot(snapshot, &server.cache);
+                    if !send(&server, &tx, effects, None).await {
+                        break End::ClientClosed;
+                    }
+                }
+                let effects = machine.on_request(&req, &server.cache);
+                if !send(&server, &tx, effects, None).await {
+                    break End::ClientClosed;
+                }
+                handle.update(&node, machine.report());
+            }
+            changed = changes.changed(), if identity.get().is_some() => {
+                if changed.is_err() {
+                    break End::Error(Status::unavailable("server stopping"));
+                }
+                let applied_at = changes.borrow_and_update().1;
+                let node = identity.get().unwrap_or_default().to_string();
+                let snapshot = server.snapshots.for_node(&node);
+                let effects = machine.on_snapshot(snapshot, &server.cache);
+                if !send(&server, &tx, effects, Some(applied_at)).await {
+                    break End::ClientClosed;
+                }
+                handle.update(&node, machine.report());
+            }
+            _ = draining.changed(), if drain_at.is_none() => {
+                if *draining.borrow() {
+                    let wait = crate::jitter::up_to(server.drain_period);
+                    drain_at = Some(Box::pin(tokio::time::sleep(wait)));
+                }
+            }
+            () = async { drain_at.as_mut().expect("guarded").await }, if drain_at.is_some() => {
+                break End::Error(Status::unavailable("xds-server is shutting down; reconnect to another replica"));
+            }
+            () = async { max_age.as_mut().expect("guarded").await }, if max_age.is_some() => {
+                break End::Error(Status::unavailable("max connection age reached; reconnect"));
+            }
+        }
+    };
+    match end {
+        End::ClientClosed => tracing::info!("stream closed by the client"),
+        End::Error(status) => {
+            tracing::info!(code = ?status.code(), message = status.message(), "stream ended");
+            let _ = tx.send(Err(status)).await;
+        }
+    }
+}
+
+/// Logs and counts what the state machine observed, and writes its
+/// responses. False when the client is gone.
+async fn send(
+    server: &Server,
+    tx: &mpsc::Sender<Result<Arc<Encoded>, Status>>,
+    effects: Effects,
+    change_applied_at: Option<Instant>,
+) -> bool {
+    let metrics = &server.metrics;
+    for (ty, version) in &effects.acks {
+        metrics
+            .acks
+            .get_or_create(&TypeLabel {
+                r#type: ty.short_name(),
+            })
+            .inc();
+        tracing::debug!(r#type = %ty, version, "ACK");
+    }
+    for nack in &effects.nacks {
+        metrics
+            .nacks
+            .get_or_create(&TypeLabel {
+                r#type: nack.ty.short_name(),
+            })
+            .inc();
+        tracing::warn!(
+            r#type = %nack.ty,
+            version = nack.version,
+            resources = ?nack.resources,
+            detail = nack.detail,
+            "NACK"
+        );
+    }
+    for reason in &effects.ignored {
+        tracing::debug!(reason, "request ignored");
+    }
+    for response in effects.responses {
+        tracing::info!(
+            r#type = %response.ty,
+            version = response.version_info,
+            resources = response.resources.len(),
+            removed = response.removed.len(),
+            "sending"
+        );
+        metrics
+            .pushes
+            .get_or_create(&TypeLabel {
+                r#type: response.ty.short_name(),
+            })
+            .inc();
+        if tx.send(Ok(response)).await.is_err() {
+            return false;
+        }
+        if let Some(at) = change_applied_at {
+            metrics.push_latency.observe(at.elapsed().as_secs_f64());
+        }
+    }
+    metrics
+        .encodes
+        .inner()
+        .store(server.cache.encodes(), std::sync::atomic::Ordering::Relaxed);
+    true
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}

@@ -1,0 +1,114 @@
+//! Prometheus metrics of the xds-server, served on the admin listener.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabel {
+    pub r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VariantLabel {
+    pub variant: &'static str,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub connected_streams: Family<VariantLabel, Gauge>,
+    pub pushes: Family<TypeLabel, Counter>,
+    pub nacks: Family<TypeLabel, Counter>,
+    pub acks: Family<TypeLabel, Counter>,
+    /// From the etcd change being applied to the response being handed to the stream.
+    pub push_latency: Histogram,
+    pub encodes: Counter,
+    pub etcd_revision: Gauge,
+    /// Revisions between etcd's current revision and the last one applied.
+    pub etcd_watch_lag: Gauge,
+    pub etcd_connected: Gauge,
+    pub nodes: Gauge,
+    pub snapshots: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let connected_streams = Family::<VariantLabel, Gauge>::default();
+        let pushes = Family::<TypeLabel, Counter>::default();
+        let nacks = Family::<TypeLabel, Counter>::default();
+        let acks = Family::<TypeLabel, Counter>::default();
+        let push_latency = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ]);
+        let (encodes, etcd_revision, etcd_watch_lag, etcd_connected, nodes, snapshots) =
+            Default::default();
+        let mut r = Registry::with_prefix("bootes_xds");
+        r.register(
+            "connected_streams",
+            "Open xDS streams",
+            connected_streams.clone(),
+        );
+        r.register("pushes", "Discovery responses sent", pushes.clone());
+        r.register("nacks", "Responses rejected by clients", nacks.clone());
+        r.register("acks", "Responses accepted by clients", acks.clone());
+        r.register(
+            "push_latency_seconds",
+            "From an etcd change applied to the response handed to the stream",
+            push_latency.clone(),
+        );
+        let m = Self {
+            registry: Registry::default(),
+            connected_streams,
+            pushes,
+            nacks,
+            acks,
+            push_latency,
+            encodes,
+            etcd_revision,
+            etcd_watch_lag,
+            etcd_connected,
+            nodes,
+            snapshots,
+        };
+        r.register(
+            "response_encodings",
+            "Responses encoded (each shared by every stream that sends it)",
+            m.encodes.clone(),
+        );
+        r.register(
+            "etcd_revision",
+            "Last etcd revision applied",
+            m.etcd_revision.clone(),
+        );
+        r.register(
+            "etcd_watch_lag_revisions",
+            "etcd's revision minus the last revision applied, at the last watch response",
+            m.etcd_watch_lag.clone(),
+        );
+        r.register(
+            "etcd_connected",
+            "1 while the etcd watch is established",
+            m.etcd_connected.clone(),
+        );
+        r.register("nodes", "Node bindings loaded", m.nodes.clone());
+        r.register("snapshots", "Snapshots loaded", m.snapshots.clone());
+        Self { registry: r, ..m }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
