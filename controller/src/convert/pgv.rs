@@ -1663,6 +1663,61 @@ fn is_header_value(s: &str, strict: bool) -> bool {
 mod format_tests {
     use super::*;
 
+    fn uncompiled(rules: &FieldRules, out: &mut Vec<String>) {
+        match &rules.ty {
+            Some(TypeRules::Str(r)) => {
+                if let Some((p, None)) = &r.pattern {
+                    out.push(p.clone());
+                }
+            }
+            Some(TypeRules::Bytes(r)) => {
+                if let Some((p, None)) = &r.pattern {
+                    out.push(p.clone());
+                }
+            }
+            Some(TypeRules::Repeated(r)) => {
+                if let Some(items) = &r.items {
+                    uncompiled(items, out);
+                }
+            }
+            Some(TypeRules::Map(r)) => {
+                for sub in [&r.keys, &r.values].into_iter().flatten() {
+                    uncompiled(sub, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Every message of the Envoy API gets a plan, and every `pattern` in
+    /// it compiles with the `regex` crate (so none is silently skipped).
+    #[test]
+    fn every_envoy_rule_compiles() {
+        let pool = bootes_proto::envoy::descriptor_pool();
+        let mut bad = Vec::new();
+        let mut patterns = 0;
+        for m in pool.all_messages() {
+            for f in &plan(&m).fields {
+                if let Some(r) = &f.rules {
+                    let mut b = Vec::new();
+                    uncompiled(r, &mut b);
+                    bad.extend(
+                        b.into_iter()
+                            .map(|p| format!("{}: {p}", f.field.full_name())),
+                    );
+                    if matches!(&r.ty, Some(TypeRules::Str(s)) if s.pattern.is_some()) {
+                        patterns += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            patterns > 10,
+            "the Envoy API has string patterns, found {patterns}"
+        );
+        assert!(bad.is_empty(), "patterns the regex crate rejects: {bad:#?}");
+    }
+
     #[test]
     fn well_known_formats() {
         assert!(is_hostname("example.com"));
