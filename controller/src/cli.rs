@@ -47,6 +47,12 @@ pub struct RunArgs {
     /// Serve /metrics, /livez and /readyz here.
     #[arg(long, env = "BOOTES_METRICS_ADDR", default_value = "127.0.0.1:9090")]
     pub metrics_addr: SocketAddr,
+    /// Lease TTL of the leader key: how long a dead leader blocks a takeover.
+    #[arg(long, env = "BOOTES_LEADER_LEASE_TTL", value_parser = parse_duration, default_value = "5s")]
+    pub leader_lease_ttl: Duration,
+    /// Name of this replica in the leader key (default: hostname and process ID).
+    #[arg(long, env = "BOOTES_IDENTITY")]
+    pub identity: Option<String>,
     /// How often the manifest directory is scanned for changes.
     #[arg(long, env = "BOOTES_POLL_INTERVAL", value_parser = parse_duration, default_value = "200ms")]
     pub poll_interval: Duration,

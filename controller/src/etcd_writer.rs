@@ -7,7 +7,17 @@ use bootes_proto::Keys;
 use etcd_client::{Client, GetOptions, Txn, TxnOp};
 
 use crate::index::Desired;
+use crate::leader::Fence;
 use crate::plan::{self, Contents, Op, Plan};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Etcd(#[from] etcd_client::Error),
+    /// The fence comparison failed: another replica leads now.
+    #[error("not the leader anymore: the write was refused")]
+    NotLeader,
+}
 
 /// Statistics of one write, for logs and metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +58,10 @@ impl EtcdWriter {
         &self.client
     }
 
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
     /// Reads the current nodes/ and snapshots/, so that only differences are written.
     pub async fn load(&mut self) -> Result<(), etcd_client::Error> {
         let mut contents = Contents::new();
@@ -73,9 +87,10 @@ impl EtcdWriter {
         plan::plan(&self.keys, &self.written, desired)
     }
 
-    /// Runs `plan`'s transactions in order. On error, what was written so far
-    /// is remembered and the rest is left for the next attempt.
-    pub async fn write(&mut self, plan: &Plan) -> Result<WriteStats, etcd_client::Error> {
+    /// Runs `plan`'s transactions in order, each fenced on leadership when a
+    /// fence is given. On error, what was written so far is remembered and
+    /// the rest is left for the next attempt.
+    pub async fn write(&mut self, plan: &Plan, fence: Option<&Fence>) -> Result<WriteStats, WriteError> {
         let mut stats = WriteStats::default();
         for ops in &plan.txns {
             let txn_ops: Vec<TxnOp> = ops
@@ -85,7 +100,14 @@ impl EtcdWriter {
                     Op::Delete { key } => TxnOp::delete(key.as_str(), None),
                 })
                 .collect();
-            self.client.txn(Txn::new().and_then(txn_ops)).await?;
+            let mut txn = Txn::new();
+            if let Some(fence) = fence {
+                txn = txn.when(vec![fence.compare()]);
+            }
+            let resp = self.client.txn(txn.and_then(txn_ops)).await?;
+            if !resp.succeeded() {
+                return Err(WriteError::NotLeader);
+            }
             plan::apply(&mut self.written, ops);
             stats.txns += 1;
             for op in ops {

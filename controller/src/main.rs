@@ -5,6 +5,7 @@ mod convert;
 mod crd;
 mod etcd_writer;
 mod index;
+mod leader;
 mod manifest;
 mod model;
 mod plan;

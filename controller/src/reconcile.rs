@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::convert::ConfigError;
-use crate::etcd_writer::EtcdWriter;
+use crate::etcd_writer::{EtcdWriter, WriteError};
+use crate::leader::{Fence, Leadership};
 use crate::index::{Index, ObjectStatus};
 use crate::model::ObjectKey;
 use crate::source::SourceEvent;
@@ -66,6 +67,8 @@ pub struct Reconciler {
     pub writer: EtcdWriter,
     pub status: Box<dyn StatusSink>,
     pub timing: Timing,
+    /// Leadership, when several replicas run; `None` writes unconditionally.
+    pub leadership: Option<Leadership>,
     /// Set after the first successful write: the readiness signal.
     pub synced: Arc<AtomicBool>,
     /// Problems last logged per object, to log each once per change.
@@ -79,6 +82,7 @@ impl Reconciler {
             writer,
             status,
             timing,
+            leadership: None,
             synced: Arc::new(AtomicBool::new(false)),
             logged: BTreeMap::new(),
         }
@@ -89,6 +93,7 @@ impl Reconciler {
         let mut dirty_since: Option<Instant> = None;
         let mut last_event = Instant::now();
         let mut retry_at: Option<Instant> = None;
+        let mut leadership = self.leadership.clone();
         loop {
             let deadline = match (dirty_since, retry_at) {
                 (Some(first), _) => {
@@ -96,21 +101,26 @@ impl Reconciler {
                 }
                 (None, retry) => retry,
             };
-            let event = match deadline {
-                Some(d) => tokio::select! {
-                    e = events.recv() => e.map(Some),
-                    () = tokio::time::sleep_until(d) => Some(None),
-                },
-                None => events.recv().await.map(Some),
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
             };
-            match event {
-                None => return,
-                Some(Some(event)) => {
+            let leader_changed = async {
+                match leadership.as_mut() {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = events.recv() => {
+                    let Some(event) = event else { return };
                     self.apply(event);
                     last_event = Instant::now();
                     dirty_since.get_or_insert(last_event);
                 }
-                Some(None) => {
+                () = sleep => {
                     dirty_since = None;
                     retry_at = match self.sync().await {
                         Ok(()) => None,
@@ -120,8 +130,31 @@ impl Reconciler {
                         }
                     };
                 }
+                alive = leader_changed => {
+                    if !alive {
+                        leadership = None;
+                        continue;
+                    }
+                    if self.fence().is_some() {
+                        // A new leader first reads what the previous one wrote.
+                        tracing::info!("leading: reading etcd and writing the current state");
+                        if let Err(e) = self.writer.load().await {
+                            tracing::warn!(error = %e, "reading etcd failed");
+                        }
+                        retry_at = Some(Instant::now());
+                    }
+                }
             }
         }
+    }
+
+    /// The fence to write with; `None` when this replica may not write.
+    fn fence(&self) -> Option<Fence> {
+        self.leadership.as_ref().and_then(|rx| rx.borrow().clone())
+    }
+
+    fn may_write(&self) -> bool {
+        self.leadership.is_none() || self.fence().is_some()
     }
 
     fn apply(&mut self, event: SourceEvent) {
@@ -166,7 +199,13 @@ impl Reconciler {
     }
 
     /// Computes the desired state and writes what changed.
-    async fn sync(&mut self) -> Result<(), etcd_client::Error> {
+    async fn sync(&mut self) -> Result<(), WriteError> {
+        if !self.may_write() {
+            // Followers keep their index warm (and are ready once it is);
+            // the leader writes.
+            self.synced.store(true, Ordering::Release);
+            return Ok(());
+        }
         let started = std::time::Instant::now();
         let desired = self.index.desired();
         let plan = self.writer.plan(&desired);
@@ -178,7 +217,8 @@ impl Reconciler {
                 "snapshot exceeds etcd's request size limit; not written, its nodes keep their previous configuration"
             );
         }
-        let result = self.writer.write(&plan).await;
+        let fence = self.fence();
+        let result = self.writer.write(&plan, fence.as_ref()).await;
         // Report statuses even if etcd failed: validation results stand.
         self.status.report(&desired.statuses);
         let stats = match result {

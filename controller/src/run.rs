@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::cli::RunArgs;
 use crate::etcd_writer::EtcdWriter;
+use crate::leader::Election;
 use crate::reconcile::{LogStatus, Reconciler, StatusSink, Timing};
 use crate::source;
 use crate::status_kube::{KubeStatus, ObservedStatuses};
@@ -45,17 +46,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         debounce: args.debounce,
         max_delay: args.max_delay,
     };
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let mut election = Election::start(
+        writer.client().clone(),
+        writer.keys().leader(),
+        identity,
+        args.leader_lease_ttl,
+    );
     let status: Box<dyn StatusSink> = match kube {
-        // Statuses are written by the leader only (always this replica until
-        // leader election is wired in).
+        // Statuses are written by the leader only.
         Some((client, observed)) => Box::new(KubeStatus::spawn(
             client,
             observed,
-            Arc::new(AtomicBool::new(true)),
+            election.is_leader_flag(),
         )),
         None => Box::new(LogStatus::default()),
     };
-    let reconciler = Reconciler::new(writer, status, timing);
+    let mut reconciler = Reconciler::new(writer, status, timing);
+    reconciler.leadership = Some(election.leadership());
     let synced = reconciler.synced.clone();
     serve_health(args.metrics_addr, synced).await?;
 
@@ -63,7 +71,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         () = reconciler.run(rx) => tracing::info!("sources ended"),
         () = shutdown_signal() => tracing::info!("stopping"),
     }
+    // Hand over at once instead of after the lease TTL.
+    election.resign().await;
     Ok(())
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "controller".into());
+    format!("{host}-{}", std::process::id())
 }
 
 async fn load_with_retry(writer: &mut EtcdWriter) {
