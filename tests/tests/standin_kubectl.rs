@@ -435,3 +435,57 @@ fn kubectl_sees_api_errors() {
     let v: Value = serde_json::from_str(&v).unwrap();
     assert_eq!(v["serverVersion"]["major"], "1");
 }
+
+#[test]
+fn kubectl_field_validation_follows_the_crd_schema() {
+    let s = standin();
+    ok(&s, &["apply", "-f", &testdata("crd-clusters.yaml")]);
+    ok(&s, &["create", "namespace", "foo"]);
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo.yaml");
+    let c = std::fs::read_to_string(testdata("cluster-foo.yaml")).unwrap();
+    std::fs::write(&typo, c.replace("workloadSelector:", "workloadSelectr:")).unwrap();
+    let typo = typo.to_str().unwrap();
+
+    // kubectl asks for strict validation by default: the unknown field is an error.
+    let out = fails(&s, &["apply", "-f", typo]);
+    assert!(
+        out.contains("BadRequest") && out.contains("unknown field \"spec.workloadSelectr\""),
+        "{out}"
+    );
+    // With warnings, the field is pruned and kubectl prints the server's warning.
+    let out = text(&run(&s, &["apply", "--validate=warn", "-f", typo]));
+    assert!(
+        out.contains("Warning: unknown field \"spec.workloadSelectr\""),
+        "{out}"
+    );
+    let c = json(&s, &["get", "bc", "-n", "foo", "example-cluster"]);
+    assert!(c["spec"].get("workloadSelectr").is_none(), "{c}");
+    // Free-form config (x-kubernetes-preserve-unknown-fields) is kept as written.
+    assert_eq!(
+        c["spec"]["config"]["eds_cluster_config"]["eds_config"]["ads"],
+        serde_json::json!({})
+    );
+
+    // Values of the wrong type are rejected with the field named.
+    let out = fails(
+        &s,
+        &[
+            "patch",
+            "-n",
+            "foo",
+            "bc",
+            "example-cluster",
+            "--subresource",
+            "status",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"status":{"nodes":"many"}}"#,
+        ],
+    );
+    assert!(
+        out.contains("status.nodes") && out.contains("must be of type integer"),
+        "{out}"
+    );
+}

@@ -17,6 +17,9 @@
 //!   subresource, label and field selectors, `dryRun=All`;
 //! * watches from a resourceVersion with a bounded history, `410 Gone` when it is too
 //!   old, bookmarks, `sendInitialEvents`, timeouts;
+//! * structural schemas of custom resources: undeclared fields are pruned (with a
+//!   warning) or rejected under `fieldValidation=Strict`; `type`, `enum` and
+//!   `required` are checked;
 //! * `PartialObjectMetadata` and `Table` responses.
 //!
 //! `POST /standin/compact` (test only) drops the event history so that a watch from
@@ -29,7 +32,7 @@
 //! responses,
 //! pagination (`limit` is ignored, everything comes in one page), real strategic
 //! merge semantics (lists are replaced), server-side apply field ownership,
-//! admission, defaulting and schema validation of custom resources, version
+//! admission, defaulting, CEL and format validation of custom resources, version
 //! conversion beyond rewriting `apiVersion`, and graceful pod deletion.
 
 pub mod client;
@@ -39,6 +42,7 @@ pub mod kubeconfig;
 pub mod patch;
 pub mod present;
 pub mod proto;
+pub mod schema;
 pub mod selector;
 pub mod server;
 pub mod store;

@@ -19,6 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::discovery;
 use super::error::ApiError;
 use super::present::{self, negotiate, Shape};
+use super::schema::FieldValidation;
 use super::selector::Selectors;
 use super::store::{watch_view, Deleted, EventType, PatchKind, Store, Subresource, Target};
 use super::time::now_unix;
@@ -280,9 +281,13 @@ fn dispatch(
                 if !ok {
                     return Err(ApiError::no_route());
                 }
-                store
+                let mut t = store
                     .target(&group, &version, &plural, namespace.as_deref())
-                    .ok_or_else(ApiError::no_route)?
+                    .ok_or_else(ApiError::no_route)?;
+                t.field_validation =
+                    FieldValidation::parse(query.get("fieldValidation").map(String::as_str))
+                        .map_err(ApiError::bad_request)?;
+                t
             };
             let sub = match sub.as_deref() {
                 None => Subresource::Main,
@@ -327,15 +332,20 @@ fn object_request(
         )
         .map_err(ApiError::bad_request)
     };
-    // Runs a write on the store (or on a copy of it for dry runs) and wakes watchers.
+    // Runs a write on the store (or on a copy of it for dry runs), collects its
+    // warnings, and wakes watchers.
+    let warnings = std::cell::RefCell::new(Vec::new());
     let write = |f: &mut dyn FnMut(&mut Store) -> Result<Value, ApiError>| {
         let mut store = app.store();
         if dry_run {
             let mut copy = store.clone();
-            return f(&mut copy);
+            let r = f(&mut copy);
+            warnings.borrow_mut().extend(copy.take_warnings());
+            return r;
         }
         let before = store.revision();
         let r = f(&mut store);
+        warnings.borrow_mut().extend(store.take_warnings());
         let after = store.revision();
         drop(store);
         if after != before {
@@ -358,7 +368,7 @@ fn object_request(
         let out = present::single(&target.rt, &api_version, obj, shape, include, now);
         Ok(json_response(code, &out))
     };
-    match (method.clone(), name) {
+    let result = match (method.clone(), name) {
         (Method::GET, None) => {
             let sel = selectors()?;
             if flag(query, "watch") {
@@ -474,7 +484,14 @@ fn object_request(
         (m, _) => Err(ApiError::method_not_allowed(format!(
             "{m} is not supported here"
         ))),
+    };
+    let mut response = result?;
+    for w in warnings.take() {
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - {w:?}")) {
+            response.headers_mut().append("Warning", v);
+        }
     }
+    Ok(response)
 }
 
 /// One line of a watch stream.

@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::error::{success_status, ApiError, Subject};
 use super::patch::{json_patch, merge_patch};
+use super::schema::{prune_and_check, FieldValidation};
 use super::selector::Selectors;
 use super::time::now_rfc3339;
 use super::types::{builtin_types, crd_resource_type, crd_status, ResKey, ResourceType};
@@ -92,6 +93,8 @@ pub struct Target {
     pub rt: ResourceType,
     pub version: String,
     pub namespace: Option<String>,
+    /// What to do with fields a custom resource's schema does not declare.
+    pub field_validation: FieldValidation,
 }
 
 impl Target {
@@ -136,6 +139,8 @@ pub struct Store {
     compacted: u64,
     uid_counter: u64,
     uid_hasher: RandomState,
+    /// Warnings of the last write (unknown fields pruned), for `Warning` headers.
+    warnings: Vec<String>,
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
@@ -218,6 +223,7 @@ impl Store {
             compacted: 0,
             uid_counter: 0,
             uid_hasher: RandomState::new(),
+            warnings: Vec::new(),
         };
         for rt in builtin_types() {
             s.types.insert(rt.key(), rt);
@@ -267,6 +273,7 @@ impl Store {
             rt,
             version: version.to_string(),
             namespace: namespace.map(str::to_string),
+            field_validation: FieldValidation::default(),
         })
     }
 
@@ -433,6 +440,50 @@ impl Store {
         }
     }
 
+    /// The warnings of the writes since the last call.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Prunes a custom resource to its schema and checks it (see [`super::schema`]).
+    fn enforce_schema(&mut self, t: &Target, name: &str, obj: &mut Value) -> Result<(), ApiError> {
+        if !t.rt.custom {
+            return Ok(());
+        }
+        let Some(schema) = t.rt.version(&t.version).and_then(|v| v.schema.as_ref()) else {
+            return Ok(());
+        };
+        let found = prune_and_check(obj, schema);
+        if !found.unknown.is_empty() {
+            let unknown: Vec<String> = found
+                .unknown
+                .iter()
+                .map(|p| format!("unknown field {p:?}"))
+                .collect();
+            match t.field_validation {
+                FieldValidation::Strict => {
+                    return Err(ApiError::bad_request(format!(
+                        "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
+                        t.rt.kind,
+                        t.version,
+                        t.rt.kind,
+                        unknown.join(", ")
+                    )))
+                }
+                FieldValidation::Warn => self.warnings.extend(unknown),
+                FieldValidation::Ignore => {}
+            }
+        }
+        if !found.invalid.is_empty() {
+            return Err(ApiError::invalid(
+                t.subject(name),
+                &t.rt.kind,
+                &found.invalid.join("\n"),
+            ));
+        }
+        Ok(())
+    }
+
     /// POST: creates an object.
     pub fn create(&mut self, t: &Target, body: Value) -> Result<Value, ApiError> {
         let mut obj = self.prepare_body(t, body, None)?;
@@ -511,6 +562,7 @@ impl Store {
                 m.remove(f);
             }
         }
+        self.enforce_schema(t, &name, &mut obj)?;
         let mut new_type = None;
         match (key.group.as_str(), key.plural.as_str()) {
             ("", "namespaces") => obj["status"] = json!({"phase": "Active"}),
@@ -637,6 +689,7 @@ impl Store {
             "resourceVersion".into(),
             old["metadata"]["resourceVersion"].clone(),
         );
+        self.enforce_schema(t, &name, &mut new)?;
         // Objects are stored at the version they were written with; compare at that one.
         new["apiVersion"] = old["apiVersion"].clone();
         let mut new_type = None;
@@ -1101,6 +1154,72 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(e.code, 422);
+    }
+
+    #[test]
+    fn custom_resources_are_pruned_to_their_schema() {
+        let (mut s, mut t) = store_with_crd();
+        let crds = s
+            .target(
+                crate::standin::types::CRD_GROUP,
+                "v1",
+                "customresourcedefinitions",
+                None,
+            )
+            .unwrap();
+        let mut crd: Value = serde_json::from_str(CRD).unwrap();
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = json!({
+            "type": "object",
+            "properties": {
+                "spec": {"type": "object", "properties": {
+                    "config": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}},
+                "status": {"type": "object", "properties": {"nodes": {"type": "integer"}}}
+            }
+        });
+        let current = s.get(&crds, "clusters.bootes.io").unwrap();
+        crd["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+        s.replace(&crds, "clusters.bootes.io", Subresource::Main, crd)
+            .unwrap();
+        t = s
+            .target("bootes.io", "v1", "clusters", Some("foo"))
+            .map(|n| Target {
+                field_validation: t.field_validation,
+                ..n
+            })
+            .unwrap();
+        let mut body = cluster("a", json!({}));
+        body["spec"]["typo"] = json!(1);
+        let o = s.create(&t, body.clone()).unwrap();
+        assert!(o["spec"].get("typo").is_none());
+        assert_eq!(o["spec"]["config"]["name"], "a");
+        assert_eq!(
+            s.take_warnings(),
+            vec!["unknown field \"spec.typo\"".to_string()]
+        );
+        let strict = Target {
+            field_validation: FieldValidation::Strict,
+            ..t.clone()
+        };
+        body["metadata"]["name"] = json!("b");
+        let e = s.create(&strict, body.clone()).unwrap_err();
+        assert_eq!(e.code, 400);
+        assert!(
+            e.message
+                .contains("strict decoding error: unknown field \"spec.typo\""),
+            "{}",
+            e.message
+        );
+        let e = s
+            .patch(
+                &t,
+                "a",
+                Subresource::Status,
+                PatchKind::Merge,
+                br#"{"status":{"nodes":"many"}}"#,
+            )
+            .unwrap_err();
+        assert_eq!((e.code, e.reason), (422, "Invalid"));
+        assert!(e.message.contains("status.nodes"), "{}", e.message);
     }
 
     #[test]
