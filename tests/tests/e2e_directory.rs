@@ -656,11 +656,26 @@ async fn switching_routes_between_clusters_never_fails_a_request() {
         .await
         .unwrap();
     let (sent, bad) = requests.finish().await;
+    eprintln!("{sent} requests sent during the switch");
     assert!(
         bad.is_empty(),
         "{} of {sent} requests failed while the route moved to a new cluster: {:?}",
         bad.len(),
         &bad[..bad.len().min(10)]
+    );
+
+    // cluster-n warmed because its endpoints arrived, not because Envoy gave
+    // up waiting for them (initial_fetch_timeout, 15s): the server must not
+    // hold EDS back until Envoy ACKs the CDS response, since Envoy pauses
+    // that ACK until the new cluster has warmed.
+    assert_eq!(
+        envoy
+            .stat("cluster.cluster-n.init_fetch_timeout")
+            .await
+            .unwrap(),
+        0,
+        "cluster-n's endpoints were not sent until Envoy's initial fetch timed out \
+         (the server withheld EDS while the CDS response awaited its ACK)"
     );
 
     // Move the route back and delete cluster-n, in one burst.
@@ -678,6 +693,7 @@ async fn switching_routes_between_clusters_never_fails_a_request() {
     .await
     .unwrap();
     let (sent, bad) = requests.finish().await;
+    eprintln!("{sent} requests sent during the switch");
     assert!(
         bad.is_empty(),
         "{} of {sent} requests failed while the route left a removed cluster: {:?}",
