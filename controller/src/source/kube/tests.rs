@@ -90,6 +90,7 @@ fn describe(events: &[SourceEvent]) -> Vec<String> {
             SourceEvent::ApplyPod(p) => format!("apply pod {} {:?}", p.node_id(), p.labels),
             SourceEvent::DeletePod(k) => format!("delete pod {}.{}", k.name, k.namespace),
             SourceEvent::Problem(p) => format!("problem {p}"),
+            other => format!("{other:?}"),
         })
         .collect()
 }

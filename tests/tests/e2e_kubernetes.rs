@@ -1,0 +1,463 @@
+//! End to end, Kubernetes mode (issue 4, item 7): a real `kubectl` applies
+//! the generated CRDs, Bootes objects and pods to `kube-standin` (the
+//! Kubernetes API stand-in); `bootes-controller run` (no `--manifests`,
+//! `KUBECONFIG` pointing at the stand-in) reconciles into a real etcd; a real
+//! Envoy (node ID `envoy-0.envoy`) gets its configuration from a
+//! `bootes-xds-server` replica and routes real HTTP requests.
+//!
+//! Needs `cargo build --workspace --bins` first (the Bootes binaries are found
+//! next to this test executable), etcd, Envoy and kubectl.
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, ensure, Context, Result};
+use bootes_tests::harness::{
+    cluster_eds, endpoint, eventually, expect_routed, find_bootes_bin, free_port, http_get,
+    listener_http, route, test_dir, yaml_stream, ChildProcess, Envoy, Etcd, Upstream, VirtualHost,
+    XdsServer,
+};
+use bootes_tests::standin::client::StandinProcess;
+use serde_json::{json, Value};
+
+const PREFIX: &str = "/bootes/v1/";
+const NS: &str = "envoy";
+const EDGE: &[(&str, &str)] = &[("app", "edge")];
+const CANARY: &[(&str, &str)] = &[("track", "canary")];
+
+/// Runs `kubectl ARGS` against the stand-in (with `stdin` piped in when
+/// given) off the async runtime; fails with its output unless it succeeds.
+async fn kubectl(standin: &StandinProcess, args: &[&str], stdin: Option<String>) -> Result<String> {
+    let mut cmd = standin.kubectl();
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let what = format!("kubectl {}", args.join(" "));
+    tokio::task::spawn_blocking(move || -> Result<String> {
+        let mut child = cmd.spawn().with_context(|| format!("starting {what}"))?;
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .context("kubectl stdin")?
+                .write_all(input.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        ensure!(
+            out.status.success(),
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+    .await?
+}
+
+async fn apply(standin: &StandinProcess, docs: &[Value]) -> Result<String> {
+    kubectl(standin, &["apply", "-f", "-"], Some(yaml_stream(docs))).await
+}
+
+/// `kubectl get RESOURCE NAME -n NS -o json`.
+async fn get_json(standin: &StandinProcess, resource: &str, name: &str) -> Result<Value> {
+    let out = kubectl(
+        standin,
+        &["get", resource, name, "-n", NS, "-o", "json"],
+        None,
+    )
+    .await?;
+    serde_json::from_str(&out).context("kubectl -o json")
+}
+
+/// A Pod standing for an Envoy (real API servers need a container).
+fn envoy_pod(namespace: &str, name: &str, labels: &[(&str, &str)]) -> Value {
+    let labels: serde_json::Map<String, Value> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"containers": [{"name": "envoy", "image": "envoyproxy/envoy:v1.40.0"}]},
+    })
+}
+
+/// The `Accepted` condition and node count of an object, once its status
+/// describes its current generation.
+struct Accepted {
+    status: String,
+    reason: String,
+    message: String,
+    nodes: i64,
+}
+
+async fn accepted(standin: &StandinProcess, resource: &str, name: &str) -> Result<Accepted> {
+    let object = get_json(standin, resource, name).await?;
+    let status = &object["status"];
+    let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
+    ensure!(
+        status["observedGeneration"].as_i64() == Some(generation),
+        "{resource} {name}: status is not for generation {generation} yet: {status}"
+    );
+    let Some(condition) = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Accepted")
+    else {
+        bail!("{resource} {name}: no Accepted condition yet: {status}");
+    };
+    ensure!(condition["observedGeneration"].as_i64() == Some(generation));
+    ensure!(
+        condition["lastTransitionTime"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{condition}"
+    );
+    Ok(Accepted {
+        status: condition["status"].as_str().unwrap_or_default().into(),
+        reason: condition["reason"].as_str().unwrap_or_default().into(),
+        message: condition["message"].as_str().unwrap_or_default().into(),
+        nodes: status["nodes"].as_i64().unwrap_or(-1),
+    })
+}
+
+/// Waits until `resource name` is `Accepted=want` with `reason` and `nodes`.
+async fn expect_accepted(
+    standin: &StandinProcess,
+    resource: &str,
+    name: &str,
+    want: bool,
+    reason: &str,
+    nodes: i64,
+) -> Result<Accepted> {
+    let want = if want { "True" } else { "False" };
+    eventually(
+        &format!("{resource} {name}: Accepted={want} ({reason}), nodes {nodes}"),
+        || async {
+            let a = accepted(standin, resource, name).await?;
+            ensure!(
+                a.status == want && a.reason == reason && a.nodes == nodes,
+                "Accepted={} ({}) nodes {}: {}",
+                a.status,
+                a.reason,
+                a.nodes,
+                a.message
+            );
+            Ok(a)
+        },
+    )
+    .await
+}
+
+async fn expect_keys(etcd: &Etcd, present: &[String], absent: &[String]) -> Result<()> {
+    eventually(
+        &format!("etcd has {present:?} and not {absent:?}"),
+        || async {
+            let keys = etcd.keys(PREFIX).await?;
+            for k in present {
+                ensure!(keys.contains(k), "{k} missing: {keys:?}");
+            }
+            for k in absent {
+                ensure!(!keys.contains(k), "{k} still there: {keys:?}");
+            }
+            Ok(())
+        },
+    )
+    .await
+}
+
+fn node_key(node: &str) -> String {
+    format!("{PREFIX}nodes/{node}")
+}
+
+/// `bootes-controller run` in Kubernetes mode (no `--manifests`) with
+/// `KUBECONFIG` pointing at the stand-in; ready once `/readyz` answers 200.
+struct KubeController {
+    _process: ChildProcess,
+    _dir: tempfile::TempDir,
+}
+
+impl KubeController {
+    async fn start(name: &str, etcd: &Etcd, standin: &StandinProcess) -> Result<Self> {
+        let bin = find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN")?;
+        let dir = test_dir(name)?;
+        let metrics: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let mut cmd = Command::new(bin);
+        cmd.arg("run")
+            .arg("--etcd-endpoints")
+            .arg(etcd.endpoint())
+            .arg("--metrics-addr")
+            .arg(metrics.to_string())
+            .env("KUBECONFIG", &standin.kubeconfig)
+            .env("HOME", dir.path());
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        let mut process = ChildProcess::spawn(name, &mut cmd, dir.path())?;
+        eventually(&format!("{name} answers 200 on /readyz"), || {
+            let running = process.check_running();
+            async move {
+                running?;
+                let r = http_get(metrics, "127.0.0.1", "/readyz").await?;
+                ensure!(r.status == 200, "/readyz: {} {}", r.status, r.text());
+                Ok(())
+            }
+        })
+        .await?;
+        Ok(Self {
+            _process: process,
+            _dir: dir,
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_managed_objects_reach_envoy_with_status_and_pod_tracking() {
+    let up_a = Upstream::start("upstream-a").await.unwrap();
+    let up_b = Upstream::start("upstream-b").await.unwrap();
+    let standin = StandinProcess::start(env!("CARGO_BIN_EXE_kube-standin")).unwrap();
+
+    // The CRDs exactly as `bootes-controller crds` generates them.
+    let controller_bin = find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN").unwrap();
+    let crds = Command::new(&controller_bin).arg("crds").output().unwrap();
+    assert!(crds.status.success());
+    let out = kubectl(
+        &standin,
+        &["apply", "-f", "-"],
+        Some(String::from_utf8(crds.stdout).unwrap()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.matches(" created").count(), 9, "{out}");
+
+    // The seed-like set: listener → RDS route → EDS cluster → endpoint on
+    // upstream A, for `app: edge`; and a canary listener/route/cluster on
+    // upstream B for `track: canary`, which no pod has yet.
+    let port = free_port();
+    let canary_port = free_port();
+    kubectl(&standin, &["create", "namespace", NS], None)
+        .await
+        .unwrap();
+    kubectl(&standin, &["create", "namespace", "other"], None)
+        .await
+        .unwrap();
+    apply(
+        &standin,
+        &[
+            listener_http(NS, "listener-1", "listener_1", port, "route-1", EDGE),
+            route(
+                NS,
+                "route-1",
+                "route-1",
+                &[VirtualHost::new("service", &["*"], &[("/", "cluster-1")])],
+                EDGE,
+            ),
+            cluster_eds(NS, "cluster-1", "cluster-1", EDGE),
+            endpoint(NS, "endpoint-1", "cluster-1", &[up_a.addr()], EDGE),
+            listener_http(
+                NS,
+                "canary-listener",
+                "canary_listener",
+                canary_port,
+                "canary-route",
+                CANARY,
+            ),
+            route(
+                NS,
+                "canary-route",
+                "canary-route",
+                &[VirtualHost::new("canary", &["*"], &[("/", "canary")])],
+                CANARY,
+            ),
+            cluster_eds(NS, "canary", "canary", CANARY),
+            endpoint(NS, "canary-endpoint", "canary", &[up_b.addr()], CANARY),
+            envoy_pod(NS, "envoy-0", EDGE),
+            // Same labels, other namespace, no objects there: never bound.
+            envoy_pod("other", "envoy-x", EDGE),
+        ],
+    )
+    .await
+    .unwrap();
+
+    let etcd = Etcd::start().await.unwrap();
+    let _controller = KubeController::start("controller-1", &etcd, &standin)
+        .await
+        .unwrap();
+    // Leader failover (issue 4, item 5; the lead's part): start a second
+    // replica here, e.g. `KubeController::start("controller-2", &etcd,
+    // &standin)`, kill the leader later, and check that a further change
+    // still reaches Envoy.
+    let xds = XdsServer::start(&etcd, "a").await.unwrap();
+    let envoy = Envoy::start(&format!("envoy-0.{NS}"), &[xds.addr()])
+        .await
+        .unwrap();
+
+    envoy.wait_for_listener("listener_1").await.unwrap();
+    expect_routed(port, "example.com", "/", "upstream-a")
+        .await
+        .unwrap();
+    for name in ["listener-1", "route-1", "cluster-1", "endpoint-1"] {
+        let kind = match name {
+            "listener-1" => "listeners.bootes.io",
+            "route-1" => "routes.bootes.io",
+            "cluster-1" => "clusters.bootes.io",
+            _ => "endpoints.bootes.io",
+        };
+        expect_accepted(&standin, kind, name, true, "Valid", 1)
+            .await
+            .unwrap();
+    }
+    // Objects that select no pod are accepted and reach no node.
+    expect_accepted(&standin, "blis", "canary-listener", true, "Valid", 0)
+        .await
+        .unwrap();
+    assert!(!envoy
+        .listener_names()
+        .await
+        .unwrap()
+        .contains("canary_listener"));
+    expect_keys(
+        &etcd,
+        &[node_key("envoy-0.envoy")],
+        &[node_key("envoy-x.other")],
+    )
+    .await
+    .unwrap();
+
+    // `kubectl get bootes` lists every kind through the category, with the
+    // printer columns.
+    let table = kubectl(&standin, &["get", "bootes", "-n", NS], None)
+        .await
+        .unwrap();
+    assert!(
+        table.contains("ACCEPTED") && table.contains("NODES"),
+        "{table}"
+    );
+    assert_eq!(table.matches("True").count(), 8, "{table}");
+
+    // A bad object: an unknown field in spec.config. Rejected with the field
+    // named; Envoy keeps everything else and never sees it.
+    apply(
+        &standin,
+        &[json!({
+            "apiVersion": "bootes.io/v1",
+            "kind": "Cluster",
+            "metadata": {"name": "bad", "namespace": NS},
+            "spec": {
+                "workloadSelector": {"labels": {"app": "edge"}},
+                "config": {"name": "bad", "conect_timeout": "1s", "type": "STATIC"},
+            },
+        })],
+    )
+    .await
+    .unwrap();
+    let bad = expect_accepted(
+        &standin,
+        "clusters.bootes.io",
+        "bad",
+        false,
+        "InvalidConfig",
+        0,
+    )
+    .await
+    .unwrap();
+    assert!(bad.message.contains("conect_timeout"), "{}", bad.message);
+    let table = kubectl(&standin, &["get", "bcl", "-n", NS, "bad"], None)
+        .await
+        .unwrap();
+    assert!(
+        table.contains("False") && table.contains("InvalidConfig"),
+        "{table}"
+    );
+    expect_routed(port, "example.com", "/", "upstream-a")
+        .await
+        .unwrap();
+    let clusters = envoy.cluster_names().await.unwrap();
+    assert!(
+        clusters.contains("cluster-1") && !clusters.contains("bad"),
+        "{clusters:?}"
+    );
+
+    // Fixed: accepted (the condition flips) and delivered.
+    apply(
+        &standin,
+        &[json!({
+            "apiVersion": "bootes.io/v1",
+            "kind": "Cluster",
+            "metadata": {"name": "bad", "namespace": NS},
+            "spec": {
+                "workloadSelector": {"labels": {"app": "edge"}},
+                "config": {"name": "bad", "connect_timeout": "1s", "type": "STATIC"},
+            },
+        })],
+    )
+    .await
+    .unwrap();
+    expect_accepted(&standin, "clusters.bootes.io", "bad", true, "Valid", 1)
+        .await
+        .unwrap();
+    envoy.wait_for_cluster("bad").await.unwrap();
+
+    // Relabelled: the pod gains the canary objects, and keeps the others.
+    kubectl(
+        &standin,
+        &[
+            "label",
+            "pod",
+            "envoy-0",
+            "-n",
+            NS,
+            "track=canary",
+            "--overwrite",
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+    envoy.wait_for_listener("canary_listener").await.unwrap();
+    expect_routed(canary_port, "example.com", "/", "upstream-b")
+        .await
+        .unwrap();
+    expect_routed(port, "example.com", "/", "upstream-a")
+        .await
+        .unwrap();
+    expect_accepted(&standin, "blis", "canary-listener", true, "Valid", 1)
+        .await
+        .unwrap();
+
+    // A second pod is bound (node count 2), and deleting it removes its
+    // binding (node count back to 1); the first Envoy is untouched.
+    apply(&standin, &[envoy_pod(NS, "envoy-1", EDGE)])
+        .await
+        .unwrap();
+    expect_keys(&etcd, &[node_key("envoy-1.envoy")], &[])
+        .await
+        .unwrap();
+    expect_accepted(&standin, "blis", "listener-1", true, "Valid", 2)
+        .await
+        .unwrap();
+    kubectl(&standin, &["delete", "pod", "envoy-1", "-n", NS], None)
+        .await
+        .unwrap();
+    expect_keys(
+        &etcd,
+        &[node_key("envoy-0.envoy")],
+        &[node_key("envoy-1.envoy"), node_key("envoy-x.other")],
+    )
+    .await
+    .unwrap();
+    expect_accepted(&standin, "blis", "listener-1", true, "Valid", 1)
+        .await
+        .unwrap();
+    expect_routed(port, "example.com", "/", "upstream-a")
+        .await
+        .unwrap();
+}
