@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bootes_proto::{store, version, ResourceType};
-use prost::Message;
 
 use crate::convert::{self, ConfigError, Converted};
 use crate::model::{BootesObject, ObjectKey, Pod, PodKey};
@@ -37,6 +36,8 @@ struct Accepted {
 pub struct Index {
     objects: BTreeMap<ObjectKey, Entry>,
     pods: BTreeMap<PodKey, Pod>,
+    /// What the xds-servers recorded about each node: (node, replica) → status.
+    node_status: BTreeMap<(String, String), store::NodeStatus>,
 }
 
 /// Why an object is or is not accepted.
@@ -45,6 +46,8 @@ pub enum Reason {
     Valid,
     InvalidConfig,
     Conflict,
+    /// Valid for Bootes, but an Envoy NACKed the resource.
+    Rejected,
 }
 
 impl Reason {
@@ -53,6 +56,7 @@ impl Reason {
             Reason::Valid => "Valid",
             Reason::InvalidConfig => "InvalidConfig",
             Reason::Conflict => "Conflict",
+            Reason::Rejected => "Rejected",
         }
     }
 }
@@ -174,6 +178,29 @@ impl Index {
         self.pods = pods.into_iter().map(|p| (p.key(), p)).collect();
     }
 
+    /// Replaces every xds-server record (after a relist of `status/`).
+    pub fn reset_node_status(&mut self, records: impl IntoIterator<Item = store::NodeStatus>) {
+        self.node_status = records
+            .into_iter()
+            .map(|s| ((s.node_id.clone(), s.replica.clone()), s))
+            .collect();
+    }
+
+    /// Records what an xds-server replica reported for a node (`None`: the
+    /// record is gone).
+    pub fn set_node_status(
+        &mut self,
+        node: &str,
+        replica: &str,
+        status: Option<store::NodeStatus>,
+    ) {
+        let key = (node.to_string(), replica.to_string());
+        match status {
+            Some(s) => self.node_status.insert(key, s),
+            None => self.node_status.remove(&key),
+        };
+    }
+
     /// Computes groups, snapshots, bindings and statuses.
     pub fn desired(&self) -> Desired {
         // Objects by namespace, in conflict precedence order (oldest first).
@@ -239,15 +266,13 @@ impl Index {
                 .insert(snapshot_ref, GroupSnapshot { snapshot, nodes });
         }
 
+        let rejections = self.rejections(&desired);
         for (key, entry) in &self.objects {
             let nodes = reach.get(key).copied().unwrap_or(0);
             let status = if !entry.errors.is_empty() {
                 let detail = join_errors(&entry.errors);
                 let message = match &entry.accepted {
-                    Some(a) => format!(
-                        "{detail} (generation {} stays in force)",
-                        a.generation
-                    ),
+                    Some(a) => format!("{detail} (generation {} stays in force)", a.generation),
                     None => detail,
                 };
                 ObjectStatus {
@@ -270,6 +295,16 @@ impl Index {
                     observed_generation: entry.object.generation,
                     nodes,
                 }
+            } else if let Some((nodes_rejecting, example, detail)) = rejections.get(key) {
+                ObjectStatus {
+                    accepted: false,
+                    reason: Reason::Rejected,
+                    message: format!(
+                        "rejected by Envoy on {nodes_rejecting} node(s), e.g. {example}: {detail}"
+                    ),
+                    observed_generation: entry.object.generation,
+                    nodes,
+                }
             } else {
                 ObjectStatus {
                     accepted: true,
@@ -282,6 +317,62 @@ impl Index {
             desired.statuses.insert(key.clone(), status);
         }
         desired
+    }
+}
+
+impl Index {
+    /// Objects whose resources a node NACKed: key → (how many nodes, one
+    /// node, Envoy's message). A NACK names the resources of the rejected
+    /// response; each is traced to its object through the node's snapshot.
+    fn rejections(&self, desired: &Desired) -> BTreeMap<ObjectKey, (usize, String, String)> {
+        let mut out: BTreeMap<ObjectKey, (BTreeSet<&str>, String, String)> = BTreeMap::new();
+        for ((node, _replica), status) in &self.node_status {
+            let Some(binding) = desired.bindings.get(node) else {
+                continue;
+            };
+            let Some(group) = desired.groups.get(&binding.snapshot) else {
+                continue;
+            };
+            for t in status
+                .types
+                .iter()
+                .filter(|t| !t.nacked_resources.is_empty())
+            {
+                let Some(resources) = group
+                    .snapshot
+                    .types
+                    .iter()
+                    .find(|r| r.type_url == t.type_url)
+                else {
+                    continue;
+                };
+                for name in &t.nacked_resources {
+                    let Some(source) = resources
+                        .resources
+                        .iter()
+                        .find(|r| &r.name == name)
+                        .and_then(|r| r.source.as_ref())
+                    else {
+                        continue;
+                    };
+                    let Some(kind) = ResourceType::from_kind(&source.kind) else {
+                        continue;
+                    };
+                    let key = ObjectKey {
+                        kind,
+                        namespace: source.namespace.clone(),
+                        name: source.name.clone(),
+                    };
+                    let entry = out
+                        .entry(key)
+                        .or_insert_with(|| (BTreeSet::new(), node.clone(), t.nack_detail.clone()));
+                    entry.0.insert(node.as_str());
+                }
+            }
+        }
+        out.into_iter()
+            .map(|(k, (nodes, example, detail))| (k, (nodes.len(), example, detail)))
+            .collect()
     }
 }
 
@@ -344,12 +435,13 @@ fn build_snapshot<'a>(
     let types: Vec<store::TypeResources> = by_type
         .into_iter()
         .map(|(ty, resources)| {
-            let resources: Vec<store::Resource> =
-                resources.into_values().map(|(r, _)| r).collect();
+            let resources: Vec<store::Resource> = resources.into_values().map(|(r, _)| r).collect();
             store::TypeResources {
                 type_url: ty.type_url().to_string(),
                 version: version::of_set(
-                    resources.iter().map(|r| (r.name.as_str(), r.version.as_str())),
+                    resources
+                        .iter()
+                        .map(|r| (r.name.as_str(), r.version.as_str())),
                 ),
                 resources,
             }
@@ -366,11 +458,7 @@ fn build_snapshot<'a>(
             generation: 0,
         })
         .collect();
-    let group = version::of_set(
-        objects
-            .iter()
-            .map(|o| (o.kind.as_str(), o.name.as_str())),
-    );
+    let group = version::of_set(objects.iter().map(|o| (o.kind.as_str(), o.name.as_str())));
     let snapshot = store::Snapshot {
         namespace: namespace.to_string(),
         version: version::of_set(
@@ -383,11 +471,6 @@ fn build_snapshot<'a>(
         objects,
     };
     (snapshot, winners, losers)
-}
-
-/// The etcd value of a snapshot.
-pub fn encode_snapshot(snapshot: &store::Snapshot) -> Vec<u8> {
-    snapshot.encode_to_vec()
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use crate::convert::ConfigError;
 use crate::etcd_writer::{EtcdWriter, WriteError};
-use crate::leader::{Fence, Leadership};
 use crate::index::{Index, ObjectStatus};
+use crate::leader::{Fence, Leadership};
 use crate::model::ObjectKey;
 use crate::source::SourceEvent;
 
@@ -181,6 +181,12 @@ impl Reconciler {
             SourceEvent::ResetPods(pods) => self.index.reset_pods(pods),
             SourceEvent::ApplyPod(pod) => self.index.apply_pod(pod),
             SourceEvent::DeletePod(key) => self.index.delete_pod(&key),
+            SourceEvent::ResetNodeStatus(records) => self.index.reset_node_status(records),
+            SourceEvent::NodeStatus {
+                node,
+                replica,
+                status,
+            } => self.index.set_node_status(&node, &replica, status),
             SourceEvent::Problem(p) => tracing::error!(problem = p, "source"),
         }
     }
@@ -218,7 +224,11 @@ impl Reconciler {
             );
         }
         let fence = self.fence();
-        let result = self.writer.write(&plan, fence.as_ref()).await;
+        let result = if plan.is_empty() {
+            Ok(Default::default())
+        } else {
+            self.writer.write(&plan, fence.as_ref()).await
+        };
         // Report statuses even if etcd failed: validation results stand.
         self.status.report(&desired.statuses);
         let stats = match result {

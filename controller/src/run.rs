@@ -25,6 +25,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     load_with_retry(&mut writer).await;
 
     let (tx, rx) = mpsc::channel(1024);
+    // NACKs recorded by the xds-servers, mapped back to objects by the index.
+    tokio::spawn(source::node_status::run(
+        writer.client().clone(),
+        writer.keys().clone(),
+        tx.clone(),
+    ));
     let kube = match args.manifests.clone() {
         Some(dir) => {
             tracing::info!(dir = %dir.display(), "reading manifests from a directory");

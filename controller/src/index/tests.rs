@@ -127,7 +127,10 @@ fn selectorless_object_reaches_every_pod_of_its_namespace_in_separate_groups() {
     let d = index.desired();
     assert_eq!(cluster_names(&d, "web-0.foo"), ["shared", "web-only"]);
     assert_eq!(cluster_names(&d, "db-0.foo"), ["shared"]);
-    assert_ne!(d.bindings["web-0.foo"].snapshot, d.bindings["db-0.foo"].snapshot);
+    assert_ne!(
+        d.bindings["web-0.foo"].snapshot,
+        d.bindings["db-0.foo"].snapshot
+    );
 }
 
 #[test]
@@ -144,7 +147,10 @@ fn editing_an_object_changes_the_snapshot_but_no_binding() {
     let (b, a) = (&before.groups[key].snapshot, &after.groups[key].snapshot);
     assert_ne!(b.version, a.version);
     assert_ne!(b.types[0].version, a.types[0].version);
-    assert_ne!(b.types[0].resources[0].version, a.types[0].resources[0].version);
+    assert_ne!(
+        b.types[0].resources[0].version,
+        a.types[0].resources[0].version
+    );
 }
 
 #[test]
@@ -173,13 +179,24 @@ fn an_invalid_edit_keeps_the_previous_valid_version_in_force() {
     assert!(!problems.is_empty());
     let after = index.desired();
 
-    assert_eq!(before.groups, after.groups, "the valid generation stays in force");
+    assert_eq!(
+        before.groups, after.groups,
+        "the valid generation stays in force"
+    );
     let status = &after.statuses[&index_key("foo", "c1")];
     assert!(!status.accepted);
     assert_eq!(status.reason, Reason::InvalidConfig);
     assert_eq!(status.observed_generation, 2);
-    assert!(status.message.contains("conect_timeout"), "{}", status.message);
-    assert!(status.message.contains("generation 1 stays in force"), "{}", status.message);
+    assert!(
+        status.message.contains("conect_timeout"),
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.contains("generation 1 stays in force"),
+        "{}",
+        status.message
+    );
 }
 
 #[test]
@@ -192,7 +209,10 @@ fn an_invalid_new_object_reaches_nobody_and_blocks_nothing() {
     index.apply_pod(mk_pod("foo", "p", &[]));
     let d = index.desired();
     assert_eq!(cluster_names(&d, "p.foo"), ["good"]);
-    assert_eq!(d.statuses[&index_key("foo", "bad")].reason, Reason::InvalidConfig);
+    assert_eq!(
+        d.statuses[&index_key("foo", "bad")].reason,
+        Reason::InvalidConfig
+    );
     assert_eq!(d.statuses[&index_key("foo", "bad")].nodes, 0);
     assert!(d.statuses[&index_key("foo", "good")].accepted);
 }
@@ -217,7 +237,11 @@ fn conflicts_go_to_the_older_object() {
     assert_eq!(source.name, "zz");
     let loser = &d.statuses[&index_key("foo", "aa")];
     assert_eq!(loser.reason, Reason::Conflict);
-    assert!(loser.message.contains("Cluster foo/zz"), "{}", loser.message);
+    assert!(
+        loser.message.contains("Cluster foo/zz"),
+        "{}",
+        loser.message
+    );
     assert_eq!(loser.nodes, 0);
     assert!(d.statuses[&index_key("foo", "zz")].accepted);
 }
@@ -288,7 +312,82 @@ fn snapshot_lists_every_selecting_object_and_sorts_types_in_push_order() {
     let urls: Vec<&str> = snap.types.iter().map(|t| t.type_url.as_str()).collect();
     assert_eq!(
         urls,
-        [ResourceType::Cluster.type_url(), ResourceType::Listener.type_url()]
+        [
+            ResourceType::Cluster.type_url(),
+            ResourceType::Listener.type_url()
+        ]
     );
     assert_eq!(snap.objects.len(), 2);
+}
+
+fn nack_record(node: &str, replica: &str, type_url: &str, names: &[&str]) -> store::NodeStatus {
+    store::NodeStatus {
+        node_id: node.into(),
+        replica: replica.into(),
+        types: vec![store::TypeStatus {
+            type_url: type_url.into(),
+            acked_version: "a".into(),
+            nacked_version: "b".into(),
+            nack_detail: "Envoy says no".into(),
+            nacked_resources: names.iter().map(|s| s.to_string()).collect(),
+        }],
+    }
+}
+
+#[test]
+fn a_nack_is_reported_on_the_object_that_produced_the_resource() {
+    let mut index = Index::new();
+    let mut c = cluster("foo", "obj-a", None, "1s");
+    c.config["name"] = json!("cluster-a");
+    index.apply_object(c);
+    index.apply_object(cluster("foo", "obj-b", None, "1s"));
+    index.apply_pod(mk_pod("foo", "p1", &[]));
+    index.apply_pod(mk_pod("foo", "p2", &[]));
+
+    let cds = ResourceType::Cluster.type_url();
+    index.set_node_status(
+        "p1.foo",
+        "r1",
+        Some(nack_record("p1.foo", "r1", cds, &["cluster-a"])),
+    );
+    index.set_node_status(
+        "p2.foo",
+        "r2",
+        Some(nack_record("p2.foo", "r2", cds, &["cluster-a"])),
+    );
+    let d = index.desired();
+    let status = &d.statuses[&index_key("foo", "obj-a")];
+    assert!(!status.accepted);
+    assert_eq!(status.reason, Reason::Rejected);
+    assert!(
+        status.message.contains("on 2 node(s)"),
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.contains("Envoy says no"),
+        "{}",
+        status.message
+    );
+    assert_eq!(status.nodes, 2, "it still reaches them");
+    assert!(d.statuses[&index_key("foo", "obj-b")].accepted);
+
+    // The record disappears (a later version was ACKed, or the replica left).
+    index.set_node_status("p1.foo", "r1", None);
+    index.reset_node_status([]);
+    assert!(index.desired().statuses[&index_key("foo", "obj-a")].accepted);
+}
+
+#[test]
+fn nacks_of_nodes_without_binding_or_unknown_resources_change_nothing() {
+    let mut index = Index::new();
+    index.apply_object(cluster("foo", "c1", None, "1s"));
+    index.apply_pod(mk_pod("foo", "p", &[]));
+    let cds = ResourceType::Cluster.type_url();
+    index.reset_node_status([
+        nack_record("gone.foo", "r", cds, &["c1"]),
+        nack_record("p.foo", "r", cds, &["not-ours"]),
+        nack_record("p.foo", "r2", ResourceType::Listener.type_url(), &["c1"]),
+    ]);
+    assert!(index.desired().statuses[&index_key("foo", "c1")].accepted);
 }

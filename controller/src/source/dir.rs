@@ -50,11 +50,17 @@ impl DirIndex {
     }
 
     pub fn objects(&self) -> Vec<BootesObject> {
-        self.files.values().flat_map(|f| f.objects.iter().cloned()).collect()
+        self.files
+            .values()
+            .flat_map(|f| f.objects.iter().cloned())
+            .collect()
     }
 
     pub fn pods(&self) -> Vec<Pod> {
-        self.files.values().flat_map(|f| f.pods.iter().cloned()).collect()
+        self.files
+            .values()
+            .flat_map(|f| f.pods.iter().cloned())
+            .collect()
     }
 
     /// Re-reads files whose modification time or size changed, forgets
@@ -79,9 +85,8 @@ impl DirIndex {
             let state = self.files.entry(path.clone()).or_default();
             // Modification times can be coarse: a file modified recently is
             // re-read and compared even when its stamp looks unchanged.
-            let recent = stamp.is_some_and(|(mtime, _)| {
-                mtime.elapsed().map_or(true, |age| age < RECENT)
-            });
+            let recent =
+                stamp.is_some_and(|(mtime, _)| mtime.elapsed().map_or(true, |age| age < RECENT));
             if stamp.is_some() && state.stamp == stamp && !recent {
                 continue;
             }
@@ -98,7 +103,8 @@ impl DirIndex {
             }
             state.text = Some(text.clone());
             let problems = read_file(&path, &text, state);
-            scan.problems.extend(problems.into_iter().map(|e| e.to_string()));
+            scan.problems
+                .extend(problems.into_iter().map(|e| e.to_string()));
             scan.changed = true;
         }
         scan
@@ -210,7 +216,11 @@ mod tests {
         assert!(!dir.scan().changed, "nothing changed");
 
         // Same size, same second: still noticed.
-        write(tmp.path(), "c.yaml", &CLUSTER.replace("{name: c}", "{name: x}"));
+        write(
+            tmp.path(),
+            "c.yaml",
+            &CLUSTER.replace("{name: c}", "{name: x}"),
+        );
         assert!(dir.scan().changed);
         assert_eq!(dir.objects()[0].config["name"], "x");
 

@@ -3,6 +3,7 @@
 
 pub mod dir;
 pub mod kube;
+pub mod node_status;
 
 use crate::model::{BootesObject, ObjectKey, Pod, PodKey};
 
@@ -16,6 +17,15 @@ pub enum SourceEvent {
     DeleteObject(ObjectKey),
     ApplyPod(Pod),
     DeletePod(PodKey),
+    /// What the xds-servers recorded for nodes (`status/` in etcd): every
+    /// record, after a (re)list.
+    ResetNodeStatus(Vec<bootes_proto::store::NodeStatus>),
+    /// One record written (`Some`) or gone (`None`).
+    NodeStatus {
+        node: String,
+        replica: String,
+        status: Option<bootes_proto::store::NodeStatus>,
+    },
     /// A source could not read some input; nothing valid was dropped.
     Problem(String),
 }
