@@ -312,7 +312,19 @@ pub fn unresolved(subjects: &[Subject<'_>], pods: &[Pod]) -> Vec<Unresolved> {
         if !ns_pods.is_empty() && nodes.is_empty() {
             continue; // reaches no Envoy: nothing can be missing
         }
+        // A name referred to in several places gets one warning, at the
+        // first place.
+        let mut groups: Vec<(&Reference, usize)> = Vec::new();
         for r in s.references {
+            match groups
+                .iter_mut()
+                .find(|(g, _)| g.target == r.target && g.name == r.name)
+            {
+                Some((_, n)) => *n += 1,
+                None => groups.push((r, 1)),
+            }
+        }
+        for (r, count) in groups {
             let candidates = providers
                 .get(&(ns, r.target, r.name.as_str()))
                 .map(Vec::as_slice)
@@ -354,7 +366,12 @@ pub fn unresolved(subjects: &[Subject<'_>], pods: &[Pod]) -> Vec<Unresolved> {
                     )
                 })
             };
-            if let Some(message) = message {
+            if let Some(mut message) = message {
+                if count > 1 {
+                    let more = count - 1;
+                    let places = if more == 1 { "place" } else { "places" };
+                    message.push_str(&format!(" (referred to in {more} more {places})"));
+                }
                 out.push(Unresolved {
                     key: s.key.clone(),
                     problem: ConfigError::new(r.path.clone(), message),
@@ -550,6 +567,39 @@ mod tests {
             path: "spec.config.x".into(),
             what: "route to cluster",
         }]
+    }
+
+    #[test]
+    fn a_name_referred_to_in_several_places_is_reported_once() {
+        let rk = key(ResourceType::Route, "a", "r");
+        let mut refs = route_to("c");
+        refs.extend(route_to("d"));
+        refs.push(Reference {
+            path: "spec.config.y".into(),
+            ..route_to("c").remove(0)
+        });
+        refs.push(Reference {
+            path: "spec.config.z".into(),
+            ..route_to("c").remove(0)
+        });
+        let subjects = [Subject {
+            key: &rk,
+            selector: None,
+            provides: Some("r"),
+            references: &refs,
+        }];
+        let u = unresolved(&subjects, &[]);
+        assert_eq!(u.len(), 2, "{u:?}");
+        assert_eq!(u[0].problem.path, "spec.config.x");
+        assert!(u[0].problem.message.contains("\"c\""), "{u:?}");
+        assert!(
+            u[0].problem
+                .message
+                .ends_with("(referred to in 2 more places)"),
+            "{u:?}"
+        );
+        assert!(u[1].problem.message.contains("\"d\""), "{u:?}");
+        assert!(!u[1].problem.message.contains("referred to in"), "{u:?}");
     }
 
     #[test]
