@@ -334,14 +334,17 @@ async fn kubectl_managed_objects_reach_envoy_with_status_and_pod_tracking() {
 
     // `kubectl get bootes` lists every kind through the category, with the
     // printer columns.
-    let table = kubectl(&standin, &["get", "bootes", "-n", NS], None)
-        .await
-        .unwrap();
-    assert!(
-        table.contains("ACCEPTED") && table.contains("NODES"),
-        "{table}"
-    );
-    assert_eq!(table.matches("True").count(), 8, "{table}");
+    eventually("kubectl get bootes lists 8 accepted objects", || async {
+        let table = kubectl(&standin, &["get", "bootes", "-n", NS], None).await?;
+        ensure!(
+            table.contains("ACCEPTED") && table.contains("NODES"),
+            "{table}"
+        );
+        ensure!(table.matches(" True ").count() == 8, "{table}");
+        Ok(())
+    })
+    .await
+    .unwrap();
 
     // A bad object: an unknown field in spec.config. Rejected with the field
     // named; Envoy keeps everything else and never sees it.
