@@ -77,7 +77,13 @@ pub fn check(paths: &[PathBuf]) -> Outcome {
         };
         for doc in manifest::parse_stream(&name, &text) {
             match doc {
-                Err(e) => outcome.errors.push(e.to_string()),
+                Err(e) => outcome.errors.push(match &e.object {
+                    Some(object) => format!(
+                        "{}: document {}: {object}: {}",
+                        e.source_name, e.index, e.message
+                    ),
+                    None => e.to_string(),
+                }),
                 Ok(Document::Object(object)) => {
                     outcome.objects += 1;
                     let ty = object.key.kind;

@@ -353,3 +353,49 @@ metadata: {name: shop-1, namespace: shop, labels: {app: shop}}
     let out = stdout(&o);
     assert!(lines(&out, "warning:").is_empty(), "{out}");
 }
+
+#[test]
+fn documents_that_are_not_valid_objects_are_errors_naming_the_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "docs.yaml",
+        &format!(
+            "apiVersion: bootes.io/v1
+kind: Clustr
+metadata: {{name: typo, namespace: shop}}
+spec: {{config: {{}}}}
+---
+apiVersion: bootes.io/v1
+kind: Route
+metadata: {{name: r, namespace: shop}}
+spec: {{workloadSelectr: {{}}, config: {{name: r}}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: ignored}}
+---{GOOD_CLUSTER}"
+        ),
+    );
+    let o = validate(&[&f], None);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let errors = lines(&out, "error:");
+    assert_eq!(errors.len(), 2, "{out}");
+    assert!(
+        errors[0].starts_with(&format!(
+            "error: {f}: document 1: Clustr shop/typo: kind: unknown kind \"Clustr\""
+        )),
+        "{out}"
+    );
+    assert!(
+        errors[1].starts_with(&format!(
+            "error: {f}: document 2: Route shop/r: spec: unknown field `workloadSelectr`"
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().last(),
+        Some("1 objects checked, 2 errors, 0 warnings")
+    );
+}
