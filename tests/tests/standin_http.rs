@@ -290,6 +290,17 @@ async fn bookmarks_timeouts_and_gone_after_compaction() {
     let ev = next_change(&mut fresh).await;
     assert_eq!(summary(&ev), ("ADDED".into(), "e".into()));
     assert_eq!(rv(&ev["object"]), rv(&e));
+
+    // close-watches ends every open stream.
+    let (code, closed) = post(s.addr, "/standin/close-watches", &json!({})).await;
+    assert_eq!(code, 200);
+    assert!(closed["closedWatches"].as_u64().unwrap() >= 2, "{closed}");
+    for stream in [&mut fresh, &mut w] {
+        // Whatever was still buffered, then the end of the stream (not a timeout).
+        while let Some(e) = stream.next(WAIT).await.unwrap() {
+            assert_ne!(e["type"], "ERROR", "{e}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -244,9 +244,8 @@ async fn watcher_relists_after_410_gone() {
         .create(&PostParams::default(), &cluster("a"))
         .await
         .unwrap();
-    // Without bookmarks the watcher's resourceVersion only moves with Cluster events,
-    // and a 1 s timeout makes it re-watch from that version soon.
-    let config = watcher::Config::default().disable_bookmarks().timeout(1);
+    // Without bookmarks the watcher's resourceVersion only moves with Cluster events.
+    let config = watcher::Config::default().disable_bookmarks();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut stream = watcher(clusters.clone(), config).boxed();
     tokio::spawn(async move {
@@ -303,7 +302,19 @@ async fn watcher_relists_after_410_gone() {
     .await
     .unwrap();
     assert_eq!(code, 200);
-    // The next re-watch gets 410 Gone, and the watcher lists again.
+    // End the open watch as a server restart would: the re-watch from the old
+    // resourceVersion gets 410 Gone, and the watcher lists again.
+    let (code, closed) = json_request(
+        s.addr,
+        "POST",
+        "/standin/close-watches",
+        "application/json",
+        Some(&json!({})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 200);
+    assert!(closed["closedWatches"].as_u64().unwrap() >= 1, "{closed}");
     let before = seen.len();
     until("Init", &mut seen).await;
     until("InitDone", &mut seen).await;

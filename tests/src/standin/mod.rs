@@ -22,8 +22,13 @@
 //!   `required` are checked;
 //! * `PartialObjectMetadata` and `Table` responses.
 //!
-//! `POST /standin/compact` (test only) drops the event history so that a watch from
-//! any earlier resourceVersion gets 410 Gone.
+//! Test-only control endpoints (paths no real API server has):
+//! * `POST /standin/compact` drops the event history, so that a watch from any
+//!   earlier resourceVersion gets 410 Gone (a watch that is open and has kept up
+//!   goes on; one that had not yet read the latest events gets 410 too);
+//! * `POST /standin/close-watches` ends every open watch, as an API server restart
+//!   would; clients re-watch from their last resourceVersion, and after a compaction
+//!   that means 410 Gone and a relist.
 //!
 //! Protobuf request bodies are understood only for what kubectl's typed clients send
 //! (`kubectl create namespace|configmap|secret|serviceaccount`); responses are JSON.

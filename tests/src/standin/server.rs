@@ -46,6 +46,8 @@ impl Default for Options {
 pub struct App {
     store: Mutex<Store>,
     revision: watch::Sender<u64>,
+    /// Bumped by `POST /standin/close-watches`: every open watch ends.
+    close_watches: watch::Sender<u64>,
     options: Options,
     address: String,
 }
@@ -57,6 +59,7 @@ impl App {
         Arc::new(Self {
             store: Mutex::new(store),
             revision,
+            close_watches: watch::channel(0).0,
             options,
             address: address.to_string(),
         })
@@ -114,6 +117,7 @@ enum Route {
     OpenApiIndex,
     OpenApiDoc(String, String),
     Compact,
+    CloseWatches,
     Object {
         group: String,
         version: String,
@@ -164,6 +168,7 @@ fn route(path: &str) -> Option<Route> {
         ["openapi", "v3", "api", v] => Route::OpenApiDoc(String::new(), v.to_string()),
         ["openapi", "v3", "apis", g, v] => Route::OpenApiDoc(g.to_string(), v.to_string()),
         ["standin", "compact"] => Route::Compact,
+        ["standin", "close-watches"] => Route::CloseWatches,
         _ => return None,
     })
 }
@@ -256,6 +261,14 @@ fn dispatch(
                 200,
                 &json!({"compactedRevision": rev.to_string()}),
             ))
+        }
+        Route::CloseWatches => {
+            if method != Method::POST {
+                return Err(ApiError::method_not_allowed("POST /standin/close-watches"));
+            }
+            let open = app.close_watches.receiver_count();
+            app.close_watches.send_modify(|n| *n += 1);
+            Ok(json_response(200, &json!({"closedWatches": open})))
         }
         Route::Object {
             group,
@@ -597,6 +610,7 @@ fn start_watch(
         bookmarks,
     };
     let mut changes = app.revision.subscribe();
+    let mut close = app.close_watches.subscribe();
     // Read the starting state under the lock, so nothing falls between it and the
     // first batch of events.
     let (initial, cursor) = {
@@ -638,8 +652,10 @@ fn start_watch(
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let key = spec.target.rt.key();
+        let mut live = false;
         loop {
-            let batch = app.store().events_after(&key, cursor);
+            let batch = app.store().events_after(&key, cursor, live);
+            live = true;
             match batch {
                 Err(e) => {
                     let _ = tx.send(Ok(event_line("ERROR", &e.status()))).await;
@@ -686,6 +702,7 @@ fn start_watch(
                     }
                 }
                 _ = expired => return,
+                _ = close.changed() => return,
                 _ = tx.closed() => return,
             }
         }

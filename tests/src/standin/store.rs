@@ -141,6 +141,8 @@ pub struct Store {
     uid_hasher: RandomState,
     /// Warnings of the last write (unknown fields pruned), for `Warning` headers.
     warnings: Vec<String>,
+    /// Revision of the latest event per resource; survives compaction.
+    last_change: BTreeMap<ResKey, u64>,
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
@@ -224,6 +226,7 @@ impl Store {
             uid_counter: 0,
             uid_hasher: RandomState::new(),
             warnings: Vec::new(),
+            last_change: BTreeMap::new(),
         };
         for rt in builtin_types() {
             s.types.insert(rt.key(), rt);
@@ -294,6 +297,7 @@ impl Store {
     }
 
     fn record(&mut self, key: &ResKey, kind: EventType, object: Value, previous: Option<Value>) {
+        self.last_change.insert(key.clone(), self.revision);
         self.history.push_back(Event {
             revision: self.revision,
             key: key.clone(),
@@ -900,10 +904,20 @@ impl Store {
     }
 
     /// Events for one resource after `after`, and the revision they bring a watcher to.
-    /// `Err` (410 Expired) when events after `after` were already dropped.
-    pub fn events_after(&self, key: &ResKey, after: u64) -> Result<(Vec<Event>, u64), ApiError> {
+    /// `Err` (410 Expired) when events after `after` were already dropped. A `live`
+    /// watch (one already streaming) only expires when it really missed events of its
+    /// resource, as an etcd watch that has kept up survives compaction.
+    pub fn events_after(
+        &self,
+        key: &ResKey,
+        after: u64,
+        live: bool,
+    ) -> Result<(Vec<Event>, u64), ApiError> {
         if after < self.compacted {
-            return Err(ApiError::expired(after, self.compacted + 1));
+            let missed = self.last_change.get(key).is_some_and(|&r| r > after);
+            if !live || missed {
+                return Err(ApiError::expired(after, self.compacted + 1));
+            }
         }
         let start = self.history.partition_point(|e| e.revision <= after);
         let events = self
@@ -1321,7 +1335,7 @@ mod tests {
         )
         .unwrap();
         s.delete(&t, "a", &Value::Null).unwrap();
-        let (events, upto) = s.events_after(&t.rt.key(), start).unwrap();
+        let (events, upto) = s.events_after(&t.rt.key(), start, false).unwrap();
         assert_eq!(upto, s.revision());
         let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
         use EventType::*;
@@ -1342,11 +1356,29 @@ mod tests {
             .iter()
             .all(|e| watch_view(e, Some("bar"), &Selectors::default()).is_none()));
         // Compaction makes older revisions expire; the current one is still fine.
+        let quiet = s.revision();
+        let ns = s.target("", "v1", "namespaces", None).unwrap();
+        s.create(&ns, json!({"metadata": {"name": "other"}}))
+            .unwrap();
         s.compact();
-        let e = s.events_after(&t.rt.key(), start).unwrap_err();
+        // A live watch that has seen every cluster event survives; a new one does not.
+        assert!(s
+            .events_after(&t.rt.key(), quiet, true)
+            .unwrap()
+            .0
+            .is_empty());
+        assert_eq!(
+            s.events_after(&t.rt.key(), quiet, false).unwrap_err().code,
+            410
+        );
+        assert_eq!(
+            s.events_after(&t.rt.key(), start, true).unwrap_err().code,
+            410
+        );
+        let e = s.events_after(&t.rt.key(), start, false).unwrap_err();
         assert_eq!((e.code, e.reason), (410, "Expired"));
         assert!(s
-            .events_after(&t.rt.key(), s.revision())
+            .events_after(&t.rt.key(), s.revision(), false)
             .unwrap()
             .0
             .is_empty());
@@ -1359,9 +1391,15 @@ mod tests {
         for i in 0..150 {
             s.create(&t, cluster(&format!("c{i}"), json!({}))).unwrap();
         }
-        assert_eq!(s.events_after(&t.rt.key(), start).unwrap_err().code, 410);
+        assert_eq!(
+            s.events_after(&t.rt.key(), start, false).unwrap_err().code,
+            410
+        );
         let recent = s.revision() - 50;
-        assert_eq!(s.events_after(&t.rt.key(), recent).unwrap().0.len(), 50);
+        assert_eq!(
+            s.events_after(&t.rt.key(), recent, false).unwrap().0.len(),
+            50
+        );
         assert_eq!(s.compacted(), s.revision() - 100);
     }
 }
