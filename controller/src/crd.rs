@@ -34,7 +34,7 @@ pub struct WorkloadSelector {
 #[serde(rename_all = "camelCase")]
 pub struct BootesStatus {
     /// Accepted: whether the config is valid and in force (reasons Valid,
-    /// InvalidConfig, Conflict).
+    /// InvalidConfig, Conflict, Rejected when an Envoy NACKed it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -55,10 +55,10 @@ pub struct Condition {
     pub type_: String,
     /// True, False or Unknown.
     pub status: String,
-    /// CamelCase reason, e.g. Valid, InvalidConfig, Conflict.
+    /// CamelCase reason: Valid, InvalidConfig, Conflict or Rejected.
     pub reason: String,
-    /// Human-readable detail: the field and the rule it breaks, or the object
-    /// a conflict was lost to.
+    /// Human-readable detail: the field and the rule it breaks, the object a
+    /// conflict was lost to, or the Envoy's error.
     #[serde(default)]
     pub message: String,
     /// When status last changed (RFC 3339).
