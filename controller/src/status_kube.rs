@@ -163,7 +163,12 @@ impl KubeStatus {
         is_leader: Arc<AtomicBool>,
     ) -> Self {
         let (latest, rx) = watch::channel(Statuses::default());
-        tokio::spawn(write_loop(client, observed, is_leader, rx));
+        let writer = Writer {
+            client,
+            observed,
+            is_leader,
+        };
+        tokio::spawn(write_loop(writer, rx));
         Self { latest }
     }
 }
@@ -176,12 +181,7 @@ impl StatusSink for KubeStatus {
     }
 }
 
-async fn write_loop(
-    client: kube::Client,
-    observed: ObservedStatuses,
-    is_leader: Arc<AtomicBool>,
-    mut latest: watch::Receiver<Statuses>,
-) {
+async fn write_loop(writer: Writer, mut latest: watch::Receiver<Statuses>) {
     let mut retry_at: Option<Instant> = None;
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -193,29 +193,58 @@ async fn write_loop(
         };
         tokio::select! {
             changed = latest.changed() => if changed.is_err() { return },
-            () = observed.changed.notified() => {},
+            () = writer.observed.changed.notified() => {},
             () = retry => {},
         }
         retry_at = None;
-        if !is_leader.load(Ordering::Acquire) {
-            continue;
-        }
         let statuses = latest.borrow_and_update().clone();
+        let round = writer.round(&statuses).await;
+        if round.failed > 0 {
+            retry_at = Some(Instant::now() + backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        } else {
+            backoff = Duration::from_millis(500);
+        }
+    }
+}
+
+/// Writes statuses that differ from what the objects have.
+struct Writer {
+    client: kube::Client,
+    observed: ObservedStatuses,
+    is_leader: Arc<AtomicBool>,
+}
+
+/// What one round of [`Writer::round`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Round {
+    written: usize,
+    failed: usize,
+}
+
+impl Writer {
+    /// Patches every object whose status differs from `statuses`; nothing
+    /// unless this replica leads.
+    async fn round(&self, statuses: &BTreeMap<ObjectKey, ObjectStatus>) -> Round {
+        let mut round = Round::default();
+        if !self.is_leader.load(Ordering::Acquire) {
+            return round;
+        }
         let now = now_rfc3339();
         let patches: Vec<(ObjectKey, BootesStatus)> = statuses
             .iter()
             .filter_map(|(key, desired)| {
-                let current = observed.get(key)?;
+                let current = self.observed.get(key)?;
                 plan_patch(desired, &current, &now).map(|target| (key.clone(), target))
             })
             .collect();
         if patches.is_empty() {
-            continue;
+            return round;
         }
         let results: Vec<(ObjectKey, Result<DynamicObject, kube::Error>)> =
             futures::stream::iter(patches)
                 .map(|(key, target)| {
-                    let client = client.clone();
+                    let client = self.client.clone();
                     async move {
                         let result = patch_status(client, &key, &target).await;
                         (key, result)
@@ -224,14 +253,14 @@ async fn write_loop(
                 .buffer_unordered(CONCURRENCY)
                 .collect()
                 .await;
-        let mut failed = 0usize;
         for (key, result) in results {
             match result {
                 Ok(object) => {
+                    round.written += 1;
                     tracing::debug!(object = %key, "status written");
                     // Compare the next round against what the write produced,
                     // not the (older) watch event.
-                    observed.record(
+                    self.observed.record(
                         key,
                         Observed {
                             uid: object.metadata.uid.unwrap_or_default(),
@@ -244,17 +273,12 @@ async fn write_loop(
                     tracing::debug!(object = %key, "object gone before its status was written");
                 }
                 Err(e) => {
-                    failed += 1;
+                    round.failed += 1;
                     tracing::warn!(object = %key, error = %e, "writing status failed; will retry");
                 }
             }
         }
-        if failed > 0 {
-            retry_at = Some(Instant::now() + backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(30));
-        } else {
-            backoff = Duration::from_millis(500);
-        }
+        round
     }
 }
 
@@ -279,6 +303,7 @@ mod tests {
     use super::*;
     use crate::index::Reason;
     use bootes_proto::ResourceType;
+    use serde_json::json;
 
     const T0: &str = "2024-01-01T00:00:00Z";
     const T1: &str = "2024-01-01T00:05:00Z";
@@ -428,5 +453,126 @@ mod tests {
     fn timestamps_are_utc_seconds() {
         let t: k8s_openapi::jiff::Timestamp = "2024-03-04T05:06:07.89+02:00".parse().unwrap();
         assert_eq!(rfc3339(t), "2024-03-04T03:06:07Z");
+    }
+
+    /// The writer against the Kubernetes API stand-in (in process): writes
+    /// only as leader, only what differs, and puts back a status changed by
+    /// someone else.
+    #[tokio::test]
+    async fn writer_patches_the_status_subresource_only_when_needed() {
+        use k8s_openapi::api::core::v1::Namespace;
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        use kube::api::PostParams;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(bootes_tests::standin::server::serve(
+            listener,
+            bootes_tests::standin::server::Options::default(),
+        ));
+        let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+        let pp = PostParams::default();
+        Api::<CustomResourceDefinition>::all(client.clone())
+            .create(&pp, &crd::crd(ResourceType::Cluster))
+            .await
+            .unwrap();
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "ns"}})).unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&pp, &ns)
+            .await
+            .unwrap();
+        let clusters: Api<crd::Cluster> = Api::namespaced(client.clone(), "ns");
+        let object: crd::Cluster = serde_json::from_value(json!({
+            "apiVersion": "bootes.io/v1", "kind": "Cluster",
+            "metadata": {"name": "c", "namespace": "ns"},
+            "spec": {"config": {"name": "c"}},
+        }))
+        .unwrap();
+        let created = clusters.create(&pp, &object).await.unwrap();
+
+        let key = ObjectKey {
+            kind: ResourceType::Cluster,
+            namespace: "ns".into(),
+            name: "c".into(),
+        };
+        let observed = ObservedStatuses::default();
+        observed.record(
+            key.clone(),
+            Observed {
+                uid: created.metadata.uid.clone().unwrap(),
+                status: None,
+            },
+        );
+        let is_leader = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            client,
+            observed: observed.clone(),
+            is_leader: is_leader.clone(),
+        };
+        let statuses = BTreeMap::from([(key.clone(), desired(Reason::Valid, "", 1, 3))]);
+
+        // A follower writes nothing.
+        assert_eq!(writer.round(&statuses).await, Round::default());
+        assert_eq!(clusters.get_status("c").await.unwrap().status, None);
+
+        // The leader writes it once.
+        is_leader.store(true, Ordering::Release);
+        let once = Round {
+            written: 1,
+            failed: 0,
+        };
+        assert_eq!(writer.round(&statuses).await, once);
+        let status = clusters.get_status("c").await.unwrap().status.unwrap();
+        assert_eq!(status.nodes, Some(3));
+        assert_eq!(status.conditions[0].reason, "Valid");
+        assert_eq!(writer.round(&statuses).await, Round::default());
+
+        // A change is written; the same change again is not.
+        let rejected = BTreeMap::from([(
+            key.clone(),
+            desired(Reason::InvalidConfig, "spec.config.x: unknown field", 1, 0),
+        )]);
+        assert_eq!(writer.round(&rejected).await, once);
+        assert_eq!(writer.round(&rejected).await, Round::default());
+        let status = clusters.get_status("c").await.unwrap().status.unwrap();
+        let condition = &status.conditions[0];
+        assert_eq!(
+            (condition.status.as_str(), condition.reason.as_str()),
+            ("False", "InvalidConfig")
+        );
+        assert_eq!(condition.message, "spec.config.x: unknown field");
+
+        // Someone else overwrote it (as the watcher would report): put back.
+        let mut foreign = status.clone();
+        foreign.nodes = Some(42);
+        observed.record(
+            key.clone(),
+            Observed {
+                uid: String::new(),
+                status: Some(foreign),
+            },
+        );
+        assert_eq!(writer.round(&rejected).await, once);
+        assert_eq!(
+            clusters
+                .get_status("c")
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+                .nodes,
+            Some(0)
+        );
+
+        // An object deleted meanwhile is not an error.
+        clusters.delete("c", &Default::default()).await.unwrap();
+        observed.record(
+            key.clone(),
+            Observed {
+                uid: String::new(),
+                status: None,
+            },
+        );
+        assert_eq!(writer.round(&statuses).await, Round::default());
     }
 }
