@@ -9,9 +9,10 @@
 //! * ACK/NACK by nonce. After a NACK the client keeps what it had; the
 //!   rejected version of a resource is not sent again, the next one is.
 //! * The first request of each type is answered, possibly with nothing.
-//! * Make-before-break as in state of the world: one response in flight,
-//!   types in [`ResourceType::ALL`] order; removals are sent only once every
-//!   type carries the new state, most dependent type first.
+//! * Make-before-break as in state of the world: [`ResourceType::ALL`]
+//!   order, one response in flight per type, dependencies ACKed first
+//!   ([`super::waits_for`]); removals are sent only once every type carries
+//!   the new state and nothing is in flight, most dependent type first.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -201,11 +202,20 @@ impl DeltaStream {
         let Some(target) = self.target.clone() else {
             return Vec::new();
         };
-        if self.types.values().any(|s| s.in_flight.is_some()) {
-            return Vec::new();
-        }
         // Make: new and changed resources, in dependency order.
+        let mut unsettled: Vec<ResourceType> = self
+            .types
+            .iter()
+            .filter(|(_, s)| s.in_flight.is_some())
+            .map(|(t, _)| *t)
+            .collect();
+        let mut out = Vec::new();
         for (ty, state) in self.types.iter_mut() {
+            if state.in_flight.is_some()
+                || super::waits_for(*ty).iter().any(|d| unsettled.contains(d))
+            {
+                continue;
+            }
             let updates: Vec<Arc<Resource>> = target
                 .resources(*ty)
                 .into_iter()
@@ -216,8 +226,12 @@ impl DeltaStream {
                 .cloned()
                 .collect();
             if state.must_answer || !updates.is_empty() {
-                return vec![send(state, cache.delta(*ty, updates, Vec::new()))];
+                out.push(send(state, cache.delta(*ty, updates, Vec::new())));
+                unsettled.push(*ty);
             }
+        }
+        if !unsettled.is_empty() {
+            return out;
         }
         // Break: what the client has that is gone, most dependent type first.
         for (ty, state) in self.types.iter_mut().rev() {

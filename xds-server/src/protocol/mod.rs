@@ -11,6 +11,23 @@ use std::collections::BTreeMap;
 use bootes_proto::envoy::core::Node;
 use bootes_proto::ResourceType;
 
+/// Make-before-break ordering: the types whose responses must be ACKed
+/// before a response of `ty` may go out.
+///
+/// Listeners and routes wait for clusters and endpoints: Envoy ACKs a CDS
+/// response only once the new clusters have warmed, so that ACK is the signal
+/// that routing to them is safe. Endpoints, secrets and extension configs
+/// wait for nothing: Envoy needs them to *finish* warming clusters and
+/// listeners, so holding them back until the CDS or LDS ACK would stall the
+/// update until Envoy's initial fetch timeout.
+pub fn waits_for(ty: ResourceType) -> &'static [ResourceType] {
+    use ResourceType::*;
+    match ty {
+        Runtime | Cluster | Endpoint | Secret | ExtensionConfig => &[],
+        Listener | ScopedRoute | Route | VirtualHost => &[Cluster, Endpoint],
+    }
+}
+
 /// A NACK observed on a stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Nack {

@@ -8,11 +8,13 @@
 //!   its type is stale and ignored. A NACKed version is not sent again; the
 //!   next different version is.
 //! * A version is never pushed twice on one stream.
-//! * Make-before-break: one response in flight at a time, types in the order
-//!   of [`ResourceType::ALL`] (CDS, EDS, …, LDS, RDS), each waiting for the
-//!   previous one's ACK or NACK. While a change is being made, clusters and
+//! * Make-before-break: responses go out in the order of
+//!   [`ResourceType::ALL`] (CDS, EDS, …, LDS, RDS), at most one in flight per
+//!   type, and a type waits for the ACKs of the types it depends on
+//!   ([`super::waits_for`]). While a change is being made, clusters and
 //!   listeners that disappear stay in the full-state responses; they are
-//!   removed only once every type carries the new state, in reverse order.
+//!   removed only once every type carries the new state and nothing is in
+//!   flight, in reverse order.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -174,17 +176,23 @@ impl SotwStream {
             .collect()
     }
 
-    /// Decides what to send next: at most one response, and only when no
-    /// other response is waiting for its ACK.
+    /// Decides what to send next, in make-before-break order.
     fn schedule(&mut self, cache: &ResponseCache) -> Vec<Arc<Encoded>> {
         let Some(target) = self.target.clone() else {
             return Vec::new();
         };
-        if self.types.values().any(|s| s.in_flight) {
-            return Vec::new();
-        }
         // Make: bring every type to the new state, keeping what disappears.
+        let mut unsettled: Vec<ResourceType> = self
+            .types
+            .iter()
+            .filter(|(_, s)| s.in_flight)
+            .map(|(t, _)| *t)
+            .collect();
+        let mut out = Vec::new();
         for (ty, state) in self.types.iter_mut() {
+            if state.in_flight || super::waits_for(*ty).iter().any(|d| unsettled.contains(d)) {
+                continue;
+            }
             let resources = make_set(*ty, state, &target);
             let version = super::response::version_of(&resources);
             let changed = state
@@ -192,10 +200,14 @@ impl SotwStream {
                 .as_ref()
                 .is_none_or(|s| s.version_info != version);
             if state.must_answer || changed {
-                return vec![send(state, cache.state_of_the_world(*ty, resources))];
+                out.push(send(state, cache.state_of_the_world(*ty, resources)));
+                unsettled.push(*ty);
             }
         }
-        // Break: drop what was kept, most dependent type first.
+        if !unsettled.is_empty() {
+            return out;
+        }
+        // Break: drop what was kept, most dependent type first, one at a time.
         for (ty, state) in self.types.iter_mut().rev() {
             let resources = exact_set(*ty, state, &target);
             let version = super::response::version_of(&resources);

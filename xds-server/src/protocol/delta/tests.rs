@@ -209,38 +209,40 @@ fn removals_wait_until_every_type_carries_the_new_state() {
     let out = c.request(req(Route, &["r"], &[], ""));
     assert!(c.request(ack(&out[0])).is_empty());
 
-    let mut out = c.snapshot(snap(&[
+    let out = c.snapshot(snap(&[
         (Cluster, "new", "1"),
         (Endpoint, "new", "1"),
         (Route, "r", "to-new"),
     ]));
-    let mut log = Vec::new();
-    while let Some(r) = out.pop() {
-        log.push((
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let describe = |r: &Encoded| {
+        (
             r.ty,
-            updates(&r)
+            updates(r)
                 .iter()
                 .map(|(n, _)| n.to_string())
                 .collect::<Vec<_>>(),
             r.removed.clone(),
-        ));
-        if r.ty == Cluster && !r.resources.is_empty() {
-            // Envoy subscribes to the new cluster's endpoints.
-            c.request(req(Endpoint, &["new"], &[], "stale"));
-        }
-        out = c.request(ack(&r));
-    }
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    assert_eq!(
-        log,
-        [
-            (Cluster, s(&["new"]), vec![]),
-            (Endpoint, s(&["new"]), vec![]),
-            (Route, s(&["r"]), vec![]),
-            (Endpoint, vec![], s(&["old"])),
-            (Cluster, vec![], s(&["old"])),
-        ]
+        )
+    };
+    assert_eq!(out.len(), 1);
+    assert_eq!(describe(&out[0]), (Cluster, s(&["new"]), vec![]));
+    // Envoy subscribes to the new cluster's endpoints and holds the CDS ACK
+    // until the cluster warmed: the endpoints must not wait for that ACK.
+    let eds = c.request(req(Endpoint, &["new"], &[], "stale"));
+    assert_eq!(describe(&eds[0]), (Endpoint, s(&["new"]), vec![]));
+    assert!(
+        c.request(ack(&eds[0])).is_empty(),
+        "the route waits for the CDS ACK"
     );
+    let rds = c.request(ack(&out[0]));
+    assert_eq!(describe(&rds[0]), (Route, s(&["r"]), vec![]));
+    // Removals only once everything carries the new state.
+    let removal = c.request(ack(&rds[0]));
+    assert_eq!(describe(&removal[0]), (Endpoint, vec![], s(&["old"])));
+    let removal = c.request(ack(&removal[0]));
+    assert_eq!(describe(&removal[0]), (Cluster, vec![], s(&["old"])));
+    assert!(c.request(ack(&removal[0])).is_empty());
 }
 
 #[test]

@@ -257,63 +257,57 @@ fn unknown_types_are_ignored() {
     assert_eq!(effects.ignored.len(), 1);
 }
 
-#[test]
-fn changes_go_out_cds_eds_lds_rds_each_after_the_previous_ack() {
-    let mut c = Client::new();
+/// A client at the steady state of a snapshot with one cluster, its
+/// endpoints, one listener and one route.
+fn steady(c: &mut Client, cluster: &str, route_version: &str) -> (Arc<Encoded>, Arc<Encoded>) {
     c.snapshot(Some(snap(&[
-        (Cluster, "c", "1"),
-        (Endpoint, "c", "1"),
+        (Cluster, cluster, "1"),
+        (Endpoint, cluster, "1"),
         (Listener, "l", "1"),
-        (Route, "r", "1"),
+        (Route, "r", route_version),
     ])));
-    // Envoy's start-up: CDS, then EDS, LDS, RDS as it learns the names.
     let cds = c.request(req(Cluster, &[], ""));
+    let eds = c.request(req(Endpoint, &[cluster], ""));
+    c.ack(&eds[0], &[cluster]);
     c.ack(&cds[0], &[]);
-    let eds = c.request(req(Endpoint, &["c"], ""));
-    c.ack(&eds[0], &["c"]);
     let lds = c.request(req(Listener, &[], ""));
-    c.ack(&lds[0], &[]);
     let rds = c.request(req(Route, &["r"], ""));
     c.ack(&rds[0], &["r"]);
+    assert!(c.ack(&lds[0], &[]).is_empty());
+    (eds[0].clone(), rds[0].clone())
+}
 
-    // Everything changes at once.
-    let mut out = c.snapshot(Some(snap(&[
+#[test]
+fn changes_go_out_in_order_and_routing_waits_for_the_cluster_ack() {
+    let mut c = Client::new();
+    steady(&mut c, "c", "1");
+
+    // Everything changes at once: clusters and endpoints go out first;
+    // endpoints do not wait for the CDS ACK (Envoy needs them to warm).
+    let first = c.snapshot(Some(snap(&[
         (Cluster, "c", "2"),
         (Endpoint, "c", "2"),
         (Listener, "l", "2"),
         (Route, "r", "2"),
     ])));
-    let mut order = Vec::new();
-    while let Some(response) = out.pop() {
-        assert!(out.is_empty(), "one response in flight at a time");
-        order.push(response.ty);
-        let subs: &[&str] = match response.ty {
-            Endpoint => &["c"],
-            Route => &["r"],
-            _ => &[],
-        };
-        out = c.ack(&response, subs);
-    }
-    assert_eq!(order, [Cluster, Endpoint, Listener, Route]);
+    let types: Vec<_> = first.iter().map(|e| e.ty).collect();
+    assert_eq!(types, [Cluster, Endpoint]);
+    assert!(
+        c.ack(&first[1], &["c"]).is_empty(),
+        "listeners and routes wait for the CDS ACK"
+    );
+    // Envoy ACKs CDS once the clusters warmed: now listeners and routes.
+    let second = c.ack(&first[0], &[]);
+    let types: Vec<_> = second.iter().map(|e| e.ty).collect();
+    assert_eq!(types, [Listener, Route]);
+    assert!(c.ack(&second[1], &["r"]).is_empty());
+    assert!(c.ack(&second[0], &[]).is_empty());
 }
 
 #[test]
 fn a_cluster_a_route_stops_using_is_removed_only_after_the_route_update() {
     let mut c = Client::new();
-    c.snapshot(Some(snap(&[
-        (Cluster, "old", "1"),
-        (Endpoint, "old", "1"),
-        (Listener, "l", "1"),
-        (Route, "r", "to-old"),
-    ])));
-    let cds = c.request(req(Cluster, &[], ""));
-    c.ack(&cds[0], &[]);
-    let eds = c.request(req(Endpoint, &["old"], ""));
-    c.ack(&eds[0], &["old"]);
-    let lds = c.request(req(Listener, &[], ""));
-    c.ack(&lds[0], &[]);
-    let rds = c.request(req(Route, &["r"], ""));
-    c.ack(&rds[0], &["r"]);
+    let (eds, _) = steady(&mut c, "old", "to-old");
     c.log.clear();
 
     // One change: route moves to "new", "old" is deleted.
@@ -326,33 +320,44 @@ fn a_cluster_a_route_stops_using_is_removed_only_after_the_route_update() {
     // CDS first, with both clusters.
     assert_eq!(out[0].ty, Cluster);
     assert_eq!(names(&out[0]), ["new", "old"]);
-    // Envoy subscribes to the new cluster's endpoints while processing CDS.
+    // The endpoints of the subscription ("old") changed too: gone.
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1].ty, Endpoint);
+    assert!(names(&out[1]).is_empty());
+    // While processing CDS, Envoy subscribes to the new cluster's endpoints
+    // with the EDS nonce it has seen so far (stale: ignored), then ACKs the
+    // EDS response with the new names; it holds the CDS ACK until "new" warms.
     assert!(c
-        .request(req(Endpoint, &["new", "old"], &eds[0].nonce))
+        .request(req(Endpoint, &["new", "old"], &eds.nonce))
         .is_empty());
-    let next = c.ack(&out[0], &[]);
-    assert_eq!(next[0].ty, Endpoint);
-    assert_eq!(names(&next[0]), ["new"]);
-    let next = c.ack(&next[0], &["new", "old"]);
-    assert_eq!(next[0].ty, Route, "the listener did not change");
-    assert_eq!(
-        next[0]
-            .resources
-            .iter()
-            .find(|r| r.name == "r")
-            .unwrap()
-            .version,
-        "to-new"
+    let warm = c.ack(&out[1], &["new", "old"]);
+    assert_eq!(warm.len(), 1, "endpoints are sent before the CDS ACK");
+    assert_eq!(names(&warm[0]), ["new"]);
+    assert!(
+        c.ack(&warm[0], &["new", "old"]).is_empty(),
+        "routes wait for the CDS ACK"
     );
+    let next = c.ack(&out[0], &[]);
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].ty, Route, "the listener did not change");
+    let route = next[0].resources.iter().find(|r| r.name == "r").unwrap();
+    assert_eq!(route.version, "to-new");
     // Only now is the old cluster removed.
     let next = c.ack(&next[0], &["r"]);
     assert_eq!(next[0].ty, Cluster);
     assert_eq!(names(&next[0]), ["new"]);
-    let rest = c.ack(&next[0], &[]);
-    assert!(rest.is_empty());
+    assert!(c.ack(&next[0], &[]).is_empty());
 
-    let types: Vec<_> = c.log.iter().map(|e| e.ty).collect();
-    assert_eq!(types, [Cluster, Endpoint, Route, Cluster]);
+    let cds: Vec<Vec<&str>> = c
+        .log
+        .iter()
+        .filter(|e| e.ty == Cluster)
+        .map(|e| names(e))
+        .collect();
+    assert_eq!(cds, [vec!["new", "old"], vec!["new"]]);
+    let route_at = c.log.iter().position(|e| e.ty == Route).unwrap();
+    let removal_at = c.log.iter().rposition(|e| e.ty == Cluster).unwrap();
+    assert!(route_at < removal_at);
 }
 
 #[test]
