@@ -370,3 +370,74 @@ fn statuses_objects_have_are_recorded_and_forgotten() {
     state.object_event(ResourceType::Cluster, Event::Delete(o));
     assert_eq!(observed.get(&k), None);
 }
+
+async fn next(rx: &mut mpsc::Receiver<SourceEvent>) -> SourceEvent {
+    tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
+        .await
+        .expect("an event within 30 s")
+        .expect("the source runs")
+}
+
+/// The real watchers against the Kubernetes API stand-in (in process), with
+/// only one of the nine CRDs installed: the others count as empty, and the
+/// first picture arrives, then changes one by one.
+#[tokio::test]
+async fn watchers_list_installed_kinds_and_pods_from_the_api() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::PostParams;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(bootes_tests::standin::server::serve(
+        listener,
+        bootes_tests::standin::server::Options::default(),
+    ));
+    let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+    let pp = PostParams::default();
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&pp, &crd::crd(ResourceType::Cluster))
+        .await
+        .unwrap();
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "foo"}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&pp, &ns)
+        .await
+        .unwrap();
+    let clusters: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "foo",
+        &crd::api_resource(ResourceType::Cluster),
+    );
+    clusters
+        .create(&pp, &cluster("foo", "a", "1s"))
+        .await
+        .unwrap();
+    let pods: Api<KubePod> = Api::namespaced(client.clone(), "foo");
+    let pod: KubePod = serde_json::from_value(json!({
+        "metadata": {"name": "envoy-0", "namespace": "foo", "labels": {"app": "foo"}},
+        "spec": {"containers": [{"name": "envoy", "image": "envoy"}]},
+    }))
+    .unwrap();
+    pods.create(&pp, &pod).await.unwrap();
+
+    let (tx, mut rx) = mpsc::channel(16);
+    let observed = ObservedStatuses::default();
+    tokio::spawn(run(client.clone(), tx, observed.clone()));
+    let first = [next(&mut rx).await, next(&mut rx).await];
+    assert_eq!(
+        describe(&first),
+        ["reset objects [Cluster foo/a]", "reset pods [envoy-0.foo]"]
+    );
+    assert!(observed
+        .get(&key(ResourceType::Cluster, "foo", "a"))
+        .is_some());
+
+    clusters
+        .create(&pp, &cluster("foo", "b", "1s"))
+        .await
+        .unwrap();
+    assert_eq!(describe(&[next(&mut rx).await]), ["apply Cluster foo/b"]);
+    pods.delete("envoy-0", &Default::default()).await.unwrap();
+    assert_eq!(describe(&[next(&mut rx).await]), ["delete pod envoy-0.foo"]);
+}
