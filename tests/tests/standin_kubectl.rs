@@ -489,3 +489,32 @@ fn kubectl_field_validation_follows_the_crd_schema() {
         "{out}"
     );
 }
+
+/// The project's own install (`manifests/`, a kustomize tree) and examples apply to
+/// the stand-in as they would to a cluster. If a manifest starts using a kind the
+/// stand-in does not serve, add it to `builtin_types` in tests/src/standin/types.rs.
+#[test]
+fn kubectl_applies_the_project_manifests() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifests = root.join("manifests");
+    if !manifests.join("kustomization.yaml").exists() {
+        eprintln!("no manifests/kustomization.yaml; nothing to apply");
+        return;
+    }
+    let s = standin();
+    let m = manifests.to_str().unwrap();
+    let out = ok(&s, &["apply", "-k", m]);
+    assert!(out.contains("created"), "{out}");
+    // Applying again changes nothing that matters (PodDisruptionBudget selectors are
+    // always re-sent by kubectl, as against a real cluster).
+    ok(&s, &["apply", "-k", m]);
+    let crds = ok(&s, &["get", "crd", "-o", "name"]);
+    assert!(crds.contains("clusters.bootes.io"), "{crds}");
+    let examples = manifests.join("examples");
+    if examples.is_dir() {
+        ok(&s, &["create", "namespace", "demo"]);
+        ok(&s, &["apply", "-f", examples.to_str().unwrap()]);
+        let objects = ok(&s, &["get", "bootes", "-n", "demo", "-o", "name"]);
+        assert!(!objects.trim().is_empty(), "no Bootes objects listed");
+    }
+}

@@ -11,7 +11,10 @@
 //! * OpenAPI v3 (`/openapi/v3` and per group-version documents) telling kubectl that
 //!   the server validates fields itself;
 //! * built-in namespaces, pods, configmaps, secrets, services, serviceaccounts, events,
-//!   leases, and CustomResourceDefinitions, whose resources are served once created;
+//!   endpoints, persistentvolumeclaims, deployments, statefulsets, daemonsets,
+//!   replicasets, poddisruptionbudgets, RBAC roles and bindings, leases (stored as
+//!   given: no controllers run), and CustomResourceDefinitions, whose resources are
+//!   served once created;
 //! * create, get, list, update, merge/JSON/strategic (as merge) patches, server-side
 //!   apply (as a merge patch that creates), delete (with finalizers), the status
 //!   subresource, label and field selectors, `dryRun=All`;

@@ -117,84 +117,53 @@ impl ResourceType {
     }
 }
 
-/// The built-in types: a small part of core/v1 and a few groups clients commonly use.
+/// The built-in types: part of core/v1 and the kinds a typical install (`kubectl apply
+/// -k`) uses. They are stored as given: no controllers run, nothing is defaulted.
 pub fn builtin_types() -> Vec<ResourceType> {
-    let b = ResourceType::builtin;
-    vec![
-        b(
-            "",
-            "v1",
-            "namespaces",
-            "Namespace",
-            false,
-            &["ns"],
-            &[],
-            true,
-        ),
-        b("", "v1", "pods", "Pod", true, &["po"], &["all"], true),
-        b(
-            "",
-            "v1",
-            "configmaps",
-            "ConfigMap",
-            true,
-            &["cm"],
-            &[],
-            false,
-        ),
-        b("", "v1", "secrets", "Secret", true, &[], &[], false),
-        b(
-            "",
-            "v1",
-            "services",
-            "Service",
-            true,
-            &["svc"],
-            &["all"],
-            true,
-        ),
-        b(
-            "",
-            "v1",
-            "serviceaccounts",
-            "ServiceAccount",
-            true,
-            &["sa"],
-            &[],
-            false,
-        ),
-        b("", "v1", "events", "Event", true, &["ev"], &[], false),
-        b(
-            CRD_GROUP,
-            "v1",
-            "customresourcedefinitions",
-            "CustomResourceDefinition",
-            false,
-            &["crd", "crds"],
-            &["api-extensions"],
-            true,
-        ),
-        b(
-            "coordination.k8s.io",
-            "v1",
-            "leases",
-            "Lease",
-            true,
-            &[],
-            &[],
-            false,
-        ),
-        b(
-            "events.k8s.io",
-            "v1",
-            "events",
-            "Event",
-            true,
-            &["ev"],
-            &[],
-            false,
-        ),
-    ]
+    const RBAC: &str = "rbac.authorization.k8s.io";
+    // (group, version, plural, kind, namespaced, short names, categories, status)
+    type Row = (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        bool,
+        &'static [&'static str],
+        &'static [&'static str],
+        bool,
+    );
+    #[rustfmt::skip]
+    const TABLE: &[Row] = &[
+        ("", "v1", "namespaces", "Namespace", false, &["ns"], &[], true),
+        ("", "v1", "pods", "Pod", true, &["po"], &["all"], true),
+        ("", "v1", "configmaps", "ConfigMap", true, &["cm"], &[], false),
+        ("", "v1", "secrets", "Secret", true, &[], &[], false),
+        ("", "v1", "services", "Service", true, &["svc"], &["all"], true),
+        ("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"], &[], false),
+        ("", "v1", "events", "Event", true, &["ev"], &[], false),
+        ("", "v1", "endpoints", "Endpoints", true, &["ep"], &[], false),
+        ("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", true, &["pvc"], &[], true),
+        (CRD_GROUP, "v1", "customresourcedefinitions", "CustomResourceDefinition", false, &["crd", "crds"], &["api-extensions"], true),
+        ("apps", "v1", "deployments", "Deployment", true, &["deploy"], &["all"], true),
+        ("apps", "v1", "statefulsets", "StatefulSet", true, &["sts"], &["all"], true),
+        ("apps", "v1", "daemonsets", "DaemonSet", true, &["ds"], &["all"], true),
+        ("apps", "v1", "replicasets", "ReplicaSet", true, &["rs"], &["all"], true),
+        ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"], &[], true),
+        (RBAC, "v1", "roles", "Role", true, &[], &[], false),
+        (RBAC, "v1", "rolebindings", "RoleBinding", true, &[], &[], false),
+        (RBAC, "v1", "clusterroles", "ClusterRole", false, &[], &[], false),
+        (RBAC, "v1", "clusterrolebindings", "ClusterRoleBinding", false, &[], &[], false),
+        ("coordination.k8s.io", "v1", "leases", "Lease", true, &[], &[], false),
+        ("events.k8s.io", "v1", "events", "Event", true, &["ev"], &[], false),
+    ];
+    TABLE
+        .iter()
+        .map(
+            |&(g, v, plural, kind, namespaced, short, categories, status)| {
+                ResourceType::builtin(g, v, plural, kind, namespaced, short, categories, status)
+            },
+        )
+        .collect()
 }
 
 /// Kubernetes version priority: GA before beta before alpha, higher numbers first,
