@@ -546,6 +546,32 @@ async fn writes_conflicts_discovery_and_errors() {
     let (_, v) = get(s.addr, "/version").await;
     assert_eq!(v["major"], "1");
 
+    // dryRun=All validates without storing.
+    let (code, o) = post(
+        s.addr,
+        &format!("{CLUSTERS}?dryRun=All"),
+        &cluster("dry", "x"),
+    )
+    .await;
+    assert_eq!(code, 201, "{o}");
+    assert_eq!(get(s.addr, &format!("{CLUSTERS}/dry")).await.0, 404);
+    // Delete a collection by label.
+    post(s.addr, CLUSTERS, &cluster("z1", "gone")).await;
+    post(s.addr, CLUSTERS, &cluster("z2", "gone")).await;
+    let (code, deleted) = json_request(
+        s.addr,
+        "DELETE",
+        &format!("{CLUSTERS}?labelSelector=app%3Dgone"),
+        "application/json",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{deleted}");
+    assert_eq!(names(&deleted), vec!["z1", "z2"]);
+    let (_, l) = get(s.addr, CLUSTERS).await;
+    assert_eq!(names(&l), vec!["a", "ssa"]);
+
     // Deleting the CRD removes its objects and its discovery.
     let (code, _) = json_request(
         s.addr,

@@ -43,6 +43,26 @@
 //! admission, defaulting, CEL and format validation of custom resources, version
 //! conversion beyond rewriting `apiVersion`, and graceful pod deletion.
 
+//! # Using it from a test
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use bootes_tests::standin::client::StandinProcess;
+//! // In an integration test of this crate: env!("CARGO_BIN_EXE_kube-standin");
+//! // elsewhere: target/debug/kube-standin (built by `cargo build --workspace --bins`).
+//! let k8s = StandinProcess::start("target/debug/kube-standin")?;
+//! // A real kubectl, with this stand-in's kubeconfig and a private cache directory:
+//! let status = k8s.kubectl().args(["create", "namespace", "foo"]).status()?;
+//! assert!(status.success());
+//! // Processes that use kube-rs `Config::infer()` get `KUBECONFIG=<k8s.kubeconfig>`.
+//! println!("{} {}", k8s.url(), k8s.kubeconfig.display());
+//! # Ok(()) }
+//! ```
+//!
+//! The binary: `kube-standin --listen 127.0.0.1:0 --write-kubeconfig PATH` prints
+//! `listening on ADDR` once it serves (flags: `--bookmark-interval-ms`,
+//! `--history-limit`, `--log debug` to log every request).
+
 pub mod client;
 pub mod discovery;
 pub mod error;
