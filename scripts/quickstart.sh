@@ -37,7 +37,11 @@ for arg in "$@"; do
   esac
 done
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then
+  say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+else
+  say() { printf '==> %s\n' "$*"; }
+fi
 die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
 
 # Ports named by manifests/examples (listener, upstreams) must be free.
@@ -82,7 +86,9 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-trap 'echo; say "Stopping"; exit 130' INT TERM
+IN_KEEP_RUNNING=0
+# Ctrl-C while everything runs is the normal way out: clean up quietly.
+trap 'echo; say "Stopping"; [ "$IN_KEEP_RUNNING" = 1 ] && OK=1; exit 130' INT TERM
 
 # start NAME COMMAND...: runs in the background, output to $WORK/NAME.log.
 start() {
@@ -209,7 +215,11 @@ wait_for "Envoy routes /api/ to api" envoy \
 
 say "Requests through Envoy (127.0.0.1:$LISTENER_PORT), routed by manifests/examples/route.yaml"
 show() {
-  printf '$ curl -s %s\n' "$*"
+  local shown="" a
+  for a in "$@"; do
+    case "$a" in *" "*) shown+=" '$a'" ;; *) shown+=" $a" ;; esac
+  done
+  printf '$ curl -s%s\n' "$shown"
   curl -fsS --max-time 5 "$@"
 }
 show "http://127.0.0.1:$LISTENER_PORT/"
@@ -246,6 +256,7 @@ if [ "$KEEP_RUNNING" = 1 ]; then
   Edit manifests/examples/*.yaml: Envoy follows within a second.
 TEXT
   OK=0 # keep the logs if something dies
+  IN_KEEP_RUNNING=1
   set +e
   wait -n "${PIDS[@]}"
   for i in "${!PIDS[@]}"; do
