@@ -25,6 +25,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print the CustomResourceDefinitions of every Bootes kind (YAML, generated from the Rust types).
     Crds,
+    /// Show what is in etcd, decoded: nodes, groups, a node's snapshot, or two nodes' difference.
+    Inspect(InspectArgs),
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +71,66 @@ pub struct ValidateArgs {
     /// A manifest file, a directory (searched for *.yaml, *.yml, *.json), or - for stdin.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[command(subcommand)]
+    pub command: InspectCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InspectCommand {
+    /// Every node: its group (snapshot), resource counts, and what it ACKed or NACKed on each xds-server replica.
+    Nodes(InspectCommon),
+    /// Every snapshot: namespace, version, the objects that made it, and the nodes bound to it.
+    Groups(InspectCommon),
+    /// Everything one node receives, every resource decoded, with the object it came from.
+    Snapshot {
+        /// Node ID (`<pod-name>.<namespace>`).
+        #[arg(value_name = "NODE_ID")]
+        node: String,
+        #[command(flatten)]
+        common: InspectCommon,
+    },
+    /// Per type, the resources only one of two nodes receives and those they receive in different versions.
+    Diff {
+        /// Node ID of the first node.
+        #[arg(value_name = "NODE_A")]
+        a: String,
+        /// Node ID of the second node.
+        #[arg(value_name = "NODE_B")]
+        b: String,
+        #[command(flatten)]
+        common: InspectCommon,
+    },
+}
+
+impl InspectCommand {
+    pub fn common(&self) -> &InspectCommon {
+        match self {
+            InspectCommand::Nodes(c) | InspectCommand::Groups(c) => c,
+            InspectCommand::Snapshot { common, .. } | InspectCommand::Diff { common, .. } => common,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct InspectCommon {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// Output format.
+    #[arg(short = 'o', long, env = "BOOTES_OUTPUT", value_enum, default_value_t = InspectOutput::Yaml)]
+    pub output: InspectOutput,
+    /// Show secret material (private keys, passwords, …) instead of "[redacted]".
+    #[arg(long, env = "BOOTES_SHOW_SECRETS")]
+    pub show_secrets: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InspectOutput {
+    Yaml,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

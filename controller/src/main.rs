@@ -5,6 +5,7 @@ mod convert;
 mod crd;
 mod etcd_writer;
 mod index;
+mod inspect;
 mod leader;
 mod manifest;
 mod model;
@@ -30,6 +31,10 @@ fn main() -> ExitCode {
             print!("{}", crd::crds_yaml());
             Ok(ExitCode::SUCCESS)
         }
+        cli::Command::Inspect(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(inspect::run(args)))
+            .map(|()| ExitCode::SUCCESS),
         cli::Command::Run(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(run::run(args)))
