@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use prost_reflect::DescriptorPool;
 
 pub use envoy_types::pb::envoy::config::core::v3 as core;
+pub use envoy_types::pb::envoy::service::cluster::v3 as cluster_service;
 pub use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 pub use envoy_types::pb::envoy::service::discovery::v3 as discovery;
 pub use envoy_types::pb::envoy::service::status::v3 as status;

@@ -167,6 +167,14 @@ impl XdsServer {
         }
     }
 
+    /// Asks the replica to drain and stop (SIGTERM), without waiting.
+    pub fn terminate(&mut self) -> Result<()> {
+        match self.process.as_mut() {
+            Some(p) => p.terminate(),
+            None => Ok(()),
+        }
+    }
+
     /// Starts the replica again on the same ports after [`XdsServer::kill`].
     pub async fn restart(&mut self) -> Result<()> {
         self.kill();

@@ -15,6 +15,43 @@ const LISTENERS_DUMP: &str = "type.googleapis.com/envoy.admin.v3.ListenersConfig
 const ROUTES_DUMP: &str = "type.googleapis.com/envoy.admin.v3.RoutesConfigDump";
 const ENDPOINTS_DUMP: &str = "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump";
 
+/// How Envoy talks xDS to the xds-servers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum XdsApi {
+    /// Aggregated, state of the world (`api_type: GRPC` in `ads_config`).
+    #[default]
+    Ads,
+    /// Aggregated, incremental (`api_type: DELTA_GRPC`).
+    AdsDelta,
+    /// One gRPC service per type (CDS, LDS, … through `api_config_source`),
+    /// state of the world. Objects must then use `api_config_source` too.
+    PerType,
+    /// One gRPC service per type, incremental.
+    PerTypeDelta,
+}
+
+impl XdsApi {
+    /// The config source clusters/listeners should name for EDS/RDS.
+    pub fn config_source(self) -> Value {
+        match self {
+            XdsApi::Ads | XdsApi::AdsDelta => json!({"ads": {}, "resource_api_version": "V3"}),
+            XdsApi::PerType => per_type_source("GRPC"),
+            XdsApi::PerTypeDelta => per_type_source("DELTA_GRPC"),
+        }
+    }
+}
+
+fn per_type_source(api_type: &str) -> Value {
+    json!({
+        "api_config_source": {
+            "api_type": api_type,
+            "transport_api_version": "V3",
+            "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]
+        },
+        "resource_api_version": "V3"
+    })
+}
+
 /// How an [`Envoy`] is started.
 #[derive(Clone, Debug)]
 pub struct EnvoyOptions {
@@ -27,6 +64,7 @@ pub struct EnvoyOptions {
     pub xds_servers: Vec<SocketAddr>,
     /// `--log-level`.
     pub log_level: String,
+    pub xds_api: XdsApi,
 }
 
 impl EnvoyOptions {
@@ -40,6 +78,7 @@ impl EnvoyOptions {
                 .to_string(),
             xds_servers: xds_servers.to_vec(),
             log_level: std::env::var("BOOTES_ENVOY_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
+            xds_api: XdsApi::default(),
         }
     }
 }
@@ -55,12 +94,10 @@ pub fn bootstrap(options: &EnvoyOptions) -> Value {
                 "address": a.ip().to_string(), "port_value": a.port()}}}})
         })
         .collect();
-    json!({
-        "node": {"id": options.node_id, "cluster": options.node_cluster},
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "dynamic_resources": {
+    let dynamic_resources = match options.xds_api {
+        XdsApi::Ads | XdsApi::AdsDelta => json!({
             "ads_config": {
-                "api_type": "GRPC",
+                "api_type": if options.xds_api == XdsApi::Ads { "GRPC" } else { "DELTA_GRPC" },
                 "transport_api_version": "V3",
                 "grpc_services": [{"envoy_grpc": {
                     "cluster_name": "xds",
@@ -70,7 +107,16 @@ pub fn bootstrap(options: &EnvoyOptions) -> Value {
             },
             "cds_config": {"ads": {}, "resource_api_version": "V3"},
             "lds_config": {"ads": {}, "resource_api_version": "V3"}
-        },
+        }),
+        XdsApi::PerType | XdsApi::PerTypeDelta => json!({
+            "cds_config": options.xds_api.config_source(),
+            "lds_config": options.xds_api.config_source()
+        }),
+    };
+    json!({
+        "node": {"id": options.node_id, "cluster": options.node_cluster},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "dynamic_resources": dynamic_resources,
         "static_resources": {"clusters": [{
             "name": "xds",
             "type": "STATIC",

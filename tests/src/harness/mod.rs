@@ -31,7 +31,7 @@ mod wait;
 pub use bootes::{Controller, XdsServer};
 pub use envoy::{
     bootstrap as envoy_bootstrap, dynamic_clusters, dynamic_endpoints, dynamic_listeners,
-    dynamic_route_configs, Envoy, EnvoyOptions,
+    dynamic_route_configs, Envoy, EnvoyOptions, XdsApi,
 };
 pub use etcd::Etcd;
 pub use http::{http_get, HttpResponse};

@@ -106,6 +106,21 @@ impl ChildProcess {
         self.reaped = self.child.wait().ok();
     }
 
+    /// Asks the process to stop (SIGTERM) without waiting for it.
+    pub fn terminate(&mut self) -> Result<()> {
+        if self.exited().is_some() {
+            return Ok(());
+        }
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .context("running kill -TERM")?;
+        if !status.success() {
+            bail!("kill -TERM {} failed: {status}", self.child.id());
+        }
+        Ok(())
+    }
+
     /// The last `lines` lines of stdout and stderr, labelled.
     pub fn log_tails(&self, lines: usize) -> String {
         let mut out = String::new();

@@ -1,0 +1,309 @@
+//! The xDS protocol against a real Envoy: delta ADS, the per-type services
+//! (state of the world and delta), NACKs traced back to objects, CSDS and
+//! fetch, and a graceful shutdown that drops no request.
+
+use std::net::SocketAddr;
+
+use anyhow::{ensure, Context, Result};
+use bootes_proto::envoy::core::Node;
+use bootes_proto::envoy::discovery::DiscoveryRequest;
+use bootes_proto::envoy::status::client_status_discovery_service_client::ClientStatusDiscoveryServiceClient;
+use bootes_proto::envoy::status::ClientStatusRequest;
+use bootes_proto::ResourceType;
+use bootes_tests::harness::{
+    cluster_eds, endpoint, eventually, expect_routed, free_port, http_get, listener_http, local,
+    pod, route, Envoy, EnvoyOptions, ManifestDir, Stack, Upstream, VirtualHost, XdsApi,
+};
+use serde_json::{json, Value};
+
+/// Listener on `port` → route-1 → `cluster` (EDS) → `upstream`, for pod envoy-0.demo.
+fn routing(port: u16, cluster: &str, upstream: SocketAddr, api: XdsApi) -> Vec<Value> {
+    let mut listener = listener_http("demo", "listener-1", "listener-1", port, "route-1", &[]);
+    listener["spec"]["config"]["filter_chains"][0]["filters"][0]["typed_config"]["rds"]
+        ["config_source"] = api.config_source();
+    let mut cluster_obj = cluster_eds("demo", cluster, cluster, &[]);
+    cluster_obj["spec"]["config"]["eds_cluster_config"]["eds_config"] = api.config_source();
+    vec![
+        pod("demo", "envoy-0", &[]),
+        listener,
+        route(
+            "demo",
+            "route-1",
+            "route-1",
+            &[VirtualHost::new("all", &["*"], &[("/", cluster)])],
+            &[],
+        ),
+        cluster_obj,
+        endpoint(
+            "demo",
+            &format!("{cluster}-endpoints"),
+            cluster,
+            &[upstream],
+            &[],
+        ),
+    ]
+}
+
+async fn envoy(stack: &Stack, api: XdsApi) -> Result<Envoy> {
+    let mut options = EnvoyOptions::new("envoy-0.demo", &stack.xds_addrs());
+    options.xds_api = api;
+    Envoy::start_with(options).await
+}
+
+/// Routing, a live change, and the removal of a cluster, over `api`.
+async fn serve_over(api: XdsApi) -> Result<()> {
+    let a = Upstream::start("upstream-a").await?;
+    let b = Upstream::start("upstream-b").await?;
+    let port = free_port();
+    let m = ManifestDir::new()?;
+    m.write_docs("routing.yaml", &routing(port, "cluster-a", a.addr(), api))?;
+    let stack = Stack::start(&m, 1).await?;
+    let envoy = envoy(&stack, api).await?;
+    expect_routed(port, "example.com", "/", "upstream-a").await?;
+
+    // Route moved to a new cluster, the old one deleted, in one change.
+    m.write_docs("routing.yaml", &routing(port, "cluster-b", b.addr(), api))?;
+    expect_routed(port, "example.com", "/", "upstream-b").await?;
+    eventually("cluster-a is removed from Envoy", || async {
+        let clusters = envoy.cluster_names().await?;
+        ensure!(!clusters.contains("cluster-a"), "clusters: {clusters:?}");
+        ensure!(clusters.contains("cluster-b"), "clusters: {clusters:?}");
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_ads_carries_traffic_changes_and_removals() -> Result<()> {
+    serve_over(XdsApi::AdsDelta).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_type_services_serve_envoy_in_state_of_the_world() -> Result<()> {
+    serve_over(XdsApi::PerType).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_type_services_serve_envoy_incrementally() -> Result<()> {
+    serve_over(XdsApi::PerTypeDelta).await
+}
+
+async fn csds(addr: SocketAddr) -> Result<Value> {
+    let mut client = ClientStatusDiscoveryServiceClient::connect(format!("http://{addr}")).await?;
+    let resp = client
+        .fetch_client_status(ClientStatusRequest::default())
+        .await?
+        .into_inner();
+    // Flatten to (node, type, name, client_status, error) for assertions.
+    let mut out = Vec::new();
+    for config in resp.config {
+        let node = config.node.map(|n| n.id).unwrap_or_default();
+        for c in config.generic_xds_configs {
+            out.push(json!({
+                "node": node,
+                "type_url": c.type_url,
+                "name": c.name,
+                "client_status": c.client_status,
+                "error": c.error_state.map(|e| e.details).unwrap_or_default(),
+            }));
+        }
+    }
+    Ok(Value::Array(out))
+}
+
+const ACKED: i64 = 3;
+const NACKED: i64 = 4;
+
+/// A STATIC cluster whose endpoint is a host name: valid for every rule in
+/// the API descriptors, rejected by Envoy ("malformed IP address").
+fn bad_static_cluster() -> Value {
+    json!({"apiVersion": "bootes.io/v1", "kind": "Cluster",
+           "metadata": {"name": "static-bad", "namespace": "demo"},
+           "spec": {"config": {"name": "static-bad", "type": "STATIC", "connect_timeout": "1s",
+               "load_assignment": {"cluster_name": "static-bad", "endpoints": [{"lb_endpoints": [
+                   {"endpoint": {"address": {"socket_address": {"address": "not-an-ip", "port_value": 80}}}}]}]}}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nack_reaches_the_object_csds_and_metrics_and_the_next_version_is_sent() -> Result<()> {
+    let a = Upstream::start("upstream-a").await?;
+    let port = free_port();
+    let m = ManifestDir::new()?;
+    m.write_docs(
+        "routing.yaml",
+        &routing(port, "cluster-a", a.addr(), XdsApi::Ads),
+    )?;
+    let stack = Stack::start(&m, 1).await?;
+    let envoy = envoy(&stack, XdsApi::Ads).await?;
+    expect_routed(port, "example.com", "/", "upstream-a").await?;
+
+    m.write_docs("bad.yaml", &[bad_static_cluster()])?;
+    let xds = stack.xds[0].addr();
+    // CSDS names the rejected resource with Envoy's message.
+    eventually("CSDS reports the NACK", || async {
+        let status = csds(xds).await?;
+        let nacked: Vec<&Value> = status
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["client_status"] == NACKED)
+            .collect();
+        ensure!(!nacked.is_empty(), "{status:#}");
+        ensure!(
+            nacked.iter().any(|c| c["name"] == "static-bad"),
+            "{nacked:?}"
+        );
+        ensure!(nacked[0]["node"] == "envoy-0.demo");
+        ensure!(
+            nacked[0]["type_url"] == ResourceType::Cluster.type_url(),
+            "{nacked:?}"
+        );
+        ensure!(!nacked[0]["error"].as_str().unwrap_or("").is_empty());
+        Ok(())
+    })
+    .await?;
+    // The controller traces it to the object (directory mode: the log).
+    let mut stack = stack;
+    let stderr = stack.controller.process().stderr_path().to_path_buf();
+    eventually("the controller reports the object as Rejected", || async {
+        let log = std::fs::read_to_string(&stderr)?;
+        ensure!(
+            log.lines()
+                .any(|l| l.contains("Cluster demo/static-bad") && l.contains("Rejected")),
+            "no Rejected line yet"
+        );
+        Ok(())
+    })
+    .await?;
+    // Counted on the xds-server.
+    let metrics = http_get(stack.xds[0].admin_addr(), "127.0.0.1", "/metrics").await?;
+    ensure!(
+        metrics
+            .text()
+            .contains("bootes_xds_nacks_total{type=\"CDS\"} 1"),
+        "{}",
+        metrics.text()
+    );
+    // Traffic is unaffected: Envoy kept its previous clusters.
+    expect_routed(port, "example.com", "/", "upstream-a").await?;
+
+    // The next, different version is sent and ACKed; the NACK clears.
+    let mut fixed = bad_static_cluster();
+    fixed["spec"]["config"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        ["address"]["socket_address"]["address"] = json!("127.0.0.1");
+    m.write_docs("bad.yaml", &[fixed])?;
+    envoy.wait_for_cluster("static-bad").await?;
+    eventually("CSDS shows the cluster ACKed and no NACK", || async {
+        let status = csds(xds).await?;
+        let all = status.as_array().unwrap();
+        ensure!(
+            !all.iter().any(|c| c["client_status"] == NACKED),
+            "{status:#}"
+        );
+        ensure!(
+            all.iter()
+                .any(|c| c["name"] == "static-bad" && c["client_status"] == ACKED),
+            "{status:#}"
+        );
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_returns_the_current_resources_of_a_node() -> Result<()> {
+    use bootes_proto::envoy::cluster_service::cluster_discovery_service_client::ClusterDiscoveryServiceClient;
+    let a = Upstream::start("upstream-a").await?;
+    let m = ManifestDir::new()?;
+    m.write_docs(
+        "routing.yaml",
+        &routing(free_port(), "cluster-a", a.addr(), XdsApi::Ads),
+    )?;
+    let stack = Stack::start(&m, 1).await?;
+    let mut client =
+        ClusterDiscoveryServiceClient::connect(format!("http://{}", stack.xds[0].addr())).await?;
+    let request = || DiscoveryRequest {
+        node: Some(Node {
+            id: "envoy-0.demo".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let resp = eventually("FetchClusters answers", || {
+        let mut client = client.clone();
+        async move { Ok(client.fetch_clusters(request()).await?.into_inner()) }
+    })
+    .await?;
+    assert_eq!(resp.type_url, ResourceType::Cluster.type_url());
+    assert_eq!(resp.resources.len(), 1);
+    assert!(!resp.version_info.is_empty());
+    // An unknown node is told so, not given someone else's configuration.
+    let mut unknown = request();
+    unknown.node.as_mut().unwrap().id = "nobody.demo".into();
+    let err = client.fetch_clusters(unknown).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_streams_to_the_other_replica_without_failing_requests() -> Result<()> {
+    let a = Upstream::start("upstream-a").await?;
+    let b = Upstream::start("upstream-b").await?;
+    let port = free_port();
+    let m = ManifestDir::new()?;
+    m.write_docs(
+        "routing.yaml",
+        &routing(port, "cluster-a", a.addr(), XdsApi::Ads),
+    )?;
+    let mut stack = Stack::start(&m, 2).await?;
+    let envoy = envoy(&stack, XdsApi::Ads).await?;
+    expect_routed(port, "example.com", "/", "upstream-a").await?;
+    let connected = envoy.connected_xds_server().await?;
+
+    // Requests flow the whole time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let load = tokio::spawn(async move {
+        let (mut sent, mut failed) = (0u64, Vec::new());
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            match http_get(local(port), "example.com", "/").await {
+                Ok(r) if r.status == 200 => {}
+                Ok(r) => failed.push(format!("{} {}", r.status, r.text())),
+                Err(e) => failed.push(e.to_string()),
+            }
+            sent += 1;
+        }
+        (sent, failed)
+    });
+
+    let replica = stack.replica(connected).context("connected replica")?;
+    replica.terminate()?;
+    eventually("Envoy moves to the other replica", || async {
+        let now = envoy.connected_xds_servers().await?;
+        ensure!(
+            now.len() == 1 && now[0] != connected,
+            "connected to {now:?}"
+        );
+        Ok(())
+    })
+    .await?;
+    // And keeps receiving changes through it.
+    m.write_docs(
+        "routing.yaml",
+        &routing(port, "cluster-b", b.addr(), XdsApi::Ads),
+    )?;
+    expect_routed(port, "example.com", "/", "upstream-b").await?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = load.await?;
+    ensure!(sent > 0);
+    // Requests during the route switch answer from a or b; none fails.
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} requests failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    Ok(())
+}
