@@ -423,6 +423,48 @@ impl Store {
         Ok(body)
     }
 
+    /// Label keys (`[prefix/]name`) and values as the API server validates them.
+    fn check_labels(&self, t: &Target, name: &str, obj: &Value) -> Result<(), ApiError> {
+        let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) else {
+            return Ok(());
+        };
+        let name_part = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 63
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                && n.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                && n.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+        };
+        let mut causes = Vec::new();
+        for (k, v) in labels {
+            let key_ok = match k.split_once('/') {
+                Some((prefix, n)) => valid_subdomain(prefix) && name_part(n),
+                None => name_part(k),
+            };
+            if !key_ok {
+                causes.push(format!(
+                    "metadata.labels: Invalid value: {k:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+                ));
+            }
+            let v = v.as_str().unwrap_or("");
+            if !(v.is_empty() || name_part(v)) {
+                causes.push(format!(
+                    "metadata.labels: Invalid value: {v:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+                ));
+            }
+        }
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(
+                t.subject(name),
+                &t.rt.kind,
+                &causes.join("\n"),
+            ))
+        }
+    }
+
     fn check_name(&self, t: &Target, name: &str) -> Result<(), ApiError> {
         let ok = if t.rt.key() == ResKey::namespaces() {
             valid_label_name(name)
@@ -518,6 +560,7 @@ impl Store {
             meta_mut(&mut obj).insert("name".into(), json!(name));
         }
         self.check_name(t, &name)?;
+        self.check_labels(t, &name, &obj)?;
         let key = t.rt.key();
         if t.rt.namespaced {
             let ns = t.ns();
@@ -694,6 +737,7 @@ impl Store {
             old["metadata"]["resourceVersion"].clone(),
         );
         self.enforce_schema(t, &name, &mut new)?;
+        self.check_labels(t, &name, &new)?;
         // Objects are stored at the version they were written with; compare at that one.
         new["apiVersion"] = old["apiVersion"].clone();
         let mut new_type = None;
@@ -1046,6 +1090,30 @@ mod tests {
         assert_eq!(e.message, "namespaces \"nope\" not found");
         let e = s.create(&t, cluster("Bad_Name", json!({}))).unwrap_err();
         assert_eq!(e.code, 422);
+        for bad in [
+            json!({"a": "b c"}),
+            json!({"-a": "b"}),
+            json!({"Bad_Prefix/a": "b"}),
+            json!({"a": "x".repeat(64)}),
+        ] {
+            let e = s.create(&t, cluster("labels", bad.clone())).unwrap_err();
+            assert_eq!(e.code, 422, "{bad}");
+        }
+        s.create(
+            &t,
+            cluster("labels", json!({"example.com/a": "", "b": "A_b.9"})),
+        )
+        .unwrap();
+        let e = s
+            .patch(
+                &t,
+                "labels",
+                Subresource::Main,
+                PatchKind::Merge,
+                br#"{"metadata":{"labels":{"c":"no way"}}}"#,
+            )
+            .unwrap_err();
+        assert_eq!((e.code, e.reason), (422, "Invalid"));
         let mut wrong = cluster("c", json!({}));
         wrong["kind"] = json!("Route");
         assert_eq!(s.create(&t, wrong).unwrap_err().code, 400);
