@@ -8,10 +8,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 TOOLS_DIR=${BOOTES_TOOLS_DIR:-$HOME/.cache/bootes-tools}
-if ! command -v etcd >/dev/null 2>&1 || ! command -v protoc >/dev/null 2>&1 \
-  || { [ -z "${ENVOY_BIN:-}" ] && [ ! -x "$TOOLS_DIR/venv/bin/envoy" ]; }; then
-  scripts/install-tools.sh
-fi
+# Idempotent and quick when everything is there (it checks pinned versions).
+bash scripts/install-tools.sh
 export ENVOY_BIN=${ENVOY_BIN:-$TOOLS_DIR/venv/bin/envoy}
 
 echo "[test] cargo build --workspace --bins" >&2
