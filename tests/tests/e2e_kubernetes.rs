@@ -181,7 +181,7 @@ fn node_key(node: &str) -> String {
 /// `bootes-controller run` in Kubernetes mode (no `--manifests`) with
 /// `KUBECONFIG` pointing at the stand-in; ready once `/readyz` answers 200.
 struct KubeController {
-    _process: ChildProcess,
+    process: ChildProcess,
     _dir: tempfile::TempDir,
 }
 
@@ -196,6 +196,8 @@ impl KubeController {
             .arg(etcd.endpoint())
             .arg("--metrics-addr")
             .arg(metrics.to_string())
+            // A short lease, so that a killed leader is replaced quickly.
+            .args(["--leader-lease-ttl", "2s"])
             .env("KUBECONFIG", &standin.kubeconfig)
             .env("HOME", dir.path());
         if std::env::var_os("RUST_LOG").is_none() {
@@ -212,11 +214,21 @@ impl KubeController {
             }
         })
         .await?;
-        Ok(Self {
-            _process: process,
-            _dir: dir,
-        })
+        Ok(Self { process, _dir: dir })
     }
+}
+
+/// The process ID at the end of the identity in the leader key.
+async fn leader_pid(etcd: &Etcd) -> Result<u32> {
+    let mut client = etcd_client::Client::connect([etcd.endpoint()], None).await?;
+    let resp = client.get(format!("{PREFIX}leader"), None).await?;
+    let kv = resp.kvs().first().context("no leader key")?;
+    let identity = String::from_utf8_lossy(kv.value()).into_owned();
+    identity
+        .rsplit('-')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("leader identity {identity:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,13 +300,15 @@ async fn kubectl_managed_objects_reach_envoy_with_status_and_pod_tracking() {
     .unwrap();
 
     let etcd = Etcd::start().await.unwrap();
-    let _controller = KubeController::start("controller-1", &etcd, &standin)
-        .await
-        .unwrap();
-    // Leader failover (issue 4, item 5; the lead's part): start a second
-    // replica here, e.g. `KubeController::start("controller-2", &etcd,
-    // &standin)`, kill the leader later, and check that a further change
-    // still reaches Envoy.
+    // Two replicas: one leads (writes etcd and status), one keeps its index warm.
+    let mut controllers = [
+        KubeController::start("controller-1", &etcd, &standin)
+            .await
+            .unwrap(),
+        KubeController::start("controller-2", &etcd, &standin)
+            .await
+            .unwrap(),
+    ];
     let xds = XdsServer::start(&etcd, "a").await.unwrap();
     let envoy = Envoy::start(&format!("envoy-0.{NS}"), &[xds.addr()])
         .await
@@ -463,4 +477,51 @@ async fn kubectl_managed_objects_reach_envoy_with_status_and_pod_tracking() {
     expect_routed(port, "example.com", "/", "upstream-a")
         .await
         .unwrap();
+
+    // Leader failover: SIGKILL the leader (no resignation: its lease must
+    // expire); the other replica takes over etcd and status writes.
+    let leader = leader_pid(&etcd).await.unwrap();
+    let pids = controllers.each_mut().map(|c| c.process.pid());
+    assert!(pids.contains(&leader), "leader {leader} is one of {pids:?}");
+    let survivor = usize::from(pids[0] == leader);
+    controllers[1 - survivor].process.kill();
+    apply(
+        &standin,
+        &[endpoint(
+            NS,
+            "endpoint-1",
+            "cluster-1",
+            &[up_b.addr()],
+            EDGE,
+        )],
+    )
+    .await
+    .unwrap();
+    expect_routed(port, "example.com", "/", "upstream-b")
+        .await
+        .unwrap();
+    assert_eq!(leader_pid(&etcd).await.unwrap(), pids[survivor]);
+    // Status is written by the new leader too.
+    apply(
+        &standin,
+        &[json!({
+            "apiVersion": "bootes.io/v1",
+            "kind": "Cluster",
+            "metadata": {"name": "bad-after-failover", "namespace": NS},
+            "spec": {"config": {"name": "x", "type": "NOT_A_TYPE"}},
+        })],
+    )
+    .await
+    .unwrap();
+    expect_accepted(
+        &standin,
+        "clusters.bootes.io",
+        "bad-after-failover",
+        false,
+        "InvalidConfig",
+        0,
+    )
+    .await
+    .unwrap();
+    controllers[survivor].process.check_running().unwrap();
 }
