@@ -25,9 +25,8 @@ fn envoy_types_dir() -> PathBuf {
     // Offline first: cargo has downloaded what this target needs. Packages
     // that only other workspace members use (e.g. their dev-dependencies)
     // may be missing, in which case cargo metadata fetches them.
-    let meta = cargo_metadata(true).or_else(|offline_err| {
-        cargo_metadata(false).map_err(|e| format!("{offline_err}\n{e}"))
-    });
+    let meta = cargo_metadata(true)
+        .or_else(|offline_err| cargo_metadata(false).map_err(|e| format!("{offline_err}\n{e}")));
     let meta = meta.unwrap_or_else(|e| panic!("cargo metadata failed: {e}"));
     let packages = meta["packages"].as_array().expect("packages");
     let envoy = packages
@@ -51,7 +50,9 @@ fn cargo_metadata(offline: bool) -> Result<serde_json::Value, String> {
     if offline {
         cmd.arg("--offline");
     }
-    let output = cmd.output().map_err(|e| format!("run cargo metadata: {e}"))?;
+    let output = cmd
+        .output()
+        .map_err(|e| format!("run cargo metadata: {e}"))?;
     if !output.status.success() {
         return Err(String::from_utf8_lossy(&output.stderr).into_owned());
     }

@@ -8,7 +8,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "bootes-controller", version, about = "Bootes controller: Bootes objects and pods in, validated Envoy snapshots in etcd out")]
+#[command(
+    name = "bootes-controller",
+    version,
+    about = "Bootes controller: Bootes objects and pods in, validated Envoy snapshots in etcd out"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -32,7 +36,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct EtcdArgs {
     /// etcd endpoints, comma separated.
-    #[arg(long, env = "BOOTES_ETCD_ENDPOINTS", value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        env = "BOOTES_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        required = true
+    )]
     pub etcd_endpoints: Vec<String>,
     /// Prefix of every Bootes key in etcd.
     #[arg(long, env = "BOOTES_ETCD_PREFIX", default_value = bootes_proto::keys::DEFAULT_PREFIX)]

@@ -90,7 +90,11 @@ impl EtcdWriter {
     /// Runs `plan`'s transactions in order, each fenced on leadership when a
     /// fence is given. On error, what was written so far is remembered and
     /// the rest is left for the next attempt.
-    pub async fn write(&mut self, plan: &Plan, fence: Option<&Fence>) -> Result<WriteStats, WriteError> {
+    pub async fn write(
+        &mut self,
+        plan: &Plan,
+        fence: Option<&Fence>,
+    ) -> Result<WriteStats, WriteError> {
         let mut stats = WriteStats::default();
         for ops in &plan.txns {
             let txn_ops: Vec<TxnOp> = ops

@@ -46,7 +46,14 @@ impl Election {
     pub fn start(client: Client, key: String, identity: String, ttl: Duration) -> Self {
         let (leader_tx, leadership) = watch::channel(None);
         let (lease_tx, lease) = watch::channel(None);
-        tokio::spawn(campaign(client.clone(), key, identity, ttl, leader_tx, lease_tx));
+        tokio::spawn(campaign(
+            client.clone(),
+            key,
+            identity,
+            ttl,
+            leader_tx,
+            lease_tx,
+        ));
         Self {
             leadership,
             lease,
@@ -95,7 +102,12 @@ async fn campaign(
     let mut backoff = Duration::from_millis(200);
     loop {
         let result = campaign_with_lease(
-            &mut client, &key, &identity, ttl_secs, &leader_tx, &lease_tx,
+            &mut client,
+            &key,
+            &identity,
+            ttl_secs,
+            &leader_tx,
+            &lease_tx,
         )
         .await;
         leader_tx.send_replace(None);
@@ -158,7 +170,10 @@ async fn campaign_with_lease(
                 create_revision: revision,
             }));
             let mut watch = client
-                .watch(key, Some(WatchOptions::new().with_start_revision(revision + 1)))
+                .watch(
+                    key,
+                    Some(WatchOptions::new().with_start_revision(revision + 1)),
+                )
                 .await?;
             loop {
                 tokio::select! {
@@ -194,7 +209,10 @@ async fn campaign_with_lease(
         tracing::info!(leader = holder, "following");
         // Wait until the key is deleted (resigned or lease expired).
         let mut watch = client
-            .watch(key, Some(WatchOptions::new().with_start_revision(revision + 1)))
+            .watch(
+                key,
+                Some(WatchOptions::new().with_start_revision(revision + 1)),
+            )
             .await?;
         loop {
             tokio::select! {

@@ -19,7 +19,10 @@ pub enum Document {
     Object(BootesObject),
     Pod(Pod),
     /// Any other kind (Namespace, Deployment, …): not ours, ignored.
-    Other { api_version: String, kind: String },
+    Other {
+        api_version: String,
+        kind: String,
+    },
 }
 
 /// A document that could not be read, with where it is.
@@ -107,8 +110,8 @@ pub fn parse_stream(source_name: &str, text: &str) -> Vec<Result<Document, Manif
 }
 
 fn parse_document(value: serde_yaml::Value) -> Result<Document, (Option<String>, String)> {
-    let raw: RawDocument =
-        serde_yaml::from_value(value).map_err(|e| (None, format!("not a Kubernetes object: {e}")))?;
+    let raw: RawDocument = serde_yaml::from_value(value)
+        .map_err(|e| (None, format!("not a Kubernetes object: {e}")))?;
     let namespace = raw
         .metadata
         .namespace
@@ -142,11 +145,18 @@ fn parse_document(value: serde_yaml::Value) -> Result<Document, (Option<String>,
         let known: Vec<&str> = ResourceType::ALL.iter().map(|t| t.kind()).collect();
         return Err((
             Some(display),
-            format!("kind: unknown kind {:?} (expected one of {})", raw.kind, known.join(", ")),
+            format!(
+                "kind: unknown kind {:?} (expected one of {})",
+                raw.kind,
+                known.join(", ")
+            ),
         ));
     };
     if raw.metadata.name.is_empty() {
-        return Err((Some(display), "metadata.name: an object needs a name".into()));
+        return Err((
+            Some(display),
+            "metadata.name: an object needs a name".into(),
+        ));
     }
     let spec = raw
         .spec
@@ -230,6 +240,10 @@ spec: {config: {name: r}, workloadSelectr: {}}
         let docs = parse_stream("bad.yaml", "kind: [unclosed");
         assert_eq!(docs.len(), 1);
         let e = docs[0].as_ref().unwrap_err();
-        assert!(e.to_string().starts_with("bad.yaml: document 1: invalid YAML"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("bad.yaml: document 1: invalid YAML"),
+            "{e}"
+        );
     }
 }

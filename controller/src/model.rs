@@ -38,9 +38,10 @@ impl BootesObject {
     /// Whether this object targets `pod` (same namespace, every selector label present).
     pub fn selects(&self, pod: &Pod) -> bool {
         pod.namespace == self.key.namespace
-            && self.selector.as_ref().is_none_or(|sel| {
-                sel.iter().all(|(k, v)| pod.labels.get(k) == Some(v))
-            })
+            && self
+                .selector
+                .as_ref()
+                .is_none_or(|sel| sel.iter().all(|(k, v)| pod.labels.get(k) == Some(v)))
     }
 
     /// Conflict precedence: older first (creation timestamp), then namespace/name.

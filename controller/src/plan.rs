@@ -249,7 +249,11 @@ mod tests {
         let after = desired(vec![group("ns", "g1", &["a.ns", "b.ns"], 2)]);
         let p = plan(&keys, &current, &after);
         assert_eq!(p.txns.len(), 1);
-        assert_eq!(keys_of(&p.txns[0]), ["/bootes/v1/snapshots/ns/g1"], "one write, bindings untouched");
+        assert_eq!(
+            keys_of(&p.txns[0]),
+            ["/bootes/v1/snapshots/ns/g1"],
+            "one write, bindings untouched"
+        );
         apply(&mut current, &p.txns[0]);
         assert_eq!(current, contents(&keys, &after));
     }
@@ -299,7 +303,11 @@ mod tests {
         let p = plan(&keys, &Contents::new(), &d);
         assert!(p.txns.iter().all(|t| t.len() <= MAX_TXN_OPS));
         assert_eq!(p.txns.iter().map(Vec::len).sum::<usize>(), 301);
-        assert_eq!(p.txns[0][0].key(), "/bootes/v1/snapshots/ns/g", "snapshot before bindings");
+        assert_eq!(
+            p.txns[0][0].key(),
+            "/bootes/v1/snapshots/ns/g",
+            "snapshot before bindings"
+        );
     }
 
     #[test]

@@ -8,12 +8,12 @@ use std::sync::OnceLock;
 
 use prost_reflect::DescriptorPool;
 
+pub use envoy_types::pb::envoy::admin::v3 as admin;
 pub use envoy_types::pb::envoy::config::core::v3 as core;
-pub use envoy_types::pb::envoy::service::cluster::v3 as cluster_service;
 pub use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
+pub use envoy_types::pb::envoy::service::cluster::v3 as cluster_service;
 pub use envoy_types::pb::envoy::service::discovery::v3 as discovery;
 pub use envoy_types::pb::envoy::service::status::v3 as status;
-pub use envoy_types::pb::envoy::admin::v3 as admin;
 pub use envoy_types::pb::google::protobuf::Any;
 pub use envoy_types::pb::google::rpc::Status as RpcStatus;
 

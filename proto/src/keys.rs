@@ -22,7 +22,10 @@ pub enum Key<'a> {
     Node(&'a str),
     /// `<namespace>/<group>`
     Snapshot(&'a str),
-    Status { node: &'a str, replica: &'a str },
+    Status {
+        node: &'a str,
+        replica: &'a str,
+    },
     Leader,
 }
 
@@ -107,12 +110,21 @@ mod tests {
         let keys = Keys::new("/x");
         assert_eq!(keys.prefix(), "/x/");
         assert_eq!(keys.node("web-0.foo"), "/x/nodes/web-0.foo");
-        assert_eq!(keys.parse("/x/nodes/web-0.foo"), Some(Key::Node("web-0.foo")));
+        assert_eq!(
+            keys.parse("/x/nodes/web-0.foo"),
+            Some(Key::Node("web-0.foo"))
+        );
         assert_eq!(keys.snapshot("foo/abc"), "/x/snapshots/foo/abc");
-        assert_eq!(keys.parse("/x/snapshots/foo/abc"), Some(Key::Snapshot("foo/abc")));
+        assert_eq!(
+            keys.parse("/x/snapshots/foo/abc"),
+            Some(Key::Snapshot("foo/abc"))
+        );
         assert_eq!(
             keys.parse(&keys.status("n.ns", "r1")),
-            Some(Key::Status { node: "n.ns", replica: "r1" })
+            Some(Key::Status {
+                node: "n.ns",
+                replica: "r1"
+            })
         );
         assert_eq!(keys.parse("/x/leader"), Some(Key::Leader));
     }

@@ -140,7 +140,10 @@ mod tests {
     #[test]
     fn type_urls_name_their_messages_and_round_trip() {
         for t in ResourceType::ALL {
-            assert_eq!(t.type_url(), format!("{TYPE_URL_PREFIX}{}", t.message_name()));
+            assert_eq!(
+                t.type_url(),
+                format!("{TYPE_URL_PREFIX}{}", t.message_name())
+            );
             assert_eq!(ResourceType::from_type_url(t.type_url()), Some(t));
         }
         assert_eq!(ResourceType::from_type_url("type.googleapis.com/x"), None);
@@ -167,6 +170,10 @@ mod tests {
         assert!(pos(Route) < pos(VirtualHost));
         let mut sorted = ResourceType::ALL;
         sorted.sort();
-        assert_eq!(sorted, ResourceType::ALL, "Ord follows make-before-break order");
+        assert_eq!(
+            sorted,
+            ResourceType::ALL,
+            "Ord follows make-before-break order"
+        );
     }
 }

@@ -78,7 +78,10 @@ async fn killing_the_leader_hands_over_and_changes_still_arrive() -> Result<()> 
     let follower_log = replicas[survivor].process().stderr_path().to_path_buf();
     let log = std::fs::read_to_string(&follower_log)?;
     ensure!(log.contains("following"), "follower log:\n{log}");
-    ensure!(!log.contains("wrote etcd"), "the follower wrote to etcd:\n{log}");
+    ensure!(
+        !log.contains("wrote etcd"),
+        "the follower wrote to etcd:\n{log}"
+    );
 
     // SIGKILL the leader: no resignation, its lease must expire first.
     replicas[dead].process().kill();

@@ -62,9 +62,16 @@ async fn exactly_one_leader_and_resigning_hands_over() {
     let mut b = Election::start(client(&etcd).await, keys.leader(), "b".into(), ttl);
     until("one leader", || leader_of(&[&a, &b]).len() == 1).await;
     let first = leader_of(&[&a, &b])[0];
-    let (leader, follower) = if first == 0 { (&mut a, &b) } else { (&mut b, &a) };
+    let (leader, follower) = if first == 0 {
+        (&mut a, &b)
+    } else {
+        (&mut b, &a)
+    };
     leader.resign().await;
-    until("the follower takes over", || follower.leadership().borrow().is_some()).await;
+    until("the follower takes over", || {
+        follower.leadership().borrow().is_some()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -76,7 +83,9 @@ async fn a_deposed_leader_cannot_write() {
     until("a leads", || a.leadership().borrow().is_some()).await;
     let old_fence = a.leadership().borrow().clone().unwrap();
 
-    let mut writer = EtcdWriter::connect(&[etcd.endpoint()], keys.clone()).await.unwrap();
+    let mut writer = EtcdWriter::connect(&[etcd.endpoint()], keys.clone())
+        .await
+        .unwrap();
     writer.load().await.unwrap();
     let plan = writer.plan(&one_group("v1"));
     writer.write(&plan, Some(&old_fence)).await.unwrap();
@@ -92,7 +101,10 @@ async fn a_deposed_leader_cannot_write() {
     let mut c = client(&etcd).await;
     let stored = c.get(keys.snapshot("ns/g"), None).await.unwrap();
     let snap = store::Snapshot::decode(stored.kvs()[0].value()).unwrap();
-    assert_eq!(snap.version, "v1", "the deposed leader's write did not land");
+    assert_eq!(
+        snap.version, "v1",
+        "the deposed leader's write did not land"
+    );
 
     let new_fence = b.leadership().borrow().clone().unwrap();
     writer.write(&plan, Some(&new_fence)).await.unwrap();
