@@ -169,30 +169,11 @@ async fn campaign_with_lease(
                 key: key.to_string(),
                 create_revision: revision,
             }));
-            let mut watch = client
-                .watch(
-                    key,
-                    Some(WatchOptions::new().with_start_revision(revision + 1)),
-                )
-                .await?;
-            loop {
-                tokio::select! {
-                    r = &mut keep_alive => {
-                        r?;
-                        tracing::warn!("leader lease lost; stepping down");
-                        return Ok(());
-                    }
-                    msg = watch.message() => {
-                        let Some(msg) = msg? else { return Ok(()) };
-                        let taken = msg.canceled()
-                            || msg.events().iter().any(|e| e.event_type() == EventType::Delete);
-                        if taken {
-                            tracing::warn!("leader key gone; stepping down");
-                            return Ok(());
-                        }
-                    }
-                }
+            match until_deleted(client, key, revision, keep_alive.as_mut()).await? {
+                Watched::Deleted => tracing::warn!("leader key gone; stepping down"),
+                Watched::LeaseLost => tracing::warn!("leader lease lost; stepping down"),
             }
+            return Ok(());
         }
 
         let holder = resp
@@ -207,23 +188,44 @@ async fn campaign_with_lease(
             })
             .unwrap_or_default();
         tracing::info!(leader = holder, "following");
-        // Wait until the key is deleted (resigned or lease expired).
-        let mut watch = client
-            .watch(
-                key,
-                Some(WatchOptions::new().with_start_revision(revision + 1)),
-            )
-            .await?;
-        loop {
-            tokio::select! {
-                r = &mut keep_alive => { r?; return Ok(()); }
-                msg = watch.message() => {
-                    let Some(msg) = msg? else { break };
-                    if msg.canceled()
-                        || msg.events().iter().any(|e| e.event_type() == EventType::Delete)
-                    {
-                        break;
-                    }
+        // Campaign again once the key is gone (resigned, or its lease expired).
+        if until_deleted(client, key, revision, keep_alive.as_mut()).await? == Watched::LeaseLost {
+            return Ok(());
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Watched {
+    Deleted,
+    LeaseLost,
+}
+
+/// Watches `key` after `revision` until it is deleted, or until our own
+/// lease is lost (`keep_alive` returns).
+async fn until_deleted<F>(
+    client: &mut Client,
+    key: &str,
+    revision: i64,
+    mut keep_alive: std::pin::Pin<&mut F>,
+) -> Result<Watched, etcd_client::Error>
+where
+    F: std::future::Future<Output = Result<(), etcd_client::Error>>,
+{
+    let options = WatchOptions::new().with_start_revision(revision + 1);
+    let mut watch = client.watch(key, Some(options)).await?;
+    loop {
+        tokio::select! {
+            r = &mut keep_alive => {
+                r?;
+                return Ok(Watched::LeaseLost);
+            }
+            msg = watch.message() => {
+                let Some(msg) = msg? else { return Ok(Watched::Deleted) };
+                let deleted = msg.canceled()
+                    || msg.events().iter().any(|e| e.event_type() == EventType::Delete);
+                if deleted {
+                    return Ok(Watched::Deleted);
                 }
             }
         }

@@ -130,14 +130,7 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    for name in grpc::service_names() {
-        health
-            .set_service_status(name, tonic_health::ServingStatus::NotServing)
-            .await;
-    }
-    health
-        .set_service_status("", tonic_health::ServingStatus::NotServing)
-        .await;
+    set_health(&health, tonic_health::ServingStatus::NotServing).await;
     tokio::spawn(report_health(health.clone(), shared.clone()));
     let mut reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(bootes_proto::envoy::descriptor_set())
@@ -159,14 +152,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("draining: no new connections, streams end within the drain period");
-        for name in grpc::service_names() {
-            health
-                .set_service_status(name, tonic_health::ServingStatus::NotServing)
-                .await;
-        }
-        health
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
+        set_health(&health, tonic_health::ServingStatus::NotServing).await;
         let _ = drain_tx.send(true);
     };
     tonic::transport::Server::builder()
@@ -194,14 +180,17 @@ async fn report_health(
             return;
         }
     }
-    for name in grpc::service_names() {
-        health
-            .set_service_status(name, tonic_health::ServingStatus::Serving)
-            .await;
+    set_health(&health, tonic_health::ServingStatus::Serving).await;
+}
+
+/// The same status for the server as a whole and every xDS service.
+async fn set_health(
+    health: &tonic_health::server::HealthReporter,
+    status: tonic_health::ServingStatus,
+) {
+    for name in grpc::service_names().into_iter().chain([""]) {
+        health.set_service_status(name, status).await;
     }
-    health
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
 }
 
 fn default_replica_id() -> String {

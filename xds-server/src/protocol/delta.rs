@@ -63,15 +63,9 @@ impl DeltaStream {
         snapshot: Option<Arc<Snapshot>>,
         cache: &ResponseCache,
     ) -> Effects {
-        let same = match (&self.target, &snapshot) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        };
-        if same {
+        if !super::replace_target(&mut self.target, snapshot) {
             return Effects::default();
         }
-        self.target = snapshot;
         Effects {
             responses: self.schedule(cache),
             ..Default::default()

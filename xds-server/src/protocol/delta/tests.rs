@@ -1,31 +1,10 @@
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bootes_proto::envoy::discovery::DeltaDiscoveryRequest;
 use bootes_proto::ResourceType::{self, *};
-use bytes::Bytes;
 
 use super::*;
-
-fn snap(items: &[(ResourceType, &str, &str)]) -> Arc<Snapshot> {
-    let mut types: BTreeMap<ResourceType, BTreeMap<String, Arc<Resource>>> = BTreeMap::new();
-    for (ty, name, version) in items {
-        types.entry(*ty).or_default().insert(
-            name.to_string(),
-            Arc::new(Resource {
-                name: name.to_string(),
-                version: version.to_string(),
-                value: Bytes::from(format!("{name}@{version}")),
-                source: String::new(),
-            }),
-        );
-    }
-    Arc::new(Snapshot {
-        key: "ns/g".into(),
-        version: String::new(),
-        types,
-    })
-}
+use crate::protocol::test_support::snap;
 
 fn req(
     ty: ResourceType,
