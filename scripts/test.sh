@@ -2,7 +2,7 @@
 # The test command: installs missing tools (scripts/install-tools.sh), builds
 # every binary (the end-to-end tests run the real bootes-controller and
 # bootes-xds-server from target/debug/), then runs every test of the
-# workspace. Extra arguments go to `cargo test` (e.g. `-- --nocapture`).
+# workspace (all of them, even after a failure). Extra arguments go to `cargo test` (e.g. `-- --nocapture`).
 # Exits non-zero when anything fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,5 +14,5 @@ export ENVOY_BIN=${ENVOY_BIN:-$TOOLS_DIR/venv/bin/envoy}
 
 echo "[test] cargo build --workspace --bins" >&2
 cargo build --workspace --bins
-echo "[test] cargo test --workspace $*" >&2
-cargo test --workspace "$@"
+echo "[test] cargo test --workspace --no-fail-fast $*" >&2
+cargo test --workspace --no-fail-fast "$@"
