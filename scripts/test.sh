@@ -2,8 +2,8 @@
 # The test command: installs missing tools (scripts/install-tools.sh), builds
 # every binary (the end-to-end tests run the real bootes-controller and
 # bootes-xds-server from target/debug/), then runs every test of the
-# workspace (all of them, even after a failure). Extra arguments go to `cargo test` (e.g. `-- --nocapture`).
-# Exits non-zero when anything fails.
+# workspace (all of them, even after a failure). Extra arguments go to
+# `cargo test` (e.g. `-- --nocapture`). Exits non-zero when anything fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
