@@ -8,6 +8,7 @@ mod index;
 mod inspect;
 mod leader;
 mod manifest;
+mod metrics;
 mod model;
 mod plan;
 mod reconcile;

@@ -13,6 +13,7 @@ use crate::convert::ConfigError;
 use crate::etcd_writer::{EtcdWriter, WriteError};
 use crate::index::{Index, ObjectStatus};
 use crate::leader::{Fence, Leadership};
+use crate::metrics::Metrics;
 use crate::model::ObjectKey;
 use crate::source::SourceEvent;
 
@@ -71,6 +72,8 @@ pub struct Reconciler {
     pub leadership: Option<Leadership>,
     /// Set after the first successful write: the readiness signal.
     pub synced: Arc<AtomicBool>,
+    /// Prometheus metrics, observed after every sync.
+    pub metrics: Arc<Metrics>,
     /// Problems last logged per object, to log each once per change.
     logged: BTreeMap<ObjectKey, Vec<ConfigError>>,
 }
@@ -84,6 +87,7 @@ impl Reconciler {
             timing,
             leadership: None,
             synced: Arc::new(AtomicBool::new(false)),
+            metrics: Arc::new(Metrics::new()),
             logged: BTreeMap::new(),
         }
     }
@@ -205,16 +209,30 @@ impl Reconciler {
     }
 
     /// Computes the desired state and writes what changed.
+    #[tracing::instrument(
+        name = "reconcile",
+        skip_all,
+        fields(
+            leader = self.may_write(),
+            objects = tracing::field::Empty,
+            nodes = tracing::field::Empty,
+            groups = tracing::field::Empty,
+        )
+    )]
     async fn sync(&mut self) -> Result<(), WriteError> {
         if !self.may_write() {
             // Followers keep their index warm (and are ready once it is);
             // the leader writes.
+            let desired = self.index.desired();
+            self.observe(&desired, 0);
+            self.metrics.observe_follower();
             self.synced.store(true, Ordering::Release);
             return Ok(());
         }
         let started = std::time::Instant::now();
         let desired = self.index.desired();
         let plan = self.writer.plan(&desired);
+        self.observe(&desired, plan.oversized.len());
         for o in &plan.oversized {
             tracing::error!(
                 snapshot = o.snapshot,
@@ -234,6 +252,7 @@ impl Reconciler {
         let stats = match result {
             Ok(stats) => stats,
             Err(e) => {
+                self.metrics.observe_write_error(&e, started.elapsed());
                 // Re-read etcd before retrying: our picture of it may be off.
                 if let Err(load) = self.writer.load().await {
                     tracing::debug!(error = %load, "reloading etcd contents failed");
@@ -241,6 +260,7 @@ impl Reconciler {
                 return Err(e);
             }
         };
+        self.metrics.observe_write(&stats, started.elapsed());
         self.synced.store(true, Ordering::Release);
         if stats.txns > 0 {
             tracing::info!(
@@ -255,5 +275,16 @@ impl Reconciler {
             );
         }
         Ok(())
+    }
+
+    /// Records the desired state in the metrics and the reconcile span.
+    fn observe(&self, desired: &crate::index::Desired, oversized: usize) {
+        let span = tracing::Span::current();
+        span.record("objects", desired.statuses.len());
+        span.record("nodes", desired.bindings.len());
+        span.record("groups", desired.groups.len());
+        self.metrics.observe_objects(&desired.statuses);
+        self.metrics
+            .observe_desired(desired.bindings.len(), desired.groups.len(), oversized);
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use crate::cli::RunArgs;
 use crate::etcd_writer::EtcdWriter;
 use crate::leader::Election;
+use crate::metrics::{self, Metrics};
 use crate::reconcile::{LogStatus, Reconciler, StatusSink, Timing};
 use crate::source;
 use crate::status_kube::{KubeStatus, ObservedStatuses};
@@ -70,8 +71,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let mut reconciler = Reconciler::new(writer, status, timing);
     reconciler.leadership = Some(election.leadership());
+    reconciler
+        .metrics
+        .set_leader_flag(election.is_leader_flag());
     let synced = reconciler.synced.clone();
-    serve_health(args.metrics_addr, synced).await?;
+    let etcd = reconciler.writer.client().clone();
+    serve_health(args.metrics_addr, synced, reconciler.metrics.clone(), etcd).await?;
 
     tokio::select! {
         () = reconciler.run(rx) => tracing::info!("sources ended"),
@@ -101,8 +106,17 @@ async fn load_with_retry(writer: &mut EtcdWriter) {
     }
 }
 
-/// `/livez` always; `/readyz` once the first write to etcd succeeded.
-async fn serve_health(addr: std::net::SocketAddr, synced: Arc<AtomicBool>) -> anyhow::Result<()> {
+/// `/metrics` (Prometheus); `/livez`: 200 while the process serves HTTP
+/// (never depends on etcd or Kubernetes: a restart would not fix them);
+/// `/readyz`: 200 once the first reconcile finished (the leader wrote to
+/// etcd, a follower loaded its index), while etcd answers and the leader's
+/// writes succeed.
+async fn serve_health(
+    addr: std::net::SocketAddr,
+    synced: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    etcd: etcd_client::Client,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
@@ -110,14 +124,33 @@ async fn serve_health(addr: std::net::SocketAddr, synced: Arc<AtomicBool>) -> an
         .route("/livez", get(|| async { "ok\n" }))
         .route(
             "/readyz",
-            get(move || {
-                let synced = synced.clone();
-                async move {
-                    if synced.load(Ordering::Acquire) {
-                        (StatusCode::OK, "ok\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not synced to etcd yet\n")
+            get({
+                let metrics = metrics.clone();
+                move || {
+                    let (metrics, synced, mut etcd) =
+                        (metrics.clone(), synced.clone(), etcd.clone());
+                    async move {
+                        let etcd = metrics::etcd_reachable(&mut etcd).await;
+                        match metrics::readiness(&metrics, synced.load(Ordering::Acquire), etcd) {
+                            (true, body) => (StatusCode::OK, body),
+                            (false, body) => (StatusCode::SERVICE_UNAVAILABLE, body),
+                        }
                     }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics.encode();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        text,
+                    )
                 }
             }),
         );

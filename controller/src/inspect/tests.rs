@@ -627,7 +627,7 @@ fn output_is_valid_json_or_yaml_and_stable() {
 #[test]
 fn another_prefix_is_honoured() {
     let keys = Keys::new("/other");
-    let kvs = vec![
+    let kvs = [
         (keys.node("n.shop"), binding("shop/g", "n").encode_to_vec()),
         (
             Keys::default().node("m.shop"),

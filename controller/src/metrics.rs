@@ -1,0 +1,468 @@
+//! Prometheus metrics of the controller (`/metrics` on `--metrics-addr`),
+//! every series prefixed `bootes_controller_`, and what `/readyz` answers
+//! ([`readiness`]).
+//!
+//! The reconciler records into [`Metrics`] after each sync
+//! ([`Metrics::observe_objects`], [`Metrics::observe_write`], …); leadership
+//! is read from the election's flag when scraped.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bootes_proto::ResourceType;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::etcd_writer::WriteStats;
+use crate::index::{ObjectStatus, Reason};
+use crate::model::ObjectKey;
+
+/// Every reason an object's status can have (the `reason` label).
+const REASONS: [Reason; 4] = [
+    Reason::Valid,
+    Reason::InvalidConfig,
+    Reason::Conflict,
+    Reason::Rejected,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabels {
+    pub kind: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabel {
+    pub op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+/// What `/readyz` reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// The error of the last write to etcd, while it is failing.
+    pub write_error: Option<String>,
+    pub objects: usize,
+    pub nodes: usize,
+    pub groups: usize,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    objects: Family<ObjectLabels, Gauge>,
+    rejected_objects: Gauge,
+    nodes: Gauge,
+    groups: Gauge,
+    oversized_snapshots: Gauge,
+    sync_duration: Histogram,
+    syncs: Family<ResultLabel, Counter>,
+    etcd_txns: Counter,
+    etcd_ops: Family<OpLabel, Counter>,
+    etcd_bytes: Counter,
+    last_write: Gauge,
+    leader: Gauge,
+    /// Set by the election; read when scraped.
+    leader_flag: Mutex<Option<Arc<AtomicBool>>>,
+    health: Mutex<Health>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("bootes_controller");
+        let objects = Family::<ObjectLabels, Gauge>::default();
+        r.register(
+            "objects",
+            "Bootes objects by kind and status reason (Valid, InvalidConfig, Conflict, Rejected)",
+            objects.clone(),
+        );
+        let rejected_objects = Gauge::default();
+        r.register(
+            "rejected_objects",
+            "Objects not accepted (any reason but Valid)",
+            rejected_objects.clone(),
+        );
+        let nodes = Gauge::default();
+        r.register("nodes", "Nodes (Envoys) bound to a snapshot", nodes.clone());
+        let groups = Gauge::default();
+        r.register("groups", "Groups, i.e. snapshots in etcd", groups.clone());
+        let oversized_snapshots = Gauge::default();
+        r.register(
+            "oversized_snapshots",
+            "Snapshots not written because they exceed etcd's request size limit",
+            oversized_snapshots.clone(),
+        );
+        let sync_duration = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
+        r.register(
+            "reconcile_duration_seconds",
+            "Time to compute the desired state and write what changed to etcd (leader)",
+            sync_duration.clone(),
+        );
+        let syncs = Family::<ResultLabel, Counter>::default();
+        r.register(
+            "reconciles",
+            "Reconciles by result: written, unchanged, error, follower (not the leader: nothing written)",
+            syncs.clone(),
+        );
+        let etcd_txns = Counter::default();
+        r.register(
+            "etcd_write_txns",
+            "etcd transactions committed",
+            etcd_txns.clone(),
+        );
+        let etcd_ops = Family::<OpLabel, Counter>::default();
+        r.register(
+            "etcd_write_ops",
+            "Keys written (op=put) and deleted (op=delete) in etcd",
+            etcd_ops.clone(),
+        );
+        let etcd_bytes = Counter::default();
+        r.register(
+            "etcd_write_bytes",
+            "Bytes of values written to etcd",
+            etcd_bytes.clone(),
+        );
+        let last_write = Gauge::default();
+        r.register(
+            "last_successful_reconcile_timestamp_seconds",
+            "Unix time of the last reconcile that succeeded",
+            last_write.clone(),
+        );
+        let leader = Gauge::default();
+        r.register(
+            "leader",
+            "1 while this replica is the leader (the one that writes to etcd)",
+            leader.clone(),
+        );
+        let m = Self {
+            registry: r,
+            objects,
+            rejected_objects,
+            nodes,
+            groups,
+            oversized_snapshots,
+            sync_duration,
+            syncs,
+            etcd_txns,
+            etcd_ops,
+            etcd_bytes,
+            last_write,
+            leader,
+            leader_flag: Mutex::new(None),
+            health: Mutex::new(Health::default()),
+        };
+        // Every series exists from the start, at zero.
+        m.observe_objects(&BTreeMap::new());
+        for op in ["put", "delete"] {
+            let _ = m.etcd_ops.get_or_create(&OpLabel { op });
+        }
+        for result in ["written", "unchanged", "error", "follower"] {
+            let _ = m.syncs.get_or_create(&ResultLabel { result });
+        }
+        m
+    }
+
+    /// Leadership to report (`bootes_controller_leader`).
+    pub fn set_leader_flag(&self, flag: Arc<AtomicBool>) {
+        *self.leader_flag.lock().expect("metrics lock") = Some(flag);
+    }
+
+    /// The statuses the index computed: objects by kind and reason.
+    pub fn observe_objects(&self, statuses: &BTreeMap<ObjectKey, ObjectStatus>) {
+        let mut counts: BTreeMap<(ResourceType, &'static str), i64> = BTreeMap::new();
+        for t in ResourceType::ALL {
+            for r in &REASONS {
+                counts.insert((t, r.as_str()), 0);
+            }
+        }
+        let mut rejected = 0;
+        for (key, status) in statuses {
+            *counts
+                .entry((key.kind, status.reason.as_str()))
+                .or_default() += 1;
+            if !status.accepted {
+                rejected += 1;
+            }
+        }
+        for ((kind, reason), n) in counts {
+            self.objects
+                .get_or_create(&ObjectLabels {
+                    kind: kind.kind(),
+                    reason,
+                })
+                .set(n);
+        }
+        self.rejected_objects.set(rejected);
+        self.health.lock().expect("metrics lock").objects = statuses.len();
+    }
+
+    /// Nodes, groups and oversized snapshots of the desired state.
+    pub fn observe_desired(&self, nodes: usize, groups: usize, oversized: usize) {
+        self.nodes.set(nodes as i64);
+        self.groups.set(groups as i64);
+        self.oversized_snapshots.set(oversized as i64);
+        let mut h = self.health.lock().expect("metrics lock");
+        h.nodes = nodes;
+        h.groups = groups;
+    }
+
+    /// A reconcile of a follower: nothing written, but the index is warm.
+    pub fn observe_follower(&self) {
+        self.syncs
+            .get_or_create(&ResultLabel { result: "follower" })
+            .inc();
+        self.health.lock().expect("metrics lock").write_error = None;
+        self.mark_success();
+    }
+
+    /// A reconcile of the leader that wrote (or had nothing to write).
+    pub fn observe_write(&self, stats: &WriteStats, elapsed: Duration) {
+        self.sync_duration.observe(elapsed.as_secs_f64());
+        let result = if stats.txns > 0 {
+            "written"
+        } else {
+            "unchanged"
+        };
+        self.syncs.get_or_create(&ResultLabel { result }).inc();
+        self.etcd_txns.inc_by(stats.txns as u64);
+        self.etcd_ops
+            .get_or_create(&OpLabel { op: "put" })
+            .inc_by(stats.puts as u64);
+        self.etcd_ops
+            .get_or_create(&OpLabel { op: "delete" })
+            .inc_by(stats.deletes as u64);
+        self.etcd_bytes.inc_by(stats.bytes as u64);
+        self.health.lock().expect("metrics lock").write_error = None;
+        self.mark_success();
+    }
+
+    /// A reconcile of the leader whose write to etcd failed.
+    pub fn observe_write_error(&self, error: &dyn std::fmt::Display, elapsed: Duration) {
+        self.sync_duration.observe(elapsed.as_secs_f64());
+        self.syncs
+            .get_or_create(&ResultLabel { result: "error" })
+            .inc();
+        self.health.lock().expect("metrics lock").write_error = Some(error.to_string());
+    }
+
+    fn mark_success(&self) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.last_write.set(now.as_secs() as i64);
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.lock().expect("metrics lock").clone()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader_flag
+            .lock()
+            .expect("metrics lock")
+            .as_ref()
+            .is_none_or(|f| f.load(Ordering::Acquire))
+    }
+
+    /// The OpenMetrics text of every series.
+    pub fn encode(&self) -> String {
+        self.leader.set(i64::from(self.is_leader()));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether etcd answers (a Status call), for `/readyz`.
+pub async fn etcd_reachable(client: &mut etcd_client::Client) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(2), client.status()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 2s".into()),
+    }
+}
+
+/// `/readyz`: whether Kubernetes' readiness probe should pass, and the body.
+///
+/// Ready once the first reconcile finished (`synced`: the leader wrote the
+/// state to etcd; a follower has its index loaded), while etcd answers
+/// (`etcd`), and not while the leader's writes to etcd fail.
+pub fn readiness(metrics: &Metrics, synced: bool, etcd: Result<(), String>) -> (bool, String) {
+    let h = metrics.health();
+    let role = if metrics.is_leader() {
+        "leader"
+    } else {
+        "follower"
+    };
+    let counts = format!(
+        "{} objects, {} nodes, {} groups",
+        h.objects, h.nodes, h.groups
+    );
+    if let Err(e) = etcd {
+        return (
+            false,
+            format!("not ready ({role}): etcd does not answer: {e}\n"),
+        );
+    }
+    match (&h.write_error, synced) {
+        (Some(e), _) => (
+            false,
+            format!("not ready ({role}): writing to etcd fails: {e}\n"),
+        ),
+        (None, false) => (
+            false,
+            format!("not ready ({role}): first reconcile not finished yet\n"),
+        ),
+        (None, true) => (true, format!("ok ({role}): {counts}\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(reason: Reason) -> ObjectStatus {
+        ObjectStatus {
+            accepted: reason == Reason::Valid,
+            reason,
+            message: String::new(),
+            observed_generation: 1,
+            nodes: 1,
+        }
+    }
+
+    fn key(kind: ResourceType, name: &str) -> ObjectKey {
+        ObjectKey {
+            kind,
+            namespace: "ns".into(),
+            name: name.into(),
+        }
+    }
+
+    fn line<'a>(text: &'a str, series: &str) -> &'a str {
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    }
+
+    #[test]
+    fn objects_by_kind_and_reason_every_series_present() {
+        let m = Metrics::new();
+        let text = m.encode();
+        assert_eq!(
+            line(
+                &text,
+                r#"bootes_controller_objects{kind="Secret",reason="Conflict"}"#
+            ),
+            r#"bootes_controller_objects{kind="Secret",reason="Conflict"} 0"#
+        );
+        let statuses: BTreeMap<_, _> = [
+            (key(ResourceType::Cluster, "a"), status(Reason::Valid)),
+            (key(ResourceType::Cluster, "b"), status(Reason::Valid)),
+            (
+                key(ResourceType::Cluster, "c"),
+                status(Reason::InvalidConfig),
+            ),
+            (key(ResourceType::Route, "r"), status(Reason::Rejected)),
+        ]
+        .into();
+        m.observe_objects(&statuses);
+        let text = m.encode();
+        assert!(text.contains(r#"bootes_controller_objects{kind="Cluster",reason="Valid"} 2"#));
+        assert!(
+            text.contains(r#"bootes_controller_objects{kind="Cluster",reason="InvalidConfig"} 1"#)
+        );
+        assert!(text.contains(r#"bootes_controller_objects{kind="Route",reason="Rejected"} 1"#));
+        assert!(text.contains("bootes_controller_rejected_objects 2"));
+        // Removed objects go back to zero.
+        m.observe_objects(&BTreeMap::new());
+        let text = m.encode();
+        assert!(text.contains(r#"bootes_controller_objects{kind="Cluster",reason="Valid"} 0"#));
+        assert!(text.contains("bootes_controller_rejected_objects 0"));
+    }
+
+    #[test]
+    fn writes_count_txns_ops_bytes_and_durations() {
+        let m = Metrics::new();
+        let stats = WriteStats {
+            txns: 2,
+            puts: 3,
+            deletes: 1,
+            bytes: 1000,
+        };
+        m.observe_write(&stats, Duration::from_millis(20));
+        m.observe_write(&WriteStats::default(), Duration::from_millis(1));
+        let text = m.encode();
+        assert!(
+            text.contains("bootes_controller_etcd_write_txns_total 2"),
+            "{text}"
+        );
+        assert!(text.contains(r#"bootes_controller_etcd_write_ops_total{op="put"} 3"#));
+        assert!(text.contains(r#"bootes_controller_etcd_write_ops_total{op="delete"} 1"#));
+        assert!(text.contains("bootes_controller_etcd_write_bytes_total 1000"));
+        assert!(text.contains(r#"bootes_controller_reconciles_total{result="written"} 1"#));
+        assert!(text.contains(r#"bootes_controller_reconciles_total{result="unchanged"} 1"#));
+        assert!(text.contains("bootes_controller_reconcile_duration_seconds_count 2"));
+        assert!(text.contains("# TYPE bootes_controller_reconcile_duration_seconds histogram"));
+    }
+
+    #[test]
+    fn leadership_is_read_when_scraped() {
+        let m = Metrics::new();
+        let flag = Arc::new(AtomicBool::new(false));
+        m.set_leader_flag(flag.clone());
+        assert!(m.encode().contains("bootes_controller_leader 0"));
+        flag.store(true, Ordering::Release);
+        assert!(m.encode().contains("bootes_controller_leader 1"));
+    }
+
+    #[test]
+    fn readiness_follows_the_first_sync_and_write_failures() {
+        let m = Metrics::new();
+        let (ready, body) = readiness(&m, false, Ok(()));
+        assert!(!ready, "{body}");
+        m.observe_desired(3, 1, 0);
+        m.observe_write(&WriteStats::default(), Duration::ZERO);
+        let (ready, body) = readiness(&m, true, Ok(()));
+        assert!(ready, "{body}");
+        assert!(body.contains("3 nodes, 1 groups"), "{body}");
+        m.observe_write_error(&"connection refused", Duration::ZERO);
+        let (ready, body) = readiness(&m, true, Ok(()));
+        assert!(!ready);
+        assert!(body.contains("connection refused"), "{body}");
+        m.observe_write(&WriteStats::default(), Duration::ZERO);
+        assert!(readiness(&m, true, Ok(())).0);
+        let (ready, body) = readiness(&m, true, Err("tcp connect error".into()));
+        assert!(!ready);
+        assert!(
+            body.contains("etcd does not answer: tcp connect error"),
+            "{body}"
+        );
+        // A follower is ready once its index is loaded.
+        let f = Metrics::new();
+        f.set_leader_flag(Arc::new(AtomicBool::new(false)));
+        f.observe_follower();
+        let (ready, body) = readiness(&f, true, Ok(()));
+        assert!(ready);
+        assert!(body.contains("follower"), "{body}");
+    }
+}
