@@ -37,27 +37,32 @@ pub type Leadership = watch::Receiver<Option<Fence>>;
 /// Handle of the election task; [`Election::resign`] hands leadership over at once.
 pub struct Election {
     leadership: Leadership,
+    leader_tx: Arc<watch::Sender<Option<Fence>>>,
     lease: watch::Receiver<Option<i64>>,
     client: Client,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Election {
     /// Starts campaigning for `key` in the background.
     pub fn start(client: Client, key: String, identity: String, ttl: Duration) -> Self {
         let (leader_tx, leadership) = watch::channel(None);
+        let leader_tx = Arc::new(leader_tx);
         let (lease_tx, lease) = watch::channel(None);
-        tokio::spawn(campaign(
+        let task = tokio::spawn(campaign(
             client.clone(),
             key,
             identity,
             ttl,
-            leader_tx,
+            leader_tx.clone(),
             lease_tx,
         ));
         Self {
             leadership,
+            leader_tx,
             lease,
             client,
+            task,
         }
     }
 
@@ -78,8 +83,12 @@ impl Election {
         flag
     }
 
-    /// Revokes the lease: the leader key disappears and another replica takes over.
+    /// Stops campaigning, steps down and revokes the lease: the leader key
+    /// disappears and another replica takes over (this one does not campaign
+    /// again).
     pub async fn resign(&mut self) {
+        self.task.abort();
+        self.leader_tx.send_replace(None);
         let lease = *self.lease.borrow();
         if let Some(id) = lease {
             match self.client.lease_revoke(id).await {
@@ -95,7 +104,7 @@ async fn campaign(
     key: String,
     identity: String,
     ttl: Duration,
-    leader_tx: watch::Sender<Option<Fence>>,
+    leader_tx: Arc<watch::Sender<Option<Fence>>>,
     lease_tx: watch::Sender<Option<i64>>,
 ) {
     let ttl_secs = ttl.as_secs().max(2) as i64;
