@@ -271,7 +271,9 @@ async fn send(
         tracing::debug!(reason, "request ignored");
     }
     for response in effects.responses {
-        tracing::info!(
+        // Debug: at info, one line per stream per push floods the log of a
+        // replica serving thousands of Envoys (pushes are counted in metrics).
+        tracing::debug!(
             r#type = %response.ty,
             version = response.version_info,
             resources = response.resources.len(),
