@@ -141,6 +141,11 @@ impl Index {
         result
     }
 
+    /// The latest spec of an object.
+    pub fn object(&self, key: &ObjectKey) -> Option<&BootesObject> {
+        self.objects.get(key).map(|e| &e.object)
+    }
+
     pub fn delete_object(&mut self, key: &ObjectKey) {
         self.objects.remove(key);
     }

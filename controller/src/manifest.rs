@@ -104,12 +104,17 @@ pub fn parse_stream(source_name: &str, text: &str) -> Vec<Result<Document, Manif
                 break;
             }
         };
-        out.push(parse_document(value).map_err(|(object, message)| err(object, message)));
+        out.push(
+            parse_document(source_name, value).map_err(|(object, message)| err(object, message)),
+        );
     }
     out
 }
 
-fn parse_document(value: serde_yaml::Value) -> Result<Document, (Option<String>, String)> {
+fn parse_document(
+    source_name: &str,
+    value: serde_yaml::Value,
+) -> Result<Document, (Option<String>, String)> {
     let raw: RawDocument = serde_yaml::from_value(value)
         .map_err(|e| (None, format!("not a Kubernetes object: {e}")))?;
     let namespace = raw
@@ -169,6 +174,7 @@ fn parse_document(value: serde_yaml::Value) -> Result<Document, (Option<String>,
             namespace: namespace.clone(),
             name: raw.metadata.name.clone(),
         },
+        source: source_name.to_string(),
         uid: raw
             .metadata
             .uid

@@ -24,6 +24,8 @@ impl fmt::Display for ObjectKey {
 #[derive(Clone, Debug, PartialEq)]
 pub struct BootesObject {
     pub key: ObjectKey,
+    /// Where it came from, for problem reports: a manifest file, or `kubernetes`.
+    pub source: String,
     pub uid: String,
     pub generation: i64,
     /// RFC 3339 creation timestamp; absent for manifests read from a directory.
@@ -104,6 +106,7 @@ mod tests {
                 namespace: ns.into(),
                 name: "c".into(),
             },
+            source: "test".into(),
             uid: String::new(),
             generation: 1,
             created: None,

@@ -15,6 +15,7 @@ use crate::index::{Index, ObjectStatus};
 use crate::leader::{Fence, Leadership};
 use crate::metrics::Metrics;
 use crate::model::ObjectKey;
+use crate::report;
 use crate::source::SourceEvent;
 
 /// Receives the statuses the index computes (Kubernetes status, or the log).
@@ -74,8 +75,9 @@ pub struct Reconciler {
     pub synced: Arc<AtomicBool>,
     /// Prometheus metrics, observed after every sync.
     pub metrics: Arc<Metrics>,
-    /// Problems last logged per object, to log each once per change.
-    logged: BTreeMap<ObjectKey, Vec<ConfigError>>,
+    /// Problems last logged per object, with the config they were found
+    /// in: each is logged once per change of the object.
+    logged: BTreeMap<ObjectKey, (serde_json::Value, Vec<ConfigError>)>,
 }
 
 impl Reconciler {
@@ -171,7 +173,11 @@ impl Reconciler {
             SourceEvent::ApplyObject(object) => {
                 let key = object.key.clone();
                 let errors = self.index.apply_object(object);
-                let mut problems = self.logged.clone();
+                let mut problems: BTreeMap<_, _> = self
+                    .logged
+                    .iter()
+                    .map(|(k, (_, e))| (k.clone(), e.clone()))
+                    .collect();
                 problems.remove(&key);
                 if !errors.is_empty() {
                     problems.insert(key, errors);
@@ -197,15 +203,24 @@ impl Reconciler {
 
     /// Logs every problem of objects whose problems changed, one line each.
     fn log_problems(&mut self, problems: BTreeMap<ObjectKey, Vec<ConfigError>>) {
-        for (key, errors) in &problems {
-            if self.logged.get(key) == Some(errors) {
+        let mut logged = BTreeMap::new();
+        for (key, errors) in problems {
+            let Some(object) = self.index.object(&key) else {
                 continue;
+            };
+            let already = self
+                .logged
+                .get(&key)
+                .is_some_and(|(config, e)| *config == object.config && *e == errors);
+            if !already {
+                for e in &errors {
+                    let line = report::problem_line(&object.source, &key, e);
+                    tracing::warn!("rejected: {line}");
+                }
             }
-            for e in errors {
-                tracing::warn!("rejected: {key}: {e}");
-            }
+            logged.insert(key, (object.config.clone(), errors));
         }
-        self.logged = problems;
+        self.logged = logged;
     }
 
     /// Computes the desired state and writes what changed.

@@ -41,7 +41,7 @@ struct Cli {
     /// gRPC listen address (xDS).
     #[arg(long, env = "BOOTES_LISTEN", default_value = "0.0.0.0:18000")]
     listen: SocketAddr,
-    /// Admin listen address (/livez, /readyz).
+    /// Admin listen address (/livez, /readyz, /metrics).
     #[arg(long, env = "BOOTES_ADMIN_LISTEN", default_value = "0.0.0.0:19000")]
     admin_listen: SocketAddr,
     /// On SIGTERM, streams end at random points within this period.
@@ -220,7 +220,9 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only on a terminal: logs captured in files stay readable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -33,6 +33,7 @@ fn mk_object(
             namespace: ns.into(),
             name: name.into(),
         },
+        source: "test".into(),
         uid: format!("uid-{name}"),
         generation: 1,
         created: None,

@@ -379,6 +379,7 @@ pub fn object_from_dynamic(
             namespace: namespace.clone(),
             name: name.clone(),
         },
+        source: "kubernetes".into(),
         uid: meta
             .uid
             .clone()
