@@ -1,9 +1,13 @@
 //! State-of-the-world ADS, one stream.
 //!
 //! Rules (Envoy's xDS protocol documentation):
-//! * The first request of each type on a stream is answered, even when the
-//!   client already has that version: a reconnecting Envoy needs EDS/RDS
-//!   answers to finish warming.
+//! * The first request of each type on a stream is answered, unless its
+//!   `version_info` is exactly the version of the response it would get: a
+//!   response version is a hash of precisely the (name, version) pairs it
+//!   carries, so a client reconnecting (to this replica or another) with that
+//!   version has all of it, and nothing is resent. A client that is still
+//!   warming subscribes to names its last response lacked, so it claims a
+//!   different version and is answered.
 //! * ACK/NACK by nonce; a request whose nonce is not the last one sent for
 //!   its type is stale and ignored. A NACKed version is not sent again; the
 //!   next different version is.
@@ -52,6 +56,11 @@ struct TypeState {
     in_flight: bool,
     /// A first request that has not been answered yet.
     must_answer: bool,
+    /// The `version_info` of the first request: what the client says it has.
+    claimed: Option<String>,
+    /// Whether a response of this type was sent on this stream (until then
+    /// the client has no nonce to send back).
+    answered: bool,
     /// The last response the client ACKed.
     acked: Option<Arc<Encoded>>,
     nack: Option<Nack>,
@@ -97,11 +106,13 @@ impl SotwStream {
             sent: None,
             in_flight: false,
             must_answer: true,
+            claimed: Some(req.version_info.clone()).filter(|v| !v.is_empty()),
+            answered: false,
             acked: None,
             nack: None,
         });
 
-        if let Some(sent) = &state.sent {
+        if let Some(sent) = state.sent.as_ref().filter(|_| state.answered) {
             if req.response_nonce != sent.nonce {
                 // A reply to an older response, or a nonce this stream never
                 // sent: its subscription is out of date, ignore it.
@@ -194,7 +205,15 @@ impl SotwStream {
                 .as_ref()
                 .is_none_or(|s| s.version_info != version);
             if state.must_answer || changed {
-                out.push(send(state, cache.state_of_the_world(*ty, resources)));
+                let response = cache.state_of_the_world(*ty, resources);
+                if !state.answered && state.claimed.as_ref() == Some(&response.version_info) {
+                    // The client has exactly this already (it reconnected).
+                    state.must_answer = false;
+                    state.acked = Some(response.clone());
+                    state.sent = Some(response);
+                    continue;
+                }
+                out.push(send(state, response));
                 unsettled.push(*ty);
             }
         }
@@ -220,6 +239,7 @@ impl SotwStream {
 fn send(state: &mut TypeState, response: Arc<Encoded>) -> Arc<Encoded> {
     state.in_flight = true;
     state.must_answer = false;
+    state.answered = true;
     state.sent = Some(response.clone());
     response
 }

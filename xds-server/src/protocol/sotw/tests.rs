@@ -129,22 +129,53 @@ fn an_empty_snapshot_still_answers_so_envoy_can_finish_initialising() {
 }
 
 #[test]
-fn the_first_request_is_answered_even_with_the_current_version() {
-    // A reconnecting Envoy tells us what it has; it still needs an answer.
-    let target = snap(&[(Endpoint, "a", "1")]);
+fn a_client_reconnecting_with_what_it_has_is_not_sent_it_again() {
+    let target = snap(&[(Endpoint, "a", "1"), (Cluster, "c", "1")]);
     let mut first = Client::new();
     first.snapshot(Some(target.clone()));
-    let v = first.request(req(Endpoint, &["a"], ""))[0]
-        .version_info
-        .clone();
+    let cds = first.request(req(Cluster, &[], ""))[0].clone();
+    first.ack(&cds, &[]);
+    let eds = first.request(req(Endpoint, &["a"], ""))[0].clone();
 
+    // The same client on a new stream (this replica or another).
     let mut again = Client::new();
     again.snapshot(Some(target));
+    let mut r = req(Cluster, &[], "");
+    r.version_info = cds.version_info.clone();
+    assert!(again.request(r).is_empty(), "CDS not resent");
     let mut r = req(Endpoint, &["a"], "");
-    r.version_info = v.clone();
+    r.version_info = eds.version_info.clone();
+    assert!(again.request(r).is_empty(), "EDS not resent");
+    let report = again.stream.report();
+    assert_eq!(report[&Endpoint].acked["a"], "1");
+
+    // It has no nonce on this stream yet: its requests still count.
+    let more = again.request(req(Endpoint, &["a", "b"], ""));
+    assert!(more.is_empty(), "b does not exist");
+    // The next change is pushed as usual.
+    let next = again.snapshot(Some(snap(&[
+        (Endpoint, "a", "2"),
+        (Endpoint, "b", "1"),
+        (Cluster, "c", "1"),
+    ])));
+    assert_eq!(next.len(), 1);
+    assert_eq!(names(&next[0]), ["a", "b"]);
+}
+
+#[test]
+fn a_reconnecting_client_still_warming_is_answered() {
+    // It claims the version of a response that lacked a name it now wants.
+    let mut first = Client::new();
+    first.snapshot(Some(snap(&[(Endpoint, "a", "1"), (Endpoint, "b", "1")])));
+    let eds = first.request(req(Endpoint, &["a"], ""))[0].clone();
+
+    let mut again = Client::new();
+    again.snapshot(Some(snap(&[(Endpoint, "a", "1"), (Endpoint, "b", "1")])));
+    let mut r = req(Endpoint, &["a", "b"], "");
+    r.version_info = eds.version_info.clone();
     let sent = again.request(r);
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].version_info, v);
+    assert_eq!(names(&sent[0]), ["a", "b"]);
 }
 
 #[test]
