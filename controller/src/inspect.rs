@@ -21,15 +21,12 @@ use anyhow::Context;
 use base64::Engine;
 use bootes_proto::{envoy, store, version, Key, Keys, ResourceType};
 use prost::Message;
-use prost_reflect::{
-    DynamicMessage, ExtensionDescriptor, MessageDescriptor, ReflectMessage, SerializeOptions,
-};
+use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage, SerializeOptions};
 use serde_json::{json, Map, Value};
 
 use crate::cli::{InspectArgs, InspectCommand, InspectOutput};
 
-/// What sensitive strings and bytes are replaced with.
-pub const REDACTED: &str = "[redacted]";
+use crate::sensitive::{self, is_sensitive, REDACTED};
 
 /// Named-subscription types with at most this many resources are checked for
 /// an ACK of a subset of them (a node subscribed to fewer names than its
@@ -549,25 +546,11 @@ pub fn decode_resource(type_url: &str, value: &[u8], options: Options) -> Result
     })
 }
 
-fn sensitive_extension() -> Option<&'static ExtensionDescriptor> {
-    static EXT: std::sync::OnceLock<Option<ExtensionDescriptor>> = std::sync::OnceLock::new();
-    EXT.get_or_init(|| envoy::descriptor_pool().get_extension_by_name("udpa.annotations.sensitive"))
-        .as_ref()
-}
-
-fn is_sensitive(field: &prost_reflect::FieldDescriptor) -> bool {
-    let Some(ext) = sensitive_extension() else {
-        return false;
-    };
-    let options = field.options();
-    options.has_extension(ext) && options.get_extension(ext).as_bool() == Some(true)
-}
-
 /// Redacts every field marked `(udpa.annotations.sensitive)`, at any depth
 /// and inside `Any` payloads. A Secret whose sensitivity cannot be told (no
 /// annotation in the pool) is redacted whole.
 fn redact(message: &mut DynamicMessage) -> Result<(), String> {
-    if sensitive_extension().is_none()
+    if !sensitive::annotation_known()
         && message.descriptor().full_name() == ResourceType::Secret.message_name()
     {
         let name = message.get_field_by_name("name").map(|v| v.into_owned());

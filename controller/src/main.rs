@@ -14,6 +14,7 @@ mod plan;
 mod reconcile;
 mod report;
 mod run;
+mod sensitive;
 mod source;
 mod status_kube;
 mod validate_cmd;

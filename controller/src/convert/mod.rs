@@ -110,6 +110,11 @@ pub fn convert_message(
         }
     }
     json::cap(&mut errors, CONFIG_PATH);
+    // Never echo secret material in a report.
+    let errors = errors
+        .into_iter()
+        .map(|e| crate::sensitive::redact_error(&desc, config, CONFIG_PATH, e))
+        .collect();
     (message, errors)
 }
 
