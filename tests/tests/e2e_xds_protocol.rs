@@ -307,3 +307,108 @@ async fn sigterm_drains_streams_to_the_other_replica_without_failing_requests() 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection_are_served_on_the_xds_port() -> Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let m = ManifestDir::new()?;
+    m.write_docs("pod.yaml", &[pod("demo", "envoy-0", &[])])?;
+    let stack = Stack::start(&m, 1).await?;
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", stack.xds[0].addr()))?
+            .connect()
+            .await?;
+
+    // Ready (etcd loaded): SERVING, for the server and the xDS services.
+    let mut health = HealthClient::new(channel.clone());
+    for service in ["", "envoy.service.discovery.v3.AggregatedDiscoveryService"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await?
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(futures::stream::iter([request]))
+        .await?
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) = responses
+        .message()
+        .await?
+        .context("a reflection answer")?
+        .message_response
+    else {
+        anyhow::bail!("not a service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for want in [
+        "envoy.service.discovery.v3.AggregatedDiscoveryService",
+        "envoy.service.cluster.v3.ClusterDiscoveryService",
+        "envoy.service.status.v3.ClientStatusDiscoveryService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    // Only what is served: not every service of the Envoy API.
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("ext_authz") || n.contains("RateLimit")),
+        "{names:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connection_age_ends_streams_and_envoy_reconnects_without_losing_config() -> Result<()>
+{
+    let a = Upstream::start("upstream-a").await?;
+    let b = Upstream::start("upstream-b").await?;
+    let port = free_port();
+    let m = ManifestDir::new()?;
+    m.write_docs(
+        "routing.yaml",
+        &routing(port, "cluster-a", a.addr(), XdsApi::Ads),
+    )?;
+    let etcd = bootes_tests::harness::Etcd::start().await?;
+    let _controller = bootes_tests::harness::Controller::start(&etcd, m.path()).await?;
+    let xds = bootes_tests::harness::XdsServer::start_with_args(
+        &etcd,
+        "aged",
+        &["--max-connection-age", "1"],
+    )
+    .await?;
+    let envoy = Envoy::start("envoy-0.demo", &[xds.addr()]).await?;
+    expect_routed(port, "example.com", "/", "upstream-a").await?;
+    // Streams end after about a second; Envoy opens new ones.
+    eventually("Envoy opened several ADS streams", || async {
+        let streams = envoy.stat("cluster.xds.upstream_rq_total").await?;
+        ensure!(streams >= 3, "{streams} streams so far");
+        Ok(())
+    })
+    .await?;
+    // Nothing was lost in between, and changes still arrive.
+    expect_routed(port, "example.com", "/", "upstream-a").await?;
+    m.write_docs(
+        "routing.yaml",
+        &routing(port, "cluster-b", b.addr(), XdsApi::Ads),
+    )?;
+    expect_routed(port, "example.com", "/", "upstream-b").await?;
+    Ok(())
+}

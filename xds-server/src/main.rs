@@ -119,6 +119,12 @@ async fn main() -> anyhow::Result<()> {
         max_connection_age: cli.max_connection_age,
     });
 
+    // The xDS port is bound before the admin port answers /readyz, so ready
+    // always means "accepting"; connections made before the server runs wait
+    // in the backlog.
+    let grpc_listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("binding {}", cli.listen))?;
     let admin = tokio::net::TcpListener::bind(cli.admin_listen)
         .await
         .with_context(|| format!("binding admin {}", cli.admin_listen))?;
@@ -144,9 +150,6 @@ async fn main() -> anyhow::Result<()> {
         .build_v1()
         .context("reflection service")?;
 
-    let grpc_listener = tokio::net::TcpListener::bind(cli.listen)
-        .await
-        .with_context(|| format!("binding {}", cli.listen))?;
     tracing::info!(listen = %cli.listen, admin = %cli.admin_listen, "serving xDS");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
     let shutdown = async move {
