@@ -65,6 +65,8 @@ pub struct EnvoyOptions {
     /// `--log-level`.
     pub log_level: String,
     pub xds_api: XdsApi,
+    /// Top-level bootstrap fields added as they are (e.g. `layered_runtime`).
+    pub bootstrap_extra: serde_json::Map<String, Value>,
 }
 
 impl EnvoyOptions {
@@ -79,6 +81,7 @@ impl EnvoyOptions {
             xds_servers: xds_servers.to_vec(),
             log_level: std::env::var("BOOTES_ENVOY_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
             xds_api: XdsApi::default(),
+            bootstrap_extra: serde_json::Map::new(),
         }
     }
 }
@@ -113,7 +116,7 @@ pub fn bootstrap(options: &EnvoyOptions) -> Value {
             "lds_config": options.xds_api.config_source()
         }),
     };
-    json!({
+    let mut bootstrap = json!({
         "node": {"id": options.node_id, "cluster": options.node_cluster},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "dynamic_resources": dynamic_resources,
@@ -130,7 +133,11 @@ pub fn bootstrap(options: &EnvoyOptions) -> Value {
             },
             "load_assignment": {"cluster_name": "xds", "endpoints": [{"lb_endpoints": endpoints}]}
         }]}
-    })
+    });
+    if let Some(map) = bootstrap.as_object_mut() {
+        map.extend(options.bootstrap_extra.clone());
+    }
+    bootstrap
 }
 
 /// A random `--base-id`, so parallel Envoys never share one.

@@ -1,0 +1,142 @@
+//! The kinds beyond the original four reach a real Envoy: a Runtime layer
+//! over RTDS, and a Secret over SDS that a cluster's TLS context names.
+
+use std::process::Command;
+
+use anyhow::{ensure, Context, Result};
+use bootes_tests::harness::{
+    cluster_eds, endpoint, eventually, pod, test_dir, Envoy, EnvoyOptions, ManifestDir, Stack,
+};
+use serde_json::{json, Value};
+
+fn object(kind: &str, name: &str, config: Value) -> Value {
+    json!({"apiVersion": "bootes.io/v1", "kind": kind,
+           "metadata": {"name": name, "namespace": "demo"},
+           "spec": {"config": config}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_layers_arrive_over_rtds_and_follow_edits() -> Result<()> {
+    let m = ManifestDir::new()?;
+    let runtime = |value: &str| {
+        object(
+            "Runtime",
+            "flags",
+            json!({"name": "bootes-flags", "layer": {"demo.feature": value}}),
+        )
+    };
+    m.write_docs(
+        "runtime.yaml",
+        &[pod("demo", "envoy-0", &[]), runtime("on")],
+    )?;
+    let stack = Stack::start(&m, 1).await?;
+    let mut options = EnvoyOptions::new("envoy-0.demo", &stack.xds_addrs());
+    options.bootstrap_extra.insert(
+        "layered_runtime".into(),
+        json!({"layers": [{"name": "bootes", "rtds_layer": {
+            "name": "bootes-flags",
+            "rtds_config": {"ads": {}, "resource_api_version": "V3"}}}]}),
+    );
+    let envoy = Envoy::start_with(options).await?;
+    let value_is = |want: &'static str| {
+        let envoy = &envoy;
+        async move {
+            eventually(&format!("runtime demo.feature = {want}"), || async {
+                let r = envoy.admin_get("/runtime").await?;
+                let body: Value = serde_json::from_str(&r.text())?;
+                let got = &body["entries"]["demo.feature"]["final_value"];
+                ensure!(got == want, "demo.feature: {got}");
+                Ok(())
+            })
+            .await
+        }
+    };
+    value_is("on").await?;
+    m.write_docs(
+        "runtime.yaml",
+        &[pod("demo", "envoy-0", &[]), runtime("off")],
+    )?;
+    value_is("off").await?;
+    Ok(())
+}
+
+/// A self-signed CA certificate in PEM, made with openssl.
+fn ca_pem() -> Result<String> {
+    let dir = test_dir("ca")?;
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=bootes-test-ca",
+        ])
+        .arg("-keyout")
+        .arg(dir.path().join("ca.key"))
+        .arg("-out")
+        .arg(dir.path().join("ca.pem"))
+        .output()
+        .context("running openssl")?;
+    ensure!(
+        status.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    Ok(std::fs::read_to_string(dir.path().join("ca.pem"))?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_named_by_a_cluster_arrives_over_sds() -> Result<()> {
+    let m = ManifestDir::new()?;
+    let mut cluster = cluster_eds("demo", "tls-upstream", "tls-upstream", &[]);
+    cluster["spec"]["config"]["transport_socket"] = json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": {"validation_context_sds_secret_config": {
+                "name": "upstream-ca",
+                "sds_config": {"ads": {}, "resource_api_version": "V3"}}}
+        }
+    });
+    let secret = object(
+        "Secret",
+        "upstream-ca",
+        json!({"name": "upstream-ca", "validation_context": {"trusted_ca": {"inline_string": ca_pem()?}}}),
+    );
+    let endpoints = endpoint(
+        "demo",
+        "tls-upstream-endpoints",
+        "tls-upstream",
+        &["127.0.0.1:9".parse()?],
+        &[],
+    );
+    m.write_docs(
+        "tls.yaml",
+        &[pod("demo", "envoy-0", &[]), cluster, endpoints, secret],
+    )?;
+    let stack = Stack::start(&m, 1).await?;
+    let envoy = Envoy::start("envoy-0.demo", &stack.xds_addrs()).await?;
+    eventually("Envoy has the secret from SDS", || async {
+        let dump = envoy.config_dump().await?;
+        let secrets: Vec<&Value> = dump["configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["@type"] == "type.googleapis.com/envoy.admin.v3.SecretsConfigDump")
+            .flat_map(|c| c["dynamic_active_secrets"].as_array().into_iter().flatten())
+            .collect();
+        ensure!(
+            secrets.iter().any(|s| s["name"] == "upstream-ca"),
+            "dynamic secrets: {secrets:?}"
+        );
+        Ok(())
+    })
+    .await?;
+    // And the cluster that needed it warmed (it waits for its secret).
+    envoy.wait_for_cluster("tls-upstream").await?;
+    Ok(())
+}
