@@ -43,7 +43,7 @@ async fn runtime_layers_arrive_over_rtds_and_follow_edits() -> Result<()> {
         async move {
             eventually(&format!("runtime demo.feature = {want}"), || async {
                 let r = envoy.admin_get("/runtime").await?;
-                let body: Value = serde_json::from_str(&r.text())?;
+                let body: Value = serde_json::from_str(r.text())?;
                 let got = &body["entries"]["demo.feature"]["final_value"];
                 ensure!(got == want, "demo.feature: {got}");
                 Ok(())
