@@ -48,7 +48,9 @@ die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
 LISTENER_PORT=10000
 WEB_PORT=18081
 API_PORT=18082
-port_free() { python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; }
+# SO_REUSEADDR like the servers themselves: sockets of an earlier run left in
+# TIME_WAIT do not make a port busy.
+port_free() { python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 for p in $LISTENER_PORT $WEB_PORT $API_PORT; do
   port_free "$p" || die "127.0.0.1:$p is in use (manifests/examples uses it); stop whatever listens there"
@@ -241,8 +243,8 @@ for section in dump["configs"]:
 '
 echo "(listener_canary in workload-selector.yaml selects track=canary pods: not this Envoy)"
 
-say "What Bootes keeps in etcd"
-ETCDCTL_API=3 etcdctl --endpoints "$ETCD_URL" get /bootes/v1/ --prefix --keys-only | sed '/^$/d'
+say "What Bootes keeps in etcd, per node (bootes-controller inspect nodes)"
+"$BIN/bootes-controller" inspect nodes --etcd-endpoints "$ETCD_URL"
 
 OK=1
 if [ "$KEEP_RUNNING" = 1 ]; then
