@@ -119,26 +119,12 @@ fn virtual_host(vh: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
 }
 
 fn route_action(action: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
-    if let Some(name) = string(action, "cluster") {
-        out.push(Reference {
-            target: ResourceType::Cluster,
-            name,
-            path: format!("{path}.cluster"),
-            what: "route to cluster",
-        });
-    }
-    if let Some(weighted) = message(action, "weighted_clusters") {
-        for (k, c) in list(&weighted, "clusters").iter().enumerate() {
-            if let Some(name) = string(c, "name") {
-                out.push(Reference {
-                    target: ResourceType::Cluster,
-                    name,
-                    path: format!("{path}.weighted_clusters.clusters[{k}].name"),
-                    what: "weighted route to cluster",
-                });
-            }
-        }
-    }
+    clusters_of(
+        action,
+        path,
+        ("route to cluster", "weighted route to cluster"),
+        out,
+    );
     for (k, mirror) in list(action, "request_mirror_policies").iter().enumerate() {
         if let Some(name) = string(mirror, "cluster") {
             out.push(Reference {
@@ -147,6 +133,36 @@ fn route_action(action: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
                 path: format!("{path}.request_mirror_policies[{k}].cluster"),
                 what: "request mirror to cluster",
             });
+        }
+    }
+}
+
+/// `cluster` and `weighted_clusters.clusters[].name` of a route action or a
+/// TCP proxy, described as `what` (single, weighted).
+fn clusters_of(
+    m: &DynamicMessage,
+    path: &str,
+    what: (&'static str, &'static str),
+    out: &mut Vec<Reference>,
+) {
+    if let Some(name) = string(m, "cluster") {
+        out.push(Reference {
+            target: ResourceType::Cluster,
+            name,
+            path: format!("{path}.cluster"),
+            what: what.0,
+        });
+    }
+    if let Some(weighted) = message(m, "weighted_clusters") {
+        for (k, c) in list(&weighted, "clusters").iter().enumerate() {
+            if let Some(name) = string(c, "name") {
+                out.push(Reference {
+                    target: ResourceType::Cluster,
+                    name,
+                    path: format!("{path}.weighted_clusters.clusters[{k}].name"),
+                    what: what.1,
+                });
+            }
         }
     }
 }
@@ -193,26 +209,12 @@ fn http_connection_manager(hcm: &DynamicMessage, path: &str, out: &mut Vec<Refer
 }
 
 fn tcp_proxy(tcp: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
-    if let Some(name) = string(tcp, "cluster") {
-        out.push(Reference {
-            target: ResourceType::Cluster,
-            name,
-            path: format!("{path}.cluster"),
-            what: "TCP proxy to cluster",
-        });
-    }
-    if let Some(weighted) = message(tcp, "weighted_clusters") {
-        for (k, c) in list(&weighted, "clusters").iter().enumerate() {
-            if let Some(name) = string(c, "name") {
-                out.push(Reference {
-                    target: ResourceType::Cluster,
-                    name,
-                    path: format!("{path}.weighted_clusters.clusters[{k}].name"),
-                    what: "TCP proxy to cluster",
-                });
-            }
-        }
-    }
+    clusters_of(
+        tcp,
+        path,
+        ("TCP proxy to cluster", "TCP proxy to cluster"),
+        out,
+    );
 }
 
 fn cluster(m: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
