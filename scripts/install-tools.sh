@@ -77,6 +77,13 @@ if ! "$VENV/bin/python" -c "import grpc, sys; sys.exit(grpc.__version__ != '$GRP
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "grpcio==$GRPCIO_VERSION"
 fi
 
+# --- kubectl ---------------------------------------------------------------------
+# The Kubernetes-mode tests drive a real kubectl against kube-standin. It is
+# not in Debian's archive; these machines' image ships it.
+if ! command -v kubectl >/dev/null 2>&1; then
+  log "WARNING: kubectl not found: the Kubernetes-mode tests (tests/tests/standin_kubectl.rs, e2e_kubernetes.rs) need it on PATH"
+fi
+
 # --- Where things are --------------------------------------------------------
 log "etcd:   $(command -v etcd) ($(etcd --version 2>/dev/null | head -1))"
 log "protoc: $(command -v protoc) ($(protoc --version))"
