@@ -140,3 +140,66 @@ async fn a_secret_named_by_a_cluster_arrives_over_sds() -> Result<()> {
     envoy.wait_for_cluster("tls-upstream").await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_filter_config_arrives_over_ecds() -> Result<()> {
+    // The listener's router filter is not configured inline: Envoy discovers
+    // it (ECDS) from an ExtensionConfig object, and the listener only serves
+    // once it has it.
+    let upstream = bootes_tests::harness::Upstream::start("upstream-a").await?;
+    let port = bootes_tests::harness::free_port();
+    let m = ManifestDir::new()?;
+    let mut listener =
+        bootes_tests::harness::listener_http("demo", "listener", "listener", port, "routes", &[]);
+    listener["spec"]["config"]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"] = json!([{
+        "name": "router-from-ecds",
+        "config_discovery": {
+            "config_source": {"ads": {}, "resource_api_version": "V3"},
+            "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"]
+        }
+    }]);
+    let router = object(
+        "ExtensionConfig",
+        "router",
+        json!({"name": "router-from-ecds", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}),
+    );
+    m.write_docs(
+        "all.yaml",
+        &[
+            pod("demo", "envoy-0", &[]),
+            listener,
+            bootes_tests::harness::route(
+                "demo",
+                "routes",
+                "routes",
+                &[bootes_tests::harness::VirtualHost::new(
+                    "all",
+                    &["*"],
+                    &[("/", "cluster-a")],
+                )],
+                &[],
+            ),
+            cluster_eds("demo", "cluster-a", "cluster-a", &[]),
+            endpoint("demo", "endpoint-a", "cluster-a", &[upstream.addr()], &[]),
+            router,
+        ],
+    )?;
+    let stack = Stack::start(&m, 1).await?;
+    let envoy = Envoy::start("envoy-0.demo", &stack.xds_addrs()).await?;
+    bootes_tests::harness::expect_routed(port, "example.com", "/", "upstream-a").await?;
+    let dump = envoy.config_dump().await?;
+    let ecds: Vec<&Value> = dump["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["@type"] == "type.googleapis.com/envoy.admin.v3.EcdsConfigDump")
+        .flat_map(|c| c["ecds_filters"].as_array().into_iter().flatten())
+        .collect();
+    ensure!(
+        ecds.iter()
+            .any(|f| f["ecds_filter"]["name"] == "router-from-ecds"),
+        "ECDS filters: {ecds:?}"
+    );
+    Ok(())
+}
