@@ -206,9 +206,7 @@ async fn an_http_filter_config_arrives_over_ecds() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scoped_routes_arrive_over_srds_and_select_route_configs() -> Result<()> {
-    use bootes_tests::harness::{
-        expect_routed, free_port, listener_http, route, Upstream, VirtualHost,
-    };
+    use bootes_tests::harness::{free_port, listener_http, route, Upstream, VirtualHost};
     let a = Upstream::start("upstream-a").await?;
     let b = Upstream::start("upstream-b").await?;
     let port = free_port();
