@@ -512,8 +512,8 @@ fn kubectl_applies_the_project_manifests() {
     assert!(crds.contains("clusters.bootes.io"), "{crds}");
     let examples = manifests.join("examples");
     if examples.is_dir() {
-        ok(&s, &["create", "namespace", "demo"]);
-        ok(&s, &["apply", "-f", examples.to_str().unwrap()]);
+        // As the README says: the examples' kustomization (with their namespace).
+        ok(&s, &["apply", "-k", examples.to_str().unwrap()]);
         let objects = ok(&s, &["get", "bootes", "-n", "demo", "-o", "name"]);
         assert!(!objects.trim().is_empty(), "no Bootes objects listed");
     }
