@@ -280,6 +280,34 @@ pub fn crds_yaml() -> String {
     out
 }
 
+/// A Kubernetes API stand-in served in this process, with the CRD of `kind`
+/// installed and `namespace` created: for tests of the Kubernetes shells.
+#[cfg(test)]
+pub async fn standin_client(kind: ResourceType, namespace: &str) -> kube::Client {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, PostParams};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(bootes_tests::standin::server::serve(
+        listener,
+        bootes_tests::standin::server::Options::default(),
+    ));
+    let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+    let pp = PostParams::default();
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&pp, &crd(kind))
+        .await
+        .unwrap();
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&pp, &ns)
+        .await
+        .unwrap();
+    client
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

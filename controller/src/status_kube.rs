@@ -460,27 +460,10 @@ mod tests {
     /// someone else.
     #[tokio::test]
     async fn writer_patches_the_status_subresource_only_when_needed() {
-        use k8s_openapi::api::core::v1::Namespace;
-        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
         use kube::api::PostParams;
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(bootes_tests::standin::server::serve(
-            listener,
-            bootes_tests::standin::server::Options::default(),
-        ));
-        let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+        let client = crd::standin_client(ResourceType::Cluster, "ns").await;
         let pp = PostParams::default();
-        Api::<CustomResourceDefinition>::all(client.clone())
-            .create(&pp, &crd::crd(ResourceType::Cluster))
-            .await
-            .unwrap();
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "ns"}})).unwrap();
-        Api::<Namespace>::all(client.clone())
-            .create(&pp, &ns)
-            .await
-            .unwrap();
         let clusters: Api<crd::Cluster> = Api::namespaced(client.clone(), "ns");
         let object: crd::Cluster = serde_json::from_value(json!({
             "apiVersion": "bootes.io/v1", "kind": "Cluster",

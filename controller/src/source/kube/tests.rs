@@ -383,27 +383,10 @@ async fn next(rx: &mut mpsc::Receiver<SourceEvent>) -> SourceEvent {
 /// first picture arrives, then changes one by one.
 #[tokio::test]
 async fn watchers_list_installed_kinds_and_pods_from_the_api() {
-    use k8s_openapi::api::core::v1::Namespace;
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use kube::api::PostParams;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(bootes_tests::standin::server::serve(
-        listener,
-        bootes_tests::standin::server::Options::default(),
-    ));
-    let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+    let client = crd::standin_client(ResourceType::Cluster, "foo").await;
     let pp = PostParams::default();
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .create(&pp, &crd::crd(ResourceType::Cluster))
-        .await
-        .unwrap();
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "foo"}})).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&pp, &ns)
-        .await
-        .unwrap();
     let clusters: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         "foo",
