@@ -633,16 +633,37 @@ impl Store {
             }
             _ => {}
         }
+        let ns = t.ns().to_string();
+        Ok(self.store(t, key, (ns, name), obj, None, new_type))
+    }
+
+    /// Stores a created (`old` is `None`) or replaced object at a new
+    /// revision, records the event, registers the type a CRD defines, and
+    /// returns the object as the client sees it.
+    fn store(
+        &mut self,
+        t: &Target,
+        key: ResKey,
+        id: (String, String),
+        mut obj: Value,
+        old: Option<Value>,
+        new_type: Option<ResourceType>,
+    ) -> Value {
         self.bump(&mut obj);
         self.objects
             .entry(key.clone())
             .or_default()
-            .insert((t.ns().to_string(), name), obj.clone());
-        self.record(&key, EventType::Added, obj.clone(), None);
+            .insert(id, obj.clone());
+        let kind = if old.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        self.record(&key, kind, obj.clone(), old);
         if let Some(rt) = new_type {
             self.types.insert(rt.key(), rt);
         }
-        Ok(t.present(obj))
+        t.present(obj)
     }
 
     /// PUT on the object or its status subresource.
@@ -774,16 +795,7 @@ impl Store {
             self.remove_now(&key, &ns, &name, Some(new.clone()));
             return Ok(t.present(new));
         }
-        self.bump(&mut new);
-        self.objects
-            .entry(key.clone())
-            .or_default()
-            .insert((ns, name), new.clone());
-        self.record(&key, EventType::Modified, new.clone(), Some(old));
-        if let Some(rt) = new_type {
-            self.types.insert(rt.key(), rt);
-        }
-        Ok(t.present(new))
+        Ok(self.store(t, key, (ns, name), new, Some(old), new_type))
     }
 
     /// PATCH on the object or its status subresource.
