@@ -8,7 +8,7 @@ use tonic::server::UnaryService;
 use tonic::Status;
 
 use super::{BoxFuture, Server};
-use crate::protocol::response::Encoded;
+use crate::protocol::response::{Encoded, ResourceSet};
 use crate::protocol::{Identity, ProtocolError};
 
 pub struct Fetch {
@@ -47,7 +47,9 @@ impl UnaryService<DiscoveryRequest> for Fetch {
                 .cloned()
                 .collect();
             Ok(tonic::Response::new(
-                server.cache.state_of_the_world(ty, resources),
+                server
+                    .cache
+                    .state_of_the_world(ty, ResourceSet::new(resources)),
             ))
         })
     }

@@ -42,13 +42,23 @@ impl Encoded {
     }
 }
 
-/// The version of a state-of-the-world response carrying `resources`.
-pub fn version_of(resources: &[Arc<Resource>]) -> String {
-    version::of_set(
-        resources
-            .iter()
-            .map(|r| (r.name.as_str(), r.version.as_str())),
-    )
+/// The resources of a state-of-the-world response (sorted by name) with its
+/// version, a hash of exactly their (name, version) pairs, computed once.
+#[derive(Debug)]
+pub struct ResourceSet {
+    pub version: String,
+    pub resources: Vec<Arc<Resource>>,
+}
+
+impl ResourceSet {
+    pub fn new(resources: Vec<Arc<Resource>>) -> Self {
+        let version = version::of_set(
+            resources
+                .iter()
+                .map(|r| (r.name.as_str(), r.version.as_str())),
+        );
+        Self { version, resources }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -76,15 +86,11 @@ impl ResponseCache {
         self.encodes.load(Ordering::Relaxed)
     }
 
-    /// The response carrying `resources` (sorted by name), encoded at most
-    /// once while any stream holds it.
-    pub fn state_of_the_world(
-        &self,
-        ty: ResourceType,
-        resources: Vec<Arc<Resource>>,
-    ) -> Arc<Encoded> {
-        let version_info = version_of(&resources);
-        self.get_or_encode((ty, Variant::Sotw, version_info), |version_info| {
+    /// The response carrying `set`, encoded at most once while any stream
+    /// holds it.
+    pub fn state_of_the_world(&self, ty: ResourceType, set: ResourceSet) -> Arc<Encoded> {
+        let ResourceSet { version, resources } = set;
+        self.get_or_encode((ty, Variant::Sotw, version), |version_info| {
             encode_sotw(ty, version_info, resources)
         })
     }
@@ -214,23 +220,29 @@ mod tests {
     #[test]
     fn equal_responses_are_encoded_once_while_in_use() {
         let cache = ResponseCache::new();
-        let a = cache.state_of_the_world(ResourceType::Cluster, vec![res("a", "1")]);
-        let b = cache.state_of_the_world(ResourceType::Cluster, vec![res("a", "1")]);
+        let a =
+            cache.state_of_the_world(ResourceType::Cluster, ResourceSet::new(vec![res("a", "1")]));
+        let b =
+            cache.state_of_the_world(ResourceType::Cluster, ResourceSet::new(vec![res("a", "1")]));
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(cache.encodes(), 1);
-        let c = cache.state_of_the_world(ResourceType::Cluster, vec![res("a", "2")]);
+        let c =
+            cache.state_of_the_world(ResourceType::Cluster, ResourceSet::new(vec![res("a", "2")]));
         assert_ne!(a.version_info, c.version_info);
         assert_eq!(cache.encodes(), 2);
         drop((a, b));
-        let _again = cache.state_of_the_world(ResourceType::Cluster, vec![res("a", "1")]);
+        let _again =
+            cache.state_of_the_world(ResourceType::Cluster, ResourceSet::new(vec![res("a", "1")]));
         assert_eq!(cache.encodes(), 3, "released encodings are not kept");
     }
 
     #[test]
     fn encoding_is_a_valid_discovery_response() {
         let cache = ResponseCache::new();
-        let e =
-            cache.state_of_the_world(ResourceType::Endpoint, vec![res("a", "1"), res("b", "1")]);
+        let e = cache.state_of_the_world(
+            ResourceType::Endpoint,
+            ResourceSet::new(vec![res("a", "1"), res("b", "1")]),
+        );
         let decoded = DiscoveryResponse::decode(e.bytes.clone()).unwrap();
         assert_eq!(decoded.type_url, ResourceType::Endpoint.type_url());
         assert_eq!(decoded.version_info, e.version_info);

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use bootes_proto::envoy::discovery::DiscoveryRequest;
 use bootes_proto::ResourceType;
 
-use super::response::{Encoded, ResponseCache};
+use super::response::{Encoded, ResourceSet, ResponseCache};
 use super::{Effects, Nack, TypeReport};
 use crate::snapshots::{Resource, Snapshot};
 
@@ -198,14 +198,13 @@ impl SotwStream {
             if state.in_flight || super::waits_for(*ty).iter().any(|d| unsettled.contains(d)) {
                 continue;
             }
-            let resources = make_set(*ty, state, &target);
-            let version = super::response::version_of(&resources);
+            let set = ResourceSet::new(make_set(*ty, state, &target));
             let changed = state
                 .sent
                 .as_ref()
-                .is_none_or(|s| s.version_info != version);
+                .is_none_or(|s| s.version_info != set.version);
             if state.must_answer || changed {
-                let response = cache.state_of_the_world(*ty, resources);
+                let response = cache.state_of_the_world(*ty, set);
                 if !state.answered && state.claimed.as_ref() == Some(&response.version_info) {
                     // The client has exactly this already (it reconnected).
                     state.must_answer = false;
@@ -222,14 +221,13 @@ impl SotwStream {
         }
         // Break: drop what was kept, most dependent type first, one at a time.
         for (ty, state) in self.types.iter_mut().rev() {
-            let resources = exact_set(*ty, state, &target);
-            let version = super::response::version_of(&resources);
+            let set = ResourceSet::new(exact_set(*ty, state, &target));
             if state
                 .sent
                 .as_ref()
-                .is_some_and(|s| s.version_info != version)
+                .is_some_and(|s| s.version_info != set.version)
             {
-                return vec![send(state, cache.state_of_the_world(*ty, resources))];
+                return vec![send(state, cache.state_of_the_world(*ty, set))];
             }
         }
         Vec::new()
