@@ -65,7 +65,8 @@ say "Building bootes-controller and bootes-xds-server ($PROFILE)"
 if [ "$PROFILE" = release ]; then
   cargo build --release -p bootes-controller -p bootes-xds-server --bins
 else
-  cargo build -p bootes-controller -p bootes-xds-server --bins
+  # The very command of scripts/test.sh: same features, so its build is reused.
+  cargo build --workspace --bins
 fi
 TARGET_DIR=$(cargo metadata --no-deps --format-version 1 |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
@@ -247,6 +248,18 @@ say "What Bootes keeps in etcd, per node (bootes-controller inspect nodes)"
 "$BIN/bootes-controller" inspect nodes --etcd-endpoints "$ETCD_URL"
 
 OK=1
+# What to try next, with this run's own addresses while it keeps running.
+next_steps() {
+  local etcd=$1
+  cat <<TEXT
+  See what each node gets (also: groups, snapshot envoy-0.demo, diff NODE_A NODE_B):
+    $BIN/bootes-controller inspect nodes --etcd-endpoints $etcd
+  Change the config: edit manifests/examples/*.yaml (route.yaml routes /api/ to api;
+    also clusters.yaml, endpoints.yaml, listener.yaml, envoy-pods.yaml); Envoy follows
+    within a second.
+    Check an edit first: $BIN/bootes-controller validate -f manifests/examples/
+TEXT
+}
 if [ "$KEEP_RUNNING" = 1 ]; then
   say "Running until Ctrl-C"
   cat <<TEXT
@@ -255,8 +268,10 @@ if [ "$KEEP_RUNNING" = 1 ]; then
   etcd:             $ETCD_URL
   controller:       http://$CONTROLLER_METRICS/readyz
   logs:             $WORK
-  Edit manifests/examples/*.yaml: Envoy follows within a second.
 TEXT
+  say "What to try next"
+  next_steps "$ETCD_URL"
+  echo "  Stop everything: Ctrl-C (in this terminal)."
   OK=0 # keep the logs if something dies
   IN_KEEP_RUNNING=1
   set +e
@@ -266,4 +281,7 @@ TEXT
   done
   exit 1
 fi
-say "Done: routing works. Stopping everything (run with --keep-running to keep it up)."
+say "Done: routing works. Everything started here is stopped again."
+say "What to try next"
+echo "  Keep it all running: scripts/quickstart.sh --keep-running (it prints etcd's URL; Ctrl-C stops everything), then:"
+next_steps "http://127.0.0.1:PORT"

@@ -21,6 +21,28 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+impl Cli {
+    /// Parses the command line, exiting as clap does on any error, including
+    /// a missing `--etcd-endpoints` for the commands that talk to etcd.
+    pub fn parse_args() -> Self {
+        Self::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let cli = Self::try_parse_from(args)?;
+        match &cli.command {
+            Command::Run(a) => a.etcd.require()?,
+            Command::Inspect(a) => a.common.etcd.require()?,
+            Command::Validate(_) | Command::Crds => {}
+        }
+        Ok(cli)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Watch objects and pods and keep the snapshots in etcd up to date.
@@ -33,19 +55,36 @@ pub enum Command {
     Inspect(InspectArgs),
 }
 
+/// How to reach etcd. `global`, so that `inspect --etcd-endpoints URL nodes` and
+/// `inspect nodes --etcd-endpoints URL` both work; clap cannot make a global
+/// flag required, so [`EtcdArgs::require`] checks it after parsing.
 #[derive(Debug, Args)]
 pub struct EtcdArgs {
-    /// etcd endpoints, comma separated.
+    /// etcd endpoints, comma separated (required).
     #[arg(
         long,
+        global = true,
         env = "BOOTES_ETCD_ENDPOINTS",
-        value_delimiter = ',',
-        required = true
+        value_delimiter = ','
     )]
     pub etcd_endpoints: Vec<String>,
     /// Prefix of every Bootes key in etcd.
-    #[arg(long, env = "BOOTES_ETCD_PREFIX", default_value = bootes_proto::keys::DEFAULT_PREFIX)]
+    #[arg(long, global = true, env = "BOOTES_ETCD_PREFIX", default_value = bootes_proto::keys::DEFAULT_PREFIX)]
     pub etcd_prefix: String,
+}
+
+impl EtcdArgs {
+    /// Fails as clap fails for a missing required flag when no endpoint was given.
+    pub fn require(&self) -> Result<(), clap::Error> {
+        if self.etcd_endpoints.iter().any(|e| !e.trim().is_empty()) {
+            return Ok(());
+        }
+        use clap::CommandFactory;
+        Err(Cli::command().error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "the following required argument was not provided: --etcd-endpoints <URL,...> (or BOOTES_ETCD_ENDPOINTS)",
+        ))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -86,21 +125,21 @@ pub struct ValidateArgs {
 pub struct InspectArgs {
     #[command(subcommand)]
     pub command: InspectCommand,
+    #[command(flatten)]
+    pub common: InspectCommon,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum InspectCommand {
     /// Every node: its group (snapshot), resource counts, and what it ACKed or NACKed on each xds-server replica.
-    Nodes(InspectCommon),
+    Nodes,
     /// Every snapshot: namespace, version, the objects that made it, and the nodes bound to it.
-    Groups(InspectCommon),
+    Groups,
     /// Everything one node receives, every resource decoded, with the object it came from.
     Snapshot {
         /// Node ID (`<pod-name>.<namespace>`).
         #[arg(value_name = "NODE_ID")]
         node: String,
-        #[command(flatten)]
-        common: InspectCommon,
     },
     /// Per type, the resources only one of two nodes receives and those they receive in different versions.
     Diff {
@@ -110,29 +149,19 @@ pub enum InspectCommand {
         /// Node ID of the second node.
         #[arg(value_name = "NODE_B")]
         b: String,
-        #[command(flatten)]
-        common: InspectCommon,
     },
 }
 
-impl InspectCommand {
-    pub fn common(&self) -> &InspectCommon {
-        match self {
-            InspectCommand::Nodes(c) | InspectCommand::Groups(c) => c,
-            InspectCommand::Snapshot { common, .. } | InspectCommand::Diff { common, .. } => common,
-        }
-    }
-}
-
+/// Flags every `inspect` subcommand shares, accepted before or after it.
 #[derive(Debug, Args)]
 pub struct InspectCommon {
     #[command(flatten)]
     pub etcd: EtcdArgs,
     /// Output format.
-    #[arg(short = 'o', long, env = "BOOTES_OUTPUT", value_enum, default_value_t = InspectOutput::Yaml)]
+    #[arg(short = 'o', long, global = true, env = "BOOTES_OUTPUT", value_enum, default_value_t = InspectOutput::Yaml)]
     pub output: InspectOutput,
     /// Show secret material (private keys, passwords, …) instead of "[redacted]".
-    #[arg(long, env = "BOOTES_SHOW_SECRETS")]
+    #[arg(long, global = true, env = "BOOTES_SHOW_SECRETS")]
     pub show_secrets: bool,
 }
 
@@ -173,6 +202,81 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    fn inspect(args: &[&str]) -> InspectArgs {
+        let argv = ["bootes-controller"].iter().chain(args);
+        match Cli::try_parse_args(argv).unwrap().command {
+            Command::Inspect(a) => a,
+            other => panic!("not inspect: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn inspect_flags_go_before_or_after_the_subcommand() {
+        let after = inspect(&[
+            "inspect",
+            "nodes",
+            "--etcd-endpoints",
+            "http://127.0.0.1:1",
+            "--etcd-prefix",
+            "/p/",
+            "-o",
+            "json",
+            "--show-secrets",
+        ]);
+        let before = inspect(&[
+            "inspect",
+            "--etcd-endpoints",
+            "http://127.0.0.1:1",
+            "--etcd-prefix",
+            "/p/",
+            "-o",
+            "json",
+            "--show-secrets",
+            "nodes",
+        ]);
+        for a in [&after, &before] {
+            assert!(matches!(a.command, InspectCommand::Nodes));
+            assert_eq!(a.common.etcd.etcd_endpoints, ["http://127.0.0.1:1"]);
+            assert_eq!(a.common.etcd.etcd_prefix, "/p/");
+            assert_eq!(a.common.output, InspectOutput::Json);
+            assert!(a.common.show_secrets);
+        }
+        let split = inspect(&[
+            "inspect",
+            "--etcd-endpoints",
+            "http://a:1,http://b:2",
+            "snapshot",
+            "n.ns",
+            "-o",
+            "json",
+        ]);
+        assert!(matches!(split.command, InspectCommand::Snapshot { ref node } if node == "n.ns"));
+        assert_eq!(
+            split.common.etcd.etcd_endpoints,
+            ["http://a:1", "http://b:2"]
+        );
+        assert_eq!(split.common.output, InspectOutput::Json);
+    }
+
+    #[test]
+    fn etcd_endpoints_stay_required() {
+        for argv in [
+            &["bootes-controller", "inspect", "nodes"][..],
+            &["bootes-controller", "run", "--manifests", "/tmp"][..],
+        ] {
+            let err = Cli::try_parse_args(argv).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "{argv:?}"
+            );
+            assert!(err.to_string().contains("--etcd-endpoints"), "{err}");
+        }
+        // Commands that never touch etcd do not need it.
+        assert!(Cli::try_parse_args(["bootes-controller", "crds"]).is_ok());
+        assert!(Cli::try_parse_args(["bootes-controller", "validate", "-f", "x.yaml"]).is_ok());
     }
 
     #[test]

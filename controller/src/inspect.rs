@@ -734,7 +734,7 @@ pub fn render(value: &Value, output: InspectOutput) -> String {
 /// Runs `inspect`: reads the prefix once and prints the answer on stdout.
 /// Garbage values are reported in the output (`errors`) and on stderr.
 pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
-    let common = args.command.common();
+    let common = &args.common;
     let keys = Keys::new(&common.etcd.etcd_prefix);
     let mut client = etcd_client::Client::connect(
         &common.etcd.etcd_endpoints,
@@ -763,10 +763,10 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
         show_secrets: common.show_secrets,
     };
     let value = match &args.command {
-        InspectCommand::Nodes(_) => nodes(&store),
-        InspectCommand::Groups(_) => groups(&store),
-        InspectCommand::Snapshot { node, .. } => snapshot(&store, node, options)?,
-        InspectCommand::Diff { a, b, .. } => diff(&store, a, b)?,
+        InspectCommand::Nodes => nodes(&store),
+        InspectCommand::Groups => groups(&store),
+        InspectCommand::Snapshot { node } => snapshot(&store, node, options)?,
+        InspectCommand::Diff { a, b } => diff(&store, a, b)?,
     };
     if let Some(errors) = value["errors"].as_array() {
         for e in errors {

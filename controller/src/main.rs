@@ -22,10 +22,8 @@ mod xref;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_args();
     init_logging(cli.log_format);
     let result = match cli.command {
         cli::Command::Validate(args) => validate_cmd::run(&args),

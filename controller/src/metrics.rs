@@ -273,7 +273,8 @@ impl Metrics {
             .lock()
             .expect("metrics lock")
             .as_ref()
-            .is_none_or(|f| f.load(Ordering::Acquire))
+            // Before the election starts (etcd not reached yet) nobody leads.
+            .is_some_and(|f| f.load(Ordering::Acquire))
     }
 
     /// The OpenMetrics text of every series.
@@ -308,10 +309,10 @@ pub async fn etcd_reachable(client: &mut etcd_client::Client) -> Result<(), Stri
 /// (`etcd`), and not while the leader's writes to etcd fail.
 pub fn readiness(metrics: &Metrics, synced: bool, etcd: Result<(), String>) -> (bool, String) {
     let h = metrics.health();
-    let role = if metrics.is_leader() {
-        "leader"
-    } else {
-        "follower"
+    let role = match metrics.leader_flag.lock().expect("metrics lock").as_ref() {
+        None => "starting",
+        Some(f) if f.load(Ordering::Acquire) => "leader",
+        Some(_) => "follower",
     };
     let counts = format!(
         "{} objects, {} nodes, {} groups",
@@ -428,6 +429,9 @@ mod tests {
     #[test]
     fn leadership_is_read_when_scraped() {
         let m = Metrics::new();
+        // Before the election has started nobody leads.
+        assert!(m.encode().contains("bootes_controller_leader 0"));
+        assert!(readiness(&m, false, Ok(())).1.contains("(starting)"));
         let flag = Arc::new(AtomicBool::new(false));
         m.set_leader_flag(flag.clone());
         assert!(m.encode().contains("bootes_controller_leader 0"));

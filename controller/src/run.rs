@@ -2,7 +2,7 @@
 //! endpoints together.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use axum::http::StatusCode;
@@ -19,11 +19,23 @@ use crate::source;
 use crate::status_kube::{KubeStatus, ObservedStatuses};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Health first: `/livez` answers from the moment the process is up,
+    // whether or not etcd is reachable (restarting would not bring it back);
+    // `/readyz` says "connecting to etcd" until the client exists.
+    let metrics = Arc::new(Metrics::new());
+    let synced = Arc::new(AtomicBool::new(false));
+    let etcd_client = Arc::new(OnceLock::new());
+    serve_health(
+        args.metrics_addr,
+        synced.clone(),
+        metrics.clone(),
+        etcd_client.clone(),
+    )
+    .await?;
+
     let keys = Keys::new(&args.etcd.etcd_prefix);
-    let mut writer = EtcdWriter::connect(&args.etcd.etcd_endpoints, keys)
-        .await
-        .context("connecting to etcd")?;
-    load_with_retry(&mut writer).await;
+    let writer = connect_and_load(&args.etcd.etcd_endpoints, keys).await;
+    let _ = etcd_client.set(writer.client().clone());
 
     let (tx, rx) = mpsc::channel(1024);
     // NACKs recorded by the xds-servers, mapped back to objects by the index.
@@ -70,14 +82,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => Box::new(LogStatus::default()),
     };
     let mut reconciler = Reconciler::new(writer, status, timing);
+    reconciler.metrics = metrics;
+    reconciler.synced = synced;
     reconciler.leadership = Some(election.leadership());
     reconciler
         .metrics
         .set_leader_flag(election.is_leader_flag());
-    let synced = reconciler.synced.clone();
-    let etcd = reconciler.writer.client().clone();
-    serve_health(args.metrics_addr, synced, reconciler.metrics.clone(), etcd).await?;
-
     tokio::select! {
         () = reconciler.run(rx) => tracing::info!("sources ended"),
         () = shutdown_signal() => tracing::info!("stopping"),
@@ -94,12 +104,25 @@ fn default_identity() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-async fn load_with_retry(writer: &mut EtcdWriter) {
+/// Connects to etcd and reads what is under the prefix, retrying both
+/// (etcd may start after the controller) until they succeed.
+async fn connect_and_load(endpoints: &[String], keys: Keys) -> EtcdWriter {
     let mut delay = std::time::Duration::from_millis(200);
+    let mut writer = None;
     loop {
-        match writer.load().await {
-            Ok(()) => return,
-            Err(e) => tracing::warn!(error = %e, "etcd not reachable yet"),
+        if writer.is_none() {
+            match EtcdWriter::connect(endpoints, keys.clone()).await {
+                Ok(w) => writer = Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, endpoints = %endpoints.join(","), "etcd not reachable yet")
+                }
+            }
+        }
+        if let Some(w) = writer.as_mut() {
+            match w.load().await {
+                Ok(()) => return writer.expect("connected"),
+                Err(e) => tracing::warn!(error = %e, "reading the prefix from etcd failed"),
+            }
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(std::time::Duration::from_secs(5));
@@ -115,7 +138,7 @@ async fn serve_health(
     addr: std::net::SocketAddr,
     synced: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
-    etcd: etcd_client::Client,
+    etcd: Arc<OnceLock<etcd_client::Client>>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -127,10 +150,13 @@ async fn serve_health(
             get({
                 let metrics = metrics.clone();
                 move || {
-                    let (metrics, synced, mut etcd) =
-                        (metrics.clone(), synced.clone(), etcd.clone());
+                    let (metrics, synced, etcd) =
+                        (metrics.clone(), synced.clone(), etcd.get().cloned());
                     async move {
-                        let etcd = metrics::etcd_reachable(&mut etcd).await;
+                        let etcd = match etcd {
+                            Some(mut client) => metrics::etcd_reachable(&mut client).await,
+                            None => Err("connecting to etcd".to_string()),
+                        };
                         match metrics::readiness(&metrics, synced.load(Ordering::Acquire), etcd) {
                             (true, body) => (StatusCode::OK, body),
                             (false, body) => (StatusCode::SERVICE_UNAVAILABLE, body),

@@ -2,8 +2,12 @@
 //! from a real process writing to a real etcd.
 
 use anyhow::{ensure, Result};
+use std::net::SocketAddr;
+use std::process::Command;
+
 use bootes_tests::harness::{
-    cluster_eds, eventually, http_get, pod, Controller, Etcd, ManifestDir,
+    cluster_eds, eventually, find_bootes_bin, free_port, http_get, pod, test_dir, ChildProcess,
+    Controller, Etcd, ManifestDir,
 };
 use serde_json::json;
 
@@ -109,5 +113,63 @@ async fn metrics_count_objects_writes_and_leadership_and_readyz_follows_etcd() -
     })
     .await?;
     controller.process().check_running()?;
+    Ok(())
+}
+
+/// Liveness is the process, not its dependencies: with no etcd anywhere,
+/// `/livez` is 200 and `/metrics` already has its series (at 0), while
+/// `/readyz` says what it waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livez_and_metrics_answer_before_etcd_is_reachable() -> Result<()> {
+    let m = ManifestDir::new()?;
+    write_objects(&m, &["a"]);
+    let dir = test_dir("controller-no-etcd")?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    // A port nothing listens on.
+    let etcd = format!("http://127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(find_bootes_bin(
+        "bootes-controller",
+        "BOOTES_CONTROLLER_BIN",
+    )?);
+    cmd.args([
+        "run",
+        "--etcd-endpoints",
+        &etcd,
+        "--metrics-addr",
+        &addr.to_string(),
+    ])
+    .arg("--manifests")
+    .arg(m.path());
+    let mut process = ChildProcess::spawn("bootes-controller", &mut cmd, dir.path())?;
+
+    eventually("/livez answers 200 without etcd", || {
+        let running = process.check_running();
+        async move {
+            running?;
+            let r = http_get(addr, "127.0.0.1", "/livez").await?;
+            ensure!(r.status == 200, "{} {}", r.status, r.body);
+            Ok(())
+        }
+    })
+    .await?;
+    let ready = http_get(addr, "127.0.0.1", "/readyz").await?;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("connecting to etcd"), "{}", ready.body);
+    let metrics = http_get(addr, "127.0.0.1", "/metrics").await?;
+    assert_eq!(metrics.status, 200);
+    for series in [
+        "bootes_controller_leader",
+        "bootes_controller_nodes",
+        r#"bootes_controller_objects{kind="Cluster",reason="Valid"}"#,
+        r#"bootes_controller_etcd_write_ops_total{op="put"}"#,
+    ] {
+        assert_eq!(
+            value(&metrics.body, series),
+            Some(0.0),
+            "{series} in\n{}",
+            metrics.body
+        );
+    }
+    process.check_running()?;
     Ok(())
 }

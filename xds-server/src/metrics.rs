@@ -7,10 +7,16 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use bootes_proto::ResourceType;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TypeLabel {
     pub r#type: &'static str,
 }
+
+/// The `variant` label of a stream: state of the world or delta.
+pub const SOTW: &str = "sotw";
+pub const DELTA: &str = "delta";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VariantLabel {
@@ -96,6 +102,20 @@ impl Metrics {
         );
         r.register("nodes", "Node bindings loaded", m.nodes.clone());
         r.register("snapshots", "Snapshots loaded", m.snapshots.clone());
+        // Every series exists from the start, at 0, as Prometheus users
+        // expect (a series that appears with its first event hides that event
+        // from rate() and from alerts on absence).
+        for ty in ResourceType::ALL {
+            let label = TypeLabel {
+                r#type: ty.short_name(),
+            };
+            for family in [&m.pushes, &m.nacks, &m.acks] {
+                let _ = family.get_or_create(&label);
+            }
+        }
+        for variant in [SOTW, DELTA] {
+            let _ = m.connected_streams.get_or_create(&VariantLabel { variant });
+        }
         Self { registry: r, ..m }
     }
 
@@ -110,5 +130,27 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_is_present_at_zero_before_any_stream() {
+        let text = Metrics::new().encode();
+        let has = |line: &str| text.lines().any(|l| l == line);
+        for ty in ResourceType::ALL {
+            let t = ty.short_name();
+            for family in ["pushes", "nacks", "acks"] {
+                let line = format!(r#"bootes_xds_{family}_total{{type="{t}"}} 0"#);
+                assert!(has(&line), "no {line:?} in\n{text}");
+            }
+        }
+        for variant in ["sotw", "delta"] {
+            let line = format!(r#"bootes_xds_connected_streams{{variant="{variant}"}} 0"#);
+            assert!(has(&line), "no {line:?} in\n{text}");
+        }
     }
 }

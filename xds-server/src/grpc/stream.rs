@@ -37,7 +37,7 @@ pub trait Machine: Default + Send + 'static {
 
 impl Machine for SotwStream {
     type Request = DiscoveryRequest;
-    const VARIANT: &'static str = "sotw";
+    const VARIANT: &'static str = crate::metrics::SOTW;
     fn node(req: &DiscoveryRequest) -> Option<&Node> {
         req.node.as_ref()
     }
@@ -57,7 +57,7 @@ impl Machine for SotwStream {
 
 impl Machine for DeltaStream {
     type Request = DeltaDiscoveryRequest;
-    const VARIANT: &'static str = "delta";
+    const VARIANT: &'static str = crate::metrics::DELTA;
     fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
         req.node.as_ref()
     }

@@ -1,0 +1,118 @@
+//! The README's run command, `scripts/quickstart.sh`, as a new user runs it:
+//! it must set everything up, route requests through Envoy, and end by
+//! telling the user what to try next with commands that really work.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Lines printed by the script so far, waiting up to `deadline` for one
+/// that contains `needle`.
+fn read_until(
+    lines: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    needle: &str,
+    deadline: Instant,
+) -> bool {
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let found = line.contains(needle);
+                seen.push(line);
+                if found {
+                    return true;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[test]
+fn quickstart_routes_requests_and_says_what_to_try_next() {
+    // Debug binaries: the test suite has just built them.
+    let mut child = Command::new("bash")
+        .arg(repo().join("scripts/quickstart.sh"))
+        .args(["--debug", "--keep-running"])
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("bash runs");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    // Generous: it may have to build first.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut seen = Vec::new();
+    let ready = read_until(&rx, &mut seen, "Stop everything: Ctrl-C", deadline);
+    let out = seen.join("\n");
+    if !ready {
+        let _ = child.kill();
+        panic!("the quickstart did not reach its closing text:\n{out}");
+    }
+
+    // It routed real requests through Envoy to both upstreams.
+    assert!(out.contains("web answered GET /"), "{out}");
+    assert!(out.contains("api answered GET /api/users"), "{out}");
+    // It tells what to try next: inspect, the files to edit, how to stop.
+    assert!(out.contains("manifests/examples/"), "{out}");
+    assert!(out.contains("Ctrl-C"), "{out}");
+    let inspect = seen
+        .iter()
+        .find(|l| l.contains("bootes-controller inspect nodes --etcd-endpoints http://"))
+        .unwrap_or_else(|| panic!("no inspect command in:\n{out}"));
+    // The printed command works as printed.
+    let argv: Vec<&str> = inspect.split_whitespace().collect();
+    let inspected = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .expect("the printed inspect command runs");
+    let text = String::from_utf8_lossy(&inspected.stdout);
+    assert!(
+        inspected.status.success(),
+        "{inspect}: {}",
+        String::from_utf8_lossy(&inspected.stderr)
+    );
+    assert!(text.contains("envoy-0.demo"), "{text}");
+
+    // Ctrl-C stops everything, as the text says.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let stop_deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(130), "exit status after Ctrl-C");
+            break;
+        }
+        assert!(
+            Instant::now() < stop_deadline,
+            "the quickstart did not stop after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Its Envoy listener is gone with it.
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", 10000)).is_ok(),
+        "127.0.0.1:10000 still in use after the quickstart stopped"
+    );
+}
