@@ -1,4 +1,5 @@
 //! helpers
 
 pub mod harness;
+pub mod kubectl;
 pub mod standin;

@@ -86,9 +86,10 @@ impl StandinProcess {
         format!("http://{}", self.addr)
     }
 
-    /// A `kubectl` command using this stand-in's kubeconfig and a private cache.
+    /// A `kubectl` command using this stand-in's kubeconfig and a private
+    /// cache (failing the test, saying why, when kubectl is too old).
     pub fn kubectl(&self) -> Command {
-        let mut c = Command::new("kubectl");
+        let mut c = crate::kubectl::kubectl(crate::kubectl::AGAINST_STANDIN);
         c.arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--cache-dir")
