@@ -54,6 +54,12 @@ impl Controller {
 
     /// Like [`Controller::start`], with extra command-line arguments.
     pub async fn start_with_args(etcd: &Etcd, manifests: &Path, extra: &[&str]) -> Result<Self> {
+        Self::start_on(&etcd.endpoint(), manifests, extra).await
+    }
+
+    /// Like [`Controller::start_with_args`], on `--etcd-endpoints endpoints`
+    /// (e.g. every member of an [`super::EtcdCluster`]).
+    pub async fn start_on(endpoints: &str, manifests: &Path, extra: &[&str]) -> Result<Self> {
         let bin = find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN")?;
         let dir = test_dir("controller")?;
         let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -62,7 +68,7 @@ impl Controller {
             .arg("--manifests")
             .arg(manifests)
             .arg("--etcd-endpoints")
-            .arg(etcd.endpoint())
+            .arg(endpoints)
             .arg("--metrics-addr")
             .arg(metrics_addr.to_string())
             .args(extra);
@@ -109,12 +115,17 @@ impl XdsServer {
 
     /// Like [`XdsServer::start`], with extra command-line arguments.
     pub async fn start_with_args(etcd: &Etcd, name: &str, extra: &[&str]) -> Result<Self> {
+        Self::start_on(&etcd.endpoint(), name, extra).await
+    }
+
+    /// Like [`XdsServer::start_with_args`], on `--etcd-endpoints endpoints`.
+    pub async fn start_on(endpoints: &str, name: &str, extra: &[&str]) -> Result<Self> {
         let mut server = Self {
             name: name.to_string(),
             process: None,
             listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
             admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            etcd_endpoint: etcd.endpoint(),
+            etcd_endpoint: endpoints.to_string(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             bin: find_bootes_bin("bootes-xds-server", "BOOTES_XDS_SERVER_BIN")?,
             restarts: 0,

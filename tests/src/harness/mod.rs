@@ -20,6 +20,7 @@
 mod bootes;
 mod envoy;
 mod etcd;
+mod etcd_cluster;
 mod http;
 mod manifests;
 mod ports;
@@ -34,6 +35,7 @@ pub use envoy::{
     dynamic_route_configs, Envoy, EnvoyOptions, XdsApi,
 };
 pub use etcd::Etcd;
+pub use etcd_cluster::EtcdCluster;
 pub use http::{http_get, HttpResponse};
 pub use manifests::{
     cluster_eds, endpoint, listener_http, pod, route, yaml_stream, ManifestDir, VirtualHost,

@@ -1,0 +1,210 @@
+//! A throw-away etcd cluster of several members (Debian's `etcd-server`) on
+//! free loopback ports, whose members can be killed and restarted.
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use super::{eventually, find_etcd, free_port, http_get, test_dir, ChildProcess};
+
+#[derive(Debug)]
+struct Member {
+    name: String,
+    client_addr: SocketAddr,
+    peer_url: String,
+    process: Option<ChildProcess>,
+    restarts: u32,
+}
+
+/// `n` etcd members forming one cluster; data in one temporary directory.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    members: Vec<Member>,
+    initial_cluster: String,
+    dir: tempfile::TempDir,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members and waits until each is healthy.
+    pub async fn start(n: usize) -> Result<Self> {
+        let dir = test_dir("etcd-cluster")?;
+        let members: Vec<Member> = (0..n)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                peer_url: format!("http://127.0.0.1:{}", free_port()),
+                process: None,
+                restarts: 0,
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Self {
+            members,
+            initial_cluster,
+            dir,
+        };
+        // All at once: a member waits for a quorum of its peers.
+        for i in 0..n {
+            cluster.spawn(i)?;
+        }
+        for i in 0..n {
+            cluster.wait_healthy(i).await?;
+        }
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, i: usize) -> Result<()> {
+        let bin = find_etcd()?;
+        let m = &mut self.members[i];
+        let client_url = format!("http://{}", m.client_addr);
+        let mut cmd = Command::new(bin);
+        cmd.arg("--name")
+            .arg(&m.name)
+            .arg("--data-dir")
+            .arg(self.dir.path().join(&m.name))
+            .arg("--listen-client-urls")
+            .arg(&client_url)
+            .arg("--advertise-client-urls")
+            .arg(&client_url)
+            .arg("--listen-peer-urls")
+            .arg(&m.peer_url)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&m.peer_url)
+            .arg("--initial-cluster")
+            .arg(&self.initial_cluster)
+            .arg("--initial-cluster-state")
+            .arg("new")
+            .arg("--initial-cluster-token")
+            .arg("bootes-test-cluster")
+            .arg("--logger")
+            .arg("zap")
+            .arg("--log-outputs")
+            .arg("stderr");
+        let log = if m.restarts == 0 {
+            format!("etcd-{}", m.name)
+        } else {
+            format!("etcd-{}-restart{}", m.name, m.restarts)
+        };
+        m.process = Some(ChildProcess::spawn(&log, &mut cmd, self.dir.path())?);
+        Ok(())
+    }
+
+    async fn wait_healthy(&mut self, i: usize) -> Result<()> {
+        let m = &mut self.members[i];
+        let addr = m.client_addr;
+        let process = m.process.as_mut().context("member not running")?;
+        eventually(&format!("etcd member {} answers /health", m.name), || {
+            let running = process.check_running();
+            async move {
+                running?;
+                let r = http_get(addr, "127.0.0.1", "/health").await?;
+                if r.status != 200 || !r.body.contains("true") {
+                    bail!("/health: {} {}", r.status, r.body);
+                }
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    /// Every member's client URL, comma separated (for `--etcd-endpoints`).
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("http://{}", m.client_addr))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Member `i`'s client URL.
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("http://{}", self.members[i].client_addr)
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// A client of member `i` alone.
+    pub async fn member_client(&self, i: usize) -> Result<etcd_client::Client> {
+        etcd_client::Client::connect([self.endpoint(i)], None)
+            .await
+            .with_context(|| format!("connecting to etcd member {i}"))
+    }
+
+    /// The index of the member that is the Raft leader, as a running member sees it.
+    pub async fn leader(&self) -> Result<usize> {
+        for (i, m) in self.members.iter().enumerate() {
+            if m.process.is_none() {
+                continue;
+            }
+            let Ok(mut c) = self.member_client(i).await else {
+                continue;
+            };
+            let Ok(status) = c.status().await else {
+                continue;
+            };
+            let leader_id = status.leader();
+            for j in 0..self.members.len() {
+                if self.members[j].process.is_none() {
+                    continue;
+                }
+                let mut cj = self.member_client(j).await?;
+                let sj = cj.status().await?;
+                if sj.header().map(|h| h.member_id()) == Some(leader_id) {
+                    return Ok(j);
+                }
+            }
+        }
+        bail!("no running member knows a leader")
+    }
+
+    /// Kills member `i` (SIGKILL).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut p) = self.members[i].process.take() {
+            p.kill();
+        }
+    }
+
+    /// Starts member `i` again, with its data, on the same ports, and waits
+    /// until it is healthy (it has rejoined the cluster).
+    pub async fn restart(&mut self, i: usize) -> Result<()> {
+        self.kill(i);
+        self.members[i].restarts += 1;
+        self.spawn(i)?;
+        self.wait_healthy(i).await
+    }
+
+    /// Every key and value under `prefix` in member `i`'s own copy
+    /// (a serializable read, answered locally), sorted by key.
+    pub async fn local_contents(&self, i: usize, prefix: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut c = self.member_client(i).await?;
+        let resp = c
+            .get(
+                prefix,
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_prefix()
+                        .with_serializable(),
+                ),
+            )
+            .await
+            .with_context(|| format!("reading {prefix} from member {i}"))?;
+        let mut kvs: Vec<_> = resp
+            .kvs()
+            .iter()
+            .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
+            .collect();
+        kvs.sort();
+        Ok(kvs)
+    }
+}
