@@ -1,60 +1,157 @@
-//! bench-fanout: how fast one bootes-xds-server pushes a change to many
-//! Envoys, and how much work that costs it.
+//! bench-fanout: one bootes-xds-server replica carrying many Envoys.
 //!
-//! Starts a real etcd and the real `bootes-xds-server` (set
-//! `BOOTES_XDS_SERVER_BIN`, e.g. to target/release/bootes-xds-server), writes
-//! one group snapshot and `--nodes` bindings straight into etcd, opens one
-//! state-of-the-world ADS stream per node (acting as Envoy: CDS request,
-//! ACK), then changes one cluster `--rounds` times and measures, per round,
-//! the time from the etcd write returning to each stream receiving the new
-//! version. Prints a Markdown table row for BENCHMARKS.md.
+//! The protocol of issue 11, so figures compare with other xDS servers
+//! measured the same way: `--streams` ADS streams (state of the world, or
+//! delta with `--delta`), one node ID each, `--per-connection` streams per
+//! HTTP/2 connection, all bound to one group of `--clusters` STATIC clusters
+//! (`cluster-0`…, 1 s connect timeout, one inline endpoint each). Every
+//! stream subscribes to CDS and ACKs every response. Then, `--rounds` times,
+//! the ports of every cluster change at once.
+//!
+//! Reported: the full sync (streams opened → every stream has the first
+//! version), the update latency (the etcd write returning → each stream
+//! receiving the new version; p50/p99/max over every stream and round), and
+//! the server's RSS per stream (RSS with the streams minus RSS before, over
+//! the streams). The client decodes only what an ACK needs (type URL,
+//! version, nonce; never the resources), so it costs the shared cores as
+//! little as possible. Starts a real etcd and the real server
+//! (`BOOTES_XDS_SERVER_BIN`, e.g. target/release/bootes-xds-server).
 //!
 //! ```text
 //! cargo build --release --bins
 //! BOOTES_XDS_SERVER_BIN=target/release/bootes-xds-server \
-//!   target/release/bench-fanout --nodes 1000 --clusters 100 --rounds 10
+//!   target/release/bench-fanout --streams 10000 --rounds 5 [--delta]
 //! ```
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bootes_proto::envoy::core::Node;
-use bootes_proto::envoy::discovery::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use bootes_proto::envoy::discovery::DiscoveryRequest;
 use bootes_proto::{store, version, Keys, ResourceType};
-use bootes_tests::harness::{http_get, Etcd, XdsServer};
+use bootes_tests::harness::{eventually, http_get, Etcd, XdsServer};
 use clap::Parser;
+use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address, SocketAddress};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
 use prost::Message;
 use tokio::sync::mpsc;
 
 #[derive(Debug, Parser)]
 struct Args {
-    /// Envoys (ADS streams), all bound to one group.
+    /// ADS streams (Envoys), one node ID each, all bound to one group.
     #[arg(long, default_value_t = 1000)]
-    nodes: usize,
-    /// Clusters in the snapshot.
+    streams: usize,
+    /// Streams per HTTP/2 connection.
+    #[arg(long, default_value_t = 10)]
+    per_connection: usize,
+    /// STATIC clusters in the group.
     #[arg(long, default_value_t = 100)]
     clusters: usize,
-    /// Bytes of each cluster's body.
-    #[arg(long, default_value_t = 512)]
-    cluster_bytes: usize,
-    /// Changes to measure.
-    #[arg(long, default_value_t = 10)]
+    /// Changes (of every cluster's port) to measure.
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
-    /// HTTP/2 connections the streams are spread over.
-    #[arg(long, default_value_t = 50)]
-    connections: usize,
+    /// Delta xDS instead of state of the world.
+    #[arg(long)]
+    delta: bool,
 }
 
-fn snapshot(clusters: usize, bytes: usize, round: usize) -> store::Snapshot {
+/// A DiscoveryRequest with only what the client sends.
+#[derive(Clone, PartialEq, Message)]
+struct Request {
+    #[prost(string, tag = "1")]
+    version_info: String,
+    #[prost(message, optional, tag = "2")]
+    node: Option<Node>,
+    #[prost(string, tag = "4")]
+    type_url: String,
+    #[prost(string, tag = "5")]
+    response_nonce: String,
+}
+
+/// A DiscoveryResponse without its resources (prost skips unknown fields).
+#[derive(Clone, PartialEq, Message)]
+struct Response {
+    #[prost(string, tag = "1")]
+    version_info: String,
+    #[prost(string, tag = "4")]
+    type_url: String,
+    #[prost(string, tag = "5")]
+    nonce: String,
+}
+
+/// A DeltaDiscoveryRequest with only what the client sends.
+#[derive(Clone, PartialEq, Message)]
+struct DeltaRequest {
+    #[prost(message, optional, tag = "1")]
+    node: Option<Node>,
+    #[prost(string, tag = "2")]
+    type_url: String,
+    #[prost(string, tag = "6")]
+    response_nonce: String,
+}
+
+/// A DeltaDiscoveryResponse without its resources.
+#[derive(Clone, PartialEq, Message)]
+struct DeltaResponse {
+    #[prost(string, tag = "1")]
+    system_version_info: String,
+    #[prost(string, tag = "4")]
+    type_url: String,
+    #[prost(string, tag = "5")]
+    nonce: String,
+}
+
+const ADS: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_ADS: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+
+fn cluster(i: usize, port: u32) -> Cluster {
+    let name = format!("cluster-{i}");
+    Cluster {
+        name: name.clone(),
+        connect_timeout: Some(envoy_types::pb::google::protobuf::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32,
+        )),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name,
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![LbEndpoint {
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                        address: Some(Address {
+                            address: Some(address::Address::SocketAddress(SocketAddress {
+                                address: "127.0.0.1".into(),
+                                port_specifier: Some(socket_address::PortSpecifier::PortValue(
+                                    port,
+                                )),
+                                ..Default::default()
+                            })),
+                        }),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The group's snapshot; `round` moves every cluster to other ports.
+fn snapshot(clusters: usize, round: usize) -> store::Snapshot {
     let resources: Vec<store::Resource> = (0..clusters)
         .map(|i| {
-            // Cluster 0 changes every round; the rest never do.
-            let tag = if i == 0 { round } else { 0 };
-            let mut value = format!("cluster-{i}-{tag}").into_bytes();
-            value.resize(bytes, b'x');
+            let value = cluster(i, 20_000 + (round * clusters + i) as u32 % 40_000).encode_to_vec();
             store::Resource {
-                name: format!("cluster-{i:04}"),
+                name: format!("cluster-{i}"),
                 version: version::of_bytes(&value),
                 value,
                 source: None,
@@ -96,41 +193,40 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-async fn metric(xds: &XdsServer, name: &str) -> Result<f64> {
-    let response = http_get(xds.admin_addr(), "127.0.0.1", "/metrics").await?;
-    let text = response.text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .with_context(|| format!("metric {name} not found"))
+type Seen = mpsc::UnboundedSender<(usize, String, Instant)>;
+
+fn node(index: usize) -> Option<Node> {
+    Some(Node {
+        id: format!("envoy-{index}.bench"),
+        ..Default::default()
+    })
 }
 
-/// One stream acting as Envoy: requests CDS, ACKs every response, and reports
-/// (stream, version) for each response received.
-async fn envoy_stream(
-    mut client: AggregatedDiscoveryServiceClient<tonic::transport::Channel>,
-    node: String,
-    seen: mpsc::UnboundedSender<(usize, String, Instant)>,
-    index: usize,
-) -> Result<()> {
-    let (tx, rx) = mpsc::unbounded_channel::<DiscoveryRequest>();
-    tx.send(DiscoveryRequest {
-        node: Some(Node {
-            id: node,
-            ..Default::default()
-        }),
+/// One state-of-the-world stream acting as Envoy: CDS, ACK every response.
+async fn sotw_stream(channel: tonic::transport::Channel, index: usize, seen: Seen) -> Result<()> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await?;
+    let (tx, rx) = mpsc::unbounded_channel::<Request>();
+    tx.send(Request {
+        node: node(index),
         type_url: ResourceType::Cluster.type_url().into(),
         ..Default::default()
     })?;
-    let mut responses = client
-        .stream_aggregated_resources(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+    let codec = tonic_prost::ProstCodec::<Request, Response>::default();
+    let mut responses = grpc
+        .streaming(
+            tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)),
+            http::uri::PathAndQuery::from_static(ADS),
+            codec,
+        )
         .await?
         .into_inner();
     while let Some(resp) = responses.message().await? {
         let at = Instant::now();
-        tx.send(DiscoveryRequest {
-            type_url: resp.type_url.clone(),
+        tx.send(Request {
+            type_url: resp.type_url,
             version_info: resp.version_info.clone(),
-            response_nonce: resp.nonce.clone(),
+            response_nonce: resp.nonce,
             ..Default::default()
         })?;
         if seen.send((index, resp.version_info, at)).is_err() {
@@ -138,6 +234,63 @@ async fn envoy_stream(
         }
     }
     Ok(())
+}
+
+/// One delta stream acting as Envoy: CDS, ACK every response.
+async fn delta_stream(channel: tonic::transport::Channel, index: usize, seen: Seen) -> Result<()> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await?;
+    let (tx, rx) = mpsc::unbounded_channel::<DeltaRequest>();
+    tx.send(DeltaRequest {
+        node: node(index),
+        type_url: ResourceType::Cluster.type_url().into(),
+        ..Default::default()
+    })?;
+    let codec = tonic_prost::ProstCodec::<DeltaRequest, DeltaResponse>::default();
+    let mut responses = grpc
+        .streaming(
+            tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)),
+            http::uri::PathAndQuery::from_static(DELTA_ADS),
+            codec,
+        )
+        .await?
+        .into_inner();
+    while let Some(resp) = responses.message().await? {
+        let at = Instant::now();
+        tx.send(DeltaRequest {
+            type_url: resp.type_url,
+            response_nonce: resp.nonce,
+            ..Default::default()
+        })?;
+        if seen.send((index, resp.system_version_info, at)).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until every stream has reported `want`; returns each stream's
+/// arrival time.
+async fn wait_all(
+    seen: &mut mpsc::UnboundedReceiver<(usize, String, Instant)>,
+    streams: usize,
+    want: &str,
+    timeout: Duration,
+) -> Result<Vec<Instant>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut have: Vec<Option<Instant>> = vec![None; streams];
+    let mut count = 0;
+    while count < streams {
+        let (i, v, at) = tokio::time::timeout_at(deadline, seen.recv())
+            .await
+            .with_context(|| format!("only {count} of {streams} streams got {want} in time"))?
+            .context("streams ended")?;
+        if v == want && have[i].is_none() {
+            have[i] = Some(at);
+            count += 1;
+        }
+    }
+    Ok(have.into_iter().flatten().collect())
 }
 
 #[tokio::main]
@@ -149,10 +302,10 @@ async fn main() -> Result<()> {
     let mut kv = etcd_client::Client::connect([etcd.endpoint()], None).await?;
 
     let snap_key = keys.snapshot("bench/g");
-    let first = snapshot(args.clusters, args.cluster_bytes, 0);
+    let first = snapshot(args.clusters, 0);
     kv.put(snap_key.as_str(), first.encode_to_vec(), None)
         .await?;
-    for chunk in (0..args.nodes).collect::<Vec<_>>().chunks(100) {
+    for chunk in (0..args.streams).collect::<Vec<_>>().chunks(100) {
         let ops = chunk
             .iter()
             .map(|i| {
@@ -160,7 +313,7 @@ async fn main() -> Result<()> {
                     snapshot: "bench/g".into(),
                     namespace: "bench".into(),
                     pod_name: format!("envoy-{i}"),
-                    pod_uid: String::new(),
+                    ..Default::default()
                 };
                 etcd_client::TxnOp::put(
                     keys.node(&format!("envoy-{i}.bench")),
@@ -171,94 +324,96 @@ async fn main() -> Result<()> {
             .collect::<Vec<_>>();
         kv.txn(etcd_client::Txn::new().and_then(ops)).await?;
     }
+    let pid = xds.process().context("xds-server process")?.pid();
+    // The baseline is the server with every binding loaded, no stream yet.
+    let admin = xds.admin_addr();
+    let nodes = format!("bootes_xds_nodes {}", args.streams);
+    eventually("the xds-server loaded every binding", || async {
+        let r = http_get(admin, "127.0.0.1", "/metrics").await?;
+        anyhow::ensure!(r.text().lines().any(|l| l == nodes), "not yet");
+        Ok(())
+    })
+    .await?;
+    let rss_before = rss_kib(pid).unwrap_or_default();
 
-    let channels: Vec<tonic::transport::Channel> = {
-        let mut v = Vec::new();
-        for _ in 0..args.connections.max(1) {
-            v.push(
-                tonic::transport::Endpoint::from_shared(format!("http://{}", xds.addr()))?
-                    .connect()
-                    .await?,
-            );
-        }
-        v
-    };
+    let connections = args.streams.div_ceil(args.per_connection.max(1));
+    let mut channels = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        channels.push(
+            tonic::transport::Endpoint::from_shared(format!("http://{}", xds.addr()))?
+                .initial_stream_window_size(Some(1 << 20))
+                .connect()
+                .await?,
+        );
+    }
     let (seen_tx, mut seen) = mpsc::unbounded_channel();
-    for i in 0..args.nodes {
-        let client = AggregatedDiscoveryServiceClient::new(channels[i % channels.len()].clone());
+    let t_open = Instant::now();
+    for i in 0..args.streams {
+        let channel = channels[i / args.per_connection.max(1)].clone();
         let seen_tx = seen_tx.clone();
+        let seen_closed = seen_tx.clone();
+        let delta = args.delta;
         tokio::spawn(async move {
-            if let Err(e) = envoy_stream(client, format!("envoy-{i}.bench"), seen_tx, i).await {
-                eprintln!("stream {i}: {e:#}");
+            let r = if delta {
+                delta_stream(channel, i, seen_tx).await
+            } else {
+                sotw_stream(channel, i, seen_tx).await
+            };
+            // Once measured, the server is stopped: quiet about that.
+            if let Err(e) = r {
+                if !seen_closed.is_closed() {
+                    eprintln!("stream {i}: {e:#}");
+                }
             }
         });
     }
     drop(seen_tx);
-
-    // Every stream has the first version.
-    let want = first.types[0].version.clone();
-    let mut have = vec![false; args.nodes];
-    let mut count = 0;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while count < args.nodes {
-        let (i, v, _) = tokio::time::timeout_at(deadline.into(), seen.recv())
-            .await
-            .context("streams did not all connect")?
-            .context("streams ended")?;
-        if v == want && !have[i] {
-            have[i] = true;
-            count += 1;
-        }
-    }
-    let encodes_before = metric(&xds, "bootes_xds_response_encodings_total").await?;
+    let want = &first.types[0].version;
+    let arrivals = wait_all(&mut seen, args.streams, want, Duration::from_secs(300)).await?;
+    let full_sync = arrivals
+        .iter()
+        .map(|at| at.saturating_duration_since(t_open))
+        .max()
+        .unwrap_or_default();
+    let rss_with = rss_kib(pid).unwrap_or_default();
 
     let mut all = Vec::new();
-    let mut round_max = Vec::new();
     for round in 1..=args.rounds {
-        let next = snapshot(args.clusters, args.cluster_bytes, round);
-        let want = next.types[0].version.clone();
+        let next = snapshot(args.clusters, round);
         let bytes = next.encode_to_vec();
         let t0 = Instant::now();
         kv.put(snap_key.as_str(), bytes, None).await?;
-        let mut have = vec![false; args.nodes];
-        let mut count = 0;
-        let mut latencies = Vec::with_capacity(args.nodes);
-        while count < args.nodes {
-            let (i, v, at) = tokio::time::timeout(Duration::from_secs(60), seen.recv())
-                .await
-                .context("a push did not arrive")?
-                .context("streams ended")?;
-            if v == want && !have[i] {
-                have[i] = true;
-                count += 1;
-                latencies.push(at.saturating_duration_since(t0));
-            }
-        }
-        latencies.sort();
-        round_max.push(*latencies.last().expect("nodes > 0"));
-        all.extend(latencies);
+        let arrivals = wait_all(
+            &mut seen,
+            args.streams,
+            &next.types[0].version,
+            Duration::from_secs(120),
+        )
+        .await?;
+        all.extend(arrivals.iter().map(|at| at.saturating_duration_since(t0)));
     }
-    all.sort();
-    let encodes = metric(&xds, "bootes_xds_response_encodings_total").await? - encodes_before;
-    let pushes = metric(&xds, "bootes_xds_pushes_total{type=\"CDS\"}").await?;
-    let pid = xds.process().context("xds-server process")?.pid();
-    let rss = rss_kib(pid).unwrap_or_default();
     if all.is_empty() {
         bail!("no rounds");
     }
-    println!("| nodes | clusters | rounds | p50 | p99 | max | encodes/round | CDS pushes | xds-server RSS |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    all.sort();
+    drop(seen);
+    let rss_after = rss_kib(pid).unwrap_or_default();
+    let per_stream = |rss: u64| rss.saturating_sub(rss_before) as f64 / args.streams as f64;
+    println!("| variant | streams | per conn | clusters | rounds | full sync | update p50 | p99 | max | RSS/stream after sync | after updates |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} | {} | {} MiB |",
-        args.nodes,
+        "| {} | {} | {} | {} | {} | {:.2} s | {:.0} ms | {:.0} ms | {:.0} ms | {:.1} KiB | {:.1} KiB |",
+        if args.delta { "delta" } else { "SotW" },
+        args.streams,
+        args.per_connection,
         args.clusters,
         args.rounds,
+        full_sync.as_secs_f64(),
         percentile(&all, 0.50).as_secs_f64() * 1e3,
         percentile(&all, 0.99).as_secs_f64() * 1e3,
         all.last().expect("non-empty").as_secs_f64() * 1e3,
-        encodes / args.rounds as f64,
-        pushes,
-        rss / 1024,
+        per_stream(rss_with),
+        per_stream(rss_after),
     );
     Ok(())
 }
