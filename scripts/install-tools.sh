@@ -155,7 +155,7 @@ ensure grpcio check_grpcio pip_install "grpcio==$GRPCIO_VERSION"
 # The Kubernetes-mode tests drive a real kubectl against kube-standin. These
 # machines' image ships a current one; Debian's kubernetes-client (1.20) is
 # the fallback. Tests that need more than 1.20 offers check the version
-# themselves and fail saying so (tests/src/kubectl.rs; README "Tests").
+# themselves and fail saying so (standin/src/kubectl.rs; README "Tests").
 check_kubectl() {
   command -v kubectl >/dev/null || { echo "kubectl not on PATH"; return 1; }
   kubectl version --client >/dev/null 2>&1 || { echo "kubectl does not run"; return 1; }

@@ -289,9 +289,9 @@ pub async fn standin_client(kind: ResourceType, namespace: &str) -> kube::Client
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(bootes_tests::standin::server::serve(
+    tokio::spawn(kube_standin::server::serve(
         listener,
-        bootes_tests::standin::server::Options::default(),
+        kube_standin::server::Options::default(),
     ));
     let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
     let pp = PostParams::default();

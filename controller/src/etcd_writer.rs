@@ -1,14 +1,12 @@
 //! The etcd shell of the controller: reads what is under the prefix, then
-//! writes the transactions [`plan`](crate::plan) computes.
-
-use std::time::Duration;
+//! writes the transactions [`plan`](bootes_core::plan) computes.
 
 use bootes_proto::Keys;
 use etcd_client::{Client, GetOptions, Txn, TxnOp};
 
-use crate::index::Desired;
 use crate::leader::Fence;
-use crate::plan::{self, Contents, Op, Plan};
+use bootes_core::index::Desired;
+use bootes_core::plan::{self, Contents, Op, Plan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -37,16 +35,7 @@ pub struct EtcdWriter {
 
 impl EtcdWriter {
     pub async fn connect(endpoints: &[String], keys: Keys) -> Result<Self, etcd_client::Error> {
-        let client = Client::connect(
-            endpoints,
-            Some(
-                etcd_client::ConnectOptions::new()
-                    .with_connect_timeout(Duration::from_secs(3))
-                    .with_timeout(Duration::from_secs(10))
-                    .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5)),
-            ),
-        )
-        .await?;
+        let client = bootes_etcd::connect(&bootes_etcd::EtcdConfig::new(endpoints)).await?;
         Ok(Self {
             client,
             keys,

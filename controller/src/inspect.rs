@@ -26,7 +26,7 @@ use serde_json::{json, Map, Value};
 
 use crate::cli::{InspectArgs, InspectCommand, InspectOutput};
 
-use crate::sensitive::{self, is_sensitive, REDACTED};
+use bootes_envoy::sensitive::{self, is_sensitive, REDACTED};
 
 /// Named-subscription types with at most this many resources are checked for
 /// an ACK of a subset of them (a node subscribed to fewer names than its
@@ -736,13 +736,10 @@ pub fn render(value: &Value, output: InspectOutput) -> String {
 pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let keys = Keys::new(&common.etcd.etcd_prefix);
-    let mut client = etcd_client::Client::connect(
-        &common.etcd.etcd_endpoints,
-        Some(
-            etcd_client::ConnectOptions::new()
-                .with_connect_timeout(Duration::from_secs(5))
-                .with_timeout(Duration::from_secs(30)),
-        ),
+    let mut client = bootes_etcd::connect(
+        &bootes_etcd::EtcdConfig::new(&common.etcd.etcd_endpoints)
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_request_timeout(Some(Duration::from_secs(30))),
     )
     .await
     .with_context(|| {

@@ -1,24 +1,16 @@
 //! `bootes-controller`: see `cli.rs` for the commands.
 
 mod cli;
-mod convert;
 mod crd;
 mod etcd_writer;
-mod index;
 mod inspect;
 mod leader;
-mod manifest;
 mod metrics;
-mod model;
-mod plan;
 mod reconcile;
-mod report;
 mod run;
-mod sensitive;
 mod source;
 mod status_kube;
 mod validate_cmd;
-mod xref;
 
 use std::process::ExitCode;
 

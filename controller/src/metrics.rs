@@ -20,8 +20,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::etcd_writer::WriteStats;
-use crate::index::{ObjectStatus, Reason};
-use crate::model::ObjectKey;
+use bootes_core::index::{ObjectStatus, Reason};
+use bootes_core::model::ObjectKey;
 
 /// Every reason an object's status can have (the `reason` label).
 const REASONS: [Reason; 4] = [

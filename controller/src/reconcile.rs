@@ -9,52 +9,15 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::convert::ConfigError;
 use crate::etcd_writer::{EtcdWriter, WriteError};
-use crate::index::{Index, ObjectStatus};
 use crate::leader::{Fence, Leadership};
 use crate::metrics::Metrics;
-use crate::model::ObjectKey;
-use crate::report;
 use crate::source::SourceEvent;
-
-/// Receives the statuses the index computes (Kubernetes status, or the log).
-pub trait StatusSink: Send {
-    fn report(&mut self, statuses: &BTreeMap<ObjectKey, ObjectStatus>);
-}
-
-/// Directory mode: status changes go to the log.
-#[derive(Default)]
-pub struct LogStatus {
-    last: BTreeMap<ObjectKey, ObjectStatus>,
-}
-
-impl StatusSink for LogStatus {
-    fn report(&mut self, statuses: &BTreeMap<ObjectKey, ObjectStatus>) {
-        for (key, status) in statuses {
-            if self.last.get(key) == Some(status) {
-                continue;
-            }
-            if status.accepted {
-                tracing::info!(object = %key, nodes = status.nodes, "accepted");
-            } else {
-                tracing::warn!(
-                    object = %key,
-                    reason = status.reason.as_str(),
-                    nodes = status.nodes,
-                    message = status.message,
-                    "not accepted"
-                );
-            }
-        }
-        for key in self.last.keys() {
-            if !statuses.contains_key(key) {
-                tracing::info!(object = %key, "removed");
-            }
-        }
-        self.last = statuses.clone();
-    }
-}
+use bootes_core::index::Index;
+use bootes_core::model::ObjectKey;
+use bootes_core::report;
+pub use bootes_core::status::{LogStatus, StatusSink};
+use bootes_envoy::convert::ConfigError;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
@@ -293,7 +256,7 @@ impl Reconciler {
     }
 
     /// Records the desired state in the metrics and the reconcile span.
-    fn observe(&self, desired: &crate::index::Desired, oversized: usize) {
+    fn observe(&self, desired: &bootes_core::index::Desired, oversized: usize) {
         let span = tracing::Span::current();
         span.record("objects", desired.statuses.len());
         span.record("nodes", desired.bindings.len());

@@ -17,9 +17,9 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::crd::{self, BootesStatus, Condition, ACCEPTED};
-use crate::index::ObjectStatus;
-use crate::model::ObjectKey;
 use crate::reconcile::StatusSink;
+use bootes_core::index::ObjectStatus;
+use bootes_core::model::ObjectKey;
 
 /// Field manager of every status write.
 pub const FIELD_MANAGER: &str = "bootes-controller";
@@ -301,7 +301,7 @@ async fn patch_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::Reason;
+    use bootes_core::index::Reason;
     use bootes_proto::ResourceType;
     use serde_json::json;
 

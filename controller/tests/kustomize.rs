@@ -13,7 +13,7 @@ fn repo() -> PathBuf {
 }
 
 fn render() -> Vec<Value> {
-    let output = bootes_tests::kubectl::kubectl(bootes_tests::kubectl::KUSTOMIZE)
+    let output = kube_standin::kubectl::kubectl(kube_standin::kubectl::KUSTOMIZE)
         .arg("kustomize")
         .arg(repo().join("manifests"))
         .output()

@@ -178,7 +178,7 @@ fn readme_mentions_every_file_it_names_in_code() {
         "tests/tests/e2e_grpc_xds.rs",
         "tests/tests/compose.rs",
         "proto/bootes/v1/store.proto",
-        "tests/src/standin",
+        "standin/src",
     ] {
         assert!(readme.contains(path), "README.md does not mention {path}");
         assert!(

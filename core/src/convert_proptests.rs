@@ -8,15 +8,15 @@
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
-use bootes_proto::envoy::descriptor_pool;
+use bootes_envoy::descriptor_pool;
 use bootes_proto::ResourceType;
 use proptest::prelude::*;
 use prost_reflect::{Kind, MessageDescriptor};
 use serde_json::{json, Value as Json};
 
-use super::{convert, CONFIG_PATH};
 use crate::manifest::{parse_stream, Document};
 use crate::xref;
+use bootes_envoy::convert::{convert, json::MAX_ERRORS, CONFIG_PATH};
 
 /// Words that mean something to the converter: field names (snake_case and
 /// JSON names) of the messages reachable from the resource types, enum value
@@ -144,7 +144,7 @@ fn check(ty: ResourceType, config: &Json) -> Result<(), TestCaseError> {
         }
         Err(errors) => {
             prop_assert!(!errors.is_empty());
-            prop_assert!(errors.len() <= super::json::MAX_ERRORS + 1);
+            prop_assert!(errors.len() <= MAX_ERRORS + 1);
             for e in errors {
                 prop_assert!(e.path.starts_with(CONFIG_PATH), "{e}");
                 prop_assert!(!e.message.is_empty());

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use bootes_proto::{store, version, ResourceType};
 
-use crate::convert::{self, ConfigError, Converted};
 use crate::model::{BootesObject, ObjectKey, Pod, PodKey};
+use bootes_envoy::convert::{self, ConfigError, Converted};
 
 /// An object as the index keeps it: its latest spec, the last valid version of
 /// its resource (which stays in force while a newer spec is invalid), and the

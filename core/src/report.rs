@@ -1,8 +1,8 @@
 //! How one problem with one object reads, in `validate` output and in the
 //! `run` log alike (docs/VALIDATION.md shows examples).
 
-use crate::convert::ConfigError;
 use crate::model::ObjectKey;
+use bootes_envoy::convert::ConfigError;
 
 /// `SOURCE: KIND NAMESPACE/NAME: PATH: MESSAGE`, e.g.
 ///

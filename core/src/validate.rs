@@ -1,24 +1,17 @@
-//! `bootes-controller validate`: the controller's checks, offline.
+//! The checks of `bootes-controller validate`, offline.
 //!
-//! Every object of every file is converted and validated as `run` would; one
-//! line per problem goes to stdout (`error: …` — see [`report::problem_line`]),
-//! then cross-reference warnings (`warning: …`, see [`xref`]), then a summary.
-//! The exit code is 0 when there is no error (warnings do not fail the run),
-//! 1 otherwise.
+//! Every object of every file is converted and validated as `run` would; the
+//! [`Outcome`] holds one line per problem (see [`report::problem_line`]) and
+//! the cross-reference warnings (see [`xref`]).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
-use anyhow::Context;
-
-use crate::cli::ValidateArgs;
-use crate::convert;
 use crate::manifest::{self, Document};
 use crate::model::{ObjectKey, Pod};
 use crate::report::problem_line;
 use crate::xref::{self, Reference, Subject};
+use bootes_envoy::convert;
 
 /// One object read, with what the cross-reference check needs.
 struct Checked {
@@ -37,31 +30,6 @@ pub struct Outcome {
     pub warnings: Vec<String>,
 }
 
-/// Reads every file (directories recursively, `-` for stdin), prints one line
-/// per problem, and fails when any object is invalid.
-pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
-    let outcome = check(&args.files);
-    let mut out = std::io::stdout().lock();
-    for line in &outcome.errors {
-        writeln!(out, "error: {line}")?;
-    }
-    for line in &outcome.warnings {
-        writeln!(out, "warning: {line}")?;
-    }
-    writeln!(
-        out,
-        "{} objects checked, {} errors, {} warnings",
-        outcome.objects,
-        outcome.errors.len(),
-        outcome.warnings.len()
-    )?;
-    Ok(if outcome.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
 /// Validates the manifests named by `paths`; unreadable files are errors too.
 pub fn check(paths: &[PathBuf]) -> Outcome {
     let mut outcome = Outcome::default();
@@ -71,7 +39,7 @@ pub fn check(paths: &[PathBuf]) -> Outcome {
         let (name, text) = match source {
             Ok(s) => s,
             Err(e) => {
-                outcome.errors.push(format!("{e:#}"));
+                outcome.errors.push(e.to_string());
                 continue;
             }
         };
@@ -140,16 +108,33 @@ pub fn check(paths: &[PathBuf]) -> Outcome {
     outcome
 }
 
+/// A file or directory that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("reading {what}: {source}")]
+pub struct ReadError {
+    /// The path, or `stdin`.
+    pub what: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl ReadError {
+    fn new(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Self {
+        let what = what.to_string();
+        move |source| Self { what, source }
+    }
+}
+
 /// (display name, contents) of every manifest named by `paths`, or why one
 /// could not be read.
-fn read_all(paths: &[PathBuf]) -> Vec<anyhow::Result<(String, String)>> {
+fn read_all(paths: &[PathBuf]) -> Vec<Result<(String, String), ReadError>> {
     let mut out = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" {
             out.push(
                 std::io::read_to_string(std::io::stdin())
                     .map(|text| ("-".to_string(), text))
-                    .context("reading stdin"),
+                    .map_err(ReadError::new("stdin")),
             );
         } else if path.is_dir() {
             match manifest_files(path) {
@@ -167,19 +152,18 @@ fn read_all(paths: &[PathBuf]) -> Vec<anyhow::Result<(String, String)>> {
     out
 }
 
-fn read_file(path: &Path) -> anyhow::Result<(String, String)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+fn read_file(path: &Path) -> Result<(String, String), ReadError> {
+    let text = std::fs::read_to_string(path).map_err(ReadError::new(path.display()))?;
     Ok((path.display().to_string(), text))
 }
 
 /// Manifest files below `dir` (recursively, sorted, hidden entries skipped).
-pub fn manifest_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, ReadError> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
-            let path = entry?.path();
+        for entry in std::fs::read_dir(&d).map_err(ReadError::new(d.display()))? {
+            let path = entry.map_err(ReadError::new(d.display()))?.path();
             let hidden = path
                 .file_name()
                 .and_then(|n| n.to_str())

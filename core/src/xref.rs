@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use bootes_proto::ResourceType;
 use prost_reflect::{DynamicMessage, Value};
 
-use crate::convert::{json::type_url_message_name, ConfigError, CONFIG_PATH};
 use crate::model::{ObjectKey, Pod};
+use bootes_envoy::convert::{json::type_url_message_name, ConfigError, CONFIG_PATH};
 
 const HCM: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
@@ -415,7 +415,7 @@ fn list_nodes(missing: &[String], of: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::convert::convert;
+    use bootes_envoy::convert::convert;
     use serde_json::json;
 
     fn refs(ty: ResourceType, config: serde_json::Value) -> Vec<Reference> {

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use bootes_proto::envoy::descriptor_pool;
 use prost_reflect::{ExtensionDescriptor, FieldDescriptor, Kind, MessageDescriptor};
 
-use crate::convert::ConfigError;
+use crate::error::ConfigError;
 
 /// What a sensitive value is replaced with.
 pub const REDACTED: &str = "[redacted]";

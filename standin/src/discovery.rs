@@ -308,7 +308,7 @@ pub fn openapi_doc<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::standin::types::{builtin_types, crd_resource_type};
+    use crate::types::{builtin_types, crd_resource_type};
 
     fn types() -> Vec<ResourceType> {
         let mut t = builtin_types();

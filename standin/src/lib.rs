@@ -47,7 +47,7 @@
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
-//! use bootes_tests::standin::client::StandinProcess;
+//! use kube_standin::client::StandinProcess;
 //! // In an integration test of this crate: env!("CARGO_BIN_EXE_kube-standin");
 //! // elsewhere: target/debug/kube-standin (built by `cargo build --workspace --bins`).
 //! let k8s = StandinProcess::start("target/debug/kube-standin")?;
@@ -67,6 +67,7 @@ pub mod client;
 pub mod discovery;
 pub mod error;
 pub mod kubeconfig;
+pub mod kubectl;
 pub mod patch;
 pub mod present;
 pub mod proto;

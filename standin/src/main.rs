@@ -1,5 +1,5 @@
 //! kube-standin: an in-memory Kubernetes API stand-in for tests (see
-//! `bootes_tests::standin`). Listens on a loopback address only.
+//! `kube_standin`). Listens on a loopback address only.
 //!
 //! ```text
 //! kube-standin --listen 127.0.0.1:0 --write-kubeconfig /tmp/kubeconfig
@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bootes_tests::standin::{kubeconfig, server};
 use clap::Parser;
+use kube_standin::{kubeconfig, server};
 
 #[derive(Parser, Debug)]
 #[command(

@@ -402,7 +402,7 @@ fn bracket<'a>(v: &'a Value, inner: &str) -> Vec<&'a Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::standin::types::builtin_types;
+    use crate::types::builtin_types;
 
     #[test]
     fn accept_negotiation() {

@@ -1037,7 +1037,7 @@ mod tests {
         let mut s = Store::new(100);
         let crds = s
             .target(
-                crate::standin::types::CRD_GROUP,
+                crate::types::CRD_GROUP,
                 "v1",
                 "customresourcedefinitions",
                 None,
@@ -1255,7 +1255,7 @@ mod tests {
         let (mut s, mut t) = store_with_crd();
         let crds = s
             .target(
-                crate::standin::types::CRD_GROUP,
+                crate::types::CRD_GROUP,
                 "v1",
                 "customresourcedefinitions",
                 None,

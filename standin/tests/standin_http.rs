@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bootes_tests::standin::client::{json_request, request, StandinProcess, WatchStream};
+use kube_standin::client::{json_request, request, StandinProcess, WatchStream};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);

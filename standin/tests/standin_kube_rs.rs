@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use bootes_tests::standin::client::{json_request, StandinProcess};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -15,6 +14,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{conditions, wait::await_condition, watcher, WatchStreamExt};
 use kube::{Client, Config, CustomResource, CustomResourceExt, ResourceExt};
+use kube_standin::client::{json_request, StandinProcess};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;

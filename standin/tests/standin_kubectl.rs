@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Output;
 
-use bootes_tests::standin::client::StandinProcess;
+use kube_standin::client::StandinProcess;
 use serde_json::Value;
 
 fn testdata(name: &str) -> String {
@@ -492,7 +492,7 @@ fn kubectl_field_validation_follows_the_crd_schema() {
 
 /// The project's own install (`manifests/`, a kustomize tree) and examples apply to
 /// the stand-in as they would to a cluster. If a manifest starts using a kind the
-/// stand-in does not serve, add it to `builtin_types` in tests/src/standin/types.rs.
+/// stand-in does not serve, add it to `builtin_types` in standin/src/types.rs.
 #[test]
 fn kubectl_applies_the_project_manifests() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");

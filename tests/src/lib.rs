@@ -1,5 +1,4 @@
-//! helpers
+//! Helpers of the end-to-end tests: real etcd, the real binaries, a real
+//! Envoy (see [`harness`]).
 
 pub mod harness;
-pub mod kubectl;
-pub mod standin;

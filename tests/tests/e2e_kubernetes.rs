@@ -17,7 +17,7 @@ use bootes_tests::harness::{
     listener_http, route, test_dir, yaml_stream, ChildProcess, Envoy, Etcd, Upstream, VirtualHost,
     XdsServer,
 };
-use bootes_tests::standin::client::StandinProcess;
+use kube_standin::client::StandinProcess;
 use serde_json::{json, Value};
 
 const PREFIX: &str = "/bootes/v1/";
@@ -235,7 +235,9 @@ async fn leader_pid(etcd: &Etcd) -> Result<u32> {
 async fn kubectl_managed_objects_reach_envoy_with_status_and_pod_tracking() {
     let up_a = Upstream::start("upstream-a").await.unwrap();
     let up_b = Upstream::start("upstream-b").await.unwrap();
-    let standin = StandinProcess::start(env!("CARGO_BIN_EXE_kube-standin")).unwrap();
+    let standin =
+        StandinProcess::start(find_bootes_bin("kube-standin", "KUBE_STANDIN_BIN").unwrap())
+            .unwrap();
 
     // The CRDs exactly as `bootes-controller crds` generates them.
     let controller_bin = find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN").unwrap();

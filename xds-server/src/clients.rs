@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use bootes_proto::ResourceType;
 use tokio::sync::Notify;
 
-use crate::protocol::TypeReport;
+use bootes_xds::TypeReport;
 
 /// One connected stream.
 #[derive(Clone, Debug, Default)]

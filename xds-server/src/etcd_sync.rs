@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
-use crate::snapshots::{Event, Snapshot, Snapshots};
+use bootes_xds::snapshots::{Event, Snapshot, Snapshots};
 
 /// The snapshots every stream reads, and a signal when they change.
 #[derive(Debug)]

@@ -7,8 +7,6 @@ mod etcd_sync;
 mod grpc;
 mod jitter;
 mod metrics;
-mod protocol;
-mod snapshots;
 mod status_report;
 
 use std::net::SocketAddr;
@@ -83,13 +81,8 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(?cli, "starting");
 
     let keys = Keys::new(&cli.etcd_prefix);
-    let etcd = etcd_client::Client::connect(
-        &cli.etcd_endpoints,
-        Some(
-            etcd_client::ConnectOptions::new()
-                .with_connect_timeout(Duration::from_secs(3))
-                .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5)),
-        ),
+    let etcd = bootes_etcd::connect(
+        &bootes_etcd::EtcdConfig::new(&cli.etcd_endpoints).with_request_timeout(None),
     )
     .await
     .context("etcd client")?;
@@ -111,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     let (drain_tx, draining) = watch::channel(false);
     let server = Arc::new(grpc::Server {
         snapshots: shared.clone(),
-        cache: protocol::response::ResponseCache::new(),
+        cache: bootes_xds::response::ResponseCache::new(),
         clients: clients.clone(),
         metrics: metrics.clone(),
         draining,

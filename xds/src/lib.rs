@@ -1,9 +1,16 @@
 //! xDS protocol state machines. Pure: requests and snapshots in, responses
 //! (already encoded, shared) and ACK/NACK observations out. The gRPC glue in
-//! `crate::ads` only moves messages between these and the network.
+//! `bootes-xds-server` only moves messages between these and the network.
+//!
+//! * [`snapshots`] — etcd's key-values → the snapshot each node gets.
+//! * [`sotw`], [`delta`] — one stream's state machine per protocol variant.
+//! * [`response`] — responses encoded once and shared by every stream.
+//!
+//! No async runtime, no gRPC, no etcd (checked by `tests/tests/architecture.rs`).
 
 pub mod delta;
 pub mod response;
+pub mod snapshots;
 pub mod sotw;
 #[cfg(test)]
 mod test_support;

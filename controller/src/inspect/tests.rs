@@ -607,7 +607,7 @@ fn secret_material_is_redacted_unless_asked_for() {
 
 #[test]
 fn the_pool_knows_which_fields_are_sensitive() {
-    assert!(crate::sensitive::annotation_known());
+    assert!(bootes_envoy::sensitive::annotation_known());
 }
 
 #[test]

@@ -21,7 +21,7 @@ use prost::Message;
 
 use super::*;
 use crate::etcd_writer::{EtcdWriter, WriteError};
-use crate::index::{Desired, GroupSnapshot};
+use bootes_core::index::{Desired, GroupSnapshot};
 
 async fn client(etcd: &Etcd) -> Client {
     Client::connect([etcd.endpoint()], None).await.unwrap()

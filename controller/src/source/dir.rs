@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
 use super::SourceEvent;
-use crate::manifest::{self, Document, ManifestError};
-use crate::model::{BootesObject, Pod};
-use crate::validate_cmd::manifest_files;
+use bootes_core::manifest::{self, Document, ManifestError};
+use bootes_core::model::{BootesObject, Pod};
+use bootes_core::validate::manifest_files;
 
 /// Files modified less than this long ago are compared by content.
 const RECENT: Duration = Duration::from_secs(3);

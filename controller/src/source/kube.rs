@@ -30,8 +30,8 @@ use tokio::sync::mpsc;
 
 use super::SourceEvent;
 use crate::crd;
-use crate::model::{BootesObject, ObjectKey, Pod, PodKey};
 use crate::status_kube::{parse_status, rfc3339, Observed, ObservedStatuses};
+use bootes_core::model::{BootesObject, ObjectKey, Pod, PodKey};
 
 /// Watches every Bootes kind and pods until `tx` closes.
 pub async fn run(client: kube::Client, tx: mpsc::Sender<SourceEvent>, observed: ObservedStatuses) {

@@ -9,14 +9,14 @@
 pub mod json;
 pub mod pgv;
 #[cfg(test)]
-mod proptests;
-#[cfg(test)]
 mod tests;
 
 use bootes_proto::envoy::descriptor_pool;
 use bootes_proto::{version, ResourceType};
 use prost::Message;
 use prost_reflect::{DynamicMessage, SerializeOptions};
+
+pub use crate::error::{ConfigError, CONFIG_PATH};
 
 /// One Envoy resource, converted, validated and encoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,27 +40,6 @@ impl Converted {
             .expect("a converted resource decodes with the descriptor it was made with")
     }
 }
-
-/// A problem with one place in `spec.config`.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct ConfigError {
-    /// Where, as a path from `spec.config` (e.g. `spec.config.load_assignment.endpoints[0]`).
-    pub path: String,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// Root of every path reported for `spec.config`.
-pub const CONFIG_PATH: &str = "spec.config";
 
 /// Converts and validates one `spec.config`.
 pub fn convert(

@@ -8,7 +8,7 @@ use bytes::BufMut;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Status;
 
-use crate::protocol::response::Encoded;
+use bootes_xds::response::Encoded;
 
 /// Decodes requests of type `Req` with prost, writes [`Encoded`] bytes as they are.
 #[derive(Debug)]

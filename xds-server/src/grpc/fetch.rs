@@ -8,8 +8,8 @@ use tonic::server::UnaryService;
 use tonic::Status;
 
 use super::{BoxFuture, Server};
-use crate::protocol::response::{Encoded, ResourceSet};
-use crate::protocol::{Identity, ProtocolError};
+use bootes_xds::response::{Encoded, ResourceSet};
+use bootes_xds::{Identity, ProtocolError};
 
 pub struct Fetch {
     pub server: Arc<Server>,

@@ -23,9 +23,9 @@ use tonic::Status;
 use crate::clients::Clients;
 use crate::etcd_sync::Shared;
 use crate::metrics::Metrics;
-use crate::protocol::delta::DeltaStream;
-use crate::protocol::response::ResponseCache;
-use crate::protocol::sotw::SotwStream;
+use bootes_xds::delta::DeltaStream;
+use bootes_xds::response::ResponseCache;
+use bootes_xds::sotw::SotwStream;
 use codec::SharedCodec;
 
 pub use csds::CsdsService;

@@ -18,11 +18,11 @@ use tracing::Instrument;
 
 use super::{BoxFuture, Server};
 use crate::metrics::{TypeLabel, VariantLabel};
-use crate::protocol::delta::DeltaStream;
-use crate::protocol::response::{Encoded, ResponseCache};
-use crate::protocol::sotw::SotwStream;
-use crate::protocol::{Effects, Identity, TypeReport};
-use crate::snapshots::Snapshot;
+use bootes_xds::delta::DeltaStream;
+use bootes_xds::response::{Encoded, ResponseCache};
+use bootes_xds::snapshots::Snapshot;
+use bootes_xds::sotw::SotwStream;
+use bootes_xds::{Effects, Identity, TypeReport};
 
 /// What the stream task needs from a protocol state machine.
 pub trait Machine: Default + Send + 'static {

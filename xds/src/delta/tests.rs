@@ -4,7 +4,7 @@ use bootes_proto::envoy::discovery::DeltaDiscoveryRequest;
 use bootes_proto::ResourceType::{self, *};
 
 use super::*;
-use crate::protocol::test_support::snap;
+use crate::test_support::snap;
 
 fn req(
     ty: ResourceType,

@@ -5,7 +5,7 @@ use bootes_proto::envoy::discovery::DiscoveryRequest;
 use bootes_proto::ResourceType::{self, *};
 
 use super::*;
-use crate::protocol::test_support::snap;
+use crate::test_support::snap;
 
 fn req(ty: ResourceType, names: &[&str], nonce: &str) -> DiscoveryRequest {
     DiscoveryRequest {
@@ -89,7 +89,7 @@ impl Client {
 
 #[test]
 fn first_request_must_name_the_node_and_it_may_not_change() {
-    use crate::protocol::{Identity, ProtocolError};
+    use crate::{Identity, ProtocolError};
     let mut id = Identity::default();
     let node = |s: &str| Node {
         id: s.into(),

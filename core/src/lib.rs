@@ -1,0 +1,29 @@
+//! The controller's core: Bootes objects and pods in, the desired etcd
+//! contents and each object's status out.
+//!
+//! * [`model`] — objects, pods and their keys; [`manifest`] — YAML documents
+//!   into objects and pods.
+//! * [`source`] — the events every source feeds the index.
+//! * [`index`] — objects + pods → groups → snapshots, bindings, statuses.
+//! * [`plan`] — the desired state against etcd's contents → ordered
+//!   transactions.
+//! * [`status`] — where statuses go.
+//! * [`xref`] — cross-references nothing provides (warnings).
+//! * [`validate`] — the offline checks of `bootes-controller validate`.
+//! * [`report`] — one line per problem.
+//!
+//! No async runtime, no Kubernetes, no etcd (checked by
+//! `tests/tests/architecture.rs`): the shells in `controller/` do the I/O.
+
+pub mod index;
+pub mod manifest;
+pub mod model;
+pub mod plan;
+pub mod report;
+pub mod source;
+pub mod status;
+pub mod validate;
+pub mod xref;
+
+#[cfg(test)]
+mod convert_proptests;

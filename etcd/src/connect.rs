@@ -1,0 +1,50 @@
+//! Opening an etcd client: every process and command connects the same way.
+
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions};
+
+/// How to reach etcd.
+#[derive(Clone, Debug)]
+pub struct EtcdConfig {
+    /// Endpoints, e.g. `http://127.0.0.1:2379`; the client fails over
+    /// between them.
+    pub endpoints: Vec<String>,
+    /// Give up connecting after this long.
+    pub connect_timeout: Duration,
+    /// Deadline of each unary request (`None`: no deadline). Watches and
+    /// keep-alive streams are not cut by it.
+    pub request_timeout: Option<Duration>,
+}
+
+impl EtcdConfig {
+    pub fn new(endpoints: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Some(Duration::from_secs(10)),
+        }
+    }
+
+    pub fn with_request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+}
+
+/// Connects to `config`'s endpoints. HTTP/2 keep-alive pings (every 10 s,
+/// 5 s to answer) notice a dead connection even when nothing is sent.
+pub async fn connect(config: &EtcdConfig) -> Result<Client, etcd_client::Error> {
+    let mut options = ConnectOptions::new()
+        .with_connect_timeout(config.connect_timeout)
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+    if let Some(timeout) = config.request_timeout {
+        options = options.with_timeout(timeout);
+    }
+    Client::connect(&config.endpoints, Some(options)).await
+}
