@@ -18,7 +18,7 @@ const METADATA: &str =
 
 fn testdata_json(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/standin")
+        .join("testdata")
         .join(name);
     serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 fn testdata(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/standin")
+        .join("testdata")
         .join(name)
         .display()
         .to_string()
