@@ -9,6 +9,8 @@
 //!   transactions.
 //! * [`status`] — where statuses go.
 //! * [`xref`] — cross-references nothing provides (warnings).
+//! * [`service_endpoints`] — an Endpoint naming a Service: its
+//!   EndpointSlices → the ClusterLoadAssignment.
 //! * [`validate`] — the offline checks of `bootes-controller validate`.
 //! * [`report`] — one line per problem.
 //!
@@ -20,6 +22,7 @@ pub mod manifest;
 pub mod model;
 pub mod plan;
 pub mod report;
+pub mod service_endpoints;
 pub mod source;
 pub mod status;
 pub mod validate;

@@ -1,0 +1,391 @@
+//! Endpoints from a Service: an `Endpoint` whose `spec.service` names a
+//! Kubernetes Service gets its ClusterLoadAssignment filled from that
+//! Service's `discovery.k8s.io/v1` EndpointSlices. Pure: no I/O.
+//!
+//! The result is the object's `spec.config` (cluster name, policy, …) with
+//! `endpoints` written in, as proto3 JSON; it then goes through the same
+//! conversion and validation as any written config. The output depends only
+//! on what Envoy would see (sorted, duplicates merged), so a slice change that
+//! does not change the endpoints (a label, a reordering, a slice split in two)
+//! yields the same resource, the same version, and no write.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use bootes_envoy::convert::{ConfigError, CONFIG_PATH};
+
+/// Label naming the Service an EndpointSlice belongs to.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// API version and kind of the slices read.
+pub const SLICE_API_VERSION: &str = "discovery.k8s.io/v1";
+pub const SLICE_KIND: &str = "EndpointSlice";
+/// Topology keys of the (deprecated) per-endpoint topology map.
+const ZONE_KEY: &str = "topology.kubernetes.io/zone";
+const REGION_KEY: &str = "topology.kubernetes.io/region";
+
+/// `spec.service` of an Endpoint: which Service, which of its ports.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRef {
+    pub name: String,
+    pub port: ServicePort,
+}
+
+/// A port of the Service, as its EndpointSlices list it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ServicePort {
+    /// The slice port with this number: the port the pods listen on (the
+    /// Service's target port; slices do not record the Service's own port).
+    Number(i32),
+    /// The slice port with this name: the name of the Service's port.
+    Name(String),
+}
+
+impl ServiceRef {
+    /// Problems of the reference itself, with their paths.
+    pub fn check(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if self.name.is_empty() {
+            errors.push(ConfigError::new(
+                "spec.service.name",
+                "the name of a Service in the object's namespace is required",
+            ));
+        }
+        match &self.port {
+            ServicePort::Number(n) if !(1..=65535).contains(n) => errors.push(ConfigError::new(
+                "spec.service.port",
+                format!("{n} is not a port number (1-65535)"),
+            )),
+            ServicePort::Name(n) if n.is_empty() => errors.push(ConfigError::new(
+                "spec.service.port",
+                "a port name or number is required",
+            )),
+            _ => {}
+        }
+        errors
+    }
+}
+
+/// Where an Endpoint's addresses come from: written in `spec.config.endpoints`
+/// or taken from the Service named by `spec.service` — exactly one of them.
+pub fn check_source(config: &Value, service: Option<&ServiceRef>) -> Vec<ConfigError> {
+    let listed = config.get("endpoints").is_some();
+    match (listed, service) {
+        (true, Some(_)) => vec![ConfigError::new(
+            "spec.service",
+            format!(
+                "an Endpoint takes its endpoints from {CONFIG_PATH}.endpoints or from spec.service, not both"
+            ),
+        )],
+        (false, None) => vec![ConfigError::new(
+            "spec",
+            format!(
+                "an Endpoint needs {CONFIG_PATH}.endpoints (addresses written out) or spec.service (a Service whose EndpointSlices give them)"
+            ),
+        )],
+        (false, Some(service)) => service.check(),
+        (true, None) => Vec::new(),
+    }
+}
+
+/// Identity of an EndpointSlice.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SliceKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for SliceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EndpointSlice {}/{}", self.namespace, self.name)
+    }
+}
+
+/// An EndpointSlice, reduced to what the load assignment needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointSlice {
+    pub key: SliceKey,
+    /// The Service it belongs to (its `kubernetes.io/service-name` label).
+    pub service: String,
+    /// `IPv4`, `IPv6` or `FQDN`.
+    pub address_type: String,
+    pub ports: Vec<SlicePort>,
+    pub endpoints: Vec<SliceEndpoint>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlicePort {
+    /// The Service port's name; empty for a Service's single unnamed port.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Absent means "all ports", which names no port Envoy could use.
+    #[serde(default)]
+    pub port: Option<i32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SliceEndpoint {
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub conditions: Conditions,
+    #[serde(default)]
+    pub zone: Option<String>,
+    #[serde(default)]
+    pub deprecated_topology: BTreeMap<String, String>,
+}
+
+/// Endpoint conditions; absent ones take Kubernetes' documented defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct Conditions {
+    #[serde(default)]
+    pub ready: Option<bool>,
+    #[serde(default)]
+    pub serving: Option<bool>,
+    #[serde(default)]
+    pub terminating: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawSlice {
+    #[serde(default)]
+    metadata: RawMeta,
+    #[serde(default)]
+    address_type: String,
+    #[serde(default)]
+    ports: Option<Vec<SlicePort>>,
+    #[serde(default)]
+    endpoints: Option<Vec<SliceEndpoint>>,
+}
+
+#[derive(Default, Deserialize)]
+struct RawMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+impl EndpointSlice {
+    /// Reads a `discovery.k8s.io/v1` EndpointSlice object (JSON, as the API
+    /// serves it or as a manifest document gives it). `default_namespace`
+    /// applies when the object names none. Fields Bootes does not use are
+    /// ignored; the error names the slice and the field.
+    pub fn from_object(value: Value, default_namespace: &str) -> Result<Self, String> {
+        let raw: RawSlice = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        let namespace = raw
+            .metadata
+            .namespace
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| default_namespace.to_string());
+        let key = SliceKey {
+            namespace,
+            name: raw.metadata.name,
+        };
+        if key.name.is_empty() {
+            return Err("metadata.name: an EndpointSlice needs a name".into());
+        }
+        let service = raw
+            .metadata
+            .labels
+            .get(SERVICE_NAME_LABEL)
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "{key}: metadata.labels: the {SERVICE_NAME_LABEL} label is required (it names the Service)"
+                )
+            })?;
+        if !matches!(raw.address_type.as_str(), "IPv4" | "IPv6" | "FQDN") {
+            return Err(format!(
+                "{key}: addressType: {:?} is not IPv4, IPv6 or FQDN",
+                raw.address_type
+            ));
+        }
+        Ok(Self {
+            key,
+            service,
+            address_type: raw.address_type,
+            ports: raw.ports.unwrap_or_default(),
+            endpoints: raw.endpoints.unwrap_or_default(),
+        })
+    }
+
+    /// The number of this slice's port named by `port`, if it has one.
+    fn port_number(&self, port: &ServicePort) -> Option<u16> {
+        self.ports
+            .iter()
+            .find(|p| match port {
+                ServicePort::Name(name) => p.name.as_deref().unwrap_or("") == name,
+                ServicePort::Number(n) => p.port == Some(*n),
+            })
+            .and_then(|p| p.port)
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|n| *n != 0)
+    }
+}
+
+/// How an endpoint takes part, from its conditions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Health {
+    /// Ready: takes new requests.
+    Healthy,
+    /// Terminating but still serving: finishes what it has, no new requests.
+    Draining,
+}
+
+impl Health {
+    /// `ready` and `serving` default to true, `terminating` to false (the
+    /// EndpointSlice API's rules for absent conditions). Not ready and not
+    /// serving-while-terminating: left out.
+    fn of(c: &Conditions) -> Option<Self> {
+        let ready = c.ready.unwrap_or(true);
+        let serving = c.serving.unwrap_or(true);
+        let terminating = c.terminating.unwrap_or(false);
+        if ready {
+            Some(Health::Healthy)
+        } else if serving && terminating {
+            Some(Health::Draining)
+        } else {
+            None
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "HEALTHY",
+            Health::Draining => "DRAINING",
+        }
+    }
+}
+
+/// (region, zone) of an endpoint; empty strings when unknown.
+type Locality = (String, String);
+
+/// The load assignment of an Endpoint that names a Service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadAssignment {
+    /// `spec.config` with `endpoints` filled in.
+    pub config: Value,
+    /// How many lb_endpoints it has.
+    pub endpoints: usize,
+}
+
+/// Fills `config`'s `endpoints` from `slices` (the Service's EndpointSlices,
+/// in any order): one lb_endpoint per usable address on `port`, grouped by
+/// locality, sorted. The rest of `config` is kept as written.
+///
+/// * Ready endpoints are HEALTHY; serving-but-terminating ones DRAINING; the
+///   others are left out.
+/// * An endpoint's first address is used (Kubernetes: the addresses of one
+///   endpoint are fungible); one that is not an IP of the slice's address
+///   type is skipped, as are FQDN slices (an EDS cluster takes IPs only).
+///   IPv4 and IPv6 slices of a dual-stack Service both contribute.
+/// * The locality's zone is the endpoint's `zone` (else
+///   `topology.kubernetes.io/zone` of its topology), its region
+///   `topology.kubernetes.io/region` when given.
+/// * The same address and port in two slices (as while a slice is split)
+///   is one endpoint, with the better health.
+pub fn load_assignment(
+    config: &Value,
+    port: &ServicePort,
+    slices: &[&EndpointSlice],
+) -> LoadAssignment {
+    let mut best: BTreeMap<(IpAddr, u16), (Health, Locality)> = BTreeMap::new();
+    for slice in slices {
+        let Some(port_number) = slice.port_number(port) else {
+            continue;
+        };
+        for endpoint in &slice.endpoints {
+            let Some(health) = Health::of(&endpoint.conditions) else {
+                continue;
+            };
+            let Some(ip) = endpoint
+                .addresses
+                .first()
+                .and_then(|a| a.parse::<IpAddr>().ok())
+            else {
+                continue;
+            };
+            let family_matches = match ip {
+                IpAddr::V4(_) => slice.address_type == "IPv4",
+                IpAddr::V6(_) => slice.address_type == "IPv6",
+            };
+            if !family_matches {
+                continue;
+            }
+            let locality = locality_of(endpoint);
+            let candidate = (health, locality);
+            best.entry((ip, port_number))
+                .and_modify(|seen| {
+                    if candidate < *seen {
+                        *seen = candidate.clone();
+                    }
+                })
+                .or_insert(candidate);
+        }
+    }
+
+    let endpoints = best.len();
+    let mut by_locality: BTreeMap<Locality, Vec<Value>> = BTreeMap::new();
+    for ((ip, port_number), (health, locality)) in best {
+        by_locality.entry(locality).or_default().push(json!({
+            "endpoint": {"address": {"socket_address": {
+                "address": ip.to_string(),
+                "port_value": port_number,
+            }}},
+            "health_status": health.as_str(),
+        }));
+    }
+    let groups: Vec<Value> = by_locality
+        .into_iter()
+        .map(|((region, zone), lb_endpoints)| {
+            let mut group = json!({"lb_endpoints": lb_endpoints});
+            if !region.is_empty() || !zone.is_empty() {
+                let mut locality = serde_json::Map::new();
+                if !region.is_empty() {
+                    locality.insert("region".into(), region.into());
+                }
+                if !zone.is_empty() {
+                    locality.insert("zone".into(), zone.into());
+                }
+                group["locality"] = Value::Object(locality);
+            }
+            group
+        })
+        .collect();
+
+    let mut config = config.clone();
+    if let Value::Object(map) = &mut config {
+        map.insert("endpoints".into(), Value::Array(groups));
+    }
+    LoadAssignment { config, endpoints }
+}
+
+fn locality_of(endpoint: &SliceEndpoint) -> Locality {
+    let topology = |key: &str| {
+        endpoint
+            .deprecated_topology
+            .get(key)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let zone = endpoint
+        .zone
+        .clone()
+        .filter(|z| !z.is_empty())
+        .unwrap_or_else(|| topology(ZONE_KEY));
+    (topology(REGION_KEY), zone)
+}
+
+#[cfg(test)]
+mod tests;
