@@ -11,9 +11,10 @@
 //! * OpenAPI v3 (`/openapi/v3` and per group-version documents) telling kubectl that
 //!   the server validates fields itself;
 //! * built-in namespaces, pods, configmaps, secrets, services, serviceaccounts, events,
-//!   endpoints, persistentvolumeclaims, deployments, statefulsets, daemonsets,
-//!   replicasets, poddisruptionbudgets, RBAC roles and bindings, leases (stored as
-//!   given: no controllers run), and CustomResourceDefinitions, whose resources are
+//!   endpoints, EndpointSlices (`discovery.k8s.io/v1`), persistentvolumeclaims,
+//!   deployments, statefulsets, daemonsets, replicasets, poddisruptionbudgets, RBAC
+//!   roles and bindings, leases (stored as given: no controllers run, so tests write
+//!   EndpointSlices themselves), and CustomResourceDefinitions, whose resources are
 //!   served once created;
 //! * create, get, list, update, merge/JSON/strategic (as merge) patches, server-side
 //!   apply (as a merge patch that creates), delete (with finalizers), the status

@@ -154,6 +154,7 @@ pub fn builtin_types() -> Vec<ResourceType> {
         (RBAC, "v1", "clusterroles", "ClusterRole", false, &[], &[], false),
         (RBAC, "v1", "clusterrolebindings", "ClusterRoleBinding", false, &[], &[], false),
         ("coordination.k8s.io", "v1", "leases", "Lease", true, &[], &[], false),
+        ("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", true, &[], &[], false),
         ("events.k8s.io", "v1", "events", "Event", true, &["ev"], &[], false),
     ];
     TABLE

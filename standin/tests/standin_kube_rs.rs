@@ -1,12 +1,13 @@
 //! The kube-rs client the controller uses, against the real `kube-standin` binary:
 //! kubeconfig loading, a derived CRD, reflectors over `watcher` and
 //! `metadata_watcher` (with label selectors), status patches (merge and apply),
-//! conflicts, and a relist after 410 Gone.
+//! conflicts, a relist after 410 Gone, and EndpointSlices watched by Service label.
 
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -328,4 +329,124 @@ async fn watcher_relists_after_410_gone() {
         .await
         .unwrap();
     until("Apply c", &mut seen).await;
+}
+
+fn endpoint_slice(name: &str, service: Option<&str>, ips: &[&str]) -> EndpointSlice {
+    let mut labels = json!({"endpointslice.kubernetes.io/managed-by": "test"});
+    if let Some(service) = service {
+        labels["kubernetes.io/service-name"] = json!(service);
+    }
+    let endpoints: Vec<_> = ips
+        .iter()
+        .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}, "zone": "z1"}))
+        .collect();
+    serde_json::from_value(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": "foo", "labels": labels},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": endpoints,
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn endpoint_slices_are_served_and_watched_by_service_label() {
+    let (_s, client) = setup(&["--log", "warn"]).await;
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "foo");
+    // Before any slice exists, and one that belongs to no Service.
+    slices
+        .create(
+            &PostParams::default(),
+            &endpoint_slice("orphan", None, &["10.0.0.9"]),
+        )
+        .await
+        .unwrap();
+    slices
+        .create(
+            &PostParams::default(),
+            &endpoint_slice("web-1", Some("web"), &["10.0.0.1"]),
+        )
+        .await
+        .unwrap();
+
+    // As the controller watches them: every namespace, only slices of a Service.
+    let (reader, writer) = reflector::store();
+    let config = watcher::Config::default().labels("kubernetes.io/service-name");
+    tokio::spawn(
+        reflector::reflector(
+            writer,
+            watcher(Api::<EndpointSlice>::all(client.clone()), config),
+        )
+        .applied_objects()
+        .for_each(|_| async {}),
+    );
+    let (web_reader, web_writer) = reflector::store();
+    let web = watcher::Config::default().labels("kubernetes.io/service-name=web");
+    tokio::spawn(
+        reflector::reflector(web_writer, watcher(slices.clone(), web))
+            .applied_objects()
+            .for_each(|_| async {}),
+    );
+    let web1 = ObjectRef::<EndpointSlice>::new("web-1").within("foo");
+    eventually("web-1 listed", || {
+        reader.get(&web1).is_some() && web_reader.get(&web1).is_some()
+    })
+    .await;
+    assert!(reader
+        .get(&ObjectRef::new("orphan").within("foo"))
+        .is_none());
+    let listed = reader.get(&web1).unwrap();
+    assert_eq!(listed.address_type, "IPv4");
+    assert_eq!(
+        listed.endpoints.as_ref().unwrap()[0].zone.as_deref(),
+        Some("z1")
+    );
+    assert_eq!(listed.ports.as_ref().unwrap()[0].port, Some(8080));
+
+    // Another Service's slice: the existence selector sees it, the other not.
+    slices
+        .create(
+            &PostParams::default(),
+            &endpoint_slice("api-1", Some("api"), &["10.0.1.1"]),
+        )
+        .await
+        .unwrap();
+    let api1 = ObjectRef::<EndpointSlice>::new("api-1").within("foo");
+    eventually("api-1 watched", || reader.get(&api1).is_some()).await;
+    assert!(web_reader.get(&api1).is_none());
+
+    // A scale-up replaces the endpoints; the watchers see the new list.
+    let mut scaled = slices.get("web-1").await.unwrap();
+    scaled.endpoints = endpoint_slice("web-1", Some("web"), &["10.0.0.1", "10.0.0.2"]).endpoints;
+    slices
+        .replace("web-1", &PostParams::default(), &scaled)
+        .await
+        .unwrap();
+    eventually("web-1 scaled up in both watchers", || {
+        [&reader, &web_reader].iter().all(|r| {
+            r.get(&web1)
+                .is_some_and(|s| s.endpoints.as_ref().is_some_and(|e| e.len() == 2))
+        })
+    })
+    .await;
+
+    // Losing the label takes a slice out of the selection; deleting removes it.
+    slices
+        .patch(
+            "api-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"kubernetes.io/service-name": null}}})),
+        )
+        .await
+        .unwrap();
+    eventually("api-1 unlabelled", || reader.get(&api1).is_none()).await;
+    slices
+        .delete("web-1", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("web-1 deleted", || {
+        reader.get(&web1).is_none() && web_reader.get(&web1).is_none()
+    })
+    .await;
 }

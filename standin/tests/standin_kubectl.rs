@@ -1,6 +1,6 @@
 //! A real `kubectl` against the real `kube-standin` binary: CRDs, discovery through
 //! categories and short names, client-side and server-side apply, label, merge and
-//! JSON patches, the status subresource, delete, namespaces and pods.
+//! JSON patches, the status subresource, delete, namespaces, pods and EndpointSlices.
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -385,6 +385,62 @@ fn kubectl_manages_namespaces_and_pods() {
     ok(&s, &["delete", "namespace", "foo"]);
     let out = ok(&s, &["get", "pods", "-A", "-o", "name"]);
     assert!(out.trim().is_empty(), "{out}");
+}
+
+#[test]
+fn kubectl_applies_endpoint_slices() {
+    let s = standin();
+    ok(&s, &["create", "namespace", "foo"]);
+    let out = ok(&s, &["apply", "-f", &testdata("endpointslice-web.yaml")]);
+    assert!(
+        out.contains("endpointslice.discovery.k8s.io/web-abc12 created"),
+        "{out}"
+    );
+    let names = ok(
+        &s,
+        &[
+            "get",
+            "endpointslices",
+            "-A",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(names.trim(), "endpointslice.discovery.k8s.io/web-abc12");
+
+    // A rollout step: the old pod terminating, a new one ready.
+    let out = ok(
+        &s,
+        &["apply", "-f", &testdata("endpointslice-web-scaled.yaml")],
+    );
+    assert!(out.contains("configured"), "{out}");
+    let slice = json(&s, &["get", "endpointslice", "-n", "foo", "web-abc12"]);
+    assert_eq!(slice["addressType"], "IPv4");
+    let endpoints = slice["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 2);
+    assert_eq!(endpoints[0]["conditions"]["terminating"], true);
+    assert_eq!(endpoints[1]["zone"], "zone-b");
+
+    // Other Services' selectors do not see it; delete removes it.
+    let names = ok(
+        &s,
+        &[
+            "get",
+            "endpointslices",
+            "-n",
+            "foo",
+            "-l",
+            "kubernetes.io/service-name=api",
+            "-o",
+            "name",
+        ],
+    );
+    assert!(names.trim().is_empty(), "{names}");
+    ok(&s, &["delete", "endpointslice", "-n", "foo", "web-abc12"]);
+    let names = ok(&s, &["get", "endpointslices", "-A", "-o", "name"]);
+    assert!(names.trim().is_empty(), "{names}");
 }
 
 #[test]
