@@ -245,3 +245,87 @@ pub fn endpoint(
         json!({"cluster_name": cluster_name, "endpoints": [{"lb_endpoints": lb_endpoints}]}),
     )
 }
+
+/// An Endpoint for `cluster_name` whose endpoints come from the Service
+/// `service` (its EndpointSlices), on its port `port` (a name or a number).
+pub fn endpoint_for_service(
+    namespace: &str,
+    object_name: &str,
+    cluster_name: &str,
+    service: &str,
+    port: Value,
+    selector: &[(&str, &str)],
+) -> Value {
+    let mut doc = object(
+        "Endpoint",
+        namespace,
+        object_name,
+        selector,
+        json!({"cluster_name": cluster_name}),
+    );
+    doc["spec"]["service"] = json!({"name": service, "port": port});
+    doc
+}
+
+/// One endpoint (pod) of an EndpointSlice and its conditions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SliceEndpoint {
+    Ready(std::net::IpAddr),
+    /// Starting, or failing its readiness probe.
+    NotReady(std::net::IpAddr),
+    /// Shutting down but still serving.
+    Terminating(std::net::IpAddr),
+}
+
+/// A `discovery.k8s.io/v1` EndpointSlice of Service `service`, with one
+/// port `port_name`/`port` (as the EndpointSlice controller writes them).
+/// The address type follows the first endpoint (IPv4 when there is none).
+pub fn endpoint_slice(
+    namespace: &str,
+    name: &str,
+    service: &str,
+    port_name: &str,
+    port: u16,
+    endpoints: &[SliceEndpoint],
+) -> Value {
+    let endpoints: Vec<(std::net::IpAddr, Value)> = endpoints
+        .iter()
+        .map(|e| match *e {
+            SliceEndpoint::Ready(ip) => (
+                ip,
+                json!({"ready": true, "serving": true, "terminating": false}),
+            ),
+            SliceEndpoint::NotReady(ip) => (
+                ip,
+                json!({"ready": false, "serving": false, "terminating": false}),
+            ),
+            SliceEndpoint::Terminating(ip) => (
+                ip,
+                json!({"ready": false, "serving": true, "terminating": true}),
+            ),
+        })
+        .collect();
+    let address_type = match endpoints.first() {
+        Some((std::net::IpAddr::V6(_), _)) => "IPv6",
+        _ => "IPv4",
+    };
+    let endpoints: Vec<Value> = endpoints
+        .into_iter()
+        .map(|(ip, conditions)| json!({"addresses": [ip.to_string()], "conditions": conditions}))
+        .collect();
+    json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                "kubernetes.io/service-name": service,
+                "endpointslice.kubernetes.io/managed-by": "bootes-tests",
+            },
+        },
+        "addressType": address_type,
+        "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
+        "endpoints": endpoints,
+    })
+}

@@ -23,6 +23,7 @@ mod etcd;
 mod etcd_cluster;
 mod http;
 mod manifests;
+mod metrics;
 mod ports;
 mod process;
 mod stack;
@@ -38,8 +39,10 @@ pub use etcd::Etcd;
 pub use etcd_cluster::EtcdCluster;
 pub use http::{http_get, HttpResponse};
 pub use manifests::{
-    cluster_eds, endpoint, listener_http, pod, route, yaml_stream, ManifestDir, VirtualHost,
+    cluster_eds, endpoint, endpoint_for_service, endpoint_slice, listener_http, pod, route,
+    yaml_stream, ManifestDir, SliceEndpoint, VirtualHost,
 };
+pub use metrics::{metric, metric_sum};
 pub use ports::free_port;
 pub use process::{find_bootes_bin, find_envoy, find_etcd, test_dir, ChildProcess};
 pub use stack::{expect_routed, expect_status, local, Stack};

@@ -21,9 +21,16 @@ pub struct Upstream {
 impl Upstream {
     /// Binds 127.0.0.1:0 and starts serving on the current Tokio runtime.
     pub async fn start(name: &str) -> Result<Self> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        Self::start_at(name, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Like [`Upstream::start`], on `addr`: a loopback address such as
+    /// 127.0.0.12 stands for one pod of a Service (pods share a port).
+    pub async fn start_at(name: &str, addr: SocketAddr) -> Result<Self> {
+        anyhow::ensure!(addr.ip().is_loopback(), "{addr} is not a loopback address");
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .context("binding the upstream")?;
+            .with_context(|| format!("binding the upstream on {addr}"))?;
         let addr = listener.local_addr()?;
         let hits = Arc::new(AtomicU64::new(0));
         let body = name.to_string();

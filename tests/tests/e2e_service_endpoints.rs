@@ -1,0 +1,297 @@
+//! End to end, endpoints from a Service (issue 14): an `Endpoint` naming a
+//! Service gets its endpoints from the Service's EndpointSlices, live.
+//! Directory mode: the slices are `discovery.k8s.io/v1` documents in the
+//! manifest directory (the Kubernetes-mode test is in `e2e_kubernetes.rs`).
+//!
+//! The pods of the Service are in-process upstreams on 127.0.0.11, .12, …
+//! sharing one port, as pods of a Deployment share their container port.
+//! Needs `cargo build --bins` first, etcd and Envoy (see the harness).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::{ensure, Context, Result};
+use bootes_tests::harness::{
+    cluster_eds, dynamic_endpoints, endpoint_for_service, endpoint_slice, eventually,
+    expect_status, free_port, http_get, listener_http, local, metric, metric_sum, pod, route,
+    Envoy, ManifestDir, SliceEndpoint, Stack, Upstream, VirtualHost,
+};
+use serde_json::{json, Value};
+
+const NS: &str = "demo";
+const PREFIX: &str = "/bootes/v1/";
+
+/// `n` upstreams standing for the pods of one Service: 127.0.0.`first`+i,
+/// all on one port (retried with another port if one is taken).
+async fn service_pods(first: u8, n: u8) -> Vec<Upstream> {
+    for _ in 0..20 {
+        let pod0 = Upstream::start_at("pod-0", SocketAddr::from(([127, 0, 0, first], 0)))
+            .await
+            .unwrap();
+        let port = pod0.addr().port();
+        let mut pods = vec![pod0];
+        for i in 1..n {
+            let addr = SocketAddr::from(([127, 0, 0, first + i], port));
+            match Upstream::start_at(&format!("pod-{i}"), addr).await {
+                Ok(u) => pods.push(u),
+                Err(_) => break,
+            }
+        }
+        if pods.len() == usize::from(n) {
+            return pods;
+        }
+    }
+    panic!("no port free on 127.0.0.{first}..+{n}");
+}
+
+fn ready(u: &Upstream) -> SliceEndpoint {
+    SliceEndpoint::Ready(u.addr().ip())
+}
+
+/// The slices file of Service `web`: `slices` as (slice name, endpoints).
+fn write_slices(m: &ManifestDir, port: u16, slices: &[(&str, Vec<SliceEndpoint>)]) {
+    let docs: Vec<Value> = slices
+        .iter()
+        .map(|(name, eps)| endpoint_slice(NS, name, "web", "http", port, eps))
+        .collect();
+    m.write_docs("slices.yaml", &docs).unwrap();
+}
+
+/// (address, health status) of every endpoint Envoy holds for `cluster`.
+async fn envoy_endpoints(envoy: &Envoy, cluster: &str) -> Result<Vec<(SocketAddr, String)>> {
+    let dump = envoy.config_dump().await?;
+    let cla = dynamic_endpoints(&dump)
+        .remove(cluster)
+        .with_context(|| format!("no endpoints for cluster {cluster:?}"))?;
+    let mut out = Vec::new();
+    for locality in cla["endpoints"].as_array().into_iter().flatten() {
+        for lb in locality["lb_endpoints"].as_array().into_iter().flatten() {
+            let sa = &lb["endpoint"]["address"]["socket_address"];
+            let ip: IpAddr = sa["address"].as_str().context("address")?.parse()?;
+            let port = sa["port_value"].as_u64().context("port")? as u16;
+            let health = lb["health_status"].as_str().unwrap_or("UNKNOWN");
+            out.push((SocketAddr::new(ip, port), health.to_string()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Waits until Envoy holds exactly `want` for cluster `web`.
+async fn expect_endpoints(envoy: &Envoy, want: &[(&Upstream, &str)]) -> Result<()> {
+    let mut want: Vec<(SocketAddr, String)> = want
+        .iter()
+        .map(|(u, h)| (u.addr(), h.to_string()))
+        .collect();
+    want.sort();
+    eventually(
+        &format!("Envoy's endpoints of web are {want:?}"),
+        || async {
+            let have = envoy_endpoints(envoy, "web").await?;
+            ensure!(have == want, "have {have:?}");
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// Which upstreams answered `n` requests through Envoy, with counts.
+async fn spread(port: u16, n: usize) -> Result<BTreeMap<String, usize>> {
+    let mut seen = BTreeMap::new();
+    for _ in 0..n {
+        let r = http_get(local(port), "web.example.com", "/").await?;
+        ensure!(r.status == 200, "got {} {:?}", r.status, r.text());
+        *seen.entry(r.text().to_string()).or_default() += 1;
+    }
+    Ok(seen)
+}
+
+/// Waits until a batch of requests reaches every one of `serving` and none
+/// of the others, then checks that the next batch does the same.
+async fn expect_traffic(port: u16, serving: &[&Upstream]) -> Result<()> {
+    let want: Vec<&str> = serving.iter().map(|u| u.name()).collect();
+    let check = || async {
+        let seen = spread(port, 8 * serving.len()).await?;
+        let names: Vec<&str> = seen.keys().map(String::as_str).collect();
+        ensure!(names == want, "answered by {seen:?}, want exactly {want:?}");
+        Ok(())
+    };
+    eventually(&format!("requests reach exactly {want:?}"), check).await?;
+    check().await
+}
+
+/// Where the snapshot of `node`'s group is, and its etcd mod revision.
+async fn snapshot_revision(stack: &Stack, node: &str) -> Result<i64> {
+    let mut client = stack.etcd.client().await?;
+    let binding = client.get(format!("{PREFIX}nodes/{node}"), None).await?;
+    let binding: bootes_proto::store::NodeBinding =
+        prost::Message::decode(binding.kvs().first().context("no binding")?.value())?;
+    let snapshot = client
+        .get(format!("{PREFIX}snapshots/{}", binding.snapshot), None)
+        .await?;
+    Ok(snapshot
+        .kvs()
+        .first()
+        .context("no snapshot")?
+        .mod_revision())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_endpoints_follow_its_slices_live() {
+    let pods = service_pods(11, 3).await;
+    let pod_port = pods[0].addr().port();
+    let listen = free_port();
+    let edge = &[("app", "edge")];
+    let m = ManifestDir::new().unwrap();
+    m.write_docs("pods.yaml", &[pod(NS, "envoy-0", edge)])
+        .unwrap();
+    m.write_docs(
+        "edge.yaml",
+        &[
+            listener_http(NS, "listener", "listener", listen, "routes", edge),
+            route(
+                NS,
+                "routes",
+                "routes",
+                &[VirtualHost::new("web", &["*"], &[("/", "web")])],
+                edge,
+            ),
+            cluster_eds(NS, "web", "web", edge),
+            endpoint_for_service(NS, "web", "web", "web", json!("http"), edge),
+        ],
+    )
+    .unwrap();
+    // Two pods of the Deployment behind Service web.
+    write_slices(
+        &m,
+        pod_port,
+        &[("web-1", vec![ready(&pods[0]), ready(&pods[1])])],
+    );
+    let stack = Stack::start(&m, 1).await.unwrap();
+    let envoy = Envoy::start("envoy-0.demo", &stack.xds_addrs())
+        .await
+        .unwrap();
+    envoy.wait_for_listener("listener").await.unwrap();
+
+    // The Service's endpoints receive requests.
+    expect_endpoints(&envoy, &[(&pods[0], "HEALTHY"), (&pods[1], "HEALTHY")])
+        .await
+        .unwrap();
+    expect_traffic(listen, &[&pods[0], &pods[1]]).await.unwrap();
+
+    // A change that leaves the endpoints as they are (a label, another
+    // order) is reconciled but writes nothing and pushes nothing.
+    let revision = snapshot_revision(&stack, "envoy-0.demo").await.unwrap();
+    let xds_admin = stack.xds[0].admin_addr();
+    let eds_pushes = "bootes_xds_pushes_total{type=\"EDS\"}";
+    let pushes = metric(xds_admin, eds_pushes).await.unwrap();
+    let reconciles_total = "bootes_controller_reconciles_total";
+    let controller = stack.controller.metrics_addr();
+    let reconciles = metric_sum(controller, reconciles_total).await.unwrap();
+    let mut relabelled = endpoint_slice(
+        NS,
+        "web-1",
+        "web",
+        "http",
+        pod_port,
+        &[ready(&pods[1]), ready(&pods[0])],
+    );
+    relabelled["metadata"]["labels"]["team"] = json!("web");
+    m.write_docs("slices.yaml", &[relabelled]).unwrap();
+    eventually("the controller reconciles the relabelled slice", || async {
+        let now = metric_sum(controller, reconciles_total).await?;
+        ensure!(now > reconciles, "reconciles {now}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        snapshot_revision(&stack, "envoy-0.demo").await.unwrap(),
+        revision,
+        "the snapshot was rewritten"
+    );
+    assert_eq!(metric(xds_admin, eds_pushes).await.unwrap(), pushes);
+
+    // Scale up: a third pod, in a second slice.
+    write_slices(
+        &m,
+        pod_port,
+        &[
+            ("web-1", vec![ready(&pods[0]), ready(&pods[1])]),
+            ("web-2", vec![ready(&pods[2])]),
+        ],
+    );
+    expect_endpoints(
+        &envoy,
+        &[
+            (&pods[0], "HEALTHY"),
+            (&pods[1], "HEALTHY"),
+            (&pods[2], "HEALTHY"),
+        ],
+    )
+    .await
+    .unwrap();
+    expect_traffic(listen, &[&pods[0], &pods[1], &pods[2]])
+        .await
+        .unwrap();
+
+    // Scale down: the first pod is gone.
+    write_slices(
+        &m,
+        pod_port,
+        &[
+            ("web-1", vec![ready(&pods[1])]),
+            ("web-2", vec![ready(&pods[2])]),
+        ],
+    );
+    expect_endpoints(&envoy, &[(&pods[1], "HEALTHY"), (&pods[2], "HEALTHY")])
+        .await
+        .unwrap();
+    expect_traffic(listen, &[&pods[1], &pods[2]]).await.unwrap();
+
+    // A pod turning not-ready stops receiving traffic.
+    write_slices(
+        &m,
+        pod_port,
+        &[
+            ("web-1", vec![SliceEndpoint::NotReady(pods[1].addr().ip())]),
+            ("web-2", vec![ready(&pods[2])]),
+        ],
+    );
+    expect_endpoints(&envoy, &[(&pods[2], "HEALTHY")])
+        .await
+        .unwrap();
+    expect_traffic(listen, &[&pods[2]]).await.unwrap();
+
+    // A terminating pod that still serves is DRAINING: no new requests.
+    write_slices(
+        &m,
+        pod_port,
+        &[
+            ("web-1", vec![ready(&pods[0]), ready(&pods[1])]),
+            (
+                "web-2",
+                vec![SliceEndpoint::Terminating(pods[2].addr().ip())],
+            ),
+        ],
+    );
+    expect_endpoints(
+        &envoy,
+        &[
+            (&pods[0], "HEALTHY"),
+            (&pods[1], "HEALTHY"),
+            (&pods[2], "DRAINING"),
+        ],
+    )
+    .await
+    .unwrap();
+    expect_traffic(listen, &[&pods[0], &pods[1]]).await.unwrap();
+
+    // Deleting the slices empties the endpoints; the cluster stays.
+    m.remove("slices.yaml").unwrap();
+    expect_endpoints(&envoy, &[]).await.unwrap();
+    assert!(envoy.cluster_names().await.unwrap().contains("web"));
+    expect_status(listen, "web.example.com", "/", 503)
+        .await
+        .unwrap();
+}
