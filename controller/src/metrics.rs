@@ -65,6 +65,8 @@ pub struct Metrics {
     nodes: Gauge,
     groups: Gauge,
     oversized_snapshots: Gauge,
+    endpoint_slices: Gauge,
+    service_endpoints: Gauge,
     sync_duration: Histogram,
     syncs: Family<ResultLabel, Counter>,
     etcd_txns: Counter,
@@ -101,6 +103,18 @@ impl Metrics {
             "oversized_snapshots",
             "Snapshots not written because they exceed etcd's request size limit",
             oversized_snapshots.clone(),
+        );
+        let endpoint_slices = Gauge::default();
+        r.register(
+            "endpoint_slices",
+            "EndpointSlices of Services watched (or read from the manifest directory)",
+            endpoint_slices.clone(),
+        );
+        let service_endpoints = Gauge::default();
+        r.register(
+            "service_endpoints",
+            "Endpoints (lb_endpoints) produced from EndpointSlices for the Endpoints naming a Service",
+            service_endpoints.clone(),
         );
         let sync_duration = Histogram::new([
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -153,6 +167,8 @@ impl Metrics {
             nodes,
             groups,
             oversized_snapshots,
+            endpoint_slices,
+            service_endpoints,
             sync_duration,
             syncs,
             etcd_txns,
@@ -216,6 +232,12 @@ impl Metrics {
         let mut h = self.health.lock().expect("metrics lock");
         h.nodes = nodes;
         h.groups = groups;
+    }
+
+    /// EndpointSlices known and the endpoints produced from them.
+    pub fn observe_service_endpoints(&self, slices: usize, endpoints: usize) {
+        self.endpoint_slices.set(slices as i64);
+        self.service_endpoints.set(endpoints as i64);
     }
 
     /// A reconcile of a follower: nothing written, but the index is warm.
@@ -424,6 +446,30 @@ mod tests {
         assert!(text.contains(r#"bootes_controller_reconciles_total{result="unchanged"} 1"#));
         assert!(text.contains("bootes_controller_reconcile_duration_seconds_count 2"));
         assert!(text.contains("# TYPE bootes_controller_reconcile_duration_seconds histogram"));
+    }
+
+    #[test]
+    fn slices_and_endpoints_from_services_start_at_zero() {
+        let m = Metrics::new();
+        let text = m.encode();
+        assert_eq!(
+            line(&text, "bootes_controller_endpoint_slices"),
+            "bootes_controller_endpoint_slices 0"
+        );
+        assert_eq!(
+            line(&text, "bootes_controller_service_endpoints"),
+            "bootes_controller_service_endpoints 0"
+        );
+        m.observe_service_endpoints(3, 250);
+        let text = m.encode();
+        assert!(
+            text.contains("bootes_controller_endpoint_slices 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bootes_controller_service_endpoints 250"),
+            "{text}"
+        );
     }
 
     #[test]

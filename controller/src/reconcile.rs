@@ -154,6 +154,9 @@ impl Reconciler {
             SourceEvent::ResetPods(pods) => self.index.reset_pods(pods),
             SourceEvent::ApplyPod(pod) => self.index.apply_pod(pod),
             SourceEvent::DeletePod(key) => self.index.delete_pod(&key),
+            SourceEvent::ResetSlices(slices) => self.index.reset_slices(slices),
+            SourceEvent::ApplySlice(slice) => self.index.apply_slice(slice),
+            SourceEvent::DeleteSlice(key) => self.index.delete_slice(&key),
             SourceEvent::ResetNodeStatus(records) => self.index.reset_node_status(records),
             SourceEvent::NodeStatus {
                 node,
@@ -264,5 +267,7 @@ impl Reconciler {
         self.metrics.observe_objects(&desired.statuses);
         self.metrics
             .observe_desired(desired.bindings.len(), desired.groups.len(), oversized);
+        let (slices, endpoints) = self.index.service_endpoint_counts();
+        self.metrics.observe_service_endpoints(slices, endpoints);
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use bootes_proto::{store, version, ResourceType};
 
 use crate::model::{BootesObject, ObjectKey, Pod, PodKey};
+use crate::service_endpoints::{self, EndpointSlice, SliceKey};
 use bootes_envoy::convert::{self, ConfigError, Converted};
 
 /// An object as the index keeps it: its latest spec, the last valid version of
@@ -21,6 +22,10 @@ use bootes_envoy::convert::{self, ConfigError, Converted};
 #[derive(Clone, Debug)]
 struct Entry {
     object: BootesObject,
+    /// What was converted: `spec.config`, or for an Endpoint naming a
+    /// Service, with the endpoints of its slices. `None` when the spec was
+    /// rejected before conversion.
+    input: Option<serde_json::Value>,
     accepted: Option<Accepted>,
     errors: Vec<ConfigError>,
 }
@@ -29,6 +34,8 @@ struct Entry {
 struct Accepted {
     resource: Arc<Converted>,
     generation: i64,
+    /// lb_endpoints generated from EndpointSlices (0 when written out).
+    service_endpoints: usize,
 }
 
 /// Objects and pods, indexed.
@@ -36,6 +43,8 @@ struct Accepted {
 pub struct Index {
     objects: BTreeMap<ObjectKey, Entry>,
     pods: BTreeMap<PodKey, Pod>,
+    /// EndpointSlices of Services, for Endpoints that name a Service.
+    slices: BTreeMap<SliceKey, EndpointSlice>,
     /// What the xds-servers recorded about each node: (node, replica) → status.
     node_status: BTreeMap<(String, String), store::NodeStatus>,
 }
@@ -101,11 +110,32 @@ impl Index {
     /// Returns the problems of this spec (empty when valid).
     pub fn apply_object(&mut self, object: BootesObject) -> Vec<ConfigError> {
         let previous = self.objects.remove(&object.key);
+        let entry = self.evaluate(object, previous);
+        let result = entry.errors.clone();
+        self.objects.insert(entry.object.key.clone(), entry);
+        result
+    }
+
+    /// Converts `object` (unless what it converts from is unchanged since
+    /// `previous`), keeping the previous valid resource if it is invalid.
+    fn evaluate(&self, object: BootesObject, previous: Option<Entry>) -> Entry {
+        let slices = self.slices_of_namespace(&object.key.namespace);
+        let effective = match service_endpoints::effective_config(&object, slices) {
+            Ok(effective) => effective,
+            Err(errors) => {
+                return Entry {
+                    object,
+                    input: None,
+                    accepted: previous.and_then(|p| p.accepted),
+                    errors,
+                }
+            }
+        };
         let unchanged = previous
             .as_ref()
-            .is_some_and(|p| p.object.config == object.config && p.object.key == object.key);
+            .is_some_and(|p| p.input.as_ref() == Some(&effective.config));
         let (accepted, errors) = match previous {
-            // Same config: keep the conversion (and its problems) as they were;
+            // Same input: keep the conversion (and its problems) as they were;
             // a valid resource is now in force at the new generation.
             Some(p) if unchanged => {
                 let accepted = p.accepted.map(|a| Accepted {
@@ -118,27 +148,110 @@ impl Index {
                 });
                 (accepted, p.errors)
             }
-            previous => match convert::convert(object.key.kind, &object.config) {
+            previous => match convert::convert(object.key.kind, &effective.config) {
                 Ok(resource) => (
                     Some(Accepted {
                         resource: Arc::new(resource),
                         generation: object.generation,
+                        service_endpoints: effective.endpoints,
                     }),
                     Vec::new(),
                 ),
                 Err(errors) => (previous.and_then(|p| p.accepted), errors),
             },
         };
-        let result = errors.clone();
-        self.objects.insert(
-            object.key.clone(),
-            Entry {
-                object,
-                accepted,
-                errors,
-            },
-        );
-        result
+        Entry {
+            object,
+            input: Some(effective.config),
+            accepted,
+            errors,
+        }
+    }
+
+    fn slices_of_namespace<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
+        let from = SliceKey {
+            namespace: namespace.to_string(),
+            name: String::new(),
+        };
+        self.slices
+            .range(from..)
+            .take_while(move |(k, _)| k.namespace == namespace)
+            .map(|(_, s)| s)
+    }
+
+    /// Adds or replaces an EndpointSlice; the Endpoints naming its Service
+    /// follow.
+    pub fn apply_slice(&mut self, slice: EndpointSlice) {
+        let previous = self.slices.insert(slice.key.clone(), slice.clone());
+        if previous.as_ref() == Some(&slice) {
+            return;
+        }
+        let mut services = vec![(slice.key.namespace.clone(), slice.service)];
+        services.extend(previous.map(|p| (p.key.namespace, p.service)));
+        self.refresh_services(&services);
+    }
+
+    pub fn delete_slice(&mut self, key: &SliceKey) {
+        if let Some(previous) = self.slices.remove(key) {
+            self.refresh_services(&[(previous.key.namespace, previous.service)]);
+        }
+    }
+
+    /// Replaces every EndpointSlice (a relist, or a directory reload).
+    pub fn reset_slices(&mut self, slices: impl IntoIterator<Item = EndpointSlice>) {
+        let slices: BTreeMap<SliceKey, EndpointSlice> =
+            slices.into_iter().map(|s| (s.key.clone(), s)).collect();
+        let previous = std::mem::replace(&mut self.slices, slices);
+        let mut services = Vec::new();
+        for (key, slice) in &previous {
+            if self.slices.get(key) != Some(slice) {
+                services.push((slice.key.namespace.clone(), slice.service.clone()));
+            }
+        }
+        for (key, slice) in &self.slices {
+            if previous.get(key) != Some(slice) {
+                services.push((slice.key.namespace.clone(), slice.service.clone()));
+            }
+        }
+        self.refresh_services(&services);
+    }
+
+    /// Re-evaluates the Endpoints naming any of `services` (namespace, name).
+    fn refresh_services(&mut self, services: &[(String, String)]) {
+        let keys: Vec<ObjectKey> = self
+            .objects
+            .values()
+            .filter(|e| {
+                e.object.service.as_ref().is_some_and(|s| {
+                    services
+                        .iter()
+                        .any(|(ns, name)| *ns == e.object.key.namespace && *name == s.name)
+                })
+            })
+            .map(|e| e.object.key.clone())
+            .collect();
+        for key in keys {
+            let Some(entry) = self.objects.remove(&key) else {
+                continue;
+            };
+            let entry = self.evaluate(entry.object.clone(), Some(entry));
+            self.objects.insert(key, entry);
+        }
+    }
+
+    /// EndpointSlices known, and the lb_endpoints generated from them for the
+    /// Endpoints in force.
+    pub fn service_endpoint_counts(&self) -> (usize, usize) {
+        let endpoints = self
+            .objects
+            .values()
+            .filter_map(|e| e.accepted.as_ref())
+            .map(|a| a.service_endpoints)
+            .sum();
+        (self.slices.len(), endpoints)
     }
 
     /// The latest spec of an object.

@@ -1,5 +1,7 @@
-//! Reading Bootes manifests: YAML streams of `bootes.io/v1` objects and `v1`
-//! Pod documents (which stand for Envoys in directory mode).
+//! Reading Bootes manifests: YAML streams of `bootes.io/v1` objects, `v1`
+//! Pod documents (which stand for Envoys in directory mode) and
+//! `discovery.k8s.io/v1` EndpointSlices (the endpoints of Services named by
+//! Endpoints).
 
 use std::collections::BTreeMap;
 
@@ -7,6 +9,7 @@ use bootes_proto::ResourceType;
 use serde::Deserialize;
 
 use crate::model::{BootesObject, ObjectKey, Pod};
+use crate::service_endpoints::{self, EndpointSlice, ServiceRef};
 
 /// API group/version of Bootes objects.
 pub const API_VERSION: &str = "bootes.io/v1";
@@ -18,6 +21,7 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub enum Document {
     Object(BootesObject),
     Pod(Pod),
+    EndpointSlice(EndpointSlice),
     /// Any other kind (Namespace, Deployment, …): not ours, ignored.
     Other {
         api_version: String,
@@ -74,6 +78,8 @@ struct RawSpec {
     #[serde(default)]
     workload_selector: Option<RawSelector>,
     config: serde_json::Value,
+    #[serde(default)]
+    service: Option<ServiceRef>,
 }
 
 #[derive(Deserialize)]
@@ -115,7 +121,7 @@ fn parse_document(
     source_name: &str,
     value: serde_yaml::Value,
 ) -> Result<Document, (Option<String>, String)> {
-    let raw: RawDocument = serde_yaml::from_value(value)
+    let raw: RawDocument = serde_yaml::from_value(value.clone())
         .map_err(|e| (None, format!("not a Kubernetes object: {e}")))?;
     let namespace = raw
         .metadata
@@ -139,6 +145,15 @@ fn parse_document(
             uid,
             labels: raw.metadata.labels,
         }));
+    }
+    if raw.api_version == service_endpoints::SLICE_API_VERSION
+        && raw.kind == service_endpoints::SLICE_KIND
+    {
+        let json =
+            serde_json::to_value(&value).map_err(|e| (Some(display.clone()), e.to_string()))?;
+        return EndpointSlice::from_object(json, DEFAULT_NAMESPACE)
+            .map(Document::EndpointSlice)
+            .map_err(|e| (Some(display), e));
     }
     if raw.api_version != API_VERSION {
         return Ok(Document::Other {
@@ -183,6 +198,7 @@ fn parse_document(
         created: raw.metadata.creation_timestamp,
         selector: spec.workload_selector.map(|s| s.labels),
         config: spec.config,
+        service: spec.service,
     }))
 }
 
@@ -239,6 +255,62 @@ spec: {config: {name: r}, workloadSelectr: {}}
         let e = docs[4].as_ref().unwrap_err();
         assert!(e.message.contains("workloadSelectr"), "{e}");
         assert_eq!(e.object.as_deref(), Some("Route default/r"));
+    }
+
+    #[test]
+    fn reads_endpoint_slices_and_endpoints_naming_a_service() {
+        let docs = parse_stream(
+            "web.yaml",
+            r#"
+apiVersion: bootes.io/v1
+kind: Endpoint
+metadata: {name: web, namespace: foo}
+spec:
+  service: {name: web, port: http}
+  config: {cluster_name: web}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-abc
+  labels: {kubernetes.io/service-name: web}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: [10.0.0.1]}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: orphan}
+addressType: IPv4
+---
+apiVersion: bootes.io/v1
+kind: Endpoint
+metadata: {name: typo}
+spec:
+  service: {name: web, prot: http}
+  config: {cluster_name: web}
+"#,
+        );
+        let Ok(Document::Object(e)) = &docs[0] else {
+            panic!("{:?}", docs[0])
+        };
+        let service = e.service.as_ref().unwrap();
+        assert_eq!(service.name, "web");
+        assert_eq!(
+            service.port,
+            crate::service_endpoints::ServicePort::Name("http".into())
+        );
+        let Ok(Document::EndpointSlice(s)) = &docs[1] else {
+            panic!("{:?}", docs[1])
+        };
+        assert_eq!(s.key.to_string(), "EndpointSlice default/web-abc");
+        assert_eq!(s.service, "web");
+        assert_eq!(s.endpoints[0].addresses, ["10.0.0.1"]);
+        let e = docs[2].as_ref().unwrap_err();
+        assert_eq!(e.object.as_deref(), Some("EndpointSlice default/orphan"));
+        assert!(e.message.contains("kubernetes.io/service-name"), "{e}");
+        let e = docs[3].as_ref().unwrap_err();
+        assert!(e.message.contains("prot"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::fmt;
 
 use bootes_proto::ResourceType;
 
+use crate::service_endpoints::ServiceRef;
+
 /// Identity of a Bootes object: kind, namespace, name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
@@ -34,6 +36,9 @@ pub struct BootesObject {
     pub selector: Option<BTreeMap<String, String>>,
     /// `spec.config`, proto3 JSON of the Envoy message for `key.kind`.
     pub config: serde_json::Value,
+    /// `spec.service` of an Endpoint: the Service whose EndpointSlices give
+    /// the endpoints (then `config` has none).
+    pub service: Option<ServiceRef>,
 }
 
 impl BootesObject {
@@ -112,6 +117,7 @@ mod tests {
             created: None,
             selector: selector.map(labels),
             config: serde_json::json!({}),
+            service: None,
         }
     }
 

@@ -15,6 +15,9 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use bootes_proto::ResourceType;
+
+use crate::model::BootesObject;
 use bootes_envoy::convert::{ConfigError, CONFIG_PATH};
 
 /// Label naming the Service an EndpointSlice belongs to.
@@ -179,7 +182,7 @@ impl EndpointSlice {
     /// Reads a `discovery.k8s.io/v1` EndpointSlice object (JSON, as the API
     /// serves it or as a manifest document gives it). `default_namespace`
     /// applies when the object names none. Fields Bootes does not use are
-    /// ignored; the error names the slice and the field.
+    /// ignored; the error names the field (the caller names the slice).
     pub fn from_object(value: Value, default_namespace: &str) -> Result<Self, String> {
         let raw: RawSlice = serde_json::from_value(value).map_err(|e| e.to_string())?;
         let namespace = raw
@@ -202,12 +205,12 @@ impl EndpointSlice {
             .cloned()
             .ok_or_else(|| {
                 format!(
-                    "{key}: metadata.labels: the {SERVICE_NAME_LABEL} label is required (it names the Service)"
+                    "metadata.labels: the {SERVICE_NAME_LABEL} label is required (it names the Service)"
                 )
             })?;
         if !matches!(raw.address_type.as_str(), "IPv4" | "IPv6" | "FQDN") {
             return Err(format!(
-                "{key}: addressType: {:?} is not IPv4, IPv6 or FQDN",
+                "addressType: {:?} is not IPv4, IPv6 or FQDN",
                 raw.address_type
             ));
         }
@@ -369,6 +372,40 @@ pub fn load_assignment(
         map.insert("endpoints".into(), Value::Array(groups));
     }
     LoadAssignment { config, endpoints }
+}
+
+/// What an object is converted from: its `spec.config` as written, or, for
+/// an Endpoint naming a Service, that config with the endpoints of `slices`
+/// (every slice of the object's namespace may be given; those of other
+/// Services are ignored). `endpoints` counts the generated lb_endpoints.
+/// The one evaluation `run` and `validate` share.
+pub fn effective_config<'a>(
+    object: &BootesObject,
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+) -> Result<LoadAssignment, Vec<ConfigError>> {
+    let is_endpoint = object.key.kind == ResourceType::Endpoint;
+    let errors = match (&object.service, is_endpoint) {
+        (Some(_), false) => vec![ConfigError::new(
+            "spec.service",
+            "only an Endpoint takes its endpoints from a Service",
+        )],
+        (service, true) => check_source(&object.config, service.as_ref()),
+        (None, false) => Vec::new(),
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let Some(service) = &object.service else {
+        return Ok(LoadAssignment {
+            config: object.config.clone(),
+            endpoints: 0,
+        });
+    };
+    let own: Vec<&EndpointSlice> = slices
+        .into_iter()
+        .filter(|s| s.key.namespace == object.key.namespace && s.service == service.name)
+        .collect();
+    Ok(load_assignment(&object.config, &service.port, &own))
 }
 
 fn locality_of(endpoint: &SliceEndpoint) -> Locality {

@@ -2,6 +2,7 @@
 //! records) tell the index.
 
 use crate::model::{BootesObject, ObjectKey, Pod, PodKey};
+use crate::service_endpoints::{EndpointSlice, SliceKey};
 
 #[derive(Debug)]
 pub enum SourceEvent {
@@ -13,6 +14,10 @@ pub enum SourceEvent {
     DeleteObject(ObjectKey),
     ApplyPod(Pod),
     DeletePod(PodKey),
+    /// The complete set of EndpointSlices (of Services).
+    ResetSlices(Vec<EndpointSlice>),
+    ApplySlice(EndpointSlice),
+    DeleteSlice(SliceKey),
     /// What the xds-servers recorded for nodes (`status/` in etcd): every
     /// record, after a (re)list.
     ResetNodeStatus(Vec<bootes_proto::store::NodeStatus>),

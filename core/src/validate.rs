@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::manifest::{self, Document};
-use crate::model::{ObjectKey, Pod};
+use crate::model::{BootesObject, ObjectKey, Pod};
 use crate::report::problem_line;
+use crate::service_endpoints::{self, EndpointSlice};
 use crate::xref::{self, Reference, Subject};
 use bootes_envoy::convert;
 
@@ -35,6 +36,8 @@ pub fn check(paths: &[PathBuf]) -> Outcome {
     let mut outcome = Outcome::default();
     let mut checked: Vec<Checked> = Vec::new();
     let mut pods: Vec<Pod> = Vec::new();
+    let mut objects: Vec<(String, BootesObject)> = Vec::new();
+    let mut slices: Vec<EndpointSlice> = Vec::new();
     for source in read_all(paths) {
         let (name, text) = match source {
             Ok(s) => s,
@@ -52,39 +55,45 @@ pub fn check(paths: &[PathBuf]) -> Outcome {
                     ),
                     None => e.to_string(),
                 }),
-                Ok(Document::Object(object)) => {
-                    outcome.objects += 1;
-                    let ty = object.key.kind;
-                    let (provides, references) = match convert::convert(ty, &object.config) {
-                        Ok(c) => {
-                            let refs = xref::references(ty, &c.message());
-                            (Some(c.name), refs)
-                        }
-                        Err(problems) => {
-                            for p in &problems {
-                                outcome.errors.push(problem_line(&name, &object.key, p));
-                            }
-                            // Still a provider by name: one error is enough.
-                            let name = object
-                                .config
-                                .get(ty.name_field())
-                                .and_then(|v| v.as_str())
-                                .map(str::to_owned);
-                            (name, Vec::new())
-                        }
-                    };
-                    checked.push(Checked {
-                        source: name.clone(),
-                        key: object.key,
-                        selector: object.selector,
-                        provides,
-                        references,
-                    });
-                }
+                Ok(Document::Object(object)) => objects.push((name.clone(), object)),
                 Ok(Document::Pod(pod)) => pods.push(pod),
+                Ok(Document::EndpointSlice(slice)) => slices.push(slice),
                 Ok(Document::Other { .. }) => {}
             }
         }
+    }
+    // After every file is read: an Endpoint naming a Service takes its
+    // endpoints from the EndpointSlices given anywhere, as `run` would.
+    for (name, object) in objects {
+        outcome.objects += 1;
+        let ty = object.key.kind;
+        let converted = service_endpoints::effective_config(&object, &slices)
+            .and_then(|effective| convert::convert(ty, &effective.config));
+        let (provides, references) = match converted {
+            Ok(c) => {
+                let refs = xref::references(ty, &c.message());
+                (Some(c.name), refs)
+            }
+            Err(problems) => {
+                for p in &problems {
+                    outcome.errors.push(problem_line(&name, &object.key, p));
+                }
+                // Still a provider by name: one error is enough.
+                let name = object
+                    .config
+                    .get(ty.name_field())
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned);
+                (name, Vec::new())
+            }
+        };
+        checked.push(Checked {
+            source: name,
+            key: object.key,
+            selector: object.selector,
+            provides,
+            references,
+        });
     }
     let subjects: Vec<Subject<'_>> = checked
         .iter()

@@ -31,7 +31,7 @@ fn every_example_manifest_is_valid() {
                             o.config[o.key.kind.name_field()].as_str()
                         );
                     }
-                    Document::Pod(_) | Document::Other { .. } => {}
+                    Document::Pod(_) | Document::EndpointSlice(_) | Document::Other { .. } => {}
                 }
             }
         }

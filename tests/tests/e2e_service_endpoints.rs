@@ -12,9 +12,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{ensure, Context, Result};
 use bootes_tests::harness::{
-    cluster_eds, dynamic_endpoints, endpoint_for_service, endpoint_slice, eventually,
-    expect_status, free_port, http_get, listener_http, local, metric, metric_sum, pod, route,
-    Envoy, ManifestDir, SliceEndpoint, Stack, Upstream, VirtualHost,
+    cluster_eds, endpoint_for_service, endpoint_slice, eventually, expect_status, free_port,
+    http_get, listener_http, local, metric, metric_sum, pod, route, Envoy, ManifestDir,
+    SliceEndpoint, Stack, Upstream, VirtualHost,
 };
 use serde_json::{json, Value};
 
@@ -57,21 +57,27 @@ fn write_slices(m: &ManifestDir, port: u16, slices: &[(&str, Vec<SliceEndpoint>)
     m.write_docs("slices.yaml", &docs).unwrap();
 }
 
-/// (address, health status) of every endpoint Envoy holds for `cluster`.
+/// (address, EDS health status) of every host Envoy has in `cluster`, from
+/// its `/clusters` admin page (the config dump shows only coarse health, in
+/// which DRAINING reads UNHEALTHY).
 async fn envoy_endpoints(envoy: &Envoy, cluster: &str) -> Result<Vec<(SocketAddr, String)>> {
-    let dump = envoy.config_dump().await?;
-    let cla = dynamic_endpoints(&dump)
-        .remove(cluster)
-        .with_context(|| format!("no endpoints for cluster {cluster:?}"))?;
+    let r = envoy.admin_get("/clusters?format=json").await?;
+    let clusters: Value = serde_json::from_str(r.text())?;
+    let status = clusters["cluster_statuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == cluster)
+        .with_context(|| format!("no cluster {cluster:?}"))?;
     let mut out = Vec::new();
-    for locality in cla["endpoints"].as_array().into_iter().flatten() {
-        for lb in locality["lb_endpoints"].as_array().into_iter().flatten() {
-            let sa = &lb["endpoint"]["address"]["socket_address"];
-            let ip: IpAddr = sa["address"].as_str().context("address")?.parse()?;
-            let port = sa["port_value"].as_u64().context("port")? as u16;
-            let health = lb["health_status"].as_str().unwrap_or("UNKNOWN");
-            out.push((SocketAddr::new(ip, port), health.to_string()));
-        }
+    for host in status["host_statuses"].as_array().into_iter().flatten() {
+        let sa = &host["address"]["socket_address"];
+        let ip: IpAddr = sa["address"].as_str().context("address")?.parse()?;
+        let port = sa["port_value"].as_u64().context("port")? as u16;
+        let health = host["health_status"]["eds_health_status"]
+            .as_str()
+            .unwrap_or("UNKNOWN");
+        out.push((SocketAddr::new(ip, port), health.to_string()));
     }
     out.sort();
     Ok(out)
@@ -234,6 +240,19 @@ async fn a_service_endpoints_follow_its_slices_live() {
     expect_traffic(listen, &[&pods[0], &pods[1], &pods[2]])
         .await
         .unwrap();
+    // The controller counts the slices it reads and the endpoints it made.
+    assert_eq!(
+        metric(controller, "bootes_controller_endpoint_slices")
+            .await
+            .unwrap(),
+        2.0
+    );
+    assert_eq!(
+        metric(controller, "bootes_controller_service_endpoints")
+            .await
+            .unwrap(),
+        3.0
+    );
 
     // Scale down: the first pod is gone.
     write_slices(

@@ -1,5 +1,5 @@
-//! Directory source: YAML manifests (Bootes objects and `v1` Pods standing
-//! for Envoys), rescanned on an interval. Polling instead of inotify works the
+//! Directory source: YAML manifests (Bootes objects, `v1` Pods standing
+//! for Envoys, EndpointSlices of Services), rescanned on an interval. Polling instead of inotify works the
 //! same on every filesystem, including Kubernetes ConfigMap volumes whose
 //! files are swapped through symlinks.
 
@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::SourceEvent;
 use bootes_core::manifest::{self, Document, ManifestError};
 use bootes_core::model::{BootesObject, Pod};
+use bootes_core::service_endpoints::EndpointSlice;
 use bootes_core::validate::manifest_files;
 
 /// Files modified less than this long ago are compared by content.
@@ -25,6 +26,7 @@ struct FileState {
     text: Option<String>,
     objects: Vec<BootesObject>,
     pods: Vec<Pod>,
+    slices: Vec<EndpointSlice>,
 }
 
 /// The documents of a directory, re-read when files change.
@@ -60,6 +62,13 @@ impl DirIndex {
         self.files
             .values()
             .flat_map(|f| f.pods.iter().cloned())
+            .collect()
+    }
+
+    pub fn slices(&self) -> Vec<EndpointSlice> {
+        self.files
+            .values()
+            .flat_map(|f| f.slices.iter().cloned())
             .collect()
     }
 
@@ -126,11 +135,13 @@ fn read_file(path: &Path, text: &str, state: &mut FileState) -> Vec<ManifestErro
     let mut problems = Vec::new();
     let mut objects = Vec::new();
     let mut pods = Vec::new();
+    let mut slices = Vec::new();
     let mut yaml_broken = false;
     for doc in docs {
         match doc {
             Ok(Document::Object(o)) => objects.push(o),
             Ok(Document::Pod(p)) => pods.push(p),
+            Ok(Document::EndpointSlice(s)) => slices.push(s),
             Ok(Document::Other { .. }) => {}
             Err(e) => {
                 if e.message.starts_with("invalid YAML") {
@@ -144,6 +155,13 @@ fn read_file(path: &Path, text: &str, state: &mut FileState) -> Vec<ManifestErro
                             .filter(|o| &o.key.to_string() == display)
                             .cloned(),
                     );
+                    slices.extend(
+                        state
+                            .slices
+                            .iter()
+                            .filter(|s| &s.key.to_string() == display)
+                            .cloned(),
+                    );
                 }
                 problems.push(e);
             }
@@ -152,6 +170,7 @@ fn read_file(path: &Path, text: &str, state: &mut FileState) -> Vec<ManifestErro
     if !yaml_broken {
         state.objects = objects;
         state.pods = pods;
+        state.slices = slices;
     }
     problems
 }
@@ -178,7 +197,10 @@ pub async fn run(root: PathBuf, interval: Duration, tx: mpsc::Sender<SourceEvent
             last_problems = scan.problems;
         }
         if scan.changed {
+            // Slices first: the objects naming their Services are then
+            // converted once, with their endpoints.
             let events = [
+                SourceEvent::ResetSlices(dir.slices()),
                 SourceEvent::ResetObjects(dir.objects()),
                 SourceEvent::ResetPods(dir.pods()),
             ];

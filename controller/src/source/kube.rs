@@ -1,6 +1,7 @@
-//! Kubernetes source: a watcher per Bootes kind (all namespaces) and a
-//! metadata-only watcher for pods, feeding the index through
-//! [`SourceEvent`]s.
+//! Kubernetes source: a watcher per Bootes kind (all namespaces), a
+//! metadata-only watcher for pods and a watcher for the EndpointSlices of
+//! Services (label `kubernetes.io/service-name`, all namespaces), feeding the
+//! index through [`SourceEvent`]s.
 //!
 //! * Nothing is sent before every watcher has listed once; then the whole
 //!   picture goes out as one [`SourceEvent::ResetObjects`] +
@@ -13,7 +14,9 @@
 //!   whose `spec` is missing or malformed is reported and skipped (the last
 //!   good version of it stays in force) and never breaks the watch.
 //! * A kind whose CRD is not installed counts as empty (and is retried with
-//!   backoff), so a cluster with only the original four CRDs works.
+//!   backoff), so a cluster with only the original four CRDs works. So do
+//!   EndpointSlices when listing them is forbidden (an older ClusterRole):
+//!   Endpoints naming a Service then have no endpoints, and a warning says why.
 
 use std::collections::BTreeMap;
 
@@ -32,6 +35,7 @@ use super::SourceEvent;
 use crate::crd;
 use crate::status_kube::{parse_status, rfc3339, Observed, ObservedStatuses};
 use bootes_core::model::{BootesObject, ObjectKey, Pod, PodKey};
+use bootes_core::service_endpoints::{self, EndpointSlice, ServiceRef, SliceKey};
 
 /// Watches every Bootes kind and pods until `tx` closes.
 pub async fn run(client: kube::Client, tx: mpsc::Sender<SourceEvent>, observed: ObservedStatuses) {
@@ -45,12 +49,24 @@ pub async fn run(client: kube::Client, tx: mpsc::Sender<SourceEvent>, observed: 
                 .boxed(),
         );
     }
-    let pods: Api<PartialObjectMeta<KubePod>> = Api::all(client);
+    let pods: Api<PartialObjectMeta<KubePod>> = Api::all(client.clone());
     streams.push(
         watcher::watcher(pods, watcher::Config::default())
             .default_backoff()
             .map(Input::Pod)
             .boxed(),
+    );
+    // Read as dynamic objects, so one malformed slice is reported, not fatal
+    // to the watch.
+    let slices: Api<DynamicObject> = Api::all_with(client, &slice_resource());
+    streams.push(
+        watcher::watcher(
+            slices,
+            watcher::Config::default().labels(service_endpoints::SERVICE_NAME_LABEL),
+        )
+        .default_backoff()
+        .map(Input::Slice)
+        .boxed(),
     );
 
     let mut state = KubeState::new(observed);
@@ -63,6 +79,8 @@ pub async fn run(client: kube::Client, tx: mpsc::Sender<SourceEvent>, observed: 
                 tracing::warn!(error = %e, "watching pods failed; retrying");
                 Vec::new()
             }
+            Input::Slice(Ok(event)) => state.slice_event(event),
+            Input::Slice(Err(e)) => state.slice_error(&e),
         };
         for event in events {
             if tx.send(event).await.is_err() {
@@ -75,6 +93,12 @@ pub async fn run(client: kube::Client, tx: mpsc::Sender<SourceEvent>, observed: 
 enum Input {
     Object(ResourceType, watcher::Result<Event<DynamicObject>>),
     Pod(watcher::Result<Event<PartialObjectMeta<KubePod>>>),
+    Slice(watcher::Result<Event<DynamicObject>>),
+}
+
+/// `discovery.k8s.io/v1` EndpointSlice, for dynamic API calls.
+fn slice_resource() -> kube::core::ApiResource {
+    kube::core::ApiResource::erase::<k8s_openapi::api::discovery::v1::EndpointSlice>(&())
 }
 
 /// What the watchers have seen, and the events that keep the index in step
@@ -86,6 +110,12 @@ pub struct KubeState {
     /// Pods being relisted (between `Init` and `InitDone`).
     pods_pending: Option<BTreeMap<PodKey, Pod>>,
     pods_listed: bool,
+    slices: BTreeMap<SliceKey, EndpointSlice>,
+    /// Slices being relisted (between `Init` and `InitDone`).
+    slices_pending: Option<BTreeMap<SliceKey, EndpointSlice>>,
+    slices_listed: bool,
+    /// Listing slices failed for want of permission or of the API.
+    slices_unavailable: bool,
     /// Whether the first complete picture went out.
     started: bool,
     observed: ObservedStatuses,
@@ -112,6 +142,10 @@ impl KubeState {
             pods: BTreeMap::new(),
             pods_pending: None,
             pods_listed: false,
+            slices: BTreeMap::new(),
+            slices_pending: None,
+            slices_listed: false,
+            slices_unavailable: false,
             started: false,
             observed,
         }
@@ -242,6 +276,111 @@ impl KubeState {
         out
     }
 
+    pub fn slice_event(&mut self, event: Event<DynamicObject>) -> Vec<SourceEvent> {
+        let mut out = Vec::new();
+        match event {
+            Event::Init => self.slices_pending = Some(BTreeMap::new()),
+            Event::InitApply(object) => {
+                if let Some(slice) = self.read_slice(&object, &mut out) {
+                    let pending = self.slices_pending.get_or_insert_with(BTreeMap::new);
+                    pending.insert(slice.key.clone(), slice);
+                }
+            }
+            Event::InitDone => {
+                let listed = self.slices_pending.take().unwrap_or_default();
+                self.slices_unavailable = false;
+                self.replace_slices(listed, &mut out);
+            }
+            Event::Apply(object) => {
+                if let Some(slice) = self.read_slice(&object, &mut out) {
+                    let previous = self.slices.insert(slice.key.clone(), slice.clone());
+                    if self.started && previous.as_ref() != Some(&slice) {
+                        out.push(SourceEvent::ApplySlice(slice));
+                    }
+                }
+            }
+            Event::Delete(object) => {
+                let (Some(namespace), Some(name)) = (
+                    object.metadata.namespace.clone(),
+                    object.metadata.name.clone(),
+                ) else {
+                    return out;
+                };
+                let key = SliceKey { namespace, name };
+                if self.slices.remove(&key).is_some() && self.started {
+                    out.push(SourceEvent::DeleteSlice(key));
+                }
+            }
+        }
+        out
+    }
+
+    /// A failed list or watch of EndpointSlices. When the list is forbidden
+    /// (a ClusterRole without endpointslices) or the API is missing, there
+    /// are no slices (with a warning), so that everything else still works.
+    pub fn slice_error(&mut self, error: &watcher::Error) -> Vec<SourceEvent> {
+        let unavailable = matches!(
+            error,
+            watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.code == 403 || s.code == 404
+        );
+        let mut out = Vec::new();
+        if !unavailable {
+            tracing::warn!(error = %error, "watching EndpointSlices failed; retrying");
+            return out;
+        }
+        if !self.slices_unavailable {
+            tracing::warn!(
+                error = %error,
+                "cannot list discovery.k8s.io/v1 EndpointSlices (the controller's ClusterRole needs get/list/watch on endpointslices): Endpoints naming a Service have no endpoints until it can"
+            );
+        }
+        self.slices_unavailable = true;
+        self.slices_pending = None;
+        self.replace_slices(BTreeMap::new(), &mut out);
+        out
+    }
+
+    fn read_slice(
+        &mut self,
+        object: &DynamicObject,
+        out: &mut Vec<SourceEvent>,
+    ) -> Option<EndpointSlice> {
+        let display = format!(
+            "EndpointSlice {}/{}",
+            object.metadata.namespace.as_deref().unwrap_or_default(),
+            object.metadata.name.as_deref().unwrap_or_default()
+        );
+        let result = serde_json::to_value(object)
+            .map_err(|e| e.to_string())
+            .and_then(|json| EndpointSlice::from_object(json, ""));
+        match result {
+            Ok(slice) if !slice.key.namespace.is_empty() => Some(slice),
+            Ok(_) => None,
+            Err(e) => {
+                out.push(SourceEvent::Problem(format!("{display}: {e}")));
+                None
+            }
+        }
+    }
+
+    /// Replaces every slice with `listed` (after a list).
+    fn replace_slices(
+        &mut self,
+        listed: BTreeMap<SliceKey, EndpointSlice>,
+        out: &mut Vec<SourceEvent>,
+    ) {
+        let changed = listed != self.slices;
+        self.slices = listed;
+        self.slices_listed = true;
+        if !self.started {
+            self.start(out);
+        } else if changed {
+            out.push(SourceEvent::ResetSlices(
+                self.slices.values().cloned().collect(),
+            ));
+        }
+    }
+
     fn kind_mut(&mut self, kind: ResourceType) -> &mut KindState {
         self.kinds.entry(kind).or_default()
     }
@@ -302,7 +441,11 @@ impl KubeState {
 
     /// Sends the first complete picture once every watcher has listed.
     fn start(&mut self, out: &mut Vec<SourceEvent>) {
-        if self.started || !self.pods_listed || !self.kinds.values().all(|k| k.listed) {
+        if self.started
+            || !self.pods_listed
+            || !self.slices_listed
+            || !self.kinds.values().all(|k| k.listed)
+        {
             return;
         }
         self.started = true;
@@ -314,8 +457,14 @@ impl KubeState {
         tracing::info!(
             objects = objects.len(),
             pods = self.pods.len(),
-            "listed every Bootes kind and the pods"
+            endpoint_slices = self.slices.len(),
+            "listed every Bootes kind, the pods and the EndpointSlices"
         );
+        // Slices first: the objects naming their Services are then converted
+        // once, with their endpoints.
+        out.push(SourceEvent::ResetSlices(
+            self.slices.values().cloned().collect(),
+        ));
         out.push(SourceEvent::ResetObjects(objects));
         out.push(SourceEvent::ResetPods(
             self.pods.values().cloned().collect(),
@@ -337,6 +486,8 @@ struct RawSpec {
     #[serde(default)]
     workload_selector: Option<RawSelector>,
     config: Option<serde_json::Value>,
+    #[serde(default)]
+    service: Option<ServiceRef>,
 }
 
 #[derive(Deserialize)]
@@ -388,6 +539,7 @@ pub fn object_from_dynamic(
         created: meta.creation_timestamp.as_ref().map(|t| rfc3339(t.0)),
         selector: spec.workload_selector.map(|s| s.labels.unwrap_or_default()),
         config,
+        service: spec.service,
     })
 }
 

@@ -39,6 +39,7 @@ fn mk_object(
         created: None,
         selector: selector.map(labels),
         config,
+        service: None,
     }
 }
 
@@ -391,4 +392,223 @@ fn nacks_of_nodes_without_binding_or_unknown_resources_change_nothing() {
         nack_record("p.foo", "r2", ResourceType::Listener.type_url(), &["c1"]),
     ]);
     assert!(index.desired().statuses[&index_key("foo", "c1")].accepted);
+}
+
+mod service_endpoints {
+    use bootes_proto::Keys;
+
+    use super::*;
+    use crate::plan;
+    use crate::service_endpoints::{EndpointSlice, ServicePort, ServiceRef, SliceKey};
+
+    /// An Endpoint for cluster `web` naming Service `web`, port `http`.
+    fn web_endpoint(ns: &str, selector: Option<&[(&str, &str)]>) -> BootesObject {
+        let mut o = mk_object(
+            ResourceType::Endpoint,
+            ns,
+            "web",
+            selector,
+            json!({"cluster_name": "web", "policy": {"overprovisioning_factor": 140}}),
+        );
+        o.service = Some(ServiceRef {
+            name: "web".into(),
+            port: ServicePort::Name("http".into()),
+        });
+        o
+    }
+
+    fn mk_slice(
+        ns: &str,
+        name: &str,
+        service: &str,
+        endpoints: serde_json::Value,
+    ) -> EndpointSlice {
+        EndpointSlice::from_object(
+            json!({"metadata": {"name": name, "namespace": ns,
+                                "labels": {"kubernetes.io/service-name": service}},
+                   "addressType": "IPv4",
+                   "ports": [{"name": "http", "port": 8080}],
+                   "endpoints": endpoints}),
+            "default",
+        )
+        .unwrap()
+    }
+
+    fn ready(ips: &[&str]) -> serde_json::Value {
+        ips.iter()
+            .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}}))
+            .collect()
+    }
+
+    /// The ClusterLoadAssignment `node` receives for cluster `web`, as JSON.
+    fn assignment(d: &Desired, node: &str) -> Option<serde_json::Value> {
+        let group = &d.groups[&d.bindings[node].snapshot];
+        let t = group
+            .snapshot
+            .types
+            .iter()
+            .find(|t| t.type_url == ResourceType::Endpoint.type_url())?;
+        let r = t.resources.iter().find(|r| r.name == "web")?;
+        let desc = bootes_proto::envoy::descriptor_pool()
+            .get_message_by_name(ResourceType::Endpoint.message_name())
+            .unwrap();
+        let message = prost_reflect::DynamicMessage::decode(desc, r.value.as_slice()).unwrap();
+        Some(serde_json::to_value(&message).unwrap())
+    }
+
+    fn addresses(cla: &serde_json::Value) -> Vec<String> {
+        let mut out = Vec::new();
+        for group in cla["endpoints"].as_array().into_iter().flatten() {
+            for lb in group["lbEndpoints"].as_array().into_iter().flatten() {
+                out.push(
+                    lb["endpoint"]["address"]["socketAddress"]["address"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+        }
+        out
+    }
+
+    fn endpoint_key(ns: &str) -> ObjectKey {
+        ObjectKey {
+            kind: ResourceType::Endpoint,
+            namespace: ns.into(),
+            name: "web".into(),
+        }
+    }
+
+    #[test]
+    fn an_endpoint_naming_a_service_gets_the_endpoints_of_its_slices() {
+        let mut index = Index::new();
+        index.apply_pod(mk_pod("foo", "p", &[]));
+        // Slices before and after the object: the same result.
+        index.apply_slice(mk_slice("foo", "web-1", "web", ready(&["10.0.0.1"])));
+        index.apply_object(web_endpoint("foo", None));
+        index.apply_slice(mk_slice("foo", "web-2", "web", ready(&["10.0.0.2"])));
+        // Other Services, other namespaces: not this Endpoint's.
+        index.apply_slice(mk_slice("foo", "api-1", "api", ready(&["10.0.1.1"])));
+        index.apply_slice(mk_slice("bar", "web-1", "web", ready(&["10.0.2.1"])));
+        let d = index.desired();
+        let cla = assignment(&d, "p.foo").unwrap();
+        assert_eq!(addresses(&cla), ["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(cla["policy"]["overprovisioningFactor"], 140);
+        assert!(d.statuses[&endpoint_key("foo")].accepted);
+        assert_eq!(index.service_endpoint_counts(), (4, 2));
+
+        // Deleting the slices empties the endpoints; the resource stays.
+        index.delete_slice(&SliceKey {
+            namespace: "foo".into(),
+            name: "web-1".into(),
+        });
+        index.reset_slices(Vec::new());
+        let cla = assignment(&index.desired(), "p.foo").unwrap();
+        assert_eq!(cla["clusterName"], "web");
+        assert!(addresses(&cla).is_empty());
+        assert_eq!(index.service_endpoint_counts(), (0, 0));
+    }
+
+    #[test]
+    fn an_endpoint_with_both_or_neither_sources_is_rejected() {
+        let mut index = Index::new();
+        index.apply_pod(mk_pod("foo", "p", &[]));
+        index.apply_object(web_endpoint("foo", None));
+        let before = index.desired();
+
+        let mut both = web_endpoint("foo", None);
+        both.generation = 2;
+        both.config["endpoints"] = json!([]);
+        let problems = index.apply_object(both);
+        assert_eq!(problems[0].path, "spec.service");
+        let d = index.desired();
+        let status = &d.statuses[&endpoint_key("foo")];
+        assert_eq!(status.reason, Reason::InvalidConfig);
+        assert!(status.message.contains("not both"), "{}", status.message);
+        assert!(
+            status.message.contains("generation 1 stays in force"),
+            "{}",
+            status.message
+        );
+        assert_eq!(before.groups, d.groups);
+
+        let mut neither = web_endpoint("foo", None);
+        neither.service = None;
+        let problems = index.apply_object(neither);
+        assert!(
+            problems[0].message.contains("spec.service"),
+            "{}",
+            problems[0]
+        );
+        // A Cluster cannot name a Service.
+        let mut c = cluster("foo", "c", None, "1s");
+        c.service = web_endpoint("foo", None).service;
+        assert_eq!(index.apply_object(c)[0].path, "spec.service");
+    }
+
+    #[test]
+    fn a_slice_change_rewrites_only_the_groups_receiving_the_service() {
+        let keys = Keys::default();
+        let mut index = Index::new();
+        // Group "web" receives the Endpoint; group "db" does not.
+        index.apply_object(web_endpoint("foo", Some(&[("app", "web")])));
+        index.apply_object(cluster("foo", "db", Some(&[("app", "db")]), "1s"));
+        index.apply_pod(mk_pod("foo", "web-0", &[("app", "web")]));
+        index.apply_pod(mk_pod("foo", "web-1", &[("app", "web")]));
+        index.apply_pod(mk_pod("foo", "db-0", &[("app", "db")]));
+        index.apply_slice(mk_slice(
+            "foo",
+            "web-1",
+            "web",
+            ready(&["10.0.0.1", "10.0.0.2"]),
+        ));
+        let mut etcd = plan::contents(&keys, &index.desired());
+
+        // A pod more: one put, the snapshot of the web group; no binding moves.
+        index.apply_slice(mk_slice(
+            "foo",
+            "web-1",
+            "web",
+            ready(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]),
+        ));
+        let d = index.desired();
+        let p = plan::plan(&keys, &etcd, &d);
+        assert_eq!(p.txns.len(), 1);
+        assert_eq!(
+            p.txns[0].iter().map(plan::Op::key).collect::<Vec<_>>(),
+            [keys.snapshot(&d.bindings["web-0.foo"].snapshot)]
+        );
+        for ops in &p.txns {
+            plan::apply(&mut etcd, ops);
+        }
+
+        // Reordered endpoints, a new label, the same endpoints split over two
+        // slices, a not-ready pod appearing: nothing to write.
+        let mut relabelled = mk_slice(
+            "foo",
+            "web-1",
+            "web",
+            ready(&["10.0.0.3", "10.0.0.1", "10.0.0.2"]),
+        );
+        relabelled.ports.push(crate::service_endpoints::SlicePort {
+            name: Some("metrics".into()),
+            port: Some(9090),
+        });
+        index.apply_slice(relabelled);
+        assert!(plan::plan(&keys, &etcd, &index.desired()).is_empty());
+        index.reset_slices(vec![
+            mk_slice("foo", "web-1", "web", ready(&["10.0.0.1"])),
+            mk_slice(
+                "foo",
+                "web-2",
+                "web",
+                json!([{"addresses": ["10.0.0.3"]}, {"addresses": ["10.0.0.2"]},
+                       {"addresses": ["10.0.0.4"], "conditions": {"ready": false}}]),
+            ),
+        ]);
+        assert!(plan::plan(&keys, &etcd, &index.desired()).is_empty());
+        // Another Service's slices change nothing either.
+        index.apply_slice(mk_slice("foo", "api-1", "api", ready(&["10.0.1.1"])));
+        assert!(plan::plan(&keys, &etcd, &index.desired()).is_empty());
+    }
 }

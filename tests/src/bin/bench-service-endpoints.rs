@@ -321,7 +321,7 @@ async fn main() -> Result<()> {
     println!("| Envoys | groups | pods | pod changes | without a write | per pod change: txns / puts / bytes | EDS pushes | other pushes | wall time |");
     println!("|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {nodes} | {groups} | {} | {changes} | {quiet} | {:.2} / {:.2} / {:.0} | {:.0} | {:.0} | {:.1} s |",
+        "| {nodes} | {groups} | {} | {changes} | {quiet} | {:.2} / {:.2} / {:.0} | {:.1} | {:.1} | {:.1} s |",
         args.pods,
         per(|c| c.txns),
         per(|c| c.puts),

@@ -38,6 +38,23 @@ fn pod_meta(ns: &str, name: &str, labels: serde_json::Value) -> PartialObjectMet
     .unwrap()
 }
 
+fn slice(ns: &str, name: &str, service: Option<&str>, ips: &[&str]) -> DynamicObject {
+    let labels = match service {
+        Some(s) => json!({"kubernetes.io/service-name": s}),
+        None => json!({}),
+    };
+    let endpoints: Vec<_> = ips.iter().map(|ip| json!({"addresses": [ip]})).collect();
+    serde_json::from_value(json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080}],
+        "endpoints": endpoints,
+    }))
+    .unwrap()
+}
+
 fn key(kind: ResourceType, ns: &str, name: &str) -> ObjectKey {
     ObjectKey {
         kind,
@@ -68,6 +85,8 @@ fn started(
         out.extend(state.pod_event(Event::InitApply(p)));
     }
     out.extend(state.pod_event(Event::InitDone));
+    out.extend(state.slice_event(Event::Init));
+    out.extend(state.slice_event(Event::InitDone));
     (state, out)
 }
 
@@ -89,6 +108,15 @@ fn describe(events: &[SourceEvent]) -> Vec<String> {
             SourceEvent::DeleteObject(k) => format!("delete {k}"),
             SourceEvent::ApplyPod(p) => format!("apply pod {} {:?}", p.node_id(), p.labels),
             SourceEvent::DeletePod(k) => format!("delete pod {}.{}", k.name, k.namespace),
+            SourceEvent::ResetSlices(s) => {
+                let mut keys: Vec<String> = s.iter().map(|s| s.key.to_string()).collect();
+                keys.sort();
+                format!("reset slices [{}]", keys.join(", "))
+            }
+            SourceEvent::ApplySlice(s) => {
+                format!("apply {} of {} {:?}", s.key, s.service, s.endpoints.len())
+            }
+            SourceEvent::DeleteSlice(k) => format!("delete {k}"),
             SourceEvent::Problem(p) => format!("problem {p}"),
             other => format!("{other:?}"),
         })
@@ -197,9 +225,19 @@ fn nothing_is_sent_until_every_watcher_listed_then_one_complete_picture() {
             out.extend(state.object_event(kind, Event::Apply(cluster("foo", "b", "1s"))));
         }
     }
+    assert!(out.is_empty(), "{:?}", describe(&out));
+    out.extend(state.slice_event(Event::Init));
+    out.extend(state.slice_event(Event::InitApply(slice(
+        "foo",
+        "web-1",
+        Some("web"),
+        &["10.0.0.1"],
+    ))));
+    out.extend(state.slice_event(Event::InitDone));
     assert_eq!(
         describe(&out),
         [
+            "reset slices [EndpointSlice foo/web-1]",
             "reset objects [Cluster foo/a, Cluster foo/b]",
             "reset pods [envoy-0.foo]"
         ]
@@ -218,6 +256,8 @@ fn a_kind_whose_crd_is_missing_counts_as_empty() {
     };
     let mut out = state.pod_event(Event::Init);
     out.extend(state.pod_event(Event::InitDone));
+    out.extend(state.slice_event(Event::Init));
+    out.extend(state.slice_event(Event::InitDone));
     for kind in crd::KINDS {
         if kind == ResourceType::ScopedRoute {
             out.extend(state.object_error(kind, &not_found()));
@@ -226,7 +266,10 @@ fn a_kind_whose_crd_is_missing_counts_as_empty() {
         out.extend(state.object_event(kind, Event::Init));
         out.extend(state.object_event(kind, Event::InitDone));
     }
-    assert_eq!(describe(&out), ["reset objects []", "reset pods []"]);
+    assert_eq!(
+        describe(&out),
+        ["reset slices []", "reset objects []", "reset pods []"]
+    );
     // Other errors do not change anything; the watcher retries.
     let other = watcher::Error::NoResourceVersion;
     assert!(state.object_error(ResourceType::Cluster, &other).is_empty());
@@ -326,7 +369,11 @@ fn pods_are_applied_relabelled_deleted_and_relisted() {
     );
     assert_eq!(
         describe(&out),
-        ["reset objects []", "reset pods [envoy-0.foo]"]
+        [
+            "reset slices []",
+            "reset objects []",
+            "reset pods [envoy-0.foo]"
+        ]
     );
     let out = state.pod_event(Event::Apply(pod_meta(
         "foo",
@@ -371,6 +418,69 @@ fn statuses_objects_have_are_recorded_and_forgotten() {
     assert_eq!(observed.get(&k), None);
 }
 
+#[test]
+fn slices_of_services_are_applied_deleted_and_relisted() {
+    let (mut state, _) = started(vec![], vec![]);
+    let web1 = slice("foo", "web-1", Some("web"), &["10.0.0.1"]);
+    assert_eq!(
+        describe(&state.slice_event(Event::Apply(web1.clone()))),
+        ["apply EndpointSlice foo/web-1 of web 1"]
+    );
+    // The same slice again (a resync): nothing to do.
+    assert!(state.slice_event(Event::Apply(web1.clone())).is_empty());
+    let scaled = slice("foo", "web-1", Some("web"), &["10.0.0.1", "10.0.0.2"]);
+    assert_eq!(
+        describe(&state.slice_event(Event::Apply(scaled))),
+        ["apply EndpointSlice foo/web-1 of web 2"]
+    );
+    // A malformed slice is reported, naming it, and changes nothing.
+    let mut bad = slice("foo", "web-2", Some("web"), &[]);
+    bad.data["addressType"] = json!("IPv5");
+    assert_eq!(
+        describe(&state.slice_event(Event::Apply(bad))),
+        ["problem EndpointSlice foo/web-2: addressType: \"IPv5\" is not IPv4, IPv6 or FQDN"]
+    );
+    assert_eq!(
+        describe(&state.slice_event(Event::Delete(web1))),
+        ["delete EndpointSlice foo/web-1"]
+    );
+    // A relist with what is already known sends nothing; another list does.
+    assert!(state.slice_event(Event::Init).is_empty());
+    assert!(state.slice_event(Event::InitDone).is_empty());
+    state.slice_event(Event::Init);
+    state.slice_event(Event::InitApply(slice("foo", "api-1", Some("api"), &[])));
+    assert_eq!(
+        describe(&state.slice_event(Event::InitDone)),
+        ["reset slices [EndpointSlice foo/api-1]"]
+    );
+}
+
+#[test]
+fn forbidden_slices_count_as_none_and_do_not_block_the_rest() {
+    let mut state = KubeState::new(ObservedStatuses::default());
+    let forbidden =
+        watcher::Error::InitialListFailed(kube::Error::Api(Box::new(kube::core::Status {
+            code: 403,
+            message: "endpointslices.discovery.k8s.io is forbidden".into(),
+            ..Default::default()
+        })));
+    let mut out = state.slice_error(&forbidden);
+    out.extend(state.pod_event(Event::Init));
+    out.extend(state.pod_event(Event::InitDone));
+    for kind in crd::KINDS {
+        out.extend(state.object_event(kind, Event::Init));
+        out.extend(state.object_event(kind, Event::InitDone));
+    }
+    assert_eq!(
+        describe(&out),
+        ["reset slices []", "reset objects []", "reset pods []"]
+    );
+    assert!(state.slice_error(&forbidden).is_empty());
+    assert!(state
+        .slice_error(&watcher::Error::NoResourceVersion)
+        .is_empty());
+}
+
 async fn next(rx: &mut mpsc::Receiver<SourceEvent>) -> SourceEvent {
     tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
         .await
@@ -380,7 +490,8 @@ async fn next(rx: &mut mpsc::Receiver<SourceEvent>) -> SourceEvent {
 
 /// The real watchers against the Kubernetes API stand-in (in process), with
 /// only one of the nine CRDs installed: the others count as empty, and the
-/// first picture arrives, then changes one by one.
+/// first picture arrives (with the EndpointSlices of Services), then changes
+/// one by one.
 #[tokio::test]
 async fn watchers_list_installed_kinds_and_pods_from_the_api() {
     use kube::api::PostParams;
@@ -403,14 +514,32 @@ async fn watchers_list_installed_kinds_and_pods_from_the_api() {
     }))
     .unwrap();
     pods.create(&pp, &pod).await.unwrap();
+    let slices: Api<DynamicObject> = Api::namespaced_with(client.clone(), "foo", &slice_resource());
+    slices
+        .create(&pp, &slice("foo", "web-1", Some("web"), &["10.0.0.1"]))
+        .await
+        .unwrap();
+    // Not a Service's: not watched.
+    slices
+        .create(&pp, &slice("foo", "other", None, &["10.0.0.9"]))
+        .await
+        .unwrap();
 
     let (tx, mut rx) = mpsc::channel(16);
     let observed = ObservedStatuses::default();
     tokio::spawn(run(client.clone(), tx, observed.clone()));
-    let first = [next(&mut rx).await, next(&mut rx).await];
+    let first = [
+        next(&mut rx).await,
+        next(&mut rx).await,
+        next(&mut rx).await,
+    ];
     assert_eq!(
         describe(&first),
-        ["reset objects [Cluster foo/a]", "reset pods [envoy-0.foo]"]
+        [
+            "reset slices [EndpointSlice foo/web-1]",
+            "reset objects [Cluster foo/a]",
+            "reset pods [envoy-0.foo]"
+        ]
     );
     assert!(observed
         .get(&key(ResourceType::Cluster, "foo", "a"))
@@ -423,4 +552,17 @@ async fn watchers_list_installed_kinds_and_pods_from_the_api() {
     assert_eq!(describe(&[next(&mut rx).await]), ["apply Cluster foo/b"]);
     pods.delete("envoy-0", &Default::default()).await.unwrap();
     assert_eq!(describe(&[next(&mut rx).await]), ["delete pod envoy-0.foo"]);
+    slices
+        .create(&pp, &slice("foo", "web-2", Some("web"), &["10.0.0.2"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        describe(&[next(&mut rx).await]),
+        ["apply EndpointSlice foo/web-2 of web 1"]
+    );
+    slices.delete("web-1", &Default::default()).await.unwrap();
+    assert_eq!(
+        describe(&[next(&mut rx).await]),
+        ["delete EndpointSlice foo/web-1"]
+    );
 }
