@@ -29,6 +29,17 @@ pub struct WorkloadSelector {
     pub labels: Option<BTreeMap<String, String>>,
 }
 
+/// `spec.service` of an Endpoint: the Kubernetes Service whose
+/// EndpointSlices give the endpoints.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct ServiceReference {
+    /// Name of a Service in the Endpoint's namespace.
+    pub name: String,
+    /// The Service's port: its name, or the port number the pods listen on
+    /// (the number EndpointSlices record, i.e. the target port).
+    pub port: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString,
+}
+
 /// Written by the controller through the status subresource.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -99,7 +110,7 @@ fn free_form_config(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 /// type `$kind`), with the shared selector/config fields, status, printer
 /// columns, short name and category.
 macro_rules! bootes_kind {
-    ($kind:ident, $spec:ident, $kind_str:tt, $short:tt, $envoy:tt, $doc:tt) => {
+    ($kind:ident, $spec:ident, $kind_str:tt, $short:tt, $envoy:tt, $doc:tt $(, { $($extra:tt)* })?) => {
         #[doc = concat!("Spec of a ", $kind_str, ": config is an ", $envoy, ".")]
         #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
         #[kube(
@@ -141,6 +152,7 @@ macro_rules! bootes_kind {
             pub workload_selector: Option<WorkloadSelector>,
             #[schemars(schema_with = "free_form_config")]
             pub config: serde_json::Value,
+            $($($extra)*)?
         }
     };
 }
@@ -175,7 +187,14 @@ bootes_kind!(
     "Endpoint",
     "bep",
     "envoy.config.endpoint.v3.ClusterLoadAssignment",
-    "A Bootes Endpoint: spec.config is one envoy.config.endpoint.v3.ClusterLoadAssignment (proto3 JSON) for the Envoys whose pods match spec.workloadSelector."
+    "A Bootes Endpoint: spec.config is one envoy.config.endpoint.v3.ClusterLoadAssignment (proto3 JSON) for the Envoys whose pods match spec.workloadSelector. Its endpoints are listed in spec.config.endpoints, or come from the EndpointSlices of the Service named by spec.service (exactly one of the two).",
+    {
+        /// A Service of this namespace whose EndpointSlices give the
+        /// endpoints (ready: HEALTHY, terminating but serving: DRAINING,
+        /// zone: locality), instead of spec.config.endpoints.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub service: Option<ServiceReference>,
+    }
 );
 bootes_kind!(
     VirtualHost,
@@ -393,6 +412,32 @@ mod tests {
             .map(|c| c.name.as_str())
             .collect();
         assert_eq!(columns, ["Accepted", "Reason", "Nodes", "Age"]);
+    }
+
+    #[test]
+    fn only_the_endpoint_schema_has_a_service_with_a_named_or_numbered_port() {
+        let spec_of = |kind| {
+            let crd = crd(kind);
+            let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+            schema["openAPIV3Schema"]["properties"]["spec"].clone()
+        };
+        let endpoint = spec_of(ResourceType::Endpoint);
+        let service = &endpoint["properties"]["service"];
+        assert_eq!(service["required"], serde_json::json!(["name", "port"]));
+        assert_eq!(service["properties"]["name"]["type"], "string");
+        assert_eq!(
+            service["properties"]["port"]["x-kubernetes-int-or-string"],
+            true
+        );
+        assert_eq!(endpoint["required"], serde_json::json!(["config"]));
+        assert!(spec_of(ResourceType::Cluster)["properties"]
+            .get("service")
+            .is_none());
+        let e: Endpoint = serde_yaml::from_str(
+            "apiVersion: bootes.io/v1\nkind: Endpoint\nmetadata: {name: web}\nspec: {service: {name: web, port: 8080}, config: {cluster_name: web}}\n",
+        )
+        .unwrap();
+        assert_eq!(e.spec.service.unwrap().name, "web");
     }
 
     #[test]

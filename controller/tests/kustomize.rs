@@ -245,6 +245,14 @@ fn rbac_is_least_privilege() {
     for verb in ["list", "watch"] {
         expected.insert((String::new(), "pods".into(), verb.into()));
     }
+    // Endpoints naming a Service read its EndpointSlices.
+    for verb in ["get", "list", "watch"] {
+        expected.insert((
+            "discovery.k8s.io".into(),
+            "endpointslices".into(),
+            verb.into(),
+        ));
+    }
     assert_eq!(granted, expected);
 
     // Only the controller is bound to anything; the xds-server has no

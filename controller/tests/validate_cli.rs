@@ -399,3 +399,79 @@ metadata: {{name: ignored}}
         Some("1 objects checked, 2 errors, 0 warnings")
     );
 }
+
+#[test]
+fn endpoints_from_a_service_are_checked_with_the_slices_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = |name: &str, spec: &str| {
+        format!(
+            "apiVersion: bootes.io/v1\nkind: Endpoint\nmetadata: {{name: {name}, namespace: shop}}\nspec: {spec}\n---\n"
+        )
+    };
+    let objects = write(
+        dir.path(),
+        "endpoints.yaml",
+        &[
+            endpoint(
+                "web",
+                "{service: {name: web, port: http}, config: {cluster_name: web}}",
+            ),
+            endpoint(
+                "both",
+                "{service: {name: web, port: 80}, config: {cluster_name: both, endpoints: []}}",
+            ),
+            endpoint("neither", "{config: {cluster_name: neither}}"),
+            endpoint(
+                "port",
+                "{service: {name: web, port: 0}, config: {cluster_name: port}}",
+            ),
+        ]
+        .concat(),
+    );
+    // In another file: a slice of Service web, one of its addresses not an IP.
+    let slices = write(
+        dir.path(),
+        "slices.yaml",
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+         metadata: {name: web-1, namespace: shop, labels: {kubernetes.io/service-name: web}}\n\
+         addressType: IPv4\nports: [{name: http, port: 8080}]\n\
+         endpoints: [{addresses: [10.0.0.1]}, {addresses: [web-0.shop]}]\n---\n\
+         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+         metadata: {name: nameless, namespace: shop}\naddressType: IPv4\n",
+    );
+    let o = validate(&[&objects, &slices], None);
+    let out = stdout(&o);
+    assert!(!o.status.success(), "{out}");
+    let errors = lines(&out, "error:");
+    assert_eq!(errors.len(), 4, "{out}");
+    assert!(
+        errors.iter().any(|l| l.contains("Endpoint shop/both")
+            && l.contains("spec.service")
+            && l.contains("not both")),
+        "{out}"
+    );
+    assert!(
+        errors.iter().any(|l| l.contains("Endpoint shop/neither")
+            && l.contains("spec.config.endpoints")
+            && l.contains("spec.service")),
+        "{out}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("Endpoint shop/port") && l.contains("spec.service.port")),
+        "{out}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("EndpointSlice shop/nameless")
+                && l.contains("kubernetes.io/service-name")),
+        "{out}"
+    );
+    assert!(!out.contains("Endpoint shop/web"), "{out}");
+    assert_eq!(
+        out.lines().last(),
+        Some("4 objects checked, 4 errors, 0 warnings")
+    );
+}

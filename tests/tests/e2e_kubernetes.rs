@@ -3,7 +3,8 @@
 //! Kubernetes API stand-in); `bootes-controller run` (no `--manifests`,
 //! `KUBECONFIG` pointing at the stand-in) reconciles into a real etcd; a real
 //! Envoy (node ID `envoy-0.envoy`) gets its configuration from a
-//! `bootes-xds-server` replica and routes real HTTP requests.
+//! `bootes-xds-server` replica and routes real HTTP requests; and an
+//! Endpoint naming a Service follows the EndpointSlices kubectl applies.
 //!
 //! Needs `cargo build --workspace --bins` first (the Bootes binaries are found
 //! next to this test executable), etcd, Envoy and kubectl.
@@ -13,8 +14,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 use bootes_tests::harness::{
-    cluster_eds, endpoint, eventually, expect_routed, find_bootes_bin, free_port, http_get,
-    listener_http, route, test_dir, yaml_stream, ChildProcess, Envoy, Etcd, Upstream, VirtualHost,
+    cluster_eds, endpoint, endpoint_for_service, endpoint_slice, eventually, expect_routed,
+    expect_spread, expect_status, find_bootes_bin, free_port, http_get, listener_http, route,
+    test_dir, yaml_stream, ChildProcess, Envoy, Etcd, SliceEndpoint, Upstream, VirtualHost,
     XdsServer,
 };
 use kube_standin::client::StandinProcess;
@@ -526,4 +528,115 @@ async fn kubectl_managed_objects_reach_envoy_with_status_and_pod_tracking() {
     .await
     .unwrap();
     controllers[survivor].process.check_running().unwrap();
+}
+
+/// Issue 14 in Kubernetes mode: an Endpoint naming a Service (by port number)
+/// follows the Service's EndpointSlices as `kubectl apply` changes them,
+/// through the controller's EndpointSlice watcher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_follow_a_services_slices_applied_with_kubectl() {
+    let pods = Upstream::start_pods(21, 2).await.unwrap();
+    let pod_port = pods[0].addr().port();
+    let standin =
+        StandinProcess::start(find_bootes_bin("kube-standin", "KUBE_STANDIN_BIN").unwrap())
+            .unwrap();
+    let controller_bin = find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN").unwrap();
+    let crds = Command::new(&controller_bin).arg("crds").output().unwrap();
+    assert!(crds.status.success());
+    kubectl(
+        &standin,
+        &["apply", "-f", "-"],
+        Some(String::from_utf8(crds.stdout).unwrap()),
+    )
+    .await
+    .unwrap();
+    kubectl(&standin, &["create", "namespace", NS], None)
+        .await
+        .unwrap();
+    let port = free_port();
+    let slice = |endpoints: &[SliceEndpoint]| {
+        endpoint_slice(NS, "web-x1", "web", "http", pod_port, endpoints)
+    };
+    apply(
+        &standin,
+        &[
+            listener_http(NS, "listener-1", "listener_1", port, "route-1", EDGE),
+            route(
+                NS,
+                "route-1",
+                "route-1",
+                &[VirtualHost::new("web", &["*"], &[("/", "web")])],
+                EDGE,
+            ),
+            cluster_eds(NS, "web", "web", EDGE),
+            endpoint_for_service(NS, "web", "web", "web", json!(pod_port), EDGE),
+            envoy_pod(NS, "envoy-0", EDGE),
+            slice(&[SliceEndpoint::Ready(pods[0].addr().ip())]),
+        ],
+    )
+    .await
+    .unwrap();
+
+    let etcd = Etcd::start().await.unwrap();
+    let _controller = KubeController::start("controller", &etcd, &standin)
+        .await
+        .unwrap();
+    let xds = XdsServer::start(&etcd, "a").await.unwrap();
+    let envoy = Envoy::start(&format!("envoy-0.{NS}"), &[xds.addr()])
+        .await
+        .unwrap();
+    envoy.wait_for_listener("listener_1").await.unwrap();
+    expect_spread(port, "example.com", "/", &[&pods[0]])
+        .await
+        .unwrap();
+    expect_accepted(&standin, "endpoints.bootes.io", "web", true, "Valid", 1)
+        .await
+        .unwrap();
+
+    // Scale up, applied as the EndpointSlice controller would write it.
+    let out = apply(
+        &standin,
+        &[slice(&[
+            SliceEndpoint::Ready(pods[0].addr().ip()),
+            SliceEndpoint::Ready(pods[1].addr().ip()),
+        ])],
+    )
+    .await
+    .unwrap();
+    assert!(out.contains("configured"), "{out}");
+    expect_spread(port, "example.com", "/", &[&pods[0], &pods[1]])
+        .await
+        .unwrap();
+
+    // The first pod fails its readiness probe.
+    apply(
+        &standin,
+        &[slice(&[
+            SliceEndpoint::NotReady(pods[0].addr().ip()),
+            SliceEndpoint::Ready(pods[1].addr().ip()),
+        ])],
+    )
+    .await
+    .unwrap();
+    expect_spread(port, "example.com", "/", &[&pods[1]])
+        .await
+        .unwrap();
+
+    // The Service's slices are deleted: no endpoints, the cluster stays.
+    kubectl(
+        &standin,
+        &["delete", "endpointslice", "-n", NS, "web-x1"],
+        None,
+    )
+    .await
+    .unwrap();
+    eventually("Envoy has no endpoints for web", || async {
+        let addrs = envoy.endpoint_addrs("web").await?;
+        ensure!(addrs.is_empty(), "{addrs:?}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert!(envoy.cluster_names().await.unwrap().contains("web"));
+    expect_status(port, "example.com", "/", 503).await.unwrap();
 }

@@ -7,42 +7,18 @@
 //! sharing one port, as pods of a Deployment share their container port.
 //! Needs `cargo build --bins` first, etcd and Envoy (see the harness).
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{ensure, Context, Result};
 use bootes_tests::harness::{
-    cluster_eds, endpoint_for_service, endpoint_slice, eventually, expect_status, free_port,
-    http_get, listener_http, local, metric, metric_sum, pod, route, Envoy, ManifestDir,
-    SliceEndpoint, Stack, Upstream, VirtualHost,
+    cluster_eds, endpoint_for_service, endpoint_slice, eventually, expect_spread, expect_status,
+    free_port, listener_http, metric, metric_sum, pod, route, Envoy, ManifestDir, SliceEndpoint,
+    Stack, Upstream, VirtualHost,
 };
 use serde_json::{json, Value};
 
 const NS: &str = "demo";
 const PREFIX: &str = "/bootes/v1/";
-
-/// `n` upstreams standing for the pods of one Service: 127.0.0.`first`+i,
-/// all on one port (retried with another port if one is taken).
-async fn service_pods(first: u8, n: u8) -> Vec<Upstream> {
-    for _ in 0..20 {
-        let pod0 = Upstream::start_at("pod-0", SocketAddr::from(([127, 0, 0, first], 0)))
-            .await
-            .unwrap();
-        let port = pod0.addr().port();
-        let mut pods = vec![pod0];
-        for i in 1..n {
-            let addr = SocketAddr::from(([127, 0, 0, first + i], port));
-            match Upstream::start_at(&format!("pod-{i}"), addr).await {
-                Ok(u) => pods.push(u),
-                Err(_) => break,
-            }
-        }
-        if pods.len() == usize::from(n) {
-            return pods;
-        }
-    }
-    panic!("no port free on 127.0.0.{first}..+{n}");
-}
 
 fn ready(u: &Upstream) -> SliceEndpoint {
     SliceEndpoint::Ready(u.addr().ip())
@@ -101,29 +77,9 @@ async fn expect_endpoints(envoy: &Envoy, want: &[(&Upstream, &str)]) -> Result<(
     .await
 }
 
-/// Which upstreams answered `n` requests through Envoy, with counts.
-async fn spread(port: u16, n: usize) -> Result<BTreeMap<String, usize>> {
-    let mut seen = BTreeMap::new();
-    for _ in 0..n {
-        let r = http_get(local(port), "web.example.com", "/").await?;
-        ensure!(r.status == 200, "got {} {:?}", r.status, r.text());
-        *seen.entry(r.text().to_string()).or_default() += 1;
-    }
-    Ok(seen)
-}
-
-/// Waits until a batch of requests reaches every one of `serving` and none
-/// of the others, then checks that the next batch does the same.
+/// Requests through Envoy reach exactly `serving`.
 async fn expect_traffic(port: u16, serving: &[&Upstream]) -> Result<()> {
-    let want: Vec<&str> = serving.iter().map(|u| u.name()).collect();
-    let check = || async {
-        let seen = spread(port, 8 * serving.len()).await?;
-        let names: Vec<&str> = seen.keys().map(String::as_str).collect();
-        ensure!(names == want, "answered by {seen:?}, want exactly {want:?}");
-        Ok(())
-    };
-    eventually(&format!("requests reach exactly {want:?}"), check).await?;
-    check().await
+    expect_spread(port, "web.example.com", "/", serving).await
 }
 
 /// Where the snapshot of `node`'s group is, and its etcd mod revision.
@@ -144,7 +100,7 @@ async fn snapshot_revision(stack: &Stack, node: &str) -> Result<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_endpoints_follow_its_slices_live() {
-    let pods = service_pods(11, 3).await;
+    let pods = Upstream::start_pods(11, 3).await.unwrap();
     let pod_port = pods[0].addr().port();
     let listen = free_port();
     let edge = &[("app", "edge")];

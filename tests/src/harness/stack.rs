@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::{ensure, Result};
 
-use super::{eventually, http_get, Controller, Etcd, ManifestDir, XdsServer};
+use super::{eventually, http_get, Controller, Etcd, ManifestDir, Upstream, XdsServer};
 
 /// etcd, the controller on a manifest directory, and `replicas` xds-servers
 /// (named a, b, …). Dropped in order: servers, controller, etcd.
@@ -89,4 +89,30 @@ pub async fn expect_status(port: u16, host: &str, path: &str, status: u16) -> Re
         },
     )
     .await
+}
+
+/// Waits until a batch of `GET path` requests (Host `host`) through Envoy on
+/// `port` is answered by every one of `serving` and by no other upstream
+/// (load balancing spreads them: 8 per upstream), then checks that the next
+/// batch is too.
+pub async fn expect_spread(port: u16, host: &str, path: &str, serving: &[&Upstream]) -> Result<()> {
+    let mut want: Vec<&str> = serving.iter().map(|u| u.name()).collect();
+    want.sort();
+    let check = || async {
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        for _ in 0..8 * serving.len() {
+            let r = http_get(local(port), host, path).await?;
+            ensure!(r.status == 200, "got {} {:?}", r.status, r.text());
+            *seen.entry(r.text().to_string()).or_default() += 1;
+        }
+        let names: Vec<&str> = seen.keys().map(String::as_str).collect();
+        ensure!(names == want, "answered by {seen:?}, want exactly {want:?}");
+        Ok(())
+    };
+    eventually(
+        &format!("GET http://{host}{path} via Envoy :{port} reaches exactly {want:?}"),
+        check,
+    )
+    .await?;
+    check().await
 }

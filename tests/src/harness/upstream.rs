@@ -56,6 +56,28 @@ impl Upstream {
         })
     }
 
+    /// `n` upstreams standing for the pods of one Service, named `pod-0`,
+    /// `pod-1`, …: on 127.0.0.`first`, 127.0.0.`first`+1, … and one port
+    /// (another port is tried if one is taken on some address).
+    pub async fn start_pods(first: u8, n: u8) -> Result<Vec<Self>> {
+        for _ in 0..20 {
+            let pod0 = Self::start_at("pod-0", SocketAddr::from(([127, 0, 0, first], 0))).await?;
+            let port = pod0.addr().port();
+            let mut pods = vec![pod0];
+            for i in 1..n {
+                let addr = SocketAddr::from(([127, 0, 0, first + i], port));
+                match Self::start_at(&format!("pod-{i}"), addr).await {
+                    Ok(u) => pods.push(u),
+                    Err(_) => break,
+                }
+            }
+            if pods.len() == usize::from(n) {
+                return Ok(pods);
+            }
+        }
+        anyhow::bail!("no port free on every one of 127.0.0.{first}..+{n}")
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
