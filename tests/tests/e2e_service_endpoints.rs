@@ -12,8 +12,8 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::{ensure, Context, Result};
 use bootes_tests::harness::{
     cluster_eds, endpoint_for_service, endpoint_slice, eventually, expect_spread, expect_status,
-    free_port, listener_http, metric, metric_sum, pod, route, Envoy, ManifestDir, SliceEndpoint,
-    Stack, Upstream, VirtualHost,
+    find_bootes_bin, free_port, listener_http, metric, metric_sum, pod, route, Envoy, ManifestDir,
+    SliceEndpoint, Stack, Upstream, VirtualHost,
 };
 use serde_json::{json, Value};
 
@@ -80,6 +80,16 @@ async fn expect_endpoints(envoy: &Envoy, want: &[(&Upstream, &str)]) -> Result<(
 /// Requests through Envoy reach exactly `serving`.
 async fn expect_traffic(port: u16, serving: &[&Upstream]) -> Result<()> {
     expect_spread(port, "web.example.com", "/", serving).await
+}
+
+/// The first JSON object anywhere in `v` whose `field` is `value`.
+fn find_object_with<'a>(v: &'a Value, field: &str, value: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(map) if map.get(field).and_then(Value::as_str) == Some(value) => Some(v),
+        Value::Object(map) => map.values().find_map(|x| find_object_with(x, field, value)),
+        Value::Array(items) => items.iter().find_map(|x| find_object_with(x, field, value)),
+        _ => None,
+    }
 }
 
 /// Where the snapshot of `node`'s group is, and its etcd mod revision.
@@ -261,6 +271,25 @@ async fn a_service_endpoints_follow_its_slices_live() {
     .await
     .unwrap();
     expect_traffic(listen, &[&pods[0], &pods[1]]).await.unwrap();
+    // `inspect` shows what was generated, from the snapshot in etcd.
+    let inspect = std::process::Command::new(
+        find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN").unwrap(),
+    )
+    .args(["inspect", "snapshot", "envoy-0.demo", "-o", "json"])
+    .args(["--etcd-endpoints", &stack.etcd.endpoint()])
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.status.success(), "{text}");
+    let snapshot: Value = serde_json::from_str(&text).unwrap();
+    let cla = find_object_with(&snapshot, "cluster_name", "web")
+        .or_else(|| find_object_with(&snapshot, "clusterName", "web"))
+        .unwrap_or_else(|| panic!("no assignment for web in {text}"));
+    let shown = cla.to_string();
+    assert!(
+        shown.contains("DRAINING") && shown.contains(&pods[2].addr().ip().to_string()),
+        "{shown}"
+    );
 
     // Deleting the slices empties the endpoints; the cluster stays.
     m.remove("slices.yaml").unwrap();
