@@ -6,11 +6,13 @@
 //!   make-before-break order.
 //! * [`version`] — content-hash versions, identical on every replica.
 //! * [`envoy`] — the Envoy API descriptor pool and the generated xDS types.
+//! * [`limits`] — etcd's limits on transactions and values.
 //!
 //! Nothing here does I/O.
 
 pub mod envoy;
 pub mod keys;
+pub mod limits;
 pub mod types;
 pub mod version;
 

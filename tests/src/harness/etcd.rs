@@ -19,6 +19,12 @@ pub struct Etcd {
 impl Etcd {
     /// Starts etcd and waits until `/health` says it is healthy.
     pub async fn start() -> Result<Self> {
+        Self::start_with_args(&[]).await
+    }
+
+    /// [`Etcd::start`] with extra command-line flags (e.g. a larger
+    /// `--max-request-bytes`).
+    pub async fn start_with_args(extra: &[&str]) -> Result<Self> {
         let bin = find_etcd()?;
         let dir = test_dir("etcd")?;
         let client_port = free_port();
@@ -45,7 +51,8 @@ impl Etcd {
             .arg("--logger")
             .arg("zap")
             .arg("--log-outputs")
-            .arg("stderr");
+            .arg("stderr")
+            .args(extra);
         let process = ChildProcess::spawn("etcd", &mut cmd, dir.path())?;
         let mut etcd = Self {
             process,
