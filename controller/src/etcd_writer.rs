@@ -2,7 +2,7 @@
 //! writes the transactions [`plan`](bootes_core::plan) computes.
 
 use bootes_proto::Keys;
-use etcd_client::{Client, GetOptions, Txn, TxnOp};
+use etcd_client::{Client, Txn, TxnOp};
 
 use crate::leader::Fence;
 use bootes_core::index::Desired;
@@ -51,20 +51,13 @@ impl EtcdWriter {
         &self.keys
     }
 
-    /// Reads the current nodes/ and snapshots/, so that only differences are written.
-    pub async fn load(&mut self) -> Result<(), etcd_client::Error> {
+    /// Reads the current nodes/ and snapshots/ (in pages, however much there
+    /// is), so that only differences are written.
+    pub async fn load(&mut self) -> Result<(), bootes_etcd::Error> {
         let mut contents = Contents::new();
         for prefix in [self.keys.nodes(), self.keys.snapshots()] {
-            let resp = self
-                .client
-                .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
-                .await?;
-            for kv in resp.kvs() {
-                contents.insert(
-                    String::from_utf8_lossy(kv.key()).into_owned(),
-                    kv.value().to_vec(),
-                );
-            }
+            let listing = bootes_etcd::list(&self.client, &prefix).await?;
+            contents.extend(listing.kvs.into_iter().map(|kv| (kv.key, kv.value)));
         }
         tracing::info!(keys = contents.len(), "read current etcd contents");
         self.written = contents;

@@ -22,9 +22,9 @@ pub mod watch;
 pub use backoff::Backoff;
 pub use connect::{connect, EtcdConfig};
 pub use etcd_client;
-pub use list::{list, Kv, Listing};
+pub use list::{list, Kv, Listing, Pager};
 pub use txn::Fence;
-pub use watch::{list_then_watch, Event, Update};
+pub use watch::{Event, ListWatch, Update};
 
 /// What can go wrong talking to etcd.
 #[derive(Debug, thiserror::Error)]

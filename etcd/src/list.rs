@@ -50,65 +50,95 @@ pub fn kv_client(client: &Client) -> KvClient {
 
 /// Lists `prefix` in pages of [`DEFAULT_PAGE_SIZE`] keys at one revision.
 pub async fn list(client: &Client, prefix: &str) -> Result<Listing, Error> {
-    list_with(client, prefix, DEFAULT_PAGE_SIZE, async |_| {}).await
+    let mut kv = kv_client(client);
+    let mut pager = Pager::new(prefix, DEFAULT_PAGE_SIZE);
+    while !pager.next_page(&mut kv).await? {}
+    Ok(pager.into_listing())
 }
 
-/// [`list`] with a page size, and `between_pages` called after each page
-/// but the last one with the number of keys read so far (tests compact etcd
-/// there).
-pub async fn list_with(
-    client: &Client,
-    prefix: &str,
+/// A list in progress, one page per [`Pager::next_page`].
+#[derive(Debug)]
+pub struct Pager {
+    prefix: String,
+    end: Vec<u8>,
     page_size: i64,
-    mut between_pages: impl AsyncFnMut(usize),
-) -> Result<Listing, Error> {
-    let mut kv = kv_client(client);
-    let end = prefix_end(prefix.as_bytes());
-    let mut relists = 0;
-    'relist: loop {
-        let mut listing = Listing::default();
-        let mut from = prefix.as_bytes().to_vec();
-        loop {
-            let mut options = GetOptions::new()
-                .with_range(end.clone())
-                .with_limit(page_size);
-            if listing.revision > 0 {
-                options = options.with_revision(listing.revision);
-            }
-            let page = match kv.get(from.clone(), Some(options)).await {
-                Ok(page) => page,
-                Err(e) if crate::is_compacted(&e) && relists < MAX_RELISTS => {
-                    relists += 1;
-                    tracing::info!(
-                        prefix,
-                        revision = listing.revision,
-                        "revision compacted during a paged list; listing again"
-                    );
-                    continue 'relist;
-                }
-                Err(e) => return Err(Error::Etcd(e)),
-            };
-            if listing.revision == 0 {
-                listing.revision = page.header().map(|h| h.revision()).unwrap_or_default();
-            }
-            for kv in page.kvs() {
-                listing.kvs.push(Kv {
-                    key: String::from_utf8_lossy(kv.key()).into_owned(),
-                    value: kv.value().to_vec(),
-                    mod_revision: kv.mod_revision(),
-                });
-            }
-            let Some(last) = page.kvs().last() else {
-                return Ok(listing);
-            };
-            if !page.more() {
-                return Ok(listing);
-            }
-            // The next page starts right after the last key read.
-            from = last.key().to_vec();
-            from.push(0);
-            between_pages(listing.kvs.len()).await;
+    listing: Listing,
+    /// Where the next page starts.
+    from: Vec<u8>,
+    relists: usize,
+}
+
+impl Pager {
+    pub fn new(prefix: &str, page_size: i64) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            end: prefix_end(prefix.as_bytes()),
+            page_size,
+            listing: Listing::default(),
+            from: prefix.as_bytes().to_vec(),
+            relists: 0,
         }
+    }
+
+    /// Reads the next page; `true` once the listing is complete. When the
+    /// revision of the listing has been compacted, the listing starts over
+    /// (at most a few times; then the error is returned).
+    pub async fn next_page(&mut self, kv: &mut KvClient) -> Result<bool, Error> {
+        let mut options = GetOptions::new()
+            .with_range(self.end.clone())
+            .with_limit(self.page_size);
+        if self.listing.revision > 0 {
+            options = options.with_revision(self.listing.revision);
+        }
+        let page = match kv.get(self.from.clone(), Some(options)).await {
+            Ok(page) => page,
+            Err(e) if crate::is_compacted(&e) && self.relists < MAX_RELISTS => {
+                tracing::info!(
+                    prefix = self.prefix,
+                    revision = self.listing.revision,
+                    "revision compacted during a paged list; listing again"
+                );
+                self.relists += 1;
+                self.listing = Listing::default();
+                self.from = self.prefix.as_bytes().to_vec();
+                return Ok(false);
+            }
+            Err(e) => return Err(Error::Etcd(e)),
+        };
+        if self.listing.revision == 0 {
+            self.listing.revision = page.header().map(|h| h.revision()).unwrap_or_default();
+        }
+        for kv in page.kvs() {
+            self.listing.kvs.push(Kv {
+                key: String::from_utf8_lossy(kv.key()).into_owned(),
+                value: kv.value().to_vec(),
+                mod_revision: kv.mod_revision(),
+            });
+        }
+        match page.kvs().last() {
+            Some(last) if page.more() => {
+                // The next page starts right after the last key read.
+                self.from = last.key().to_vec();
+                self.from.push(0);
+                Ok(false)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    /// Keys read so far.
+    pub fn read(&self) -> usize {
+        self.listing.kvs.len()
+    }
+
+    /// How often the listing started over.
+    pub fn relists(&self) -> usize {
+        self.relists
+    }
+
+    /// The listing (complete once [`Pager::next_page`] returned `true`).
+    pub fn into_listing(self) -> Listing {
+        self.listing
     }
 }
 

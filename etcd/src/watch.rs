@@ -2,9 +2,7 @@
 //! watch it from that revision, and on any error (etcd unreachable, watch
 //! cancelled, revision compacted) back off and list again.
 
-use std::ops::ControlFlow;
-
-use etcd_client::{Client, EventType, WatchClient, WatchOptions};
+use etcd_client::{Client, EventType, WatchClient, WatchOptions, WatchStream};
 
 use crate::backoff::Backoff;
 use crate::list::{self, prefix_end, Kv, Listing, MAX_DECODED_MESSAGE};
@@ -53,77 +51,106 @@ pub fn watch_client(client: &Client) -> WatchClient {
         .max_decoding_message_size(MAX_DECODED_MESSAGE)
 }
 
-/// Lists then watches `prefix` until `handle` breaks, relisting after a
-/// backoff whenever the list or the watch fails or ends.
-pub async fn list_then_watch(
-    client: &Client,
-    prefix: &str,
-    mut handle: impl AsyncFnMut(Update) -> ControlFlow<()>,
-) {
-    let mut backoff = Backoff::default();
-    loop {
-        let error = match once(client, prefix, &mut handle, &mut backoff).await {
-            Ok(ControlFlow::Break(())) => return,
-            Ok(ControlFlow::Continue(())) => Error::WatchEnded,
-            Err(e) => e,
-        };
-        if handle(Update::Lost(error)).await.is_break() {
-            return;
-        }
-        backoff.wait().await;
+/// The one list-then-watch loop: [`ListWatch::next`] yields a listing,
+/// then the watch's events from the listed revision on; after any error it
+/// yields [`Update::Lost`], and the next call backs off and lists again.
+pub struct ListWatch {
+    client: Client,
+    prefix: String,
+    backoff: Backoff,
+    stream: Option<WatchStream>,
+    /// The last list or watch failed: back off before listing again.
+    failed: bool,
+}
+
+impl std::fmt::Debug for ListWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListWatch")
+            .field("prefix", &self.prefix)
+            .field("watching", &self.stream.is_some())
+            .finish()
     }
 }
 
-/// One list and the watch after it; returns when the watch ends or fails.
-async fn once(
-    client: &Client,
-    prefix: &str,
-    handle: &mut impl AsyncFnMut(Update) -> ControlFlow<()>,
-    backoff: &mut Backoff,
-) -> Result<ControlFlow<()>, Error> {
-    let listing = list::list(client, prefix).await?;
-    let revision = listing.revision;
-    if handle(Update::Listed(listing)).await.is_break() {
-        return Ok(ControlFlow::Break(()));
-    }
-    backoff.reset();
-    let options = WatchOptions::new()
-        .with_range(prefix_end(prefix.as_bytes()))
-        .with_start_revision(revision + 1);
-    let mut stream = watch_client(client).watch(prefix, Some(options)).await?;
-    while let Some(response) = stream.message().await? {
-        if response.canceled() {
-            return Err(Error::WatchCancelled {
-                compact_revision: response.compact_revision(),
-                reason: response.cancel_reason().to_string(),
-            });
-        }
-        let revision = response.header().map(|h| h.revision()).unwrap_or_default();
-        let events: Vec<Event> = response
-            .events()
-            .iter()
-            .filter_map(|e| {
-                let kv = e.kv()?;
-                let key = String::from_utf8_lossy(kv.key()).into_owned();
-                Some(match e.event_type() {
-                    EventType::Put => Event::Put(Kv {
-                        key,
-                        value: kv.value().to_vec(),
-                        mod_revision: kv.mod_revision(),
-                    }),
-                    EventType::Delete => Event::Delete {
-                        key,
-                        mod_revision: kv.mod_revision(),
-                    },
-                })
-            })
-            .collect();
-        if events.is_empty() {
-            continue;
-        }
-        if handle(Update::Events { revision, events }).await.is_break() {
-            return Ok(ControlFlow::Break(()));
+impl ListWatch {
+    pub fn new(client: &Client, prefix: impl Into<String>) -> Self {
+        Self {
+            client: client.clone(),
+            prefix: prefix.into(),
+            backoff: Backoff::default(),
+            stream: None,
+            failed: false,
         }
     }
-    Ok(ControlFlow::Continue(()))
+
+    /// The next update; never ends (errors are [`Update::Lost`]).
+    pub async fn next(&mut self) -> Update {
+        loop {
+            let Some(stream) = self.stream.as_mut() else {
+                if self.failed {
+                    self.backoff.wait().await;
+                }
+                return match self.list_and_watch().await {
+                    Ok(listing) => {
+                        self.failed = false;
+                        self.backoff.reset();
+                        Update::Listed(listing)
+                    }
+                    Err(e) => self.lost(e),
+                };
+            };
+            let response = match stream.message().await {
+                Ok(Some(response)) => response,
+                Ok(None) => return self.lost(Error::WatchEnded),
+                Err(e) => return self.lost(e.into()),
+            };
+            if response.canceled() {
+                return self.lost(Error::WatchCancelled {
+                    compact_revision: response.compact_revision(),
+                    reason: response.cancel_reason().to_string(),
+                });
+            }
+            let revision = response.header().map(|h| h.revision()).unwrap_or_default();
+            let events: Vec<Event> = response.events().iter().filter_map(event).collect();
+            if !events.is_empty() {
+                return Update::Events { revision, events };
+            }
+        }
+    }
+
+    fn lost(&mut self, error: Error) -> Update {
+        self.stream = None;
+        self.failed = true;
+        Update::Lost(error)
+    }
+
+    /// Lists, and opens the watch from the listed revision before handing
+    /// the listing out, so nothing after it is missed.
+    async fn list_and_watch(&mut self) -> Result<Listing, Error> {
+        let listing = list::list(&self.client, &self.prefix).await?;
+        let options = WatchOptions::new()
+            .with_range(prefix_end(self.prefix.as_bytes()))
+            .with_start_revision(listing.revision + 1);
+        let stream = watch_client(&self.client)
+            .watch(self.prefix.as_str(), Some(options))
+            .await?;
+        self.stream = Some(stream);
+        Ok(listing)
+    }
+}
+
+fn event(e: &etcd_client::Event) -> Option<Event> {
+    let kv = e.kv()?;
+    let key = String::from_utf8_lossy(kv.key()).into_owned();
+    Some(match e.event_type() {
+        EventType::Put => Event::Put(Kv {
+            key,
+            value: kv.value().to_vec(),
+            mod_revision: kv.mod_revision(),
+        }),
+        EventType::Delete => Event::Delete {
+            key,
+            mod_revision: kv.mod_revision(),
+        },
+    })
 }
