@@ -74,6 +74,9 @@ impl Shared {
             rejected = applied.rejected.len(),
             "loaded etcd"
         );
+        self.metrics
+            .etcd_rejected
+            .inc_by(applied.rejected.len() as u64);
         self.ready.store(true, Ordering::Release);
         self.publish(revision);
     }
@@ -85,12 +88,9 @@ impl Shared {
             .expect("snapshots lock")
             .apply(events, revision);
         tracing::debug!(revision, changed = applied.changed, "applied etcd events");
-        for key in &applied.rejected {
-            tracing::error!(
-                key,
-                "undecodable value in etcd; the previous one stays in force"
-            );
-        }
+        self.metrics
+            .etcd_rejected
+            .inc_by(applied.rejected.len() as u64);
         self.publish(revision);
     }
 
