@@ -7,7 +7,7 @@
 //! * [`index`] — objects + pods → groups → snapshots, bindings, statuses.
 //! * [`plan`] — the desired state against etcd's contents → ordered
 //!   transactions.
-//! * [`status`] — where statuses go.
+//! * [`status`] — where statuses go; [`store`] — where snapshots go.
 //! * [`xref`] — cross-references nothing provides (warnings).
 //! * [`validate`] — the offline checks of `bootes-controller validate`.
 //! * [`report`] — one line per problem.
@@ -22,6 +22,7 @@ pub mod plan;
 pub mod report;
 pub mod source;
 pub mod status;
+pub mod store;
 pub mod validate;
 pub mod xref;
 

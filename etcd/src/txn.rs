@@ -5,19 +5,11 @@ use etcd_client::{Compare, CompareOp, KvClient, Txn, TxnOp, TxnResponse};
 
 use crate::Error;
 
-/// Proof of leadership that every write carries.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Fence {
-    pub key: String,
-    /// Create revision of the leader key when this replica won it.
-    pub create_revision: i64,
-}
+pub use bootes_proto::Fence;
 
-impl Fence {
-    /// The comparison a write transaction must pass.
-    pub fn compare(&self) -> Compare {
-        Compare::create_revision(self.key.as_str(), CompareOp::Equal, self.create_revision)
-    }
+/// The comparison a write transaction fenced on `fence` must pass.
+pub fn compare(fence: &Fence) -> Compare {
+    Compare::create_revision(fence.key.as_str(), CompareOp::Equal, fence.create_revision)
 }
 
 /// Runs `ops` in one transaction, conditional on `fence` when one is given.
@@ -30,7 +22,7 @@ pub async fn commit(
     debug_assert!(ops.len() <= bootes_proto::limits::MAX_TXN_OPS);
     let mut txn = Txn::new();
     if let Some(fence) = fence {
-        txn = txn.when(vec![fence.compare()]);
+        txn = txn.when(vec![compare(fence)]);
     }
     let resp = kv.txn(txn.and_then(ops)).await?;
     if !resp.succeeded() {

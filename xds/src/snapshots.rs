@@ -7,9 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use bootes_proto::{store, Key, Keys, ResourceType};
+use bootes_proto::{Key, Keys, ResourceType};
 use bytes::Bytes;
-use prost::Message;
 
 /// One resource as served: its name, content-hash version and encoded body.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,14 +40,7 @@ impl Snapshot {
     /// Resources of types this server does not know are skipped (a newer
     /// controller may write them).
     pub fn decode(key: &str, value: &[u8]) -> Result<Self, SnapshotError> {
-        let snap = store::Snapshot::decode(value)?;
-        let claimed = format!("{}/{}", snap.namespace, snap.group);
-        if claimed != key {
-            return Err(SnapshotError::WrongKey { claimed });
-        }
-        if snap.version.is_empty() {
-            return Err(SnapshotError::NoVersion);
-        }
+        let snap = bootes_proto::values::snapshot(key, value)?;
         let mut types = BTreeMap::new();
         for t in snap.types {
             let Some(ty) = ResourceType::from_type_url(&t.type_url) else {
@@ -82,18 +74,7 @@ impl Snapshot {
     }
 }
 
-/// Why an etcd value is not served.
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
-    #[error("not a Snapshot: {0}")]
-    Decode(#[from] prost::DecodeError),
-    #[error("the value is the snapshot {claimed:?}, not the one its key names")]
-    WrongKey { claimed: String },
-    #[error("the snapshot has no version")]
-    NoVersion,
-    #[error("the binding names no snapshot")]
-    EmptyBinding,
-}
+pub use bootes_proto::values::ValueError as SnapshotError;
 
 /// A change read from etcd.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -198,7 +179,7 @@ impl Snapshots {
     /// Stores one value; false when it cannot be decoded (nothing changes).
     fn put(&mut self, key: &str, value: &[u8]) -> bool {
         match self.keys.parse(key) {
-            Some(Key::Node(node)) => match decode_binding(value) {
+            Some(Key::Node(node)) => match bootes_proto::values::binding(value) {
                 Ok(b) => {
                     self.bindings.insert(node.to_string(), b.snapshot);
                     true
@@ -245,17 +226,11 @@ impl Snapshots {
     }
 }
 
-fn decode_binding(value: &[u8]) -> Result<store::NodeBinding, SnapshotError> {
-    let binding = store::NodeBinding::decode(value)?;
-    if binding.snapshot.is_empty() {
-        return Err(SnapshotError::EmptyBinding);
-    }
-    Ok(binding)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bootes_proto::store;
+    use prost::Message;
 
     fn binding(snapshot: &str) -> Vec<u8> {
         store::NodeBinding {
