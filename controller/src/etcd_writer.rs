@@ -1,45 +1,54 @@
-//! The etcd shell of the controller: reads what is under the prefix, then
-//! writes the transactions [`plan`](bootes_core::plan) computes.
+//! The etcd shell of the controller: the [`SnapshotStore`] the reconcile loop
+//! writes to. It reads what is under the prefix, writes the transactions
+//! [`plan`](bootes_core::plan) computes, and watches the prefix so that a
+//! change it did not make (another writer, a damaged value) makes the loop
+//! read etcd again: plans are diffs against etcd's actual contents, not
+//! against a cache that may have drifted.
 
-use bootes_proto::Keys;
-use etcd_client::{Client, GetOptions, Txn, TxnOp};
+use std::sync::{Arc, Mutex};
 
-use crate::leader::Fence;
 use bootes_core::index::Desired;
 use bootes_core::plan::{self, Contents, Op, Plan};
-
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    #[error(transparent)]
-    Etcd(#[from] etcd_client::Error),
-    /// The fence comparison failed: another replica leads now.
-    #[error("not the leader anymore: the write was refused")]
-    NotLeader,
-}
-
-/// Statistics of one write, for logs and metrics.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct WriteStats {
-    pub txns: usize,
-    pub puts: usize,
-    pub deletes: usize,
-    pub bytes: usize,
-}
+use bootes_core::store::{SnapshotStore, StoreError, WriteStats};
+use bootes_etcd::etcd_client::{Client, TxnOp};
+use bootes_etcd::{Event, ListWatch, Update};
+use bootes_proto::{values, Fence, Key, Keys};
+use tokio::sync::Notify;
 
 pub struct EtcdWriter {
     client: Client,
     keys: Keys,
-    /// What this writer believes is in etcd (nodes/ and snapshots/).
-    written: Contents,
+    /// What etcd holds under nodes/ and snapshots/, as last read or written
+    /// (shared with the watcher, which compares what it sees with it).
+    contents: Arc<Mutex<Contents>>,
+    /// Signalled by the watcher when etcd holds something else.
+    foreign: Arc<Notify>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for EtcdWriter {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
 }
 
 impl EtcdWriter {
-    pub async fn connect(endpoints: &[String], keys: Keys) -> Result<Self, etcd_client::Error> {
+    pub async fn connect(endpoints: &[String], keys: Keys) -> Result<Self, bootes_etcd::Error> {
         let client = bootes_etcd::connect(&bootes_etcd::EtcdConfig::new(endpoints)).await?;
+        let contents = Arc::new(Mutex::new(Contents::new()));
+        let foreign = Arc::new(Notify::new());
+        let watcher = tokio::spawn(watch_foreign(
+            client.clone(),
+            keys.clone(),
+            contents.clone(),
+            foreign.clone(),
+        ));
         Ok(Self {
             client,
             keys,
-            written: Contents::new(),
+            contents,
+            foreign,
+            watcher,
         })
     }
 
@@ -51,39 +60,43 @@ impl EtcdWriter {
         &self.keys
     }
 
-    /// Reads the current nodes/ and snapshots/, so that only differences are written.
-    pub async fn load(&mut self) -> Result<(), etcd_client::Error> {
+    fn contents(&self) -> std::sync::MutexGuard<'_, Contents> {
+        self.contents.lock().expect("contents lock")
+    }
+}
+
+impl SnapshotStore for EtcdWriter {
+    /// Reads the current nodes/ and snapshots/ (in pages, however much there
+    /// is), so that only differences are written. Values that are not what
+    /// their key says are logged: the next write replaces them.
+    async fn load(&mut self) -> Result<(), StoreError> {
         let mut contents = Contents::new();
         for prefix in [self.keys.nodes(), self.keys.snapshots()] {
-            let resp = self
-                .client
-                .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
-                .await?;
-            for kv in resp.kvs() {
-                contents.insert(
-                    String::from_utf8_lossy(kv.key()).into_owned(),
-                    kv.value().to_vec(),
-                );
+            let listing = bootes_etcd::list(&self.client, &prefix)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.into()))?;
+            contents.extend(listing.kvs.into_iter().map(|kv| (kv.key, kv.value)));
+        }
+        for (key, value) in &contents {
+            if let Err(e) = values::check(&self.keys, key, value) {
+                tracing::warn!(key, error = %e, "damaged or foreign value in etcd; it will be overwritten or deleted");
             }
         }
         tracing::info!(keys = contents.len(), "read current etcd contents");
-        self.written = contents;
+        *self.contents() = contents;
         Ok(())
     }
 
-    /// The plan to reach `desired` from what was last read or written.
-    pub fn plan(&self, desired: &Desired) -> Plan {
-        plan::plan(&self.keys, &self.written, desired)
+    fn plan(&self, desired: &Desired) -> Plan {
+        plan::plan(&self.keys, &self.contents(), desired)
     }
 
-    /// Runs `plan`'s transactions in order, each fenced on leadership when a
-    /// fence is given. On error, what was written so far is remembered and
-    /// the rest is left for the next attempt.
-    pub async fn write(
+    async fn write(
         &mut self,
         plan: &Plan,
         fence: Option<&Fence>,
-    ) -> Result<WriteStats, WriteError> {
+    ) -> Result<WriteStats, StoreError> {
+        let mut kv = bootes_etcd::list::kv_client(&self.client);
         let mut stats = WriteStats::default();
         for ops in &plan.txns {
             let txn_ops: Vec<TxnOp> = ops
@@ -93,15 +106,14 @@ impl EtcdWriter {
                     Op::Delete { key } => TxnOp::delete(key.as_str(), None),
                 })
                 .collect();
-            let mut txn = Txn::new();
-            if let Some(fence) = fence {
-                txn = txn.when(vec![fence.compare()]);
+            // Recorded before the transaction, so that the watcher sees its
+            // events as ours; after a failure the loop loads etcd again.
+            plan::apply(&mut self.contents(), ops);
+            match bootes_etcd::txn::commit(&mut kv, txn_ops, fence).await {
+                Ok(_) => {}
+                Err(bootes_etcd::Error::NotLeader) => return Err(StoreError::NotLeader),
+                Err(e) => return Err(StoreError::Unavailable(e.into())),
             }
-            let resp = self.client.txn(txn.and_then(txn_ops)).await?;
-            if !resp.succeeded() {
-                return Err(WriteError::NotLeader);
-            }
-            plan::apply(&mut self.written, ops);
             stats.txns += 1;
             for op in ops {
                 match op {
@@ -114,5 +126,63 @@ impl EtcdWriter {
             }
         }
         Ok(stats)
+    }
+
+    async fn changed(&mut self) {
+        self.foreign.notified().await;
+    }
+}
+
+/// Watches the prefix; signals `foreign` when a node binding or snapshot in
+/// etcd differs from `contents` (someone else wrote, or deleted, one of our
+/// keys).
+async fn watch_foreign(
+    client: Client,
+    keys: Keys,
+    contents: Arc<Mutex<Contents>>,
+    foreign: Arc<Notify>,
+) {
+    let ours = |key: &str| matches!(keys.parse(key), Some(Key::Node(_) | Key::Snapshot(_)));
+    let mut updates = ListWatch::new(&client, keys.prefix());
+    loop {
+        let differs = match updates.next().await {
+            Update::Listed(listing) => {
+                let contents = contents.lock().expect("contents lock");
+                let listed: Contents = listing
+                    .kvs
+                    .into_iter()
+                    .filter(|kv| ours(&kv.key))
+                    .map(|kv| (kv.key, kv.value))
+                    .collect();
+                let differs = listed != *contents;
+                if differs {
+                    tracing::info!("etcd holds other node bindings or snapshots than written");
+                }
+                differs
+            }
+            Update::Events { events, .. } => {
+                let contents = contents.lock().expect("contents lock");
+                let changed: Vec<&str> = events
+                    .iter()
+                    .filter(|e| ours(e.key()))
+                    .filter(|e| match e {
+                        Event::Put(kv) => contents.get(&kv.key) != Some(&kv.value),
+                        Event::Delete { key, .. } => contents.contains_key(key),
+                    })
+                    .map(Event::key)
+                    .collect();
+                if !changed.is_empty() {
+                    tracing::info!(keys = ?changed, "someone else changed the controller's keys in etcd");
+                }
+                !changed.is_empty()
+            }
+            Update::Lost(e) => {
+                tracing::debug!(error = %e, "watching etcd for foreign changes; retrying");
+                false
+            }
+        };
+        if differs {
+            foreign.notify_one();
+        }
     }
 }

@@ -736,7 +736,7 @@ pub fn render(value: &Value, output: InspectOutput) -> String {
 pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let keys = Keys::new(&common.etcd.etcd_prefix);
-    let mut client = bootes_etcd::connect(
+    let client = bootes_etcd::connect(
         &bootes_etcd::EtcdConfig::new(&common.etcd.etcd_endpoints)
             .with_connect_timeout(Duration::from_secs(5))
             .with_request_timeout(Some(Duration::from_secs(30))),
@@ -748,14 +748,16 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
             common.etcd.etcd_endpoints.join(",")
         )
     })?;
-    let resp = client
-        .get(
-            keys.prefix(),
-            Some(etcd_client::GetOptions::new().with_prefix()),
-        )
+    let listing = bootes_etcd::list(&client, keys.prefix())
         .await
         .with_context(|| format!("reading {} from etcd", keys.prefix()))?;
-    let store = Store::decode(&keys, resp.kvs().iter().map(|kv| (kv.key(), kv.value())));
+    let store = Store::decode(
+        &keys,
+        listing
+            .kvs
+            .iter()
+            .map(|kv| (kv.key.as_bytes(), kv.value.as_slice())),
+    );
     let options = Options {
         show_secrets: common.show_secrets,
     };

@@ -7,29 +7,15 @@
 //! (lease expired, key taken over by another replica) cannot write anymore,
 //! even if it has not noticed yet.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{
+use bootes_etcd::etcd_client::{
     Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
+use bootes_etcd::Backoff;
+pub use bootes_proto::Fence;
 use tokio::sync::watch;
-
-/// Proof of leadership that every write carries.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Fence {
-    pub key: String,
-    /// Create revision of the leader key when this replica won it.
-    pub create_revision: i64,
-}
-
-impl Fence {
-    /// The comparison a write transaction must pass.
-    pub fn compare(&self) -> Compare {
-        Compare::create_revision(self.key.as_str(), CompareOp::Equal, self.create_revision)
-    }
-}
 
 /// `Some` while this replica leads.
 pub type Leadership = watch::Receiver<Option<Fence>>;
@@ -70,19 +56,6 @@ impl Election {
         self.leadership.clone()
     }
 
-    /// A flag that follows leadership, for code that only needs to know.
-    pub fn is_leader_flag(&self) -> Arc<AtomicBool> {
-        let flag = Arc::new(AtomicBool::new(self.leadership.borrow().is_some()));
-        let mut rx = self.leadership.clone();
-        let out = flag.clone();
-        tokio::spawn(async move {
-            while rx.changed().await.is_ok() {
-                out.store(rx.borrow().is_some(), Ordering::Release);
-            }
-        });
-        flag
-    }
-
     /// Stops campaigning, steps down and revokes the lease: the leader key
     /// disappears and another replica takes over (this one does not campaign
     /// again).
@@ -108,7 +81,11 @@ async fn campaign(
     lease_tx: watch::Sender<Option<i64>>,
 ) {
     let ttl_secs = ttl.as_secs().max(2) as i64;
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::default();
+    // The lease of the last attempt, while it may still be alive: after an
+    // interruption (etcd restarted, a connection dropped) this replica
+    // recognises the leader key it holds instead of waiting for it to expire.
+    let mut lease: Option<i64> = None;
     loop {
         let result = campaign_with_lease(
             &mut client,
@@ -117,23 +94,24 @@ async fn campaign(
             ttl_secs,
             &leader_tx,
             &lease_tx,
+            &mut lease,
         )
         .await;
         leader_tx.send_replace(None);
-        lease_tx.send_replace(None);
+        lease_tx.send_replace(lease);
         match result {
-            Ok(()) => backoff = Duration::from_millis(200),
+            Ok(()) => backoff.reset(),
             Err(e) => {
                 tracing::warn!(error = %e, "leader election interrupted; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff.wait().await;
             }
         }
     }
 }
 
-/// Campaigns with one lease until the lease is lost (then the caller starts
-/// over with a new one).
+/// Campaigns with one lease until the lease is lost (then `lease` is `None`
+/// and the caller starts over with a new one) or etcd fails (then `lease` is
+/// kept for the next attempt).
 async fn campaign_with_lease(
     client: &mut Client,
     key: &str,
@@ -141,19 +119,27 @@ async fn campaign_with_lease(
     ttl_secs: i64,
     leader_tx: &watch::Sender<Option<Fence>>,
     lease_tx: &watch::Sender<Option<i64>>,
-) -> Result<(), etcd_client::Error> {
-    let lease = client.lease_grant(ttl_secs, None).await?.id();
-    lease_tx.send_replace(Some(lease));
-    let (mut keeper, mut responses) = client.lease_keep_alive(lease).await?;
+    lease: &mut Option<i64>,
+) -> Result<(), bootes_etcd::etcd_client::Error> {
+    let id = match *lease {
+        Some(id) if client.lease_time_to_live(id, None).await?.ttl() > 0 => id,
+        _ => {
+            let id = client.lease_grant(ttl_secs, None).await?.id();
+            *lease = Some(id);
+            id
+        }
+    };
+    lease_tx.send_replace(Some(id));
+    let (mut keeper, mut responses) = client.lease_keep_alive(id).await?;
     let period = Duration::from_millis((ttl_secs as u64 * 1000) / 3);
     let keep_alive = async move {
         loop {
-            tokio::time::sleep(period).await;
             keeper.keep_alive().await?;
             match responses.message().await? {
                 Some(r) if r.ttl() > 0 => {}
-                _ => return Ok::<(), etcd_client::Error>(()),
+                _ => return Ok::<(), bootes_etcd::etcd_client::Error>(()),
             }
+            tokio::time::sleep(period).await;
         }
     };
     tokio::pin!(keep_alive);
@@ -164,41 +150,57 @@ async fn campaign_with_lease(
             .and_then(vec![TxnOp::put(
                 key,
                 identity,
-                Some(PutOptions::new().with_lease(lease)),
+                Some(PutOptions::new().with_lease(id)),
             )])
             .or_else(vec![TxnOp::get(key, None)]);
         let resp = tokio::select! {
             r = client.txn(txn) => r?,
-            r = &mut keep_alive => { r?; tracing::warn!("leader lease lost"); return Ok(()); }
+            r = &mut keep_alive => {
+                r?;
+                tracing::warn!("leader lease lost");
+                *lease = None;
+                return Ok(());
+            }
         };
         let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
-        if resp.succeeded() {
-            tracing::info!(identity, "became leader");
+        let holder = resp.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => get.kvs().first().cloned(),
+            _ => None,
+        });
+        let won = match &holder {
+            None => Some(revision),
+            // The key is on our own lease: we already lead (since before an
+            // interruption), with the fence we had.
+            Some(kv) if kv.lease() == id => Some(kv.create_revision()),
+            Some(_) => None,
+        };
+        if let Some(create_revision) = won {
+            if holder.is_some() {
+                tracing::info!(identity, "still the leader (recognised our own lease)");
+            } else {
+                tracing::info!(identity, "became leader");
+            }
             leader_tx.send_replace(Some(Fence {
                 key: key.to_string(),
-                create_revision: revision,
+                create_revision,
             }));
             match until_deleted(client, key, revision, keep_alive.as_mut()).await? {
                 Watched::Deleted => tracing::warn!("leader key gone; stepping down"),
-                Watched::LeaseLost => tracing::warn!("leader lease lost; stepping down"),
+                Watched::LeaseLost => {
+                    tracing::warn!("leader lease lost; stepping down");
+                    *lease = None;
+                }
             }
             return Ok(());
         }
 
-        let holder = resp
-            .op_responses()
-            .into_iter()
-            .find_map(|op| match op {
-                TxnOpResponse::Get(get) => get
-                    .kvs()
-                    .first()
-                    .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
-                _ => None,
-            })
+        let holder = holder
+            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
             .unwrap_or_default();
         tracing::info!(leader = holder, "following");
         // Campaign again once the key is gone (resigned, or its lease expired).
         if until_deleted(client, key, revision, keep_alive.as_mut()).await? == Watched::LeaseLost {
+            *lease = None;
             return Ok(());
         }
     }
@@ -217,9 +219,9 @@ async fn until_deleted<F>(
     key: &str,
     revision: i64,
     mut keep_alive: std::pin::Pin<&mut F>,
-) -> Result<Watched, etcd_client::Error>
+) -> Result<Watched, bootes_etcd::etcd_client::Error>
 where
-    F: std::future::Future<Output = Result<(), etcd_client::Error>>,
+    F: std::future::Future<Output = Result<(), bootes_etcd::etcd_client::Error>>,
 {
     let options = WatchOptions::new().with_start_revision(revision + 1);
     let mut watch = client.watch(key, Some(options)).await?;

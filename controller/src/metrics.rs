@@ -4,11 +4,10 @@
 //!
 //! The reconciler records into [`Metrics`] after each sync
 //! ([`Metrics::observe_objects`], [`Metrics::observe_write`], …); leadership
-//! is read from the election's flag when scraped.
+//! is read from the election's [`Leadership`] when scraped.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use bootes_proto::ResourceType;
@@ -19,9 +18,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::etcd_writer::WriteStats;
+use crate::leader::Leadership;
 use bootes_core::index::{ObjectStatus, Reason};
 use bootes_core::model::ObjectKey;
+use bootes_core::store::WriteStats;
 
 /// Every reason an object's status can have (the `reason` label).
 const REASONS: [Reason; 4] = [
@@ -75,7 +75,7 @@ pub struct Metrics {
     last_write: Gauge,
     leader: Gauge,
     /// Set by the election; read when scraped.
-    leader_flag: Mutex<Option<Arc<AtomicBool>>>,
+    leadership: Mutex<Option<Leadership>>,
     health: Mutex<Health>,
 }
 
@@ -176,7 +176,7 @@ impl Metrics {
             etcd_bytes,
             last_write,
             leader,
-            leader_flag: Mutex::new(None),
+            leadership: Mutex::new(None),
             health: Mutex::new(Health::default()),
         };
         // Every series exists from the start, at zero.
@@ -191,8 +191,8 @@ impl Metrics {
     }
 
     /// Leadership to report (`bootes_controller_leader`).
-    pub fn set_leader_flag(&self, flag: Arc<AtomicBool>) {
-        *self.leader_flag.lock().expect("metrics lock") = Some(flag);
+    pub fn set_leadership(&self, leadership: Leadership) {
+        *self.leadership.lock().expect("metrics lock") = Some(leadership);
     }
 
     /// The statuses the index computed: objects by kind and reason.
@@ -291,12 +291,12 @@ impl Metrics {
     }
 
     pub fn is_leader(&self) -> bool {
-        self.leader_flag
+        self.leadership
             .lock()
             .expect("metrics lock")
             .as_ref()
             // Before the election starts (etcd not reached yet) nobody leads.
-            .is_some_and(|f| f.load(Ordering::Acquire))
+            .is_some_and(|l| l.borrow().is_some())
     }
 
     /// The OpenMetrics text of every series.
@@ -315,15 +315,6 @@ impl Default for Metrics {
     }
 }
 
-/// Whether etcd answers (a Status call), for `/readyz`.
-pub async fn etcd_reachable(client: &mut etcd_client::Client) -> Result<(), String> {
-    match tokio::time::timeout(Duration::from_secs(2), client.status()).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer within 2s".into()),
-    }
-}
-
 /// `/readyz`: whether Kubernetes' readiness probe should pass, and the body.
 ///
 /// Ready once the first reconcile finished (`synced`: the leader wrote the
@@ -331,9 +322,9 @@ pub async fn etcd_reachable(client: &mut etcd_client::Client) -> Result<(), Stri
 /// (`etcd`), and not while the leader's writes to etcd fail.
 pub fn readiness(metrics: &Metrics, synced: bool, etcd: Result<(), String>) -> (bool, String) {
     let h = metrics.health();
-    let role = match metrics.leader_flag.lock().expect("metrics lock").as_ref() {
+    let role = match metrics.leadership.lock().expect("metrics lock").as_ref() {
         None => "starting",
-        Some(f) if f.load(Ordering::Acquire) => "leader",
+        Some(l) if l.borrow().is_some() => "leader",
         Some(_) => "follower",
     };
     let counts = format!(
@@ -478,10 +469,13 @@ mod tests {
         // Before the election has started nobody leads.
         assert!(m.encode().contains("bootes_controller_leader 0"));
         assert!(readiness(&m, false, Ok(())).1.contains("(starting)"));
-        let flag = Arc::new(AtomicBool::new(false));
-        m.set_leader_flag(flag.clone());
+        let (leader, leadership) = tokio::sync::watch::channel(None);
+        m.set_leadership(leadership);
         assert!(m.encode().contains("bootes_controller_leader 0"));
-        flag.store(true, Ordering::Release);
+        leader.send_replace(Some(bootes_proto::Fence {
+            key: "leader".into(),
+            create_revision: 1,
+        }));
         assert!(m.encode().contains("bootes_controller_leader 1"));
     }
 
@@ -509,7 +503,7 @@ mod tests {
         );
         // A follower is ready once its index is loaded.
         let f = Metrics::new();
-        f.set_leader_flag(Arc::new(AtomicBool::new(false)));
+        f.set_leadership(tokio::sync::watch::channel(None).1);
         f.observe_follower();
         let (ready, body) = readiness(&f, true, Ok(()));
         assert!(ready);

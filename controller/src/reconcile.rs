@@ -9,7 +9,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::etcd_writer::{EtcdWriter, WriteError};
 use crate::leader::{Fence, Leadership};
 use crate::metrics::Metrics;
 use crate::source::SourceEvent;
@@ -17,6 +16,7 @@ use bootes_core::index::Index;
 use bootes_core::model::ObjectKey;
 use bootes_core::report;
 pub use bootes_core::status::{LogStatus, StatusSink};
+use bootes_core::store::{SnapshotStore, StoreError};
 use bootes_envoy::convert::ConfigError;
 
 #[derive(Clone, Copy, Debug)]
@@ -27,9 +27,9 @@ pub struct Timing {
     pub max_delay: Duration,
 }
 
-pub struct Reconciler {
+pub struct Reconciler<S> {
     pub index: Index,
-    pub writer: EtcdWriter,
+    pub writer: S,
     pub status: Box<dyn StatusSink>,
     pub timing: Timing,
     /// Leadership, when several replicas run; `None` writes unconditionally.
@@ -43,8 +43,8 @@ pub struct Reconciler {
     logged: BTreeMap<ObjectKey, (serde_json::Value, Vec<ConfigError>)>,
 }
 
-impl Reconciler {
-    pub fn new(writer: EtcdWriter, status: Box<dyn StatusSink>, timing: Timing) -> Self {
+impl<S: SnapshotStore> Reconciler<S> {
+    pub fn new(writer: S, status: Box<dyn StatusSink>, timing: Timing) -> Self {
         Self {
             index: Index::new(),
             writer,
@@ -98,6 +98,16 @@ impl Reconciler {
                             Some(Instant::now() + Duration::from_secs(1))
                         }
                     };
+                }
+                () = self.writer.changed() => {
+                    // Someone else changed what we wrote (or damaged it):
+                    // read etcd again and write what differs.
+                    if let Err(e) = self.writer.load().await {
+                        tracing::warn!(error = %e, "reading etcd failed");
+                    }
+                    if self.may_write() {
+                        retry_at = Some(Instant::now());
+                    }
                 }
                 alive = leader_changed => {
                     if !alive {
@@ -200,7 +210,7 @@ impl Reconciler {
             groups = tracing::field::Empty,
         )
     )]
-    async fn sync(&mut self) -> Result<(), WriteError> {
+    async fn sync(&mut self) -> Result<(), StoreError> {
         if !self.may_write() {
             // Followers keep their index warm (and are ready once it is);
             // the leader writes.
@@ -271,3 +281,6 @@ impl Reconciler {
         self.metrics.observe_service_endpoints(slices, endpoints);
     }
 }
+
+#[cfg(test)]
+mod tests;

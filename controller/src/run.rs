@@ -17,6 +17,8 @@ use crate::metrics::{self, Metrics};
 use crate::reconcile::{LogStatus, Reconciler, StatusSink, Timing};
 use crate::source;
 use crate::status_kube::{KubeStatus, ObservedStatuses};
+use bootes_core::store::SnapshotStore;
+use bootes_etcd::{etcd_client, Backoff};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Health first: `/livez` answers from the moment the process is up,
@@ -74,20 +76,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let status: Box<dyn StatusSink> = match kube {
         // Statuses are written by the leader only.
-        Some((client, observed)) => Box::new(KubeStatus::spawn(
-            client,
-            observed,
-            election.is_leader_flag(),
-        )),
+        Some((client, observed)) => {
+            Box::new(KubeStatus::spawn(client, observed, election.leadership()))
+        }
         None => Box::new(LogStatus::default()),
     };
     let mut reconciler = Reconciler::new(writer, status, timing);
     reconciler.metrics = metrics;
     reconciler.synced = synced;
     reconciler.leadership = Some(election.leadership());
-    reconciler
-        .metrics
-        .set_leader_flag(election.is_leader_flag());
+    reconciler.metrics.set_leadership(election.leadership());
     tokio::select! {
         () = reconciler.run(rx) => tracing::info!("sources ended"),
         () = shutdown_signal() => tracing::info!("stopping"),
@@ -107,7 +105,7 @@ fn default_identity() -> String {
 /// Connects to etcd and reads what is under the prefix, retrying both
 /// (etcd may start after the controller) until they succeed.
 async fn connect_and_load(endpoints: &[String], keys: Keys) -> EtcdWriter {
-    let mut delay = std::time::Duration::from_millis(200);
+    let mut backoff = Backoff::default();
     let mut writer = None;
     loop {
         if writer.is_none() {
@@ -124,8 +122,7 @@ async fn connect_and_load(endpoints: &[String], keys: Keys) -> EtcdWriter {
                 Err(e) => tracing::warn!(error = %e, "reading the prefix from etcd failed"),
             }
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(std::time::Duration::from_secs(5));
+        backoff.wait().await;
     }
 }
 
@@ -154,7 +151,7 @@ async fn serve_health(
                         (metrics.clone(), synced.clone(), etcd.get().cloned());
                     async move {
                         let etcd = match etcd {
-                            Some(mut client) => metrics::etcd_reachable(&mut client).await,
+                            Some(mut client) => etcd_reachable(&mut client).await,
                             None => Err("connecting to etcd".to_string()),
                         };
                         match metrics::readiness(&metrics, synced.load(Ordering::Acquire), etcd) {
@@ -186,6 +183,15 @@ async fn serve_health(
         }
     });
     Ok(())
+}
+
+/// Whether etcd answers (a Status call), for `/readyz`.
+async fn etcd_reachable(client: &mut etcd_client::Client) -> Result<(), String> {
+    match tokio::time::timeout(std::time::Duration::from_secs(2), client.status()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 2s".into()),
+    }
 }
 
 async fn shutdown_signal() {

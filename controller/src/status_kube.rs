@@ -7,7 +7,6 @@
 //! the objects whose status differs. Only the leader writes.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,8 +15,11 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
+use bootes_core::status::StatusSink;
+use bootes_etcd::Backoff;
+
 use crate::crd::{self, BootesStatus, Condition, ACCEPTED};
-use crate::reconcile::StatusSink;
+use crate::leader::Leadership;
 use bootes_core::index::ObjectStatus;
 use bootes_core::model::ObjectKey;
 
@@ -156,17 +158,13 @@ pub struct KubeStatus {
 }
 
 impl KubeStatus {
-    /// Starts the background writer. It writes only while `is_leader` is set.
-    pub fn spawn(
-        client: kube::Client,
-        observed: ObservedStatuses,
-        is_leader: Arc<AtomicBool>,
-    ) -> Self {
+    /// Starts the background writer. It writes only while this replica leads.
+    pub fn spawn(client: kube::Client, observed: ObservedStatuses, leadership: Leadership) -> Self {
         let (latest, rx) = watch::channel(Statuses::default());
         let writer = Writer {
             client,
             observed,
-            is_leader,
+            leadership,
         };
         tokio::spawn(write_loop(writer, rx));
         Self { latest }
@@ -183,7 +181,7 @@ impl StatusSink for KubeStatus {
 
 async fn write_loop(writer: Writer, mut latest: watch::Receiver<Statuses>) {
     let mut retry_at: Option<Instant> = None;
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
         let retry = async {
             match retry_at {
@@ -200,10 +198,9 @@ async fn write_loop(writer: Writer, mut latest: watch::Receiver<Statuses>) {
         let statuses = latest.borrow_and_update().clone();
         let round = writer.round(&statuses).await;
         if round.failed > 0 {
-            retry_at = Some(Instant::now() + backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(30));
+            retry_at = Some(Instant::now() + backoff.next_delay());
         } else {
-            backoff = Duration::from_millis(500);
+            backoff.reset();
         }
     }
 }
@@ -212,7 +209,7 @@ async fn write_loop(writer: Writer, mut latest: watch::Receiver<Statuses>) {
 struct Writer {
     client: kube::Client,
     observed: ObservedStatuses,
-    is_leader: Arc<AtomicBool>,
+    leadership: Leadership,
 }
 
 /// What one round of [`Writer::round`] did.
@@ -227,7 +224,7 @@ impl Writer {
     /// unless this replica leads.
     async fn round(&self, statuses: &BTreeMap<ObjectKey, ObjectStatus>) -> Round {
         let mut round = Round::default();
-        if !self.is_leader.load(Ordering::Acquire) {
+        if self.leadership.borrow().is_none() {
             return round;
         }
         let now = now_rfc3339();
@@ -486,11 +483,11 @@ mod tests {
                 status: None,
             },
         );
-        let is_leader = Arc::new(AtomicBool::new(false));
+        let (leader, leadership) = tokio::sync::watch::channel(None);
         let writer = Writer {
             client,
             observed: observed.clone(),
-            is_leader: is_leader.clone(),
+            leadership,
         };
         let statuses = BTreeMap::from([(key.clone(), desired(Reason::Valid, "", 1, 3))]);
 
@@ -499,7 +496,10 @@ mod tests {
         assert_eq!(clusters.get_status("c").await.unwrap().status, None);
 
         // The leader writes it once.
-        is_leader.store(true, Ordering::Release);
+        leader.send_replace(Some(bootes_proto::Fence {
+            key: "leader".into(),
+            create_revision: 1,
+        }));
         let once = Round {
             written: 1,
             failed: 0,

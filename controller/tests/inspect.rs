@@ -105,7 +105,7 @@ async fn inspect_decodes_what_the_controller_wrote() -> Result<()> {
     let m = ManifestDir::new()?;
     write_shop(&m);
     let etcd = Etcd::start().await?;
-    let _controller =
+    let controller =
         Controller::start_with_args(&etcd, m.path(), &["--etcd-prefix", PREFIX]).await?;
     let url = etcd.endpoint();
     let p = ["--etcd-prefix", PREFIX];
@@ -252,8 +252,27 @@ async fn inspect_decodes_what_the_controller_wrote() -> Result<()> {
     let empty = inspect_json(&url, &["nodes"]).await?;
     assert_eq!(empty, json!({"nodes": [], "errors": []}));
 
-    // Garbage in etcd: reported per key, never a crash.
+    // A damaged snapshot (empty: it would decode as an empty snapshot) is
+    // noticed and repaired by the running controller.
     let mut client = etcd.client().await?;
+    let snapshot_key = etcd.keys(&format!("{PREFIX}snapshots/")).await?[0].clone();
+    let good = client.get(snapshot_key.clone(), None).await?.kvs()[0]
+        .value()
+        .to_vec();
+    client.put(snapshot_key.clone(), Vec::new(), None).await?;
+    eventually("the controller repaired the damaged snapshot", || {
+        let (mut client, key, good) = (client.clone(), snapshot_key.clone(), good.clone());
+        async move {
+            let now = client.get(key, None).await?;
+            ensure!(now.kvs()[0].value() == good.as_slice(), "not yet");
+            Ok(())
+        }
+    })
+    .await?;
+
+    // Garbage in etcd: reported per key, never a crash. (The controller
+    // would repair it too: stop it first.)
+    drop(controller);
     client
         .put(
             format!("{PREFIX}nodes/junk-0.shop"),

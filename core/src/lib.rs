@@ -7,7 +7,7 @@
 //! * [`index`] — objects + pods → groups → snapshots, bindings, statuses.
 //! * [`plan`] — the desired state against etcd's contents → ordered
 //!   transactions.
-//! * [`status`] — where statuses go.
+//! * [`status`] — where statuses go; [`store`] — where snapshots go.
 //! * [`xref`] — cross-references nothing provides (warnings).
 //! * [`service_endpoints`] — an Endpoint naming a Service: its
 //!   EndpointSlices → the ClusterLoadAssignment.
@@ -25,6 +25,7 @@ pub mod report;
 pub mod service_endpoints;
 pub mod source;
 pub mod status;
+pub mod store;
 pub mod validate;
 pub mod xref;
 

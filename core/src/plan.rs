@@ -14,10 +14,7 @@ use prost::Message;
 
 use crate::index::Desired;
 
-/// etcd's default `--max-txn-ops` is 128.
-pub const MAX_TXN_OPS: usize = 128;
-/// etcd's default request limit is 1.5 MiB; keep room for keys and framing.
-pub const MAX_VALUE_BYTES: usize = 1_400_000;
+pub use bootes_proto::limits::{MAX_TXN_OPS, MAX_VALUE_BYTES};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {

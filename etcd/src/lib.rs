@@ -3,8 +3,50 @@
 //!
 //! * [`connect`] — the one way to open a client (endpoints, timeouts,
 //!   keep-alive; TLS and authentication options belong here too).
+//! * [`list`] — a prefix read in pages at one revision, so that any amount
+//!   of data can be listed.
+//! * [`watch`] — the one list-then-watch loop, relisting after errors.
+//! * [`backoff`] — the one retry policy (exponential, with jitter).
+//! * [`txn`] — transactions fenced on leadership.
+//!
+//! Every client this crate makes decodes messages of any size etcd sends
+//! (tonic's default limit of 4 MiB would refuse large lists and watch
+//! responses).
 
+pub mod backoff;
 pub mod connect;
+pub mod list;
+pub mod txn;
+pub mod watch;
 
+pub use backoff::Backoff;
 pub use connect::{connect, EtcdConfig};
 pub use etcd_client;
+pub use list::{list, Kv, Listing, Pager};
+pub use txn::Fence;
+pub use watch::{Event, ListWatch, Update};
+
+/// What can go wrong talking to etcd.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Etcd(#[from] etcd_client::Error),
+    #[error("etcd cancelled the watch (compacted revision {compact_revision}): {reason}")]
+    WatchCancelled {
+        compact_revision: i64,
+        reason: String,
+    },
+    #[error("the etcd watch ended")]
+    WatchEnded,
+    /// The fence comparison failed: another replica leads now.
+    #[error("not the leader anymore: the write was refused")]
+    NotLeader,
+}
+
+/// Whether `e` says the requested revision was compacted away (etcd's
+/// `ErrCompacted`; tonic reports a message over its decoding limit with the
+/// same code, hence the message check).
+pub fn is_compacted(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s)
+        if s.code() == tonic::Code::OutOfRange && s.message().contains("compacted"))
+}

@@ -6,12 +6,18 @@
 //!   make-before-break order.
 //! * [`version`] — content-hash versions, identical on every replica.
 //! * [`envoy`] — the Envoy API descriptor pool and the generated xDS types.
+//! * [`limits`] — etcd's limits on transactions and values.
+//! * [`values`] — what makes a value valid for its key.
+//! * [`fence`] — the proof of leadership every controller write carries.
 //!
 //! Nothing here does I/O.
 
 pub mod envoy;
+pub mod fence;
 pub mod keys;
+pub mod limits;
 pub mod types;
+pub mod values;
 pub mod version;
 
 /// Messages stored as etcd values (`proto/bootes/v1/store.proto`).
@@ -20,5 +26,6 @@ pub mod store {
     include!(concat!(env!("OUT_DIR"), "/bootes.store.v1.rs"));
 }
 
+pub use fence::Fence;
 pub use keys::{Key, Keys};
 pub use types::ResourceType;

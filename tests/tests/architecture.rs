@@ -36,7 +36,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("bootes-envoy", &["bootes-proto"][..]),
         ("bootes-core", &["bootes-proto", "bootes-envoy"][..]),
         ("bootes-xds", &["bootes-proto"][..]),
-        ("bootes-etcd", &[][..]),
+        ("bootes-etcd", &["bootes-proto"][..]),
         (
             "bootes-controller",
             &["bootes-proto", "bootes-envoy", "bootes-core", "bootes-etcd"][..],

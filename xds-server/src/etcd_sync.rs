@@ -1,14 +1,14 @@
-//! Keeps [`Snapshots`] in step with etcd: list the prefix, then watch it from
-//! the listed revision. On any error (etcd unreachable, watch cancelled,
-//! compacted revision) the last contents keep being served and the loop
-//! relists once etcd answers again.
+//! Keeps [`Snapshots`] in step with etcd through
+//! [`bootes_etcd::list_then_watch`]. On any error (etcd unreachable, watch
+//! cancelled, compacted revision) the last contents keep being served and the
+//! loop relists once etcd answers again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
+use bootes_etcd::etcd_client::Client;
+use bootes_etcd::Update;
 use bootes_proto::Keys;
-use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -74,6 +74,9 @@ impl Shared {
             rejected = applied.rejected.len(),
             "loaded etcd"
         );
+        self.metrics
+            .etcd_rejected
+            .inc_by(applied.rejected.len() as u64);
         self.ready.store(true, Ordering::Release);
         self.publish(revision);
     }
@@ -85,12 +88,9 @@ impl Shared {
             .expect("snapshots lock")
             .apply(events, revision);
         tracing::debug!(revision, changed = applied.changed, "applied etcd events");
-        for key in &applied.rejected {
-            tracing::error!(
-                key,
-                "undecodable value in etcd; the previous one stays in force"
-            );
-        }
+        self.metrics
+            .etcd_rejected
+            .inc_by(applied.rejected.len() as u64);
         self.publish(revision);
     }
 
@@ -103,105 +103,47 @@ impl Shared {
     }
 }
 
-/// Runs forever.
+/// Runs forever: lists the prefix (in pages, at one revision), then watches
+/// it from there; relists after any error, serving the last contents
+/// meanwhile.
 pub async fn run(client: Client, keys: Keys, shared: Arc<Shared>) {
-    let mut backoff = Backoff::default();
+    let mut updates = bootes_etcd::ListWatch::new(&client, keys.prefix());
     loop {
-        let result = sync_once(client.clone(), &keys, &shared).await;
-        shared.metrics.etcd_connected.set(0);
-        match result {
-            Ok(()) => tracing::warn!("etcd watch ended; relisting"),
-            Err(e) => tracing::warn!(error = %e, "etcd unavailable; serving the last snapshots"),
+        match updates.next().await {
+            Update::Listed(listing) => {
+                let kvs = listing
+                    .kvs
+                    .into_iter()
+                    .map(|kv| (kv.key, kv.value))
+                    .collect();
+                shared.reset(kvs, listing.revision);
+                shared.metrics.etcd_connected.set(1);
+            }
+            Update::Events { revision, events } => {
+                // One watch response holds whole revisions: apply it as one
+                // batch so no stream sees half a transaction.
+                let newest = events
+                    .iter()
+                    .map(bootes_etcd::Event::mod_revision)
+                    .max()
+                    .unwrap_or(revision);
+                shared.metrics.etcd_watch_lag.set(revision - newest);
+                let events = events
+                    .into_iter()
+                    .map(|e| match e {
+                        bootes_etcd::Event::Put(kv) => Event::Put {
+                            key: kv.key,
+                            value: kv.value,
+                        },
+                        bootes_etcd::Event::Delete { key, .. } => Event::Delete { key },
+                    })
+                    .collect();
+                shared.apply(events, revision);
+            }
+            Update::Lost(e) => {
+                shared.metrics.etcd_connected.set(0);
+                tracing::warn!(error = %e, "etcd unavailable; serving the last snapshots");
+            }
         }
-        tokio::time::sleep(backoff.next()).await;
-    }
-}
-
-/// One list + watch cycle; returns when the watch ends or fails.
-async fn sync_once(
-    mut client: Client,
-    keys: &Keys,
-    shared: &Shared,
-) -> Result<(), etcd_client::Error> {
-    let prefix = keys.prefix().to_string();
-    let listing = client
-        .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
-        .await?;
-    let revision = listing.header().map(|h| h.revision()).unwrap_or_default();
-    let kvs = listing
-        .kvs()
-        .iter()
-        .map(|kv| {
-            (
-                String::from_utf8_lossy(kv.key()).into_owned(),
-                kv.value().to_vec(),
-            )
-        })
-        .collect();
-    shared.reset(kvs, revision);
-    shared.metrics.etcd_connected.set(1);
-
-    let mut stream = client
-        .watch(
-            prefix.as_str(),
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(revision + 1),
-            ),
-        )
-        .await?;
-    while let Some(response) = stream.message().await? {
-        if response.canceled() {
-            tracing::warn!(
-                compact_revision = response.compact_revision(),
-                reason = response.cancel_reason(),
-                "etcd watch cancelled"
-            );
-            return Ok(());
-        }
-        // One watch response holds whole revisions: apply it as one batch so
-        // no stream sees half a transaction.
-        let revision = response.header().map(|h| h.revision()).unwrap_or_default();
-        let newest = response
-            .events()
-            .iter()
-            .filter_map(|e| e.kv().map(|kv| kv.mod_revision()))
-            .max()
-            .unwrap_or(revision);
-        shared.metrics.etcd_watch_lag.set(revision - newest);
-        let events: Vec<Event> = response
-            .events()
-            .iter()
-            .filter_map(|e| {
-                let kv = e.kv()?;
-                let key = String::from_utf8_lossy(kv.key()).into_owned();
-                Some(match e.event_type() {
-                    EventType::Put => Event::Put {
-                        key,
-                        value: kv.value().to_vec(),
-                    },
-                    EventType::Delete => Event::Delete { key },
-                })
-            })
-            .collect();
-        if !events.is_empty() {
-            shared.apply(events, revision);
-        }
-    }
-    Ok(())
-}
-
-/// Exponential backoff with jitter, 100 ms to 5 s.
-#[derive(Debug, Default)]
-pub struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn next(&mut self) -> Duration {
-        let base = 100u64.saturating_mul(1 << self.attempt.min(6)).min(5_000);
-        self.attempt += 1;
-        Duration::from_millis(base / 2 + crate::jitter::below(base / 2 + 1))
     }
 }

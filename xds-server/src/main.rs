@@ -7,6 +7,7 @@ mod etcd_sync;
 mod grpc;
 mod jitter;
 mod metrics;
+mod source;
 mod status_report;
 
 use std::net::SocketAddr;

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub etcd_connected: Gauge,
     pub nodes: Gauge,
     pub snapshots: Gauge,
+    /// etcd values refused (undecodable, or disagreeing with their key).
+    pub etcd_rejected: Counter,
 }
 
 impl Metrics {
@@ -79,6 +81,7 @@ impl Metrics {
             etcd_connected,
             nodes,
             snapshots,
+            etcd_rejected: Counter::default(),
         };
         r.register(
             "response_encodings",
@@ -102,6 +105,11 @@ impl Metrics {
         );
         r.register("nodes", "Node bindings loaded", m.nodes.clone());
         r.register("snapshots", "Snapshots loaded", m.snapshots.clone());
+        r.register(
+            "etcd_rejected_values",
+            "etcd values refused (undecodable, or not what their key names); the previous value stays",
+            m.etcd_rejected.clone(),
+        );
         // Every series exists from the start, at 0, as Prometheus users
         // expect (a series that appears with its first event hides that event
         // from rate() and from alerts on absence).

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bootes_proto::limits::MAX_TXN_OPS;
 use bootes_proto::{store, version, Keys};
 use etcd_client::{Client, PutOptions, Txn, TxnOp};
 use prost::Message;
@@ -14,7 +15,6 @@ use crate::clients::Clients;
 
 /// Changes are batched for this long before they are written.
 const BATCH: Duration = Duration::from_millis(200);
-const MAX_TXN_OPS: usize = 128;
 
 /// The etcd value for one node, or `None` when it has no stream here.
 pub fn node_status(clients: &Clients, node: &str, replica: &str) -> Option<store::NodeStatus> {

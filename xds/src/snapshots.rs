@@ -7,9 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use bootes_proto::{store, Key, Keys, ResourceType};
+use bootes_proto::{Key, Keys, ResourceType};
 use bytes::Bytes;
-use prost::Message;
 
 /// One resource as served: its name, content-hash version and encoded body.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,10 +33,14 @@ impl Snapshot {
         self.types.get(&ty)
     }
 
-    /// Decodes an etcd value. Resources of types this server does not know
-    /// are skipped (a newer controller may write them).
-    pub fn decode(key: &str, value: &[u8]) -> Result<Self, prost::DecodeError> {
-        let snap = store::Snapshot::decode(value)?;
+    /// Decodes the etcd value of `snapshots/<key>` (`key` is
+    /// `<namespace>/<group>`). A value that does not say it is that snapshot,
+    /// or has no version, is refused: it is damaged or foreign, and serving
+    /// it (an empty snapshot, say) would wipe its nodes' configuration.
+    /// Resources of types this server does not know are skipped (a newer
+    /// controller may write them).
+    pub fn decode(key: &str, value: &[u8]) -> Result<Self, SnapshotError> {
+        let snap = bootes_proto::values::snapshot(key, value)?;
         let mut types = BTreeMap::new();
         for t in snap.types {
             let Some(ty) = ResourceType::from_type_url(&t.type_url) else {
@@ -70,6 +73,8 @@ impl Snapshot {
         })
     }
 }
+
+pub use bootes_proto::values::ValueError as SnapshotError;
 
 /// A change read from etcd.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,13 +179,13 @@ impl Snapshots {
     /// Stores one value; false when it cannot be decoded (nothing changes).
     fn put(&mut self, key: &str, value: &[u8]) -> bool {
         match self.keys.parse(key) {
-            Some(Key::Node(node)) => match store::NodeBinding::decode(value) {
+            Some(Key::Node(node)) => match bootes_proto::values::binding(value) {
                 Ok(b) => {
                     self.bindings.insert(node.to_string(), b.snapshot);
                     true
                 }
                 Err(e) => {
-                    tracing::error!(key, error = %e, "undecodable node binding in etcd; keeping the previous one");
+                    tracing::error!(key, error = %e, "invalid node binding in etcd; keeping the previous one");
                     false
                 }
             },
@@ -190,7 +195,7 @@ impl Snapshots {
                     true
                 }
                 Err(e) => {
-                    tracing::error!(key, error = %e, "undecodable snapshot in etcd; keeping the previous one");
+                    tracing::error!(key, error = %e, "invalid snapshot in etcd; keeping the previous one");
                     false
                 }
             },
@@ -224,6 +229,8 @@ impl Snapshots {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bootes_proto::store;
+    use prost::Message;
 
     fn binding(snapshot: &str) -> Vec<u8> {
         store::NodeBinding {
@@ -233,8 +240,11 @@ mod tests {
         .encode_to_vec()
     }
 
-    fn snapshot(version: &str, clusters: &[&str]) -> Vec<u8> {
+    /// The snapshot `ns/<group>` at `version`.
+    fn snapshot_of(group: &str, version: &str, clusters: &[&str]) -> Vec<u8> {
         store::Snapshot {
+            namespace: "ns".into(),
+            group: group.into(),
             version: version.into(),
             types: vec![store::TypeResources {
                 type_url: ResourceType::Cluster.type_url().into(),
@@ -268,7 +278,10 @@ mod tests {
         s.apply(vec![put("/bootes/v1/nodes/n.ns", binding("ns/g1"))], 2);
         assert!(s.for_node("n.ns").is_none(), "binding without snapshot");
         s.apply(
-            vec![put("/bootes/v1/snapshots/ns/g1", snapshot("v1", &["a"]))],
+            vec![put(
+                "/bootes/v1/snapshots/ns/g1",
+                snapshot_of("g1", "v1", &["a"]),
+            )],
             3,
         );
         let snap = s.for_node("n.ns").unwrap();
@@ -286,13 +299,19 @@ mod tests {
         s.reset(
             vec![
                 ("/bootes/v1/nodes/n.ns".into(), binding("ns/g1")),
-                ("/bootes/v1/snapshots/ns/g1".into(), snapshot("v1", &["a"])),
+                (
+                    "/bootes/v1/snapshots/ns/g1".into(),
+                    snapshot_of("g1", "v1", &["a"]),
+                ),
             ],
             5,
         );
         s.apply(
             vec![
-                put("/bootes/v1/snapshots/ns/g2", snapshot("v2", &["b"])),
+                put(
+                    "/bootes/v1/snapshots/ns/g2",
+                    snapshot_of("g2", "v2", &["b"]),
+                ),
                 put("/bootes/v1/nodes/n.ns", binding("ns/g2")),
                 Event::Delete {
                     key: "/bootes/v1/snapshots/ns/g1".into(),
@@ -317,7 +336,10 @@ mod tests {
         s.apply(
             vec![
                 put("/bootes/v1/nodes/n.ns", binding("ns/g1")),
-                put("/bootes/v1/snapshots/ns/g1", snapshot("v1", &["a"])),
+                put(
+                    "/bootes/v1/snapshots/ns/g1",
+                    snapshot_of("g1", "v1", &["a"]),
+                ),
             ],
             2,
         );
@@ -341,6 +363,56 @@ mod tests {
             "v1",
             "kept across a relist"
         );
+    }
+
+    #[test]
+    fn values_that_disagree_with_their_key_are_rejected_and_keep_what_was_valid() {
+        let mut s = Snapshots::new(Keys::default());
+        s.apply(
+            vec![
+                put("/bootes/v1/nodes/n.ns", binding("ns/g1")),
+                put(
+                    "/bootes/v1/snapshots/ns/g1",
+                    snapshot_of("g1", "v1", &["a"]),
+                ),
+            ],
+            2,
+        );
+        let other_namespace = store::Snapshot {
+            namespace: "other".into(),
+            group: "g1".into(),
+            version: "v9".into(),
+            ..Default::default()
+        };
+        let other_group = store::Snapshot {
+            namespace: "ns".into(),
+            group: "g2".into(),
+            version: "v9".into(),
+            ..Default::default()
+        };
+        let no_version = store::Snapshot {
+            namespace: "ns".into(),
+            group: "g1".into(),
+            ..Default::default()
+        };
+        for (value, why) in [
+            (other_namespace.encode_to_vec(), "wrong namespace"),
+            (other_group.encode_to_vec(), "wrong group"),
+            (no_version.encode_to_vec(), "no version"),
+            // An empty value decodes as an empty snapshot: the worst case,
+            // it would wipe the node's configuration.
+            (Vec::new(), "empty value"),
+        ] {
+            let applied = s.apply(vec![put("/bootes/v1/snapshots/ns/g1", value)], 3);
+            assert_eq!(applied.rejected, ["/bootes/v1/snapshots/ns/g1"], "{why}");
+            let snap = s.for_node("n.ns").unwrap();
+            assert_eq!(snap.version, "v1", "{why}: the previous snapshot stays");
+            assert!(snap.resources(ResourceType::Cluster).is_some(), "{why}");
+        }
+        // A binding that names no snapshot is refused too.
+        let applied = s.apply(vec![put("/bootes/v1/nodes/n.ns", Vec::new())], 4);
+        assert_eq!(applied.rejected, ["/bootes/v1/nodes/n.ns"]);
+        assert_eq!(s.for_node("n.ns").unwrap().version, "v1");
     }
 
     #[test]

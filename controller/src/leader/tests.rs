@@ -20,8 +20,9 @@ async fn until(what: &str, check: impl Fn() -> bool) {
 use prost::Message;
 
 use super::*;
-use crate::etcd_writer::{EtcdWriter, WriteError};
+use crate::etcd_writer::EtcdWriter;
 use bootes_core::index::{Desired, GroupSnapshot};
+use bootes_core::store::{SnapshotStore, StoreError};
 
 async fn client(etcd: &Etcd) -> Client {
     Client::connect([etcd.endpoint()], None).await.unwrap()
@@ -96,7 +97,7 @@ async fn a_deposed_leader_cannot_write() {
     until("b leads", || b.leadership().borrow().is_some()).await;
     let plan = writer.plan(&one_group("v2"));
     let err = writer.write(&plan, Some(&old_fence)).await.unwrap_err();
-    assert!(matches!(err, WriteError::NotLeader), "{err}");
+    assert!(matches!(err, StoreError::NotLeader), "{err}");
 
     let mut c = client(&etcd).await;
     let stored = c.get(keys.snapshot("ns/g"), None).await.unwrap();
@@ -108,4 +109,32 @@ async fn a_deposed_leader_cannot_write() {
 
     let new_fence = b.leadership().borrow().clone().unwrap();
     writer.write(&plan, Some(&new_fence)).await.unwrap();
+}
+
+#[tokio::test]
+async fn after_an_etcd_restart_the_leader_recognises_its_own_lease() {
+    let mut etcd = Etcd::start().await.unwrap();
+    let keys = Keys::default();
+    // A long TTL: winning again after the old lease expired would take it.
+    let ttl = Duration::from_secs(20);
+    let a = Election::start(client(&etcd).await, keys.leader(), "a".into(), ttl);
+    until("a leads", || a.leadership().borrow().is_some()).await;
+    let fence = a.leadership().borrow().clone().unwrap();
+    let mut leadership = a.leadership();
+    leadership.mark_unchanged();
+
+    etcd.restart().await.unwrap();
+    // Leadership is interrupted (etcd was gone: the election task says
+    // `None`, however briefly), then comes back with the same fence: the key
+    // on a's own lease was recognised, not waited out and created again
+    // (which would give it a new create revision).
+    tokio::time::timeout(Duration::from_secs(30), leadership.changed())
+        .await
+        .expect("the election noticed the restart")
+        .unwrap();
+    until("a leads again", || a.leadership().borrow().is_some()).await;
+    assert_eq!(a.leadership().borrow().clone().unwrap(), fence);
+    let mut c = client(&etcd).await;
+    let key = c.get(keys.leader(), None).await.unwrap();
+    assert_eq!(key.kvs()[0].create_revision(), fence.create_revision);
 }

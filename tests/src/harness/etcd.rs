@@ -14,11 +14,20 @@ pub struct Etcd {
     process: ChildProcess,
     client_addr: SocketAddr,
     dir: tempfile::TempDir,
+    /// How it was started, to start it again ([`Etcd::restart`]).
+    command: Vec<std::ffi::OsString>,
+    restarts: usize,
 }
 
 impl Etcd {
     /// Starts etcd and waits until `/health` says it is healthy.
     pub async fn start() -> Result<Self> {
+        Self::start_with_args(&[]).await
+    }
+
+    /// [`Etcd::start`] with extra command-line flags (e.g. a larger
+    /// `--max-request-bytes`).
+    pub async fn start_with_args(extra: &[&str]) -> Result<Self> {
         let bin = find_etcd()?;
         let dir = test_dir("etcd")?;
         let client_port = free_port();
@@ -45,15 +54,36 @@ impl Etcd {
             .arg("--logger")
             .arg("zap")
             .arg("--log-outputs")
-            .arg("stderr");
+            .arg("stderr")
+            .args(extra);
         let process = ChildProcess::spawn("etcd", &mut cmd, dir.path())?;
+        let command = std::iter::once(cmd.get_program().to_owned())
+            .chain(cmd.get_args().map(ToOwned::to_owned))
+            .collect();
         let mut etcd = Self {
             process,
             client_addr: SocketAddr::from(([127, 0, 0, 1], client_port)),
             dir,
+            command,
+            restarts: 0,
         };
         etcd.wait_healthy().await?;
         Ok(etcd)
+    }
+
+    /// Kills etcd (SIGKILL) and starts it again on the same ports and data,
+    /// as a crash and restart would; waits until it is healthy.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.process.kill();
+        self.restarts += 1;
+        let mut cmd = Command::new(&self.command[0]);
+        cmd.args(&self.command[1..]);
+        self.process = ChildProcess::spawn(
+            &format!("etcd-restart{}", self.restarts),
+            &mut cmd,
+            self.dir.path(),
+        )?;
+        self.wait_healthy().await
     }
 
     async fn wait_healthy(&mut self) -> Result<()> {

@@ -20,18 +20,18 @@ use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::clients::{Clients, StreamState};
-use crate::etcd_sync::Shared;
+use crate::source::SnapshotSource;
 
 #[derive(Clone, Debug)]
 pub struct CsdsService {
     clients: Arc<Clients>,
-    snapshots: Arc<Shared>,
+    snapshots: Arc<dyn SnapshotSource>,
 }
 
 impl CsdsService {
     pub fn new(
         clients: Arc<Clients>,
-        snapshots: Arc<Shared>,
+        snapshots: Arc<dyn SnapshotSource>,
     ) -> ClientStatusDiscoveryServiceServer<Self> {
         ClientStatusDiscoveryServiceServer::new(Self { clients, snapshots })
     }

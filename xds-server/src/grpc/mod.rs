@@ -21,8 +21,8 @@ use tonic::server::Grpc;
 use tonic::Status;
 
 use crate::clients::Clients;
-use crate::etcd_sync::Shared;
 use crate::metrics::Metrics;
+use crate::source::SnapshotSource;
 use bootes_xds::delta::DeltaStream;
 use bootes_xds::response::ResponseCache;
 use bootes_xds::sotw::SotwStream;
@@ -33,7 +33,7 @@ pub use csds::CsdsService;
 /// Shared by every stream of this server.
 #[derive(Debug)]
 pub struct Server {
-    pub snapshots: Arc<Shared>,
+    pub snapshots: Arc<dyn SnapshotSource>,
     pub cache: ResponseCache,
     pub clients: Arc<Clients>,
     pub metrics: Arc<Metrics>,
@@ -208,6 +208,9 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod stream_tests;
 
 #[cfg(test)]
 mod tests {

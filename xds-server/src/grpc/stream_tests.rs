@@ -1,0 +1,256 @@
+//! The stream handling (`stream::serve`) in process: a real tonic server and
+//! client over an in-memory duplex connection, against a fake snapshot
+//! source.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use bootes_proto::envoy::cluster_service::cluster_discovery_service_client::ClusterDiscoveryServiceClient;
+use bootes_proto::envoy::core::Node;
+use bootes_proto::envoy::discovery::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use bootes_proto::envoy::discovery::{DiscoveryRequest, DiscoveryResponse};
+use bootes_xds::snapshots::{Resource, Snapshot};
+use bytes::Bytes;
+use hyper_util::rt::TokioIo;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Streaming;
+
+use super::*;
+use crate::clients::Clients;
+
+/// Snapshots set by the test; every change is published.
+#[derive(Debug)]
+struct FakeSource {
+    by_node: Mutex<HashMap<String, Arc<Snapshot>>>,
+    changed: watch::Sender<(i64, Instant)>,
+}
+
+impl FakeSource {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            by_node: Mutex::new(HashMap::new()),
+            changed: watch::Sender::new((0, Instant::now())),
+        })
+    }
+
+    fn set(&self, node: &str, snapshot: Arc<Snapshot>) {
+        self.by_node.lock().unwrap().insert(node.into(), snapshot);
+        self.changed
+            .send_modify(|(revision, at)| (*revision, *at) = (*revision + 1, Instant::now()));
+    }
+}
+
+impl SnapshotSource for FakeSource {
+    fn for_node(&self, node_id: &str) -> Option<Arc<Snapshot>> {
+        self.by_node.lock().unwrap().get(node_id).cloned()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<(i64, Instant)> {
+        self.changed.subscribe()
+    }
+}
+
+/// A snapshot with clusters at `version` each.
+fn clusters(version: &str, names: &[&str]) -> Arc<Snapshot> {
+    let resources = names
+        .iter()
+        .map(|n| {
+            let r = Resource {
+                name: n.to_string(),
+                version: version.into(),
+                value: Bytes::from(format!("{n}@{version}")),
+                source: String::new(),
+            };
+            (n.to_string(), Arc::new(r))
+        })
+        .collect();
+    Arc::new(Snapshot {
+        key: "ns/g".into(),
+        version: version.into(),
+        types: BTreeMap::from([(ResourceType::Cluster, resources)]),
+    })
+}
+
+struct Running {
+    source: Arc<FakeSource>,
+    channel: Channel,
+    drain: watch::Sender<bool>,
+}
+
+/// Serves the xDS services on one in-memory connection.
+async fn start() -> Running {
+    let source = FakeSource::new();
+    let (drain, draining) = watch::channel(false);
+    let server = Arc::new(Server {
+        snapshots: source.clone(),
+        cache: ResponseCache::new(),
+        clients: Arc::new(Clients::default()),
+        metrics: Arc::new(Metrics::new()),
+        draining,
+        drain_period: Duration::ZERO,
+        max_connection_age: None,
+    });
+    let (client_io, server_io) = tokio::io::duplex(1 << 20);
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_routes(XdsService::new(server).routes())
+            .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server_io)))
+            .await
+            .unwrap();
+    });
+    let mut client_io = Some(client_io);
+    let channel = Endpoint::from_static("http://in-process")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let io = client_io.take();
+            async move {
+                io.map(TokioIo::new)
+                    .ok_or_else(|| std::io::Error::other("one connection only"))
+            }
+        }))
+        .await
+        .unwrap();
+    Running {
+        source,
+        channel,
+        drain,
+    }
+}
+
+fn cds(node: Option<&str>, version: &str, nonce: &str) -> DiscoveryRequest {
+    DiscoveryRequest {
+        node: node.map(|id| Node {
+            id: id.into(),
+            ..Default::default()
+        }),
+        type_url: ResourceType::Cluster.type_url().into(),
+        version_info: version.into(),
+        response_nonce: nonce.into(),
+        ..Default::default()
+    }
+}
+
+type Requests = mpsc::Sender<DiscoveryRequest>;
+
+async fn ads(channel: &Channel) -> (Requests, Streaming<DiscoveryResponse>) {
+    let (tx, rx) = mpsc::channel(8);
+    let responses = AggregatedDiscoveryServiceClient::new(channel.clone())
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    (tx, responses)
+}
+
+/// The next response, or `None` when none comes while everything is idle
+/// (paused time jumps ahead when every task waits).
+async fn next(responses: &mut Streaming<DiscoveryResponse>) -> Option<DiscoveryResponse> {
+    tokio::time::timeout(Duration::from_secs(5), responses.message())
+        .await
+        .ok()
+        .map(|r| r.unwrap().expect("stream open"))
+}
+
+fn names(r: &DiscoveryResponse) -> Vec<String> {
+    r.resources
+        .iter()
+        .map(|a| String::from_utf8_lossy(&a.value).into_owned())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_gets_its_snapshot_then_each_change_and_nothing_after_an_ack() {
+    let s = start().await;
+    s.source.set("n1", clusters("v1", &["a"]));
+    let (requests, mut responses) = ads(&s.channel).await;
+    requests.send(cds(Some("n1"), "", "")).await.unwrap();
+    let first = next(&mut responses).await.expect("the snapshot's clusters");
+    assert_eq!(names(&first), ["a@v1"]);
+    // ACK: nothing more to send.
+    requests
+        .send(cds(None, &first.version_info, &first.nonce))
+        .await
+        .unwrap();
+    assert!(next(&mut responses).await.is_none(), "nothing after an ACK");
+    // A change of the node's snapshot is pushed.
+    s.source.set("n1", clusters("v2", &["a", "b"]));
+    let second = next(&mut responses).await.expect("the change");
+    assert_eq!(names(&second), ["a@v2", "b@v2"]);
+    assert_ne!(second.version_info, first.version_info);
+    // Another node's change is not.
+    requests
+        .send(cds(None, &second.version_info, &second.nonce))
+        .await
+        .unwrap();
+    s.source.set("n2", clusters("v3", &["c"]));
+    assert!(next(&mut responses).await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_without_a_snapshot_waits_for_one() {
+    let s = start().await;
+    let (requests, mut responses) = ads(&s.channel).await;
+    requests.send(cds(Some("late"), "", "")).await.unwrap();
+    assert!(next(&mut responses).await.is_none(), "no binding yet: wait");
+    s.source.set("late", clusters("v1", &["a"]));
+    let r = next(&mut responses).await.expect("served once bound");
+    assert_eq!(names(&r), ["a@v1"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejected_version_is_not_sent_again() {
+    let s = start().await;
+    s.source.set("n1", clusters("v1", &["a"]));
+    let (requests, mut responses) = ads(&s.channel).await;
+    requests.send(cds(Some("n1"), "", "")).await.unwrap();
+    let first = next(&mut responses).await.unwrap();
+    // NACK: the version stays the previous one (none), with an error.
+    let mut nack = cds(None, "", &first.nonce);
+    nack.error_detail = Some(bootes_proto::envoy::RpcStatus {
+        code: 3,
+        message: "bad cluster".into(),
+        details: vec![],
+    });
+    requests.send(nack).await.unwrap();
+    assert!(next(&mut responses).await.is_none(), "not resent");
+    s.source.set("n1", clusters("v2", &["a"]));
+    assert_eq!(names(&next(&mut responses).await.unwrap()), ["a@v2"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_first_requests_end_the_stream_with_invalid_argument() {
+    let s = start().await;
+    // No node in the first request.
+    let (requests, mut responses) = ads(&s.channel).await;
+    requests.send(cds(None, "", "")).await.unwrap();
+    let status = responses.message().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+
+    // A per-type service asked for another type.
+    let (tx, rx) = mpsc::channel(8);
+    let mut responses = ClusterDiscoveryServiceClient::new(s.channel.clone())
+        .stream_clusters(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut req = cds(Some("n1"), "", "");
+    req.type_url = ResourceType::Listener.type_url().into();
+    tx.send(req).await.unwrap();
+    let status = responses.message().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+    assert!(status.message().contains("serves"), "{status}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn draining_ends_streams_with_unavailable() {
+    let s = start().await;
+    s.source.set("n1", clusters("v1", &["a"]));
+    let (requests, mut responses) = ads(&s.channel).await;
+    requests.send(cds(Some("n1"), "", "")).await.unwrap();
+    next(&mut responses).await.unwrap();
+    s.drain.send_replace(true);
+    let status = responses.message().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+}
