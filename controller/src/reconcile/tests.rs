@@ -189,6 +189,7 @@ fn cluster(seconds: u32) -> BootesObject {
         selector: None,
         config: json!({"name": "c", "connect_timeout": format!("{seconds}s"), "type": "EDS",
                        "eds_cluster_config": {"eds_config": {"ads": {}}}}),
+        service: None,
     }
 }
 
