@@ -107,9 +107,16 @@ impl SnapshotStore for EtcdWriter {
                 })
                 .collect();
             // Recorded before the transaction, so that the watcher sees its
-            // events as ours; after a failure the loop loads etcd again.
-            plan::apply(&mut self.contents(), ops);
-            match bootes_etcd::txn::commit(&mut kv, txn_ops, fence).await {
+            // events as ours. A failed write is undone here: the loop also
+            // reloads etcd, but that read may fail too (the member it needs
+            // is the one that just died), and a plan against what we only
+            // hoped to have written would never write it.
+            let undo = plan::apply_undoable(&mut self.contents(), ops);
+            let result = bootes_etcd::txn::commit(&mut kv, txn_ops, fence).await;
+            if result.is_err() {
+                plan::apply(&mut self.contents(), &undo);
+            }
+            match result {
                 Ok(_) => {}
                 Err(bootes_etcd::Error::NotLeader) => return Err(StoreError::NotLeader),
                 Err(e) => return Err(StoreError::Unavailable(e.into())),

@@ -146,6 +146,26 @@ fn push_chunked(txns: &mut Vec<Vec<Op>>, ops: Vec<Op>) {
 }
 
 /// Applies a transaction to a local copy of the contents.
+/// Applies `ops` like [`apply`] and returns the ops that undo them (in the
+/// order to apply them), for a write that may fail after being recorded.
+pub fn apply_undoable(contents: &mut Contents, ops: &[Op]) -> Vec<Op> {
+    let mut undo: Vec<Op> = ops
+        .iter()
+        .map(|op| match contents.get(op.key()) {
+            Some(value) => Op::Put {
+                key: op.key().to_string(),
+                value: value.clone(),
+            },
+            None => Op::Delete {
+                key: op.key().to_string(),
+            },
+        })
+        .collect();
+    apply(contents, ops);
+    undo.reverse();
+    undo
+}
+
 pub fn apply(contents: &mut Contents, ops: &[Op]) {
     for op in ops {
         match op {
@@ -326,5 +346,35 @@ mod tests {
             ["/bootes/v1/snapshots/ns/g3", "/bootes/v1/nodes/b.ns"],
             "a.ns keeps its binding and g1 stays: {touched:?}"
         );
+    }
+
+    #[test]
+    fn a_recorded_write_that_fails_can_be_undone() {
+        let mut contents: Contents = [
+            ("a".to_string(), b"1".to_vec()),
+            ("b".to_string(), b"2".to_vec()),
+        ]
+        .into();
+        let before = contents.clone();
+        let ops = vec![
+            Op::Put {
+                key: "a".into(),
+                value: b"9".to_vec(),
+            },
+            Op::Delete { key: "b".into() },
+            Op::Put {
+                key: "c".into(),
+                value: b"3".to_vec(),
+            },
+            Op::Put {
+                key: "a".into(),
+                value: b"10".to_vec(),
+            },
+        ];
+        let undo = apply_undoable(&mut contents, &ops);
+        assert_eq!(contents.get("a").map(Vec::as_slice), Some(&b"10"[..]));
+        assert!(!contents.contains_key("b"));
+        apply(&mut contents, &undo);
+        assert_eq!(contents, before);
     }
 }
