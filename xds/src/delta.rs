@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bootes_proto::envoy::discovery::DeltaDiscoveryRequest;
-use bootes_proto::ResourceType;
+use bootes_proto::{version, ResourceType};
 
 use super::response::{Encoded, ResponseCache};
 use super::{Effects, Nack, TypeReport};
@@ -180,6 +180,9 @@ impl DeltaStream {
                     }
                 }
                 let report = TypeReport {
+                    acked_version: version::of_set(
+                        acked.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+                    ),
                     acked,
                     pending: s
                         .in_flight

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bootes_proto::envoy::discovery::DiscoveryRequest;
-use bootes_proto::ResourceType;
+use bootes_proto::{version, ResourceType};
 
 use super::response::{Encoded, ResourceSet, ResponseCache};
 use super::{Effects, Nack, TypeReport};
@@ -169,6 +169,11 @@ impl SotwStream {
                         .flat_map(|e| e.resources.iter())
                         .map(|r| (r.name.clone(), r.version.clone()))
                         .collect(),
+                    // A response's version is the set version of what it carries.
+                    acked_version: s.acked.as_ref().map_or_else(
+                        || version::of_set(std::iter::empty()),
+                        |e| e.version_info.clone(),
+                    ),
                     pending: s
                         .sent
                         .as_ref()

@@ -166,6 +166,10 @@ fn a_nacked_version_is_not_resent_and_the_client_keeps_the_old_one() {
         "1",
         "the client kept version 1"
     );
+    assert_eq!(
+        c.stream.report()[&Cluster].acked_version,
+        bootes_proto::version::of_set([("a", "1")])
+    );
     assert!(c.snapshot(snap(&[(Cluster, "a", "bad")])).is_empty());
     let good = c.snapshot(snap(&[(Cluster, "a", "good")]));
     assert_eq!(updates(&good[0]), [("a", "good")]);

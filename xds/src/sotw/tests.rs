@@ -148,6 +148,11 @@ fn a_client_reconnecting_with_what_it_has_is_not_sent_it_again() {
     assert!(again.request(r).is_empty(), "EDS not resent");
     let report = again.stream.report();
     assert_eq!(report[&Endpoint].acked["a"], "1");
+    for (ty, r) in &report {
+        let set = r.acked.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        assert_eq!(r.acked_version, version::of_set(set), "{ty}");
+    }
+    assert_eq!(report[&Cluster].acked_version, cds.version_info);
 
     // It has no nonce on this stream yet: its requests still count.
     let more = again.request(req(Endpoint, &["a", "b"], ""));
