@@ -90,8 +90,19 @@ impl ResponseCache {
     /// holds it.
     pub fn state_of_the_world(&self, ty: ResourceType, set: ResourceSet) -> Arc<Encoded> {
         let ResourceSet { version, resources } = set;
+        self.state_of_the_world_with(ty, version, || resources)
+    }
+
+    /// [`Self::state_of_the_world`] for a set known by its version, built
+    /// only if it has to be encoded.
+    pub fn state_of_the_world_with(
+        &self,
+        ty: ResourceType,
+        version: String,
+        resources: impl FnOnce() -> Vec<Arc<Resource>>,
+    ) -> Arc<Encoded> {
         self.get_or_encode((ty, Variant::Sotw, version), |version_info| {
-            encode_sotw(ty, version_info, resources)
+            encode_sotw(ty, version_info, resources())
         })
     }
 
