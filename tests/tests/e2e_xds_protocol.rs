@@ -248,6 +248,64 @@ async fn fetch_returns_the_current_resources_of_a_node() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_breaks_the_protocol_ends_with_its_grpc_status_after_its_responses(
+) -> Result<()> {
+    use bootes_proto::envoy::cluster_service::cluster_discovery_service_client::ClusterDiscoveryServiceClient;
+    let a = Upstream::start("upstream-a").await?;
+    let m = ManifestDir::new()?;
+    m.write_docs(
+        "routing.yaml",
+        &routing(free_port(), "cluster-a", a.addr(), XdsApi::Ads),
+    )?;
+    let stack = Stack::start(&m, 1).await?;
+    let client =
+        ClusterDiscoveryServiceClient::connect(format!("http://{}", stack.xds[0].addr())).await?;
+    let request = |node: &str, type_url: &str| DiscoveryRequest {
+        node: Some(Node {
+            id: node.into(),
+            ..Default::default()
+        }),
+        type_url: type_url.into(),
+        ..Default::default()
+    };
+
+    // A stream is answered, then changes its node ID: the responses sent so
+    // far arrive whole, and the stream ends with INVALID_ARGUMENT.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(request("envoy-0.demo", "")).await?;
+    let mut responses = client
+        .clone()
+        .stream_clusters(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(30), responses.message())
+        .await
+        .context("no CDS response")??
+        .context("stream ended")?;
+    assert_eq!(first.type_url, ResourceType::Cluster.type_url());
+    assert_eq!(first.resources.len(), 1);
+    tx.send(request("someone-else.demo", "")).await?;
+    let err = responses.message().await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("node.id changed"), "{err}");
+
+    // A per-type service asked for another type says so.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(request("envoy-0.demo", ResourceType::Listener.type_url()))
+        .await?;
+    let mut responses = client
+        .clone()
+        .stream_clusters(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let err = responses.message().await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("serves"), "{err}");
+    drop(tx);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_streams_to_the_other_replica_without_failing_requests() -> Result<()> {
     let a = Upstream::start("upstream-a").await?;
     let b = Upstream::start("upstream-b").await?;

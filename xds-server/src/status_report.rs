@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bootes_proto::limits::MAX_TXN_OPS;
-use bootes_proto::{store, version, Keys};
+use bootes_proto::{store, Keys};
 use etcd_client::{Client, PutOptions, Txn, TxnOp};
 use prost::Message;
 
@@ -26,9 +26,7 @@ pub fn node_status(clients: &Clients, node: &str, replica: &str) -> Option<store
             .into_iter()
             .map(|(ty, report)| store::TypeStatus {
                 type_url: ty.type_url().to_string(),
-                acked_version: version::of_set(
-                    report.acked.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-                ),
+                acked_version: report.acked_version,
                 nacked_version: report
                     .nack
                     .as_ref()
@@ -93,8 +91,7 @@ async fn report(
     tokio::pin!(keep_alive);
 
     // A new lease: (re)write every node we serve.
-    let mut nodes: Vec<String> = clients.streams().into_iter().map(|s| s.node).collect();
-    nodes.dedup();
+    let mut nodes = clients.nodes();
     loop {
         let mut ops = Vec::new();
         for node in &nodes {

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bootes_proto::envoy::discovery::DeltaDiscoveryRequest;
-use bootes_proto::ResourceType;
+use bootes_proto::{version, ResourceType};
 
 use super::response::{Encoded, ResponseCache};
 use super::{Effects, Nack, TypeReport};
@@ -42,6 +42,12 @@ struct TypeState {
     /// Versions the client rejected, not to be sent again.
     rejected: BTreeMap<String, String>,
     nack: Option<Nack>,
+    /// The target (by [`DeltaStream::generation`]) for which the client is
+    /// known to need no update, and to hold nothing to remove: an ACK then
+    /// costs no scan of the resources. Forgotten when the client's state or
+    /// subscription changes other than by an ACK.
+    needs_nothing: Option<u64>,
+    removes_nothing: Option<u64>,
 }
 
 impl TypeState {
@@ -55,6 +61,8 @@ impl TypeState {
 pub struct DeltaStream {
     types: BTreeMap<ResourceType, TypeState>,
     target: Option<Arc<Snapshot>>,
+    /// Counts target changes: what the per-type memos refer to.
+    generation: u64,
 }
 
 impl DeltaStream {
@@ -66,6 +74,7 @@ impl DeltaStream {
         if !super::replace_target(&mut self.target, snapshot) {
             return Effects::default();
         }
+        self.generation += 1;
         Effects {
             responses: self.schedule(cache),
             ..Default::default()
@@ -103,6 +112,8 @@ impl DeltaStream {
                 match &req.error_detail {
                     Some(status) => {
                         // The client kept what it had.
+                        state.needs_nothing = None;
+                        state.removes_nothing = None;
                         for (name, previous) in flight.previous {
                             match previous {
                                 Some(v) => state.client.insert(name, v),
@@ -136,6 +147,9 @@ impl DeltaStream {
             }
         }
 
+        if !req.resource_names_subscribe.is_empty() || !req.resource_names_unsubscribe.is_empty() {
+            state.needs_nothing = None;
+        }
         for name in &req.resource_names_subscribe {
             if name == "*" {
                 state.wildcard = true;
@@ -157,7 +171,9 @@ impl DeltaStream {
             names,
             ..
         } = state;
-        client.retain(|name, _| *wildcard || names.contains(name));
+        if !*wildcard {
+            client.retain(|name, _| names.contains(name));
+        }
 
         effects.responses = self.schedule(cache);
         effects
@@ -180,6 +196,9 @@ impl DeltaStream {
                     }
                 }
                 let report = TypeReport {
+                    acked_version: version::of_set(
+                        acked.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+                    ),
                     acked,
                     pending: s
                         .in_flight
@@ -204,10 +223,14 @@ impl DeltaStream {
             .map(|(t, _)| *t)
             .collect();
         let mut out = Vec::new();
+        let generation = self.generation;
         for (ty, state) in self.types.iter_mut() {
             if state.in_flight.is_some()
                 || super::waits_for(*ty).iter().any(|d| unsettled.contains(d))
             {
+                continue;
+            }
+            if state.needs_nothing == Some(generation) && !state.must_answer {
                 continue;
             }
             let updates: Vec<Arc<Resource>> = target
@@ -219,6 +242,9 @@ impl DeltaStream {
                 .filter(|r| state.rejected.get(&r.name) != Some(&r.version))
                 .cloned()
                 .collect();
+            // Once sent, the client has (or rejected) every update: until
+            // its state changes otherwise, the next scan would find none.
+            state.needs_nothing = Some(generation);
             if state.must_answer || !updates.is_empty() {
                 out.push(send(state, cache.delta(*ty, updates, Vec::new())));
                 unsettled.push(*ty);
@@ -229,6 +255,9 @@ impl DeltaStream {
         }
         // Break: what the client has that is gone, most dependent type first.
         for (ty, state) in self.types.iter_mut().rev() {
+            if state.removes_nothing == Some(generation) {
+                continue;
+            }
             let present = target.resources(*ty);
             let removed: Vec<String> = state
                 .client
@@ -236,6 +265,8 @@ impl DeltaStream {
                 .filter(|name| present.is_none_or(|p| !p.contains_key(*name)))
                 .cloned()
                 .collect();
+            // After this removal the client holds nothing the target lacks.
+            state.removes_nothing = Some(generation);
             if !removed.is_empty() {
                 return vec![send(state, cache.delta(*ty, Vec::new(), removed))];
             }

@@ -81,6 +81,10 @@ pub struct Effects {
 pub struct TypeReport {
     /// Resources the client ACKed: name → version.
     pub acked: BTreeMap<String, String>,
+    /// The version of `acked` as a set ([`bootes_proto::version::of_set`]);
+    /// for state of the world, the version of the ACKed response, so it is
+    /// not hashed again for every report.
+    pub acked_version: String,
     /// Version of the response waiting for an ACK, if any.
     pub pending: Option<String>,
     /// The last NACK, until a later response is ACKed.

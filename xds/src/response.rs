@@ -32,14 +32,41 @@ pub struct Encoded {
     pub resources: Vec<Arc<Resource>>,
     /// Delta only: names removed.
     pub removed: Vec<String>,
-    /// The protobuf encoding of the whole response message.
+    /// The protobuf encoding of the whole response message (a view into
+    /// [`Self::framed`]).
     pub bytes: Bytes,
+    /// The same message framed for gRPC (uncompressed flag, 4-byte
+    /// big-endian length, message): what every stream sends, as is.
+    pub framed: Bytes,
 }
 
 impl Encoded {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.resources.iter().map(|r| r.name.as_str())
     }
+
+    fn with_message_view(mut self) -> Self {
+        self.bytes = self.framed.slice(GRPC_FRAME_HEADER..);
+        self
+    }
+}
+
+/// gRPC's message header: a compression flag and a 4-byte length.
+const GRPC_FRAME_HEADER: usize = 5;
+
+/// `message` in gRPC's length-prefixed framing, uncompressed.
+fn framed(message: &impl Message) -> Bytes {
+    let len = message.encoded_len();
+    let mut buf = Vec::with_capacity(GRPC_FRAME_HEADER + len);
+    buf.push(0);
+    // Responses are bounded far below 4 GiB (etcd's value limit).
+    buf.extend_from_slice(
+        &u32::try_from(len)
+            .expect("response under 4 GiB")
+            .to_be_bytes(),
+    );
+    message.encode(&mut buf).expect("a Vec grows as needed");
+    Bytes::from(buf)
 }
 
 /// The resources of a state-of-the-world response (sorted by name) with its
@@ -90,8 +117,19 @@ impl ResponseCache {
     /// holds it.
     pub fn state_of_the_world(&self, ty: ResourceType, set: ResourceSet) -> Arc<Encoded> {
         let ResourceSet { version, resources } = set;
+        self.state_of_the_world_with(ty, version, || resources)
+    }
+
+    /// [`Self::state_of_the_world`] for a set known by its version, built
+    /// only if it has to be encoded.
+    pub fn state_of_the_world_with(
+        &self,
+        ty: ResourceType,
+        version: String,
+        resources: impl FnOnce() -> Vec<Arc<Resource>>,
+    ) -> Arc<Encoded> {
         self.get_or_encode((ty, Variant::Sotw, version), |version_info| {
-            encode_sotw(ty, version_info, resources)
+            encode_sotw(ty, version_info, resources())
         })
     }
 
@@ -162,8 +200,10 @@ fn encode_sotw(ty: ResourceType, version_info: String, resources: Vec<Arc<Resour
         nonce,
         resources,
         removed: Vec::new(),
-        bytes: Bytes::from(response.encode_to_vec()),
+        framed: framed(&response),
+        bytes: Bytes::new(),
     }
+    .with_message_view()
 }
 
 fn encode_delta(
@@ -200,8 +240,10 @@ fn encode_delta(
         nonce: id,
         resources: updates,
         removed,
-        bytes: Bytes::from(response.encode_to_vec()),
+        framed: framed(&response),
+        bytes: Bytes::new(),
     }
+    .with_message_view()
 }
 
 #[cfg(test)]
@@ -244,6 +286,12 @@ mod tests {
             ResourceSet::new(vec![res("a", "1"), res("b", "1")]),
         );
         let decoded = DiscoveryResponse::decode(e.bytes.clone()).unwrap();
+        assert_eq!(e.framed[0], 0, "uncompressed");
+        assert_eq!(
+            u32::from_be_bytes(e.framed[1..5].try_into().unwrap()) as usize,
+            e.bytes.len()
+        );
+        assert_eq!(e.framed[5..], e.bytes[..]);
         assert_eq!(decoded.type_url, ResourceType::Endpoint.type_url());
         assert_eq!(decoded.version_info, e.version_info);
         assert_eq!(decoded.nonce, e.nonce);

@@ -5,9 +5,9 @@
 //! applied at once, so a stream never sees half a controller change.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use bootes_proto::{Key, Keys, ResourceType};
+use bootes_proto::{version, Key, Keys, ResourceType};
 use bytes::Bytes;
 
 /// One resource as served: its name, content-hash version and encoded body.
@@ -21,16 +21,61 @@ pub struct Resource {
 }
 
 /// A decoded snapshot: per type, resources by name.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Snapshot {
     pub key: String,
     pub version: String,
     pub types: BTreeMap<ResourceType, BTreeMap<String, Arc<Resource>>>,
+    /// Per type, the version of all its resources as a set, computed on
+    /// first use: every stream that subscribes to all of a type shares it
+    /// instead of hashing the set itself.
+    set_versions: OnceLock<BTreeMap<ResourceType, String>>,
 }
 
+/// Equal content; the versions derived from it are not compared.
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.key, &self.version, &self.types) == (&other.key, &other.version, &other.types)
+    }
+}
+
+impl Eq for Snapshot {}
+
 impl Snapshot {
+    pub fn new(
+        key: String,
+        version: String,
+        types: BTreeMap<ResourceType, BTreeMap<String, Arc<Resource>>>,
+    ) -> Self {
+        Self {
+            key,
+            version,
+            types,
+            set_versions: OnceLock::new(),
+        }
+    }
+
     pub fn resources(&self, ty: ResourceType) -> Option<&BTreeMap<String, Arc<Resource>>> {
         self.types.get(&ty)
+    }
+
+    /// [`version::of_set`] of every resource of `ty` (of none if the
+    /// snapshot has no such type), computed once per snapshot.
+    pub fn set_version(&self, ty: ResourceType) -> &str {
+        let versions = self.set_versions.get_or_init(|| {
+            ResourceType::ALL
+                .iter()
+                .map(|&ty| {
+                    let pairs = self
+                        .resources(ty)
+                        .into_iter()
+                        .flat_map(|m| m.values())
+                        .map(|r| (r.name.as_str(), r.version.as_str()));
+                    (ty, version::of_set(pairs))
+                })
+                .collect()
+        });
+        &versions[&ty]
     }
 
     /// Decodes the etcd value of `snapshots/<key>` (`key` is
@@ -66,11 +111,7 @@ impl Snapshot {
                 .collect();
             types.insert(ty, resources);
         }
-        Ok(Self {
-            key: key.to_string(),
-            version: snap.version,
-            types,
-        })
+        Ok(Self::new(key.to_string(), snap.version, types))
     }
 }
 

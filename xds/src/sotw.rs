@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bootes_proto::envoy::discovery::DiscoveryRequest;
-use bootes_proto::ResourceType;
+use bootes_proto::{version, ResourceType};
 
 use super::response::{Encoded, ResourceSet, ResponseCache};
 use super::{Effects, Nack, TypeReport};
@@ -169,6 +169,11 @@ impl SotwStream {
                         .flat_map(|e| e.resources.iter())
                         .map(|r| (r.name.clone(), r.version.clone()))
                         .collect(),
+                    // A response's version is the set version of what it carries.
+                    acked_version: s.acked.as_ref().map_or_else(
+                        || version::of_set(std::iter::empty()),
+                        |e| e.version_info.clone(),
+                    ),
                     pending: s
                         .sent
                         .as_ref()
@@ -194,17 +199,25 @@ impl SotwStream {
             .map(|(t, _)| *t)
             .collect();
         let mut out = Vec::new();
+        // Types whose make set keeps what the target lacks: the only ones
+        // the break step may have to change.
+        let mut keeping = Vec::new();
         for (ty, state) in self.types.iter_mut() {
             if state.in_flight || super::waits_for(*ty).iter().any(|d| unsettled.contains(d)) {
                 continue;
             }
-            let set = ResourceSet::new(make_set(*ty, state, &target));
+            let plan = plan(*ty, state, &target);
+            if plan.keeps {
+                keeping.push(*ty);
+            }
             let changed = state
                 .sent
                 .as_ref()
-                .is_none_or(|s| s.version_info != set.version);
+                .is_none_or(|s| s.version_info != plan.version);
             if state.must_answer || changed {
-                let response = cache.state_of_the_world(*ty, set);
+                let response = cache.state_of_the_world_with(*ty, plan.version, || {
+                    plan.set.unwrap_or_else(|| make_set(*ty, state, &target))
+                });
                 if !state.answered && state.claimed.as_ref() == Some(&response.version_info) {
                     // The client has exactly this already (it reconnected).
                     state.must_answer = false;
@@ -221,6 +234,9 @@ impl SotwStream {
         }
         // Break: drop what was kept, most dependent type first, one at a time.
         for (ty, state) in self.types.iter_mut().rev() {
+            if !keeping.contains(ty) {
+                continue;
+            }
             let set = ResourceSet::new(exact_set(*ty, state, &target));
             if state
                 .sent
@@ -240,6 +256,53 @@ fn send(state: &mut TypeState, response: Arc<Encoded>) -> Arc<Encoded> {
     state.answered = true;
     state.sent = Some(response.clone());
     response
+}
+
+/// What the make step would send for a type.
+struct Plan {
+    /// The version of [`make_set`].
+    version: String,
+    /// The set, when it had to be built to know its version.
+    set: Option<Vec<Arc<Resource>>>,
+    /// Whether it keeps resources the target no longer has.
+    keeps: bool,
+}
+
+/// Plans the make step of one type. A stream subscribed to the whole type
+/// that keeps nothing gets the snapshot's set version, hashed once for all
+/// streams; only other streams build and hash their own set.
+fn plan(ty: ResourceType, state: &TypeState, target: &Snapshot) -> Plan {
+    let keeps = || {
+        ty.sotw_full_state()
+            && state.sent.as_ref().is_some_and(|sent| {
+                let present = target.resources(ty);
+                sent.resources.iter().any(|r| {
+                    state.subscription.wants(&r.name)
+                        && present.is_none_or(|p| !p.contains_key(&r.name))
+                })
+            })
+    };
+    if state.subscription == Subscription::Wildcard {
+        let version = target.set_version(ty);
+        // What was sent is exactly the target's set: nothing to keep.
+        let same = state
+            .sent
+            .as_ref()
+            .is_some_and(|s| s.version_info == version);
+        if same || !keeps() {
+            return Plan {
+                version: version.to_string(),
+                set: None,
+                keeps: false,
+            };
+        }
+    }
+    let set = ResourceSet::new(make_set(ty, state, target));
+    Plan {
+        version: set.version,
+        set: Some(set.resources),
+        keeps: keeps(),
+    }
 }
 
 /// The resources of `ty` in `target` that the subscription asks for.

@@ -23,9 +23,5 @@ pub fn snap(items: &[(ResourceType, &str, &str)]) -> Arc<Snapshot> {
             }),
         );
     }
-    Arc::new(Snapshot {
-        key: "ns/g".into(),
-        version: String::new(),
-        types,
-    })
+    Arc::new(Snapshot::new("ns/g".into(), String::new(), types))
 }

@@ -1,6 +1,7 @@
 //! The gRPC shell: every xDS service (aggregated and per type; state of the
 //! world, delta and fetch), CSDS, health and reflection, on one port.
 
+mod body;
 mod codec;
 mod csds;
 mod fetch;
@@ -13,20 +14,20 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bootes_proto::envoy::discovery::{DeltaDiscoveryRequest, DiscoveryRequest};
+use bootes_proto::envoy::discovery::DiscoveryRequest;
 use bootes_proto::ResourceType;
 use tokio::sync::watch;
 use tonic::body::Body;
-use tonic::server::Grpc;
-use tonic::Status;
+use tonic::server::{StreamingService, UnaryService};
+use tonic::{Status, Streaming};
 
 use crate::clients::Clients;
 use crate::metrics::Metrics;
 use crate::source::SnapshotSource;
 use bootes_xds::delta::DeltaStream;
-use bootes_xds::response::ResponseCache;
+use bootes_xds::response::{Encoded, ResponseCache};
 use bootes_xds::sotw::SotwStream;
-use codec::SharedCodec;
+use codec::RequestDecoder;
 
 pub use csds::CsdsService;
 
@@ -187,25 +188,82 @@ where
         };
         Box::pin(async move {
             Ok(match method {
-                Method::Sotw(only) => {
-                    let svc = stream::Streams::<SotwStream>::new(server, only);
-                    Grpc::new(SharedCodec::<DiscoveryRequest>::default())
-                        .streaming(svc, req)
-                        .await
-                }
-                Method::Delta(only) => {
-                    let svc = stream::Streams::<DeltaStream>::new(server, only);
-                    Grpc::new(SharedCodec::<DeltaDiscoveryRequest>::default())
-                        .streaming(svc, req)
-                        .await
-                }
-                Method::Fetch(ty) => {
-                    Grpc::new(SharedCodec::<DiscoveryRequest>::default())
-                        .unary(fetch::Fetch { server, ty }, req)
-                        .await
-                }
+                Method::Sotw(only) => streaming::<SotwStream, B>(server, only, req).await,
+                Method::Delta(only) => streaming::<DeltaStream, B>(server, only, req).await,
+                Method::Fetch(ty) => unary(fetch::Fetch { server, ty }, req).await,
             })
         })
+    }
+}
+
+/// A streaming RPC: requests decoded by tonic, responses sent as the shared
+/// bytes of each response ([`body`]), not re-encoded per stream.
+async fn streaming<M, B>(
+    server: Arc<Server>,
+    only: Option<ResourceType>,
+    req: http::Request<B>,
+) -> http::Response<Body>
+where
+    M: stream::Machine,
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    if let Err(status) = uncompressed(req.headers()) {
+        return status.into_http();
+    }
+    let requests = req.map(|body| {
+        Streaming::new_request(RequestDecoder::<M::Request>::default(), body, None, None)
+    });
+    let mut svc = stream::Streams::<M>::new(server, only);
+    match svc.call(tonic::Request::from_http(requests)).await {
+        Ok(responses) => body::response(body::SharedBody::new(responses.into_inner().into_inner())),
+        Err(status) => status.into_http(),
+    }
+}
+
+/// A unary RPC (`Fetch*`), answered like the streams with shared bytes.
+async fn unary<S, B>(mut svc: S, req: http::Request<B>) -> http::Response<Body>
+where
+    S: UnaryService<DiscoveryRequest, Response = Arc<Encoded>>,
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    if let Err(status) = uncompressed(req.headers()) {
+        return status.into_http();
+    }
+    let (parts, body) = req.into_parts();
+    let mut requests = Streaming::new_request(
+        RequestDecoder::<DiscoveryRequest>::default(),
+        body,
+        None,
+        None,
+    );
+    let message = match requests.message().await {
+        Ok(Some(message)) => message,
+        Ok(None) => return Status::internal("Missing request message.").into_http(),
+        Err(status) => return status.into_http(),
+    };
+    let request = tonic::Request::from_http(http::Request::from_parts(parts, message));
+    match svc.call(request).await {
+        Ok(response) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let _ = tx.try_send(Ok(response.into_inner()));
+            body::response(body::SharedBody::new(rx))
+        }
+        Err(status) => status.into_http(),
+    }
+}
+
+/// Requests must be uncompressed (this server enables no compression), as
+/// tonic would check.
+fn uncompressed(headers: &http::HeaderMap) -> Result<(), Status> {
+    match headers.get("grpc-encoding") {
+        None => Ok(()),
+        Some(v) if v == "identity" => Ok(()),
+        Some(v) => Err(Status::unimplemented(format!(
+            "Content is compressed with `{}` which isn't supported",
+            String::from_utf8_lossy(v.as_bytes())
+        ))),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bootes_proto::envoy::core::Node;
 use bootes_proto::envoy::discovery::{DeltaDiscoveryRequest, DiscoveryRequest};
@@ -17,6 +17,7 @@ use tonic::{Status, Streaming};
 use tracing::Instrument;
 
 use super::{BoxFuture, Server};
+use crate::clients::Reports;
 use crate::metrics::{TypeLabel, VariantLabel};
 use bootes_xds::delta::DeltaStream;
 use bootes_xds::response::{Encoded, ResponseCache};
@@ -75,6 +76,12 @@ impl Machine for DeltaStream {
     }
 }
 
+impl<M: Machine> Reports for Mutex<M> {
+    fn report(&self) -> BTreeMap<ResourceType, TypeReport> {
+        self.lock().unwrap_or_else(PoisonError::into_inner).report()
+    }
+}
+
 /// The streaming RPC handler for state machine `M`; `only` restricts a
 /// per-type service to its type.
 pub struct Streams<M> {
@@ -130,9 +137,12 @@ async fn serve<M: Machine>(
     mut requests: Streaming<M::Request>,
     tx: mpsc::Sender<Result<Arc<Encoded>, Status>>,
 ) {
-    let mut machine = M::default();
+    // Shared with the client index, which reads its report only when asked
+    // (CSDS, the status writer); locked here only while handling an event.
+    let machine = Arc::new(Mutex::new(M::default()));
+    let lock = || machine.lock().unwrap_or_else(PoisonError::into_inner);
     let mut identity = Identity::default();
-    let handle = server.clients.register();
+    let mut handle = server.clients.register();
     let gauge = server
         .metrics
         .connected_streams
@@ -183,20 +193,22 @@ async fn serve<M: Machine>(
                 if first {
                     tracing::Span::current().record("node", node.as_str());
                     tracing::info!("stream opened");
+                    handle.identify(&node, machine.clone());
                     let snapshot = server.snapshots.for_node(&node);
                     if snapshot.is_none() {
                         tracing::info!("node has no binding yet; waiting");
                     }
-                    let effects = machine.on_snapshot(snapshot, &server.cache);
+                    let effects = lock().on_snapshot(snapshot, &server.cache);
                     if !send(&server, &tx, effects, None).await {
                         break End::ClientClosed;
                     }
                 }
-                let effects = machine.on_request(&req, &server.cache);
+                let effects = lock().on_request(&req, &server.cache);
+                // A request is what moves ACKs, NACKs and subscriptions.
+                handle.changed();
                 if !send(&server, &tx, effects, None).await {
                     break End::ClientClosed;
                 }
-                handle.update(&node, machine.report());
             }
             changed = changes.changed(), if identity.get().is_some() => {
                 if changed.is_err() {
@@ -205,11 +217,10 @@ async fn serve<M: Machine>(
                 let applied_at = changes.borrow_and_update().1;
                 let node = identity.get().unwrap_or_default().to_string();
                 let snapshot = server.snapshots.for_node(&node);
-                let effects = machine.on_snapshot(snapshot, &server.cache);
+                let effects = lock().on_snapshot(snapshot, &server.cache);
                 if !send(&server, &tx, effects, Some(applied_at)).await {
                     break End::ClientClosed;
                 }
-                handle.update(&node, machine.report());
             }
             _ = draining.changed(), if drain_at.is_none() => {
                 if *draining.borrow() {

@@ -67,11 +67,11 @@ fn clusters(version: &str, names: &[&str]) -> Arc<Snapshot> {
             (n.to_string(), Arc::new(r))
         })
         .collect();
-    Arc::new(Snapshot {
-        key: "ns/g".into(),
-        version: version.into(),
-        types: BTreeMap::from([(ResourceType::Cluster, resources)]),
-    })
+    Arc::new(Snapshot::new(
+        "ns/g".into(),
+        version.into(),
+        BTreeMap::from([(ResourceType::Cluster, resources)]),
+    ))
 }
 
 struct Running {

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bootes_proto::envoy::discovery::DeltaDiscoveryRequest;
@@ -166,6 +167,10 @@ fn a_nacked_version_is_not_resent_and_the_client_keeps_the_old_one() {
         "1",
         "the client kept version 1"
     );
+    assert_eq!(
+        c.stream.report()[&Cluster].acked_version,
+        bootes_proto::version::of_set([("a", "1")])
+    );
     assert!(c.snapshot(snap(&[(Cluster, "a", "bad")])).is_empty());
     let good = c.snapshot(snap(&[(Cluster, "a", "good")]));
     assert_eq!(updates(&good[0]), [("a", "good")]);
@@ -236,4 +241,92 @@ fn equal_deltas_share_one_encoding() {
     }
     assert!(sent.iter().all(|e| Arc::ptr_eq(e, &sent[0])));
     assert_eq!(cache.encodes(), 1);
+}
+
+#[test]
+fn settles_on_the_target_after_a_random_walk_of_changes_nacks_and_subscriptions() {
+    // Whatever happens, once the client has answered everything it holds
+    // exactly what it subscribed to of the last snapshot, minus versions
+    // it rejected. (ACKs skip rescanning the resources: this checks that
+    // nothing is missed because of it.)
+    let mut c = Client::new(snap(&[(Cluster, "a", "0")]));
+    let mut held: BTreeMap<(ResourceType, String), String> = BTreeMap::new();
+    let mut pending = c.request(req(Cluster, &[], &[], ""));
+    pending.extend(c.request(req(Endpoint, &["a"], &[], "")));
+    let names = ["a", "b", "c"];
+    for i in 0..60u32 {
+        // A pseudo-random walk, the same on every run.
+        let r = i.wrapping_mul(2_654_435_761) >> 7;
+        let v = (i % 4).to_string();
+        let items: Vec<(ResourceType, &str, &str)> = names
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| r >> k & 1 == 1)
+            .flat_map(|(_, n)| [(Cluster, *n, v.as_str()), (Endpoint, *n, v.as_str())])
+            .collect();
+        let target = snap(&items);
+        pending.extend(c.snapshot(target.clone()));
+        if r & 8 == 8 {
+            let name = names[(r as usize >> 4) % 3];
+            let (sub, unsub): (&[&str], &[&str]) = if r & 16 == 16 {
+                (&[name], &[])
+            } else {
+                (&[], &[name])
+            };
+            // The client forgets what it unsubscribes from.
+            for n in unsub {
+                held.remove(&(Endpoint, n.to_string()));
+            }
+            pending.extend(c.request(req(Endpoint, sub, unsub, "")));
+        }
+        // Answer everything: NACK now and then, ACK the rest.
+        let mut rejected = Vec::new();
+        while let Some(e) = pending.pop() {
+            let refuse = r & 32 == 32 && !e.resources.is_empty() && rejected.is_empty();
+            if refuse {
+                rejected.push(e.clone());
+                pending.extend(c.request(nack(&e)));
+            } else {
+                for res in &e.resources {
+                    held.insert((e.ty, res.name.clone()), res.version.clone());
+                }
+                for name in &e.removed {
+                    held.remove(&(e.ty, name.clone()));
+                }
+                pending.extend(c.request(ack(&e)));
+            }
+        }
+        let report = c.stream.report();
+        for ty in [Cluster, Endpoint] {
+            let state = &c.stream.types[&ty];
+            let mine: BTreeMap<&str, &str> = held
+                .iter()
+                .filter(|((t, _), _)| *t == ty)
+                .map(|((_, n), v)| (n.as_str(), v.as_str()))
+                .filter(|(n, _)| state.wants(n))
+                .collect();
+            let acked: BTreeMap<&str, &str> = report[&ty]
+                .acked
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            assert_eq!(acked, mine, "step {i}: the stream's view is the client's");
+            for r in target.resources(ty).into_iter().flat_map(|m| m.values()) {
+                if state.wants(&r.name) && state.rejected.get(&r.name) != Some(&r.version) {
+                    assert_eq!(
+                        mine.get(r.name.as_str()),
+                        Some(&r.version.as_str()),
+                        "step {i}: {ty} {} is up to date",
+                        r.name
+                    );
+                }
+            }
+            for name in mine.keys() {
+                assert!(
+                    target.resources(ty).is_some_and(|m| m.contains_key(*name)),
+                    "step {i}: {ty} {name} was removed"
+                );
+            }
+        }
+    }
 }
