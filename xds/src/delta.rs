@@ -22,6 +22,7 @@ use bootes_proto::ResourceType;
 
 use super::response::{Encoded, ResponseCache};
 use super::{Effects, Nack, TypeReport};
+use crate::schedule::{self, TypeStep};
 use crate::snapshots::{Resource, Snapshot};
 
 #[derive(Debug)]
@@ -196,51 +197,50 @@ impl DeltaStream {
         let Some(target) = self.target.clone() else {
             return Vec::new();
         };
-        // Make: new and changed resources, in dependency order.
-        let mut unsettled: Vec<ResourceType> = self
-            .types
-            .iter()
-            .filter(|(_, s)| s.in_flight.is_some())
-            .map(|(t, _)| *t)
+        schedule::schedule(&mut self.types, &target, cache)
+    }
+}
+
+impl TypeStep for TypeState {
+    fn in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// New and changed resources.
+    fn make(
+        &mut self,
+        ty: ResourceType,
+        target: &Snapshot,
+        cache: &ResponseCache,
+    ) -> Option<Arc<Encoded>> {
+        let updates: Vec<Arc<Resource>> = target
+            .resources(ty)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|r| self.wants(&r.name))
+            .filter(|r| self.client.get(&r.name) != Some(&r.version))
+            .filter(|r| self.rejected.get(&r.name) != Some(&r.version))
+            .cloned()
             .collect();
-        let mut out = Vec::new();
-        for (ty, state) in self.types.iter_mut() {
-            if state.in_flight.is_some()
-                || super::waits_for(*ty).iter().any(|d| unsettled.contains(d))
-            {
-                continue;
-            }
-            let updates: Vec<Arc<Resource>> = target
-                .resources(*ty)
-                .into_iter()
-                .flat_map(|m| m.values())
-                .filter(|r| state.wants(&r.name))
-                .filter(|r| state.client.get(&r.name) != Some(&r.version))
-                .filter(|r| state.rejected.get(&r.name) != Some(&r.version))
-                .cloned()
-                .collect();
-            if state.must_answer || !updates.is_empty() {
-                out.push(send(state, cache.delta(*ty, updates, Vec::new())));
-                unsettled.push(*ty);
-            }
-        }
-        if !unsettled.is_empty() {
-            return out;
-        }
-        // Break: what the client has that is gone, most dependent type first.
-        for (ty, state) in self.types.iter_mut().rev() {
-            let present = target.resources(*ty);
-            let removed: Vec<String> = state
-                .client
-                .keys()
-                .filter(|name| present.is_none_or(|p| !p.contains_key(*name)))
-                .cloned()
-                .collect();
-            if !removed.is_empty() {
-                return vec![send(state, cache.delta(*ty, Vec::new(), removed))];
-            }
-        }
-        Vec::new()
+        (self.must_answer || !updates.is_empty())
+            .then(|| send(self, cache.delta(ty, updates, Vec::new())))
+    }
+
+    /// What the client has that is gone.
+    fn take_apart(
+        &mut self,
+        ty: ResourceType,
+        target: &Snapshot,
+        cache: &ResponseCache,
+    ) -> Option<Arc<Encoded>> {
+        let present = target.resources(ty);
+        let removed: Vec<String> = self
+            .client
+            .keys()
+            .filter(|name| present.is_none_or(|p| !p.contains_key(*name)))
+            .cloned()
+            .collect();
+        (!removed.is_empty()).then(|| send(self, cache.delta(ty, Vec::new(), removed)))
     }
 }
 

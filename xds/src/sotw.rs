@@ -15,7 +15,7 @@
 //! * Make-before-break: responses go out in the order of
 //!   [`ResourceType::ALL`] (CDS, EDS, …, LDS, RDS), at most one in flight per
 //!   type, and a type waits for the ACKs of the types it depends on
-//!   ([`super::waits_for`]). While a change is being made, clusters and
+//!   ([`super::waits_for`]; the scheduler is [`crate::schedule`]). While a change is being made, clusters and
 //!   listeners that disappear stay in the full-state responses; they are
 //!   removed only once every type carries the new state and nothing is in
 //!   flight, in reverse order.
@@ -28,6 +28,7 @@ use bootes_proto::ResourceType;
 
 use super::response::{Encoded, ResourceSet, ResponseCache};
 use super::{Effects, Nack, TypeReport};
+use crate::schedule::{self, TypeStep};
 use crate::snapshots::{Resource, Snapshot};
 
 /// What a client subscribed to for one type.
@@ -186,51 +187,53 @@ impl SotwStream {
         let Some(target) = self.target.clone() else {
             return Vec::new();
         };
-        // Make: bring every type to the new state, keeping what disappears.
-        let mut unsettled: Vec<ResourceType> = self
-            .types
-            .iter()
-            .filter(|(_, s)| s.in_flight)
-            .map(|(t, _)| *t)
-            .collect();
-        let mut out = Vec::new();
-        for (ty, state) in self.types.iter_mut() {
-            if state.in_flight || super::waits_for(*ty).iter().any(|d| unsettled.contains(d)) {
-                continue;
-            }
-            let set = ResourceSet::new(make_set(*ty, state, &target));
-            let changed = state
-                .sent
-                .as_ref()
-                .is_none_or(|s| s.version_info != set.version);
-            if state.must_answer || changed {
-                let response = cache.state_of_the_world(*ty, set);
-                if !state.answered && state.claimed.as_ref() == Some(&response.version_info) {
-                    // The client has exactly this already (it reconnected).
-                    state.must_answer = false;
-                    state.acked = Some(response.clone());
-                    state.sent = Some(response);
-                    continue;
-                }
-                out.push(send(state, response));
-                unsettled.push(*ty);
-            }
+        schedule::schedule(&mut self.types, &target, cache)
+    }
+}
+
+impl TypeStep for TypeState {
+    fn in_flight(&self) -> bool {
+        self.in_flight
+    }
+
+    /// Brings the type to the new state, keeping what disappears.
+    fn make(
+        &mut self,
+        ty: ResourceType,
+        target: &Snapshot,
+        cache: &ResponseCache,
+    ) -> Option<Arc<Encoded>> {
+        let set = ResourceSet::new(make_set(ty, self, target));
+        let changed = self
+            .sent
+            .as_ref()
+            .is_none_or(|s| s.version_info != set.version);
+        if !(self.must_answer || changed) {
+            return None;
         }
-        if !unsettled.is_empty() {
-            return out;
+        let response = cache.state_of_the_world(ty, set);
+        if !self.answered && self.claimed.as_ref() == Some(&response.version_info) {
+            // The client has exactly this already (it reconnected).
+            self.must_answer = false;
+            self.acked = Some(response.clone());
+            self.sent = Some(response);
+            return None;
         }
-        // Break: drop what was kept, most dependent type first, one at a time.
-        for (ty, state) in self.types.iter_mut().rev() {
-            let set = ResourceSet::new(exact_set(*ty, state, &target));
-            if state
-                .sent
-                .as_ref()
-                .is_some_and(|s| s.version_info != set.version)
-            {
-                return vec![send(state, cache.state_of_the_world(*ty, set))];
-            }
-        }
-        Vec::new()
+        Some(send(self, response))
+    }
+
+    /// Drops what was kept.
+    fn take_apart(
+        &mut self,
+        ty: ResourceType,
+        target: &Snapshot,
+        cache: &ResponseCache,
+    ) -> Option<Arc<Encoded>> {
+        let set = ResourceSet::new(exact_set(ty, self, target));
+        self.sent
+            .as_ref()
+            .is_some_and(|s| s.version_info != set.version)
+            .then(|| send(self, cache.state_of_the_world(ty, set)))
     }
 }
 
