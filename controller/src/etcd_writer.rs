@@ -107,12 +107,30 @@ impl SnapshotStore for EtcdWriter {
                 })
                 .collect();
             // Recorded before the transaction, so that the watcher sees its
-            // events as ours; after a failure the loop loads etcd again.
-            plan::apply(&mut self.contents(), ops);
-            match bootes_etcd::txn::commit(&mut kv, txn_ops, fence).await {
-                Ok(_) => {}
-                Err(bootes_etcd::Error::NotLeader) => return Err(StoreError::NotLeader),
-                Err(e) => return Err(StoreError::Unavailable(e.into())),
+            // events as ours. Undone if it fails: a transaction that timed
+            // out may or may not have landed, and writing it again is
+            // harmless, while believing it landed would lose it.
+            let undo: Vec<(&str, Option<Vec<u8>>)> = {
+                let mut contents = self.contents();
+                let undo = ops
+                    .iter()
+                    .map(|op| (op.key(), contents.get(op.key()).cloned()))
+                    .collect();
+                plan::apply(&mut contents, ops);
+                undo
+            };
+            if let Err(e) = bootes_etcd::txn::commit(&mut kv, txn_ops, fence).await {
+                let mut contents = self.contents();
+                for (key, value) in undo {
+                    match value {
+                        Some(v) => contents.insert(key.to_string(), v),
+                        None => contents.remove(key),
+                    };
+                }
+                return Err(match e {
+                    bootes_etcd::Error::NotLeader => StoreError::NotLeader,
+                    e => StoreError::Unavailable(e.into()),
+                });
             }
             stats.txns += 1;
             for op in ops {
