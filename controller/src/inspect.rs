@@ -21,11 +21,12 @@ use anyhow::Context;
 use base64::Engine;
 use bootes_proto::{envoy, store, version, Key, Keys, ResourceType};
 use prost::Message;
-use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage, SerializeOptions};
+use prost_reflect::{DynamicMessage, ReflectMessage, SerializeOptions};
 use serde_json::{json, Map, Value};
 
 use crate::cli::{InspectArgs, InspectCommand, InspectOutput};
 
+use bootes_envoy::any::{self, AnyError};
 use bootes_envoy::sensitive::{self, is_sensitive, REDACTED};
 
 /// Named-subscription types with at most this many resources are checked for
@@ -564,7 +565,7 @@ fn redact(message: &mut DynamicMessage) -> Result<(), String> {
 }
 
 fn redact_message(message: &mut DynamicMessage, all: bool) -> Result<(), String> {
-    if message.descriptor().full_name() == "google.protobuf.Any" {
+    if any::is_any(&message.descriptor()) {
         return redact_any(message, all);
     }
     for (field, value) in message.fields_mut() {
@@ -597,27 +598,14 @@ fn redact_value(value: &mut prost_reflect::Value, all: bool) -> Result<(), Strin
 
 /// Decodes an `Any` payload, redacts it and packs it again.
 fn redact_any(any: &mut DynamicMessage, all: bool) -> Result<(), String> {
-    let type_url = any
-        .get_field_by_name("type_url")
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    let bytes = any
-        .get_field_by_name("value")
-        .and_then(|v| v.as_bytes().cloned())
-        .unwrap_or_default();
-    let name = type_url
-        .rsplit_once('/')
-        .map_or(type_url.as_str(), |(_, n)| n);
-    let desc: MessageDescriptor = envoy::descriptor_pool()
-        .get_message_by_name(name)
-        .ok_or_else(|| format!("Any names {type_url:?}, which is not in the Envoy API"))?;
-    let mut inner = DynamicMessage::decode(desc, bytes.as_ref())
-        .map_err(|e| format!("Any of type {type_url:?} does not decode: {e}"))?;
+    let mut inner = any::unpack(any).map_err(|e| match e {
+        AnyError::UnknownType(url) => format!("Any names {url:?}, which is not in the Envoy API"),
+        AnyError::Decode { type_url, source } => {
+            format!("Any of type {type_url:?} does not decode: {source}")
+        }
+    })?;
     redact_message(&mut inner, all)?;
-    any.set_field_by_name(
-        "value",
-        prost_reflect::Value::Bytes(inner.encode_to_vec().into()),
-    );
+    any::repack(any, &inner);
     Ok(())
 }
 

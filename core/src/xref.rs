@@ -14,7 +14,8 @@ use bootes_proto::ResourceType;
 use prost_reflect::{DynamicMessage, Value};
 
 use crate::model::{ObjectKey, Pod};
-use bootes_envoy::convert::{json::type_url_message_name, ConfigError, CONFIG_PATH};
+use bootes_envoy::any;
+use bootes_envoy::convert::{ConfigError, CONFIG_PATH};
 
 const HCM: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
@@ -88,19 +89,11 @@ fn list(m: &DynamicMessage, name: &str) -> Vec<DynamicMessage> {
 
 /// The payload of an `Any` when it is of type `full_name`.
 fn unpack(any: &DynamicMessage, full_name: &str) -> Option<DynamicMessage> {
-    let url = string(any, "type_url")?;
-    if type_url_message_name(&url) != Some(full_name) {
+    if any::message_name(&any::type_url(any)) != Some(full_name) {
         return None;
     }
-    let desc = any
-        .descriptor()
-        .parent_pool()
-        .get_message_by_name(full_name)?;
-    let bytes = field(any, "value").and_then(|v| v.as_bytes().cloned())?;
-    DynamicMessage::decode(desc, bytes).ok()
+    any::unpack(any).ok()
 }
-
-use prost_reflect::ReflectMessage as _;
 
 fn route_configuration(m: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
     for (i, vh) in list(m, "virtual_hosts").iter().enumerate() {

@@ -6,9 +6,11 @@
 //! * [`sensitive`] — fields Envoy marks `(udpa.annotations.sensitive)`, and
 //!   the redaction of their values in reports.
 //! * [`error`] — a problem with one place in `spec.config`.
+//! * [`any`] — reading and replacing `google.protobuf.Any` payloads.
 //!
 //! Pure: no I/O, no async runtime (checked by `tests/tests/architecture.rs`).
 
+pub mod any;
 pub mod convert;
 pub mod error;
 pub mod sensitive;

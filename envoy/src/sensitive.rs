@@ -94,12 +94,11 @@ pub fn path_is_sensitive(desc: &MessageDescriptor, json: &serde_json::Value, pat
     for step in steps {
         match (step, container.take()) {
             (Step::Field(name), None) => {
-                if desc.full_name() == "google.protobuf.Any" {
+                if crate::any::is_any(&desc) {
                     let Some(payload) = json
                         .get("@type")
                         .and_then(|t| t.as_str())
-                        .and_then(|url| url.rsplit_once('/'))
-                        .and_then(|(_, name)| descriptor_pool().get_message_by_name(name))
+                        .and_then(crate::any::descriptor)
                     else {
                         return false;
                     };

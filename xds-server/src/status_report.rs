@@ -51,14 +51,13 @@ pub async fn run(
     clients: Arc<Clients>,
     ttl: Duration,
 ) {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = bootes_etcd::Backoff::default();
     loop {
         match report(client.clone(), &keys, &replica, &clients, ttl).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "recording node status in etcd failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff.wait().await;
             }
         }
     }

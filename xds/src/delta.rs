@@ -18,10 +18,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bootes_proto::envoy::discovery::DeltaDiscoveryRequest;
-use bootes_proto::{version, ResourceType};
+use bootes_proto::ResourceType;
 
 use super::response::{Encoded, ResponseCache};
 use super::{Effects, Nack, TypeReport};
+use crate::schedule::{self, TypeStep};
 use crate::snapshots::{Resource, Snapshot};
 
 #[derive(Debug)]
@@ -42,12 +43,6 @@ struct TypeState {
     /// Versions the client rejected, not to be sent again.
     rejected: BTreeMap<String, String>,
     nack: Option<Nack>,
-    /// The target (by [`DeltaStream::generation`]) for which the client is
-    /// known to need no update, and to hold nothing to remove: an ACK then
-    /// costs no scan of the resources. Forgotten when the client's state or
-    /// subscription changes other than by an ACK.
-    needs_nothing: Option<u64>,
-    removes_nothing: Option<u64>,
 }
 
 impl TypeState {
@@ -61,8 +56,6 @@ impl TypeState {
 pub struct DeltaStream {
     types: BTreeMap<ResourceType, TypeState>,
     target: Option<Arc<Snapshot>>,
-    /// Counts target changes: what the per-type memos refer to.
-    generation: u64,
 }
 
 impl DeltaStream {
@@ -74,7 +67,6 @@ impl DeltaStream {
         if !super::replace_target(&mut self.target, snapshot) {
             return Effects::default();
         }
-        self.generation += 1;
         Effects {
             responses: self.schedule(cache),
             ..Default::default()
@@ -112,8 +104,6 @@ impl DeltaStream {
                 match &req.error_detail {
                     Some(status) => {
                         // The client kept what it had.
-                        state.needs_nothing = None;
-                        state.removes_nothing = None;
                         for (name, previous) in flight.previous {
                             match previous {
                                 Some(v) => state.client.insert(name, v),
@@ -147,9 +137,6 @@ impl DeltaStream {
             }
         }
 
-        if !req.resource_names_subscribe.is_empty() || !req.resource_names_unsubscribe.is_empty() {
-            state.needs_nothing = None;
-        }
         for name in &req.resource_names_subscribe {
             if name == "*" {
                 state.wildcard = true;
@@ -171,9 +158,7 @@ impl DeltaStream {
             names,
             ..
         } = state;
-        if !*wildcard {
-            client.retain(|name, _| names.contains(name));
-        }
+        client.retain(|name, _| *wildcard || names.contains(name));
 
         effects.responses = self.schedule(cache);
         effects
@@ -196,7 +181,7 @@ impl DeltaStream {
                     }
                 }
                 let report = TypeReport {
-                    acked_version: version::of_set(
+                    acked_version: bootes_proto::version::of_set(
                         acked.iter().map(|(n, v)| (n.as_str(), v.as_str())),
                     ),
                     acked,
@@ -215,63 +200,50 @@ impl DeltaStream {
         let Some(target) = self.target.clone() else {
             return Vec::new();
         };
-        // Make: new and changed resources, in dependency order.
-        let mut unsettled: Vec<ResourceType> = self
-            .types
-            .iter()
-            .filter(|(_, s)| s.in_flight.is_some())
-            .map(|(t, _)| *t)
+        schedule::schedule(&mut self.types, &target, cache)
+    }
+}
+
+impl TypeStep for TypeState {
+    fn in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// New and changed resources.
+    fn make(
+        &mut self,
+        ty: ResourceType,
+        target: &Snapshot,
+        cache: &ResponseCache,
+    ) -> Option<Arc<Encoded>> {
+        let updates: Vec<Arc<Resource>> = target
+            .resources(ty)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|r| self.wants(&r.name))
+            .filter(|r| self.client.get(&r.name) != Some(&r.version))
+            .filter(|r| self.rejected.get(&r.name) != Some(&r.version))
+            .cloned()
             .collect();
-        let mut out = Vec::new();
-        let generation = self.generation;
-        for (ty, state) in self.types.iter_mut() {
-            if state.in_flight.is_some()
-                || super::waits_for(*ty).iter().any(|d| unsettled.contains(d))
-            {
-                continue;
-            }
-            if state.needs_nothing == Some(generation) && !state.must_answer {
-                continue;
-            }
-            let updates: Vec<Arc<Resource>> = target
-                .resources(*ty)
-                .into_iter()
-                .flat_map(|m| m.values())
-                .filter(|r| state.wants(&r.name))
-                .filter(|r| state.client.get(&r.name) != Some(&r.version))
-                .filter(|r| state.rejected.get(&r.name) != Some(&r.version))
-                .cloned()
-                .collect();
-            // Once sent, the client has (or rejected) every update: until
-            // its state changes otherwise, the next scan would find none.
-            state.needs_nothing = Some(generation);
-            if state.must_answer || !updates.is_empty() {
-                out.push(send(state, cache.delta(*ty, updates, Vec::new())));
-                unsettled.push(*ty);
-            }
-        }
-        if !unsettled.is_empty() {
-            return out;
-        }
-        // Break: what the client has that is gone, most dependent type first.
-        for (ty, state) in self.types.iter_mut().rev() {
-            if state.removes_nothing == Some(generation) {
-                continue;
-            }
-            let present = target.resources(*ty);
-            let removed: Vec<String> = state
-                .client
-                .keys()
-                .filter(|name| present.is_none_or(|p| !p.contains_key(*name)))
-                .cloned()
-                .collect();
-            // After this removal the client holds nothing the target lacks.
-            state.removes_nothing = Some(generation);
-            if !removed.is_empty() {
-                return vec![send(state, cache.delta(*ty, Vec::new(), removed))];
-            }
-        }
-        Vec::new()
+        (self.must_answer || !updates.is_empty())
+            .then(|| send(self, cache.delta(ty, updates, Vec::new())))
+    }
+
+    /// What the client has that is gone.
+    fn take_apart(
+        &mut self,
+        ty: ResourceType,
+        target: &Snapshot,
+        cache: &ResponseCache,
+    ) -> Option<Arc<Encoded>> {
+        let present = target.resources(ty);
+        let removed: Vec<String> = self
+            .client
+            .keys()
+            .filter(|name| present.is_none_or(|p| !p.contains_key(*name)))
+            .cloned()
+            .collect();
+        (!removed.is_empty()).then(|| send(self, cache.delta(ty, Vec::new(), removed)))
     }
 }
 

@@ -5,11 +5,13 @@
 //! * [`snapshots`] — etcd's key-values → the snapshot each node gets.
 //! * [`sotw`], [`delta`] — one stream's state machine per protocol variant.
 //! * [`response`] — responses encoded once and shared by every stream.
+//! * `schedule` — the make-before-break order both state machines follow.
 //!
 //! No async runtime, no gRPC, no etcd (checked by `tests/tests/architecture.rs`).
 
 pub mod delta;
 pub mod response;
+mod schedule;
 pub mod snapshots;
 pub mod sotw;
 #[cfg(test)]

@@ -15,7 +15,7 @@
 //! * Make-before-break: responses go out in the order of
 //!   [`ResourceType::ALL`] (CDS, EDS, …, LDS, RDS), at most one in flight per
 //!   type, and a type waits for the ACKs of the types it depends on
-//!   ([`super::waits_for`]). While a change is being made, clusters and
+//!   ([`super::waits_for`]; the scheduler is [`crate::schedule`]). While a change is being made, clusters and
 //!   listeners that disappear stay in the full-state responses; they are
 //!   removed only once every type carries the new state and nothing is in
 //!   flight, in reverse order.
@@ -24,10 +24,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bootes_proto::envoy::discovery::DiscoveryRequest;
-use bootes_proto::{version, ResourceType};
+use bootes_proto::ResourceType;
 
 use super::response::{Encoded, ResourceSet, ResponseCache};
 use super::{Effects, Nack, TypeReport};
+use crate::schedule::{self, TypeStep};
 use crate::snapshots::{Resource, Snapshot};
 
 /// What a client subscribed to for one type.
@@ -171,7 +172,7 @@ impl SotwStream {
                         .collect(),
                     // A response's version is the set version of what it carries.
                     acked_version: s.acked.as_ref().map_or_else(
-                        || version::of_set(std::iter::empty()),
+                        || bootes_proto::version::of_set(std::iter::empty()),
                         |e| e.version_info.clone(),
                     ),
                     pending: s
@@ -191,62 +192,53 @@ impl SotwStream {
         let Some(target) = self.target.clone() else {
             return Vec::new();
         };
-        // Make: bring every type to the new state, keeping what disappears.
-        let mut unsettled: Vec<ResourceType> = self
-            .types
-            .iter()
-            .filter(|(_, s)| s.in_flight)
-            .map(|(t, _)| *t)
-            .collect();
-        let mut out = Vec::new();
-        // Types whose make set keeps what the target lacks: the only ones
-        // the break step may have to change.
-        let mut keeping = Vec::new();
-        for (ty, state) in self.types.iter_mut() {
-            if state.in_flight || super::waits_for(*ty).iter().any(|d| unsettled.contains(d)) {
-                continue;
-            }
-            let plan = plan(*ty, state, &target);
-            if plan.keeps {
-                keeping.push(*ty);
-            }
-            let changed = state
-                .sent
-                .as_ref()
-                .is_none_or(|s| s.version_info != plan.version);
-            if state.must_answer || changed {
-                let response = cache.state_of_the_world_with(*ty, plan.version, || {
-                    plan.set.unwrap_or_else(|| make_set(*ty, state, &target))
-                });
-                if !state.answered && state.claimed.as_ref() == Some(&response.version_info) {
-                    // The client has exactly this already (it reconnected).
-                    state.must_answer = false;
-                    state.acked = Some(response.clone());
-                    state.sent = Some(response);
-                    continue;
-                }
-                out.push(send(state, response));
-                unsettled.push(*ty);
-            }
+        schedule::schedule(&mut self.types, &target, cache)
+    }
+}
+
+impl TypeStep for TypeState {
+    fn in_flight(&self) -> bool {
+        self.in_flight
+    }
+
+    /// Brings the type to the new state, keeping what disappears.
+    fn make(
+        &mut self,
+        ty: ResourceType,
+        target: &Snapshot,
+        cache: &ResponseCache,
+    ) -> Option<Arc<Encoded>> {
+        let set = ResourceSet::new(make_set(ty, self, target));
+        let changed = self
+            .sent
+            .as_ref()
+            .is_none_or(|s| s.version_info != set.version);
+        if !(self.must_answer || changed) {
+            return None;
         }
-        if !unsettled.is_empty() {
-            return out;
+        let response = cache.state_of_the_world(ty, set);
+        if !self.answered && self.claimed.as_ref() == Some(&response.version_info) {
+            // The client has exactly this already (it reconnected).
+            self.must_answer = false;
+            self.acked = Some(response.clone());
+            self.sent = Some(response);
+            return None;
         }
-        // Break: drop what was kept, most dependent type first, one at a time.
-        for (ty, state) in self.types.iter_mut().rev() {
-            if !keeping.contains(ty) {
-                continue;
-            }
-            let set = ResourceSet::new(exact_set(*ty, state, &target));
-            if state
-                .sent
-                .as_ref()
-                .is_some_and(|s| s.version_info != set.version)
-            {
-                return vec![send(state, cache.state_of_the_world(*ty, set))];
-            }
-        }
-        Vec::new()
+        Some(send(self, response))
+    }
+
+    /// Drops what was kept.
+    fn take_apart(
+        &mut self,
+        ty: ResourceType,
+        target: &Snapshot,
+        cache: &ResponseCache,
+    ) -> Option<Arc<Encoded>> {
+        let set = ResourceSet::new(exact_set(ty, self, target));
+        self.sent
+            .as_ref()
+            .is_some_and(|s| s.version_info != set.version)
+            .then(|| send(self, cache.state_of_the_world(ty, set)))
     }
 }
 
@@ -256,53 +248,6 @@ fn send(state: &mut TypeState, response: Arc<Encoded>) -> Arc<Encoded> {
     state.answered = true;
     state.sent = Some(response.clone());
     response
-}
-
-/// What the make step would send for a type.
-struct Plan {
-    /// The version of [`make_set`].
-    version: String,
-    /// The set, when it had to be built to know its version.
-    set: Option<Vec<Arc<Resource>>>,
-    /// Whether it keeps resources the target no longer has.
-    keeps: bool,
-}
-
-/// Plans the make step of one type. A stream subscribed to the whole type
-/// that keeps nothing gets the snapshot's set version, hashed once for all
-/// streams; only other streams build and hash their own set.
-fn plan(ty: ResourceType, state: &TypeState, target: &Snapshot) -> Plan {
-    let keeps = || {
-        ty.sotw_full_state()
-            && state.sent.as_ref().is_some_and(|sent| {
-                let present = target.resources(ty);
-                sent.resources.iter().any(|r| {
-                    state.subscription.wants(&r.name)
-                        && present.is_none_or(|p| !p.contains_key(&r.name))
-                })
-            })
-    };
-    if state.subscription == Subscription::Wildcard {
-        let version = target.set_version(ty);
-        // What was sent is exactly the target's set: nothing to keep.
-        let same = state
-            .sent
-            .as_ref()
-            .is_some_and(|s| s.version_info == version);
-        if same || !keeps() {
-            return Plan {
-                version: version.to_string(),
-                set: None,
-                keeps: false,
-            };
-        }
-    }
-    let set = ResourceSet::new(make_set(ty, state, target));
-    Plan {
-        version: set.version,
-        set: Some(set.resources),
-        keeps: keeps(),
-    }
 }
 
 /// The resources of `ty` in `target` that the subscription asks for.

@@ -121,11 +121,7 @@ fn wrapper_kind(full_name: &str) -> bool {
     )
 }
 
-/// The message name in a type URL: what follows the last `/`.
-pub fn type_url_message_name(url: &str) -> Option<&str> {
-    let (_, name) = url.rsplit_once('/')?;
-    (!name.is_empty()).then_some(name)
-}
+pub use crate::any::message_name as type_url_message_name;
 
 /// How a JSON value is described in messages.
 fn describe(json: &Json) -> String {

@@ -28,8 +28,9 @@ use prost_reflect::{
     MessageDescriptor, OneofDescriptor, ReflectMessage, Value,
 };
 
-use super::json::{more_not_shown, quote, type_url_message_name, MAX_ERRORS};
+use super::json::{more_not_shown, quote, MAX_ERRORS};
 use super::ConfigError;
+use crate::any::AnyError;
 
 /// Validates `message` (and everything below it). `root` is the path of the
 /// message itself.
@@ -710,28 +711,19 @@ impl Checker {
     }
 
     fn any_payload(&mut self, any: &DynamicMessage) {
-        let url = any
-            .get_field_by_name("type_url")
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let url = crate::any::type_url(any);
         if url.is_empty() {
             return;
         }
-        let desc = type_url_message_name(&url)
-            .and_then(|name| any.descriptor().parent_pool().get_message_by_name(name));
-        let Some(desc) = desc else {
-            self.at(".@type", |c| {
-                c.fail(format!("unknown type {}", quote(&url)), "Any.type_url")
-            });
-            return;
-        };
-        let bytes = any
-            .get_field_by_name("value")
-            .and_then(|v| v.as_bytes().cloned())
-            .unwrap_or_default();
-        match DynamicMessage::decode(desc, bytes) {
+        match crate::any::unpack(any) {
             Ok(payload) => self.message(&payload),
-            Err(e) => self.fail(format!("the payload cannot be decoded: {e}"), "Any.value"),
+            Err(AnyError::UnknownType(_)) => self.at(".@type", |c| {
+                c.fail(format!("unknown type {}", quote(&url)), "Any.type_url")
+            }),
+            Err(AnyError::Decode { source, .. }) => self.fail(
+                format!("the payload cannot be decoded: {source}"),
+                "Any.value",
+            ),
         }
     }
 

@@ -150,7 +150,7 @@ fn a_client_reconnecting_with_what_it_has_is_not_sent_it_again() {
     assert_eq!(report[&Endpoint].acked["a"], "1");
     for (ty, r) in &report {
         let set = r.acked.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-        assert_eq!(r.acked_version, version::of_set(set), "{ty}");
+        assert_eq!(r.acked_version, bootes_proto::version::of_set(set), "{ty}");
     }
     assert_eq!(report[&Cluster].acked_version, cds.version_info);
 
@@ -431,58 +431,3 @@ fn settles_after_a_random_walk_of_changes() {
     }
 }
 
-#[test]
-fn the_shared_set_version_plans_what_building_the_set_would() {
-    // The make step takes a wildcard subscriber's version from the snapshot
-    // instead of hashing its own set: it must be the same version, and must
-    // notice when the set keeps resources the target no longer has.
-    let cache = ResponseCache::new();
-    let old = snap(&[
-        (Cluster, "a", "1"),
-        (Cluster, "b", "1"),
-        (Endpoint, "a", "1"),
-    ]);
-    let new = snap(&[
-        (Cluster, "a", "2"),
-        (Cluster, "c", "1"),
-        (Endpoint, "c", "1"),
-    ]);
-    let subscriptions = [
-        Subscription::Wildcard,
-        Subscription::Names(["a".to_string(), "b".to_string()].into()),
-    ];
-    for ty in [Cluster, Endpoint, Listener] {
-        for subscription in &subscriptions {
-            for (sent_name, sent_from) in
-                [("nothing", None), ("old", Some(&old)), ("new", Some(&new))]
-            {
-                let mut state = TypeState {
-                    subscription: subscription.clone(),
-                    sent: None,
-                    in_flight: false,
-                    must_answer: false,
-                    claimed: None,
-                    answered: true,
-                    acked: None,
-                    nack: None,
-                };
-                state.sent = sent_from.map(|s| {
-                    cache.state_of_the_world(ty, ResourceSet::new(exact_set(ty, &state, s)))
-                });
-                let planned = plan(ty, &state, &new);
-                let built = make_set(ty, &state, &new);
-                let case = format!("{ty} {subscription:?}, sent {sent_name}");
-                assert_eq!(
-                    planned.version,
-                    ResourceSet::new(built.clone()).version,
-                    "{case}"
-                );
-                assert_eq!(
-                    planned.keeps,
-                    built.len() != exact_set(ty, &state, &new).len(),
-                    "{case}"
-                );
-            }
-        }
-    }
-}

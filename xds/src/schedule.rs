@@ -1,0 +1,72 @@
+//! The one make-before-break scheduler, shared by the state-of-the-world and
+//! delta state machines; each says, per type, what "make" and "break" send.
+//!
+//! * Make: types in the order of [`ResourceType::ALL`] (CDS, EDS, …, LDS,
+//!   RDS), at most one response in flight per type, and a type waits while a
+//!   type it depends on ([`crate::waits_for`]) is unsettled (in flight, or
+//!   being sent now).
+//! * Break: once every type carries the new state and nothing is in flight,
+//!   what disappeared is removed, most dependent type first, one response at
+//!   a time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bootes_proto::ResourceType;
+
+use crate::response::{Encoded, ResponseCache};
+use crate::snapshots::Snapshot;
+
+/// One type's state, as the scheduler sees it.
+pub(crate) trait TypeStep {
+    /// A response of this type is waiting for its ACK or NACK.
+    fn in_flight(&self) -> bool;
+    /// The response bringing this type to `target` (keeping what other
+    /// types may still refer to), if one is due; marks it sent.
+    fn make(
+        &mut self,
+        ty: ResourceType,
+        target: &Snapshot,
+        cache: &ResponseCache,
+    ) -> Option<Arc<Encoded>>;
+    /// The response removing what `target` no longer has, if any; marks it
+    /// sent.
+    fn take_apart(
+        &mut self,
+        ty: ResourceType,
+        target: &Snapshot,
+        cache: &ResponseCache,
+    ) -> Option<Arc<Encoded>>;
+}
+
+/// What to send next, in make-before-break order.
+pub(crate) fn schedule<S: TypeStep>(
+    types: &mut BTreeMap<ResourceType, S>,
+    target: &Snapshot,
+    cache: &ResponseCache,
+) -> Vec<Arc<Encoded>> {
+    let mut unsettled: Vec<ResourceType> = types
+        .iter()
+        .filter(|(_, s)| s.in_flight())
+        .map(|(t, _)| *t)
+        .collect();
+    let mut out = Vec::new();
+    for (ty, state) in types.iter_mut() {
+        if state.in_flight() || crate::waits_for(*ty).iter().any(|d| unsettled.contains(d)) {
+            continue;
+        }
+        if let Some(response) = state.make(*ty, target, cache) {
+            out.push(response);
+            unsettled.push(*ty);
+        }
+    }
+    if !unsettled.is_empty() {
+        return out;
+    }
+    for (ty, state) in types.iter_mut().rev() {
+        if let Some(response) = state.take_apart(*ty, target, cache) {
+            return vec![response];
+        }
+    }
+    Vec::new()
+}
