@@ -305,7 +305,10 @@ fn snapshot_lists_every_selecting_object_and_sorts_types_in_push_order() {
         "foo",
         "l",
         None,
-        json!({"name": "l", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 80}}}),
+        json!({"name": "l", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 80}},
+            "filter_chains": [{"filters": [{"name": "tcp", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                "stat_prefix": "t", "cluster": "c"}}]}]}),
     ));
     index.apply_object(cluster("foo", "c", None, "1s"));
     index.apply_pod(mk_pod("foo", "p", &[]));

@@ -362,7 +362,7 @@ fn deep_nesting_is_an_error_not_a_crash() {
 fn socket_port(port: serde_json::Value) -> Result<u32, Vec<ConfigError>> {
     let c = convert(
         ResourceType::Endpoint,
-        &endpoint_with_address(json!({"address": "a", "port_value": port})),
+        &endpoint_with_address(json!({"address": "10.0.0.1", "port_value": port})),
     )?;
     let m = c.message();
     let lb = m.get_field_by_name("endpoints").unwrap().as_list().unwrap()[0]
