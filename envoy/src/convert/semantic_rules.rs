@@ -258,6 +258,48 @@ pub static RULES: &[Rule] = &[
         problem: "",
         envoy: "response body size is … bytes; maximum is …",
     },
+    Rule {
+        message: "envoy.config.route.v3.RetryPolicy.RetryBackOff",
+        when: &[],
+        check: Check::Message(retry_back_off),
+        problem: "",
+        envoy: "retry_policy.max_interval must greater than or equal to the base_interval",
+    },
+    Rule {
+        message: "envoy.config.route.v3.VirtualHost",
+        when: &[],
+        check: Check::Each("typed_per_filter_config", any_has_type),
+        problem: "each per-filter config needs an @type",
+        envoy: "Didn't find a registered implementation for '…' with type URL: ''",
+    },
+    Rule {
+        message: "envoy.config.route.v3.Route",
+        when: &[],
+        check: Check::Each("typed_per_filter_config", any_has_type),
+        problem: "each per-filter config needs an @type",
+        envoy: "Didn't find a registered implementation for '…' with type URL: ''",
+    },
+    Rule {
+        message: "envoy.config.route.v3.WeightedCluster.ClusterWeight",
+        when: &[],
+        check: Check::Each("typed_per_filter_config", any_has_type),
+        problem: "each per-filter config needs an @type",
+        envoy: "Didn't find a registered implementation for '…' with type URL: ''",
+    },
+    Rule {
+        message: "envoy.config.route.v3.RouteConfiguration",
+        when: &[],
+        check: Check::Each("typed_per_filter_config", any_has_type),
+        problem: "each per-filter config needs an @type",
+        envoy: "Didn't find a registered implementation for '…' with type URL: ''",
+    },
+    Rule {
+        message: "envoy.config.core.v3.CidrRange",
+        when: &[],
+        check: Check::Each("address_prefix", cidr_address),
+        problem: "not an IP prefix",
+        envoy: "malformed IP address",
+    },
     // --- TLS -------------------------------------------------------------------
     Rule {
         message: "envoy.extensions.transport_sockets.tls.v3.TlsCertificate",
@@ -348,6 +390,43 @@ pub static RULES: &[Rule] = &[
 
 // ---------------------------------------------------------------------------
 // Tests of values.
+
+/// The value inside the wrapper message (`UInt64Value`, …) at `path`, when
+/// the wrapper is set (its value may be the default, 0).
+fn wrapped(m: &DynamicMessage, path: &str) -> Option<Value> {
+    let (_, wrapper) = values(m, path).into_iter().next()?;
+    wrapper
+        .as_message()?
+        .get_field_by_name("value")
+        .map(|v| v.into_owned())
+}
+
+/// Durations as nanoseconds.
+fn nanos(d: &DynamicMessage) -> i128 {
+    i128::from(int(d, "seconds")) * 1_000_000_000 + i128::from(int(d, "nanos"))
+}
+
+fn retry_back_off(b: &DynamicMessage) -> Option<(String, String)> {
+    let interval = |name: &str| {
+        values(b, name)
+            .first()
+            .and_then(|(_, v)| v.as_message().map(nanos))
+    };
+    let (base, max) = (interval("base_interval")?, interval("max_interval")?);
+    (max < base).then(|| {
+        (
+            ".max_interval".into(),
+            "max_interval must be at least base_interval".into(),
+        )
+    })
+}
+
+fn cidr_address(v: &Value) -> Option<String> {
+    let a = v.as_str()?;
+    a.parse::<std::net::IpAddr>()
+        .is_err()
+        .then(|| format!("{} is not an IP address", super::json::quote(a)))
+}
 
 fn int(m: &DynamicMessage, field: &str) -> i64 {
     m.get_field_by_name(field)
@@ -462,10 +541,8 @@ fn upstream_alpn_not_empty(ctx: &DynamicMessage) -> Option<(String, String)> {
 
 fn ring_sizes(cluster: &DynamicMessage) -> Option<(String, String)> {
     let size = |name: &str, default: u64| {
-        values(cluster, &format!("ring_hash_lb_config.{name}.value"))
-            .first()
-            .and_then(|(_, v)| v.as_u64())
-            .unwrap_or(default)
+        wrapped(cluster, &format!("ring_hash_lb_config.{name}"))
+            .map_or(default, |v| v.as_u64().unwrap_or(default))
     };
     let (min, max) = (
         size("minimum_ring_size", 1024),
@@ -481,9 +558,8 @@ fn ring_sizes(cluster: &DynamicMessage) -> Option<(String, String)> {
 
 /// Inline direct response bodies fit `max_direct_response_body_size_bytes`.
 fn direct_response_sizes(rc: &DynamicMessage) -> Option<(String, String)> {
-    let max = values(rc, "max_direct_response_body_size_bytes.value")
-        .first()
-        .and_then(|(_, v)| v.as_u32())
+    let max = wrapped(rc, "max_direct_response_body_size_bytes")
+        .and_then(|v| v.as_u32())
         .map_or(4096, u64::from);
     let body = "virtual_hosts.routes.direct_response.body.specifier";
     values(rc, body).into_iter().find_map(|(at, v)| {

@@ -150,6 +150,19 @@ fn listener_rules() {
         listener(json!({"filter_chains": [], "address": {"socket_address": {
             "protocol": "UDP", "address": "127.0.0.1", "port_value": 53}}})),
     );
+    let source = |prefix: &str| {
+        let mut chain = tcp_proxy_chain();
+        chain["filter_chain_match"] =
+            json!({"source_prefix_ranges": [{"address_prefix": prefix, "prefix_len": 8}]});
+        listener(json!({"filter_chains": [chain]}))
+    };
+    accepted(L, source("10.0.0.0"));
+    rejected(
+        L,
+        source("ten"),
+        "spec.config.filter_chains[0].filter_chain_match.source_prefix_ranges[0].address_prefix",
+        "malformed IP address",
+    );
     rejected(
         L,
         listener(
@@ -230,6 +243,16 @@ fn cluster_rules() {
     accepted(
         C,
         json!({"name": "c", "type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED"}),
+    );
+    rejected(
+        C,
+        json!({"name": "c", "ring_hash_lb_config": {"maximum_ring_size": 0}}),
+        "spec.config.ring_hash_lb_config",
+        "ring hash",
+    );
+    accepted(
+        C,
+        json!({"name": "c", "ring_hash_lb_config": {"maximum_ring_size": 1024}}),
     );
     rejected(
         C,
@@ -323,6 +346,29 @@ fn route_rules() {
     );
     bigger["max_direct_response_body_size_bytes"] = json!(5000);
     accepted(R, bigger);
+    let back_off = |b: Value| {
+        with_route(
+            json!({"match": {"prefix": "/"}, "route": {"cluster": "a", "retry_policy": {"retry_back_off": b}}}),
+        )
+    };
+    rejected(
+        R,
+        back_off(json!({"base_interval": "2s", "max_interval": "1s"})),
+        "spec.config.virtual_hosts[0].routes[0].route.retry_policy.retry_back_off.max_interval",
+        "max_interval must greater than or equal",
+    );
+    accepted(R, back_off(json!({"base_interval": "2s"})));
+    accepted(
+        R,
+        back_off(json!({"base_interval": "1s", "max_interval": "1s"})),
+    );
+    rejected(
+        R,
+        with_route(json!({"match": {"prefix": "/"}, "route": {"cluster": "a"},
+            "typed_per_filter_config": {"envoy.filters.http.cors": {}}})),
+        "spec.config.virtual_hosts[0].routes[0].typed_per_filter_config[\"envoy.filters.http.cors\"]",
+        "with type URL: ''",
+    );
     rejected(
         R,
         with_route(
