@@ -44,6 +44,20 @@ fn json_notation(bootes_errors: &str) -> bool {
         .all(|l| l.contains(": expected a list, got ") || l.ends_with(", got a list"))
 }
 
+/// Whether every Bootes error is about the Bootes object around the
+/// resource (`spec`, `spec.service`, …), not about the resource in
+/// `spec.config` (e.g. an Endpoint must list its endpoints or name a
+/// Service): Envoy never sees that part.
+fn outside_the_resource(bootes_errors: &str) -> bool {
+    bootes_errors.lines().all(|l| {
+        l.split(": ").nth(2).is_some_and(|path| {
+            path != "spec.config"
+                && !path.starts_with("spec.config.")
+                && !path.starts_with("spec.config[")
+        })
+    })
+}
+
 /// At most 100 characters of `s`, for reports.
 fn short(s: &str) -> String {
     match s.char_indices().nth(100) {
@@ -132,6 +146,7 @@ fn bootes_rejects_nothing_envoy_accepts_and_catches_what_envoy_rejects() -> Resu
 
     let mut false_rejects = Vec::new();
     let mut notation = 0;
+    let mut object_rules = Vec::new();
     let mut missed = Vec::new();
     // (Envoy rejects, Bootes catches) by kind and by operator.
     let mut by_kind: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
@@ -155,6 +170,15 @@ fn bootes_rejects_nothing_envoy_accepts_and_catches_what_envoy_rejects() -> Resu
                 },
             ) if json_notation(message) => {
                 notation += 1;
+            }
+            (
+                Verdict { accepted: true, .. },
+                Verdict {
+                    accepted: false,
+                    message,
+                },
+            ) if outside_the_resource(message) => {
+                object_rules.push(format!("{what}\n    Bootes: {message}"));
             }
             (
                 Verdict { accepted: true, .. },
@@ -203,6 +227,13 @@ fn bootes_rejects_nothing_envoy_accepts_and_catches_what_envoy_rejects() -> Resu
     eprintln!(
         "  ({notation} mutants give a single value for a list, or a list for a list item: Envoy's file loader accepts that JSON, the proto3 JSON mapping and Bootes do not)"
     );
+    eprintln!(
+        "  ({} mutants break a rule of the Bootes object outside spec.config, which Envoy never sees)",
+        object_rules.len()
+    );
+    for m in &object_rules {
+        eprintln!("object rule: {m}");
+    }
     for (kind, (r, c)) in &by_kind {
         eprintln!("  {kind}: {c} of {r}");
     }

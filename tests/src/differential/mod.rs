@@ -38,8 +38,9 @@ pub fn repo_root() -> PathBuf {
 /// The corpus: `tests/corpus/envoy/` (configs written from Envoy's
 /// documentation, and the original project's examples), the manifests of
 /// `manifests/examples/` and the YAML examples of README.md. Listeners with
-/// an `api_listener` are left out: they are for proxyless gRPC clients, and
-/// an Envoy ignores them over LDS.
+/// an `api_listener` are left out (they are for proxyless gRPC clients, and
+/// an Envoy ignores them over LDS), and so are Endpoints naming a Service
+/// (Bootes generates their config).
 pub fn corpus() -> Result<Vec<Original>> {
     let root = repo_root();
     let mut sources: Vec<(String, String)> = Vec::new();
@@ -70,6 +71,10 @@ pub fn corpus() -> Result<Vec<Original>> {
                 continue;
             };
             if doc["apiVersion"] != "bootes.io/v1" {
+                continue;
+            }
+            // An Endpoint naming a Service has its endpoints generated.
+            if doc["spec"].get("service").is_some() {
                 continue;
             }
             let config = doc["spec"]["config"].clone();
