@@ -1,6 +1,6 @@
 //! Objects too large for etcd on their own.
 //!
-//! A group's snapshot is one etcd value (`plan::MAX_VALUE_BYTES`). An object
+//! A group's snapshot is one etcd value (`MAX_VALUE_BYTES`). An object
 //! whose snapshot would exceed it even if it were the only object of its
 //! group can reach no Envoy: it is rejected (reason `TooLarge`) and its
 //! previous version stays in force, like an invalid one.
