@@ -45,7 +45,7 @@ pub struct ServiceReference {
 #[serde(rename_all = "camelCase")]
 pub struct BootesStatus {
     /// Accepted: whether the config is valid and in force (reasons Valid,
-    /// InvalidConfig, Conflict, Rejected when an Envoy NACKed it).
+    /// InvalidConfig, TooLarge, Conflict, Rejected when an Envoy NACKed it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -66,7 +66,7 @@ pub struct Condition {
     pub type_: String,
     /// True, False or Unknown.
     pub status: String,
-    /// CamelCase reason: Valid, InvalidConfig, Conflict or Rejected.
+    /// CamelCase reason: Valid, InvalidConfig, TooLarge, Conflict or Rejected.
     pub reason: String,
     /// Human-readable detail: the field and the rule it breaks, the object a
     /// conflict was lost to, or the Envoy's error.

@@ -24,9 +24,10 @@ use bootes_core::model::ObjectKey;
 use bootes_core::store::WriteStats;
 
 /// Every reason an object's status can have (the `reason` label).
-const REASONS: [Reason; 4] = [
+const REASONS: [Reason; 5] = [
     Reason::Valid,
     Reason::InvalidConfig,
+    Reason::TooLarge,
     Reason::Conflict,
     Reason::Rejected,
 ];
@@ -85,7 +86,7 @@ impl Metrics {
         let objects = Family::<ObjectLabels, Gauge>::default();
         r.register(
             "objects",
-            "Bootes objects by kind and status reason (Valid, InvalidConfig, Conflict, Rejected)",
+            "Bootes objects by kind and status reason (Valid, InvalidConfig, TooLarge, Conflict, Rejected)",
             objects.clone(),
         );
         let rejected_objects = Gauge::default();

@@ -475,3 +475,23 @@ fn endpoints_from_a_service_are_checked_with_the_slices_given() {
         Some("4 objects checked, 4 errors, 0 warnings")
     );
 }
+
+#[test]
+fn an_object_too_large_for_etcd_is_an_error_naming_its_size_and_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let blob = "x".repeat(1_500_000);
+    let big =
+        format!("{GOOD_CLUSTER}    metadata: {{filter_metadata: {{blob: {{b: \"{blob}\"}}}}}}\n");
+    let file = write(dir.path(), "big.yaml", &big);
+    let o = validate(&[&file], None);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out:.300}");
+    let errors = lines(&out, "error: ");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("Cluster shop/web: spec.config: too large")
+            && errors[0].contains("(1400000 bytes)"),
+        "{:.400}",
+        errors[0]
+    );
+}

@@ -28,6 +28,8 @@ struct Entry {
     input: Option<serde_json::Value>,
     accepted: Option<Accepted>,
     errors: Vec<ConfigError>,
+    /// The errors are that the resource is too large for etcd on its own.
+    too_large: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -54,6 +56,8 @@ pub struct Index {
 pub enum Reason {
     Valid,
     InvalidConfig,
+    /// Too large for one etcd value even alone (see [`size`]).
+    TooLarge,
     Conflict,
     /// Valid for Bootes, but an Envoy NACKed the resource.
     Rejected,
@@ -64,6 +68,7 @@ impl Reason {
         match self {
             Reason::Valid => "Valid",
             Reason::InvalidConfig => "InvalidConfig",
+            Reason::TooLarge => "TooLarge",
             Reason::Conflict => "Conflict",
             Reason::Rejected => "Rejected",
         }
@@ -128,13 +133,14 @@ impl Index {
                     input: None,
                     accepted: previous.and_then(|p| p.accepted),
                     errors,
+                    too_large: false,
                 }
             }
         };
         let unchanged = previous
             .as_ref()
             .is_some_and(|p| p.input.as_ref() == Some(&effective.config));
-        let (accepted, errors) = match previous {
+        let (accepted, errors, too_large) = match previous {
             // Same input: keep the conversion (and its problems) as they were;
             // a valid resource is now in force at the new generation.
             Some(p) if unchanged => {
@@ -146,18 +152,25 @@ impl Index {
                     },
                     ..a
                 });
-                (accepted, p.errors)
+                (accepted, p.errors, p.too_large)
             }
             previous => match convert::convert(object.key.kind, &effective.config) {
-                Ok(resource) => (
-                    Some(Accepted {
-                        resource: Arc::new(resource),
-                        generation: object.generation,
-                        service_endpoints: effective.endpoints,
-                    }),
-                    Vec::new(),
-                ),
-                Err(errors) => (previous.and_then(|p| p.accepted), errors),
+                Ok(resource) => {
+                    let resource = Arc::new(resource);
+                    match too_large(&object, &resource) {
+                        Some(e) => (previous.and_then(|p| p.accepted), vec![e], true),
+                        None => (
+                            Some(Accepted {
+                                resource,
+                                generation: object.generation,
+                                service_endpoints: effective.endpoints,
+                            }),
+                            Vec::new(),
+                            false,
+                        ),
+                    }
+                }
+                Err(errors) => (previous.and_then(|p| p.accepted), errors, false),
             },
         };
         Entry {
@@ -165,6 +178,7 @@ impl Index {
             input: Some(effective.config),
             accepted,
             errors,
+            too_large,
         }
     }
 
@@ -395,7 +409,11 @@ impl Index {
                 };
                 ObjectStatus {
                     accepted: false,
-                    reason: Reason::InvalidConfig,
+                    reason: if entry.too_large {
+                        Reason::TooLarge
+                    } else {
+                        Reason::InvalidConfig
+                    },
                     message,
                     observed_generation: entry.object.generation,
                     nodes,
@@ -591,5 +609,8 @@ fn build_snapshot<'a>(
     (snapshot, winners, losers)
 }
 
+mod size;
 #[cfg(test)]
 mod tests;
+
+pub use size::too_large;

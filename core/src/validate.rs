@@ -68,11 +68,18 @@ pub fn check(paths: &[PathBuf]) -> Outcome {
         outcome.objects += 1;
         let ty = object.key.kind;
         let converted = service_endpoints::effective_config(&object, &slices)
-            .and_then(|effective| convert::convert(ty, &effective.config));
+            .and_then(|effective| convert::convert(ty, &effective.config))
+            .and_then(|c| {
+                let c = std::sync::Arc::new(c);
+                match crate::index::too_large(&object, &c) {
+                    Some(e) => Err(vec![e]),
+                    None => Ok(c),
+                }
+            });
         let (provides, references) = match converted {
             Ok(c) => {
                 let refs = xref::references(ty, &c.message());
-                (Some(c.name), refs)
+                (Some(c.name.clone()), refs)
             }
             Err(problems) => {
                 for p in &problems {

@@ -1,4 +1,5 @@
 //! Helpers of the end-to-end tests: real etcd, the real binaries, a real
 //! Envoy (see [`harness`]).
 
+pub mod differential;
 pub mod harness;

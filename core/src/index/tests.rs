@@ -305,7 +305,10 @@ fn snapshot_lists_every_selecting_object_and_sorts_types_in_push_order() {
         "foo",
         "l",
         None,
-        json!({"name": "l", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 80}}}),
+        json!({"name": "l", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 80}},
+            "filter_chains": [{"filters": [{"name": "tcp", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                "stat_prefix": "t", "cluster": "c"}}]}]}),
     ));
     index.apply_object(cluster("foo", "c", None, "1s"));
     index.apply_pod(mk_pod("foo", "p", &[]));
@@ -611,4 +614,42 @@ mod service_endpoints {
         index.apply_slice(mk_slice("foo", "api-1", "api", ready(&["10.0.1.1"])));
         assert!(plan::plan(&keys, &etcd, &index.desired()).is_empty());
     }
+}
+
+#[test]
+fn an_object_too_large_for_etcd_alone_is_rejected_and_its_previous_version_stays() {
+    let mut index = Index::new();
+    index.apply_object(cluster("foo", "c1", None, "1s"));
+    index.apply_object(cluster("foo", "c2", None, "1s"));
+    index.apply_pod(mk_pod("foo", "p", &[]));
+    let before = index.desired();
+
+    // Just under the limit is fine; well over it is TooLarge.
+    let with_blob = |bytes: usize| {
+        let mut c = cluster("foo", "c1", None, "1s");
+        c.generation = 2;
+        c.config["metadata"] = json!({"filter_metadata": {"blob": {"b": "x".repeat(bytes)}}});
+        c
+    };
+    assert!(index.apply_object(with_blob(1_000_000)).is_empty());
+    index.apply_object(cluster("foo", "c1", None, "1s"));
+    let problems = index.apply_object(with_blob(1_500_000));
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let after = index.desired();
+    assert_eq!(before.groups, after.groups, "generation 1 stays in force");
+    let status = &after.statuses[&index_key("foo", "c1")];
+    assert_eq!(status.reason, Reason::TooLarge);
+    assert!(!status.accepted);
+    assert!(
+        status
+            .message
+            .contains(&format!("({} bytes)", crate::plan::MAX_VALUE_BYTES))
+            && status.message.contains("1500"),
+        "names the size and the limit: {}",
+        status.message
+    );
+    assert_eq!(
+        after.statuses[&index_key("foo", "c2")].reason,
+        Reason::Valid
+    );
 }

@@ -442,6 +442,9 @@ impl Parser {
             Json::Null if desc.full_name() == "google.protobuf.NullValue" => Some(0),
             Json::String(name) => match desc.get_value_by_name(name) {
                 Some(v) => Some(v.number()),
+                // A number in a string, as protobuf's own JSON parser (and so
+                // Envoy's bootstrap loader) takes it.
+                None if name.parse::<i32>().is_ok() => name.parse().ok(),
                 None => {
                     let names: Vec<String> = desc.values().map(|v| v.name().to_string()).collect();
                     let shown = if names.len() <= 12 {
@@ -827,8 +830,11 @@ fn is_decimal_number(s: &str) -> bool {
 }
 
 fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    let config =
-        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    // Unused bits of the last character may be set, as protobuf's JSON
+    // parser allows.
+    let config = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
     let standard = GeneralPurpose::new(&base64::alphabet::STANDARD, config);
     let url_safe = GeneralPurpose::new(&base64::alphabet::URL_SAFE, config);
     standard.decode(s).or_else(|_| url_safe.decode(s)).ok()

@@ -3,11 +3,16 @@
 //!
 //! * [`json`] — the proto3 JSON walker: every problem with its JSON path.
 //! * [`pgv`] — protoc-gen-validate rules, read from the descriptors.
+//! * [`semantic`] — Envoy's checks beyond those, as a table of rules.
 //!
 //! docs/VALIDATION.md describes what is checked and how problems read.
 
 pub mod json;
 pub mod pgv;
+pub mod semantic;
+mod semantic_rules;
+#[cfg(test)]
+mod semantic_tests;
 #[cfg(test)]
 mod tests;
 
@@ -74,6 +79,9 @@ pub fn convert_message(
         .get_message_by_name(ty.message_name())
         .expect("every ResourceType names a message of the Envoy API");
     let (message, mut errors) = parse_and_validate(&desc, config, CONFIG_PATH);
+    if errors.is_empty() {
+        errors = semantic::check(ty, &message, CONFIG_PATH);
+    }
     let name_path = format!("{CONFIG_PATH}.{}", ty.name_field());
     let named = message
         .get_field_by_name(ty.name_field())

@@ -362,7 +362,7 @@ fn deep_nesting_is_an_error_not_a_crash() {
 fn socket_port(port: serde_json::Value) -> Result<u32, Vec<ConfigError>> {
     let c = convert(
         ResourceType::Endpoint,
-        &endpoint_with_address(json!({"address": "a", "port_value": port})),
+        &endpoint_with_address(json!({"address": "10.0.0.1", "port_value": port})),
     )?;
     let m = c.message();
     let lb = m.get_field_by_name("endpoints").unwrap().as_list().unwrap()[0]
@@ -1273,4 +1273,32 @@ fn field_masks_structs_values_lists_and_wrappers() {
     }
     // An empty Any is the default Any.
     rules_ok(json!({"payload": {}}));
+}
+
+/// Two leniencies of protobuf's own JSON parser, which Envoy's bootstrap
+/// loader uses (found by the Envoy differential test).
+#[test]
+fn enum_numbers_in_strings_and_base64_with_unused_bits_set_are_accepted() {
+    let health = |status: serde_json::Value| {
+        convert(
+            ResourceType::Endpoint,
+            &json!({"cluster_name": "c", "endpoints": [{"lb_endpoints": [{
+                "endpoint": {"address": {"socket_address": {"address": "10.0.0.1", "port_value": 80}}},
+                "health_status": status}]}]}),
+        )
+    };
+    assert_eq!(
+        health(json!("2")).unwrap(),
+        health(json!("UNHEALTHY")).unwrap()
+    );
+    assert!(health(json!("UNHEALTHYX")).is_err());
+    let key = |b64: &str| {
+        convert(
+            ResourceType::Secret,
+            &json!({"name": "k", "session_ticket_keys": {"keys": [{"inline_bytes": b64}]}}),
+        )
+    };
+    // "99" has bits set beyond its one byte; "9" is no base64 at all.
+    assert_eq!(key("99").unwrap(), key("9w").unwrap());
+    assert!(key("9").is_err());
 }

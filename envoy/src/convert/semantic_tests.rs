@@ -1,0 +1,468 @@
+//! Tests of the semantic rules: each rule rejects what Envoy 1.40 rejects
+//! (checked with `envoy --mode validate` when the rule was written) and
+//! accepts the neighbouring configs Envoy accepts.
+
+use bootes_proto::envoy::descriptor_pool;
+use bootes_proto::ResourceType;
+use prost_reflect::{Kind, MessageDescriptor};
+use serde_json::{json, Value};
+
+use super::semantic::{Check, Cond};
+use super::semantic_rules::RULES;
+use super::{convert, ConfigError};
+
+fn problems(ty: ResourceType, config: Value) -> Vec<ConfigError> {
+    match convert(ty, &config) {
+        Ok(_) => Vec::new(),
+        Err(e) => e,
+    }
+}
+
+#[track_caller]
+fn rejected(ty: ResourceType, config: Value, path: &str, words: &str) {
+    let e = problems(ty, config);
+    assert!(
+        e.iter()
+            .any(|e| e.path == path && e.message.contains(words)),
+        "expected {path}: …{words}…, got {e:#?}"
+    );
+}
+
+#[track_caller]
+fn accepted(ty: ResourceType, config: Value) {
+    let e = problems(ty, config);
+    assert!(e.is_empty(), "{e:#?}");
+}
+
+/// Every path a rule names exists in the descriptors (a typo would make the
+/// rule silently never fire).
+#[test]
+fn every_rule_names_fields_the_envoy_api_has() {
+    fn check_path(desc: &MessageDescriptor, path: &str) {
+        let names: Vec<&str> = path.split('.').collect();
+        let mut d = desc.clone();
+        for (i, name) in names.iter().enumerate() {
+            let last = i == names.len() - 1;
+            match d.get_field_by_name(name) {
+                Some(f) => {
+                    if let Kind::Message(m) = f.kind() {
+                        d = if f.is_map() {
+                            match m.map_entry_value_field().kind() {
+                                Kind::Message(v) => v,
+                                _ => m,
+                            }
+                        } else {
+                            m
+                        };
+                    } else {
+                        assert!(
+                            last,
+                            "{}: {path}: {name} is not a message",
+                            desc.full_name()
+                        );
+                    }
+                }
+                None => assert!(
+                    last && d.oneofs().any(|o| o.name() == *name),
+                    "{}: {path}: no field or oneof {name}",
+                    desc.full_name()
+                ),
+            }
+        }
+    }
+    let pool = descriptor_pool();
+    for rule in RULES {
+        let desc = pool
+            .get_message_by_name(rule.message)
+            .unwrap_or_else(|| panic!("no message {}", rule.message));
+        let mut paths = Vec::new();
+        for c in rule.when.iter().chain(match &rule.check {
+            Check::Holds(c) => std::slice::from_ref(c),
+            _ => &[],
+        }) {
+            match c {
+                Cond::Set(p) | Cond::Unset(p) | Cond::Enum(p, _) | Cond::NoPrefix(p, _) => {
+                    paths.push(*p)
+                }
+                Cond::Resource(_) => {}
+            }
+        }
+        match &rule.check {
+            Check::Required(p) | Check::Each(p, _) | Check::Count { path: p, .. } => paths.push(p),
+            Check::AnyOf(ps) | Check::ExactlyOne(ps) => paths.extend(ps.iter().copied()),
+            Check::Holds(_) | Check::Message(_) => {}
+        }
+        for p in paths {
+            check_path(&desc, p);
+        }
+    }
+}
+
+fn tcp_proxy_chain() -> Value {
+    json!({"filters": [{"name": "tcp", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+        "stat_prefix": "t", "cluster": "c"}}]})
+}
+
+fn listener(extra: Value) -> Value {
+    let mut l = json!({
+        "name": "l",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 80}},
+        "filter_chains": [tcp_proxy_chain()]
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            l.as_object_mut().unwrap().remove(k);
+        } else {
+            l[k] = v.clone();
+        }
+    }
+    l
+}
+
+#[test]
+fn listener_rules() {
+    use ResourceType::Listener as L;
+    accepted(L, listener(json!({})));
+    rejected(
+        L,
+        listener(json!({"address": null})),
+        "spec.config.address",
+        "address is necessary",
+    );
+    accepted(
+        L,
+        listener(json!({"address": null, "internal_listener": {}})),
+    );
+    rejected(
+        L,
+        listener(json!({"filter_chains": []})),
+        "spec.config",
+        "no filter chains specified",
+    );
+    accepted(
+        L,
+        listener(json!({"filter_chains": [], "default_filter_chain": tcp_proxy_chain()})),
+    );
+    // A UDP listener may have listener filters only.
+    accepted(
+        L,
+        listener(json!({"filter_chains": [], "address": {"socket_address": {
+            "protocol": "UDP", "address": "127.0.0.1", "port_value": 53}}})),
+    );
+    let source = |prefix: &str| {
+        let mut chain = tcp_proxy_chain();
+        chain["filter_chain_match"] =
+            json!({"source_prefix_ranges": [{"address_prefix": prefix, "prefix_len": 8}]});
+        listener(json!({"filter_chains": [chain]}))
+    };
+    accepted(L, source("10.0.0.0"));
+    rejected(
+        L,
+        source("ten"),
+        "spec.config.filter_chains[0].filter_chain_match.source_prefix_ranges[0].address_prefix",
+        "malformed IP address",
+    );
+    rejected(
+        L,
+        listener(
+            json!({"address": {"socket_address": {"address": "example.com", "port_value": 80}}}),
+        ),
+        "spec.config.address.socket_address",
+        "is not an IP address",
+    );
+    // Filters need a typed_config: Envoy finds them by type, not name.
+    rejected(
+        L,
+        listener(
+            json!({"filter_chains": [{"filters": [{"name": "envoy.filters.network.tcp_proxy"}]}]}),
+        ),
+        "spec.config.filter_chains[0].filters[0].typed_config",
+        "Didn't find a registered implementation",
+    );
+}
+
+#[test]
+fn cluster_rules() {
+    use ResourceType::Cluster as C;
+    let cla = |address: &str| {
+        json!({"cluster_name": "c", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": address, "port_value": 80}}}}]}]})
+    };
+    // No type: STATIC, and host names are then an error.
+    rejected(
+        C,
+        json!({"name": "c", "load_assignment": cla("db.example.com")}),
+        "spec.config.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address",
+        "malformed IP address",
+    );
+    accepted(C, json!({"name": "c", "load_assignment": cla("10.0.0.1")}));
+    accepted(C, json!({"name": "c", "load_assignment": cla("fd00::1")}));
+    accepted(
+        C,
+        json!({"name": "c", "load_assignment": cla("fe80::1%eth0")}),
+    );
+    rejected(
+        C,
+        json!({"name": "c", "load_assignment": cla("%%garbage")}),
+        "spec.config.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address",
+        "malformed IP address",
+    );
+    accepted(
+        C,
+        json!({"name": "c", "type": "STRICT_DNS", "load_assignment": cla("db.example.com")}),
+    );
+    rejected(
+        C,
+        json!({"name": "c", "eds_cluster_config": {"eds_config": {"ads": {}}}}),
+        "spec.config",
+        "eds_cluster_config set in a non-EDS cluster",
+    );
+    rejected(
+        C,
+        json!({"name": "c", "type": "EDS"}),
+        "spec.config.eds_cluster_config",
+        "cannot create an EDS cluster without an EDS config",
+    );
+    accepted(
+        C,
+        json!({"name": "c", "type": "EDS", "eds_cluster_config": {"eds_config": {"ads": {}}}}),
+    );
+    rejected(
+        C,
+        json!({"name": "c", "type": "LOGICAL_DNS"}),
+        "spec.config.load_assignment",
+        "LOGICAL_DNS clusters must have a single",
+    );
+    rejected(
+        C,
+        json!({"name": "c", "type": "ORIGINAL_DST"}),
+        "spec.config",
+        "ORIGINAL_DST",
+    );
+    accepted(
+        C,
+        json!({"name": "c", "type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED"}),
+    );
+    rejected(
+        C,
+        json!({"name": "c", "ring_hash_lb_config": {"maximum_ring_size": 0}}),
+        "spec.config.ring_hash_lb_config",
+        "ring hash",
+    );
+    accepted(
+        C,
+        json!({"name": "c", "ring_hash_lb_config": {"maximum_ring_size": 1024}}),
+    );
+    rejected(
+        C,
+        json!({"name": "c", "ring_hash_lb_config": {"minimum_ring_size": 2048, "maximum_ring_size": 1024}}),
+        "spec.config.ring_hash_lb_config",
+        "ring hash",
+    );
+    rejected(
+        C,
+        json!({"name": "c", "health_checks": [{"timeout": "1s", "interval": "1s",
+            "unhealthy_threshold": 1, "healthy_threshold": 1,
+            "http_health_check": {"path": "/", "expected_statuses": [{"start": 300, "end": 200}]}}]}),
+        "spec.config.health_checks[0].http_health_check.expected_statuses[0]",
+        "Invalid http expected status range",
+    );
+}
+
+#[test]
+fn endpoint_rules() {
+    use ResourceType::Endpoint as E;
+    let with =
+        |endpoint: Value| json!({"cluster_name": "c", "endpoints": [{"lb_endpoints": [endpoint]}]});
+    rejected(
+        E,
+        with(
+            json!({"endpoint": {"address": {"socket_address": {"address": "web", "port_value": 80}}}}),
+        ),
+        "spec.config.endpoints[0].lb_endpoints[0].endpoint.address.socket_address",
+        "malformed IP address",
+    );
+    accepted(
+        E,
+        with(json!({"endpoint": {"address": {"socket_address": {
+            "address": "web", "port_value": 80, "resolver_name": "custom"}}}})),
+    );
+    rejected(
+        E,
+        with(json!({"endpoint": {}})),
+        "spec.config.endpoints[0].lb_endpoints[0]",
+        "Address must be set",
+    );
+    // A DNS cluster's endpoint without an address is only a failed lookup.
+    accepted(
+        ResourceType::Cluster,
+        json!({"name": "c", "type": "STRICT_DNS", "load_assignment": with(json!({"endpoint": {}}))}),
+    );
+    rejected(
+        E,
+        with(json!({"endpoint": {"address": {"pipe": {"path": format!("/{}", "x".repeat(107))}}}})),
+        "spec.config.endpoints[0].lb_endpoints[0].endpoint.address.pipe.path",
+        "UNIX domain socket path",
+    );
+    accepted(
+        E,
+        with(json!({"endpoint": {"address": {"pipe": {"path": format!("/{}", "x".repeat(106))}}}})),
+    );
+}
+
+#[test]
+fn route_rules() {
+    use ResourceType::Route as R;
+    let with_route = |route: Value| json!({"name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"], "routes": [route]}]});
+    // Every duration, wherever it is: Envoy keeps them as int64 nanoseconds.
+    let timeout = |t: &str| {
+        with_route(json!({"match": {"prefix": "/"}, "route": {"cluster": "a", "timeout": t}}))
+    };
+    let at = "spec.config.virtual_hosts[0].routes[0].route.timeout";
+    rejected(R, timeout("-1s"), at, "Invalid duration");
+    rejected(R, timeout("-0.001s"), at, "Invalid duration");
+    rejected(R, timeout("9223372036s"), at, "Invalid duration");
+    accepted(R, timeout("9223372035.999999999s"));
+    accepted(R, timeout("0s"));
+    rejected(
+        R,
+        with_route(
+            json!({"match": {"prefix": "/"}, "route": {"weighted_clusters": {"clusters": [{"name": "a"}]}}}),
+        ),
+        "spec.config.virtual_hosts[0].routes[0].route.weighted_clusters.clusters[0].weight",
+        "Field 'weight' is missing",
+    );
+    rejected(
+        R,
+        with_route(
+            json!({"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "x".repeat(4097)}}}),
+        ),
+        "spec.config.virtual_hosts[0].routes[0].direct_response.body.inline_string",
+        "maximum is",
+    );
+    let mut bigger = with_route(
+        json!({"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "x".repeat(4097)}}}),
+    );
+    bigger["max_direct_response_body_size_bytes"] = json!(5000);
+    accepted(R, bigger);
+    let back_off = |b: Value| {
+        with_route(
+            json!({"match": {"prefix": "/"}, "route": {"cluster": "a", "retry_policy": {"retry_back_off": b}}}),
+        )
+    };
+    rejected(
+        R,
+        back_off(json!({"base_interval": "2s", "max_interval": "1s"})),
+        "spec.config.virtual_hosts[0].routes[0].route.retry_policy.retry_back_off.max_interval",
+        "max_interval must greater than or equal",
+    );
+    accepted(R, back_off(json!({"base_interval": "2s"})));
+    accepted(
+        R,
+        back_off(json!({"base_interval": "1s", "max_interval": "1s"})),
+    );
+    rejected(
+        R,
+        with_route(json!({"match": {"prefix": "/"}, "route": {"cluster": "a"},
+            "typed_per_filter_config": {"envoy.filters.http.cors": {}}})),
+        "spec.config.virtual_hosts[0].routes[0].typed_per_filter_config[\"envoy.filters.http.cors\"]",
+        "with type URL: ''",
+    );
+    rejected(
+        R,
+        with_route(
+            json!({"match": {"prefix": "/"}, "route": {"cluster": "a", "request_mirror_policies": [{}]}}),
+        ),
+        "spec.config.virtual_hosts[0].routes[0].route.request_mirror_policies[0]",
+        "Exactly one of cluster or cluster_header",
+    );
+}
+
+const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBnTCCAUOg\n-----END CERTIFICATE-----\n";
+const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\n-----END PRIVATE KEY-----\n";
+
+#[test]
+fn secret_and_tls_rules() {
+    use ResourceType::Secret as S;
+    let cert = |c: Value| json!({"name": "s", "tls_certificate": c});
+    accepted(
+        S,
+        cert(
+            json!({"certificate_chain": {"inline_string": CERT}, "private_key": {"inline_string": KEY}}),
+        ),
+    );
+    rejected(
+        S,
+        cert(json!({"certificate_chain": {"inline_string": CERT}})),
+        "spec.config.tls_certificate.private_key",
+        "incomplete private key",
+    );
+    accepted(
+        S,
+        cert(
+            json!({"certificate_chain": {"filename": "/etc/c.pem"}, "private_key_provider": {
+            "provider_name": "p", "typed_config": {"@type": "type.googleapis.com/google.protobuf.Struct", "value": {}}}}),
+        ),
+    );
+    rejected(
+        S,
+        cert(
+            json!({"certificate_chain": {"inline_string": "garbage"}, "private_key": {"inline_string": KEY}}),
+        ),
+        "spec.config.tls_certificate.certificate_chain",
+        "Failed to load certificate chain",
+    );
+    // Problems in a private key never echo it.
+    let e = problems(
+        S,
+        cert(
+            json!({"certificate_chain": {"inline_string": CERT}, "private_key": {"inline_string": "hunter2"}}),
+        ),
+    );
+    assert!(!format!("{e:?}").contains("hunter2"), "{e:?}");
+    // A validation context from SDS may get its CA from a default context:
+    // not judged on its own.
+    accepted(
+        S,
+        json!({"name": "v", "validation_context": {"match_typed_subject_alt_names": [
+            {"san_type": "DNS", "matcher": {"exact": "a"}}]}}),
+    );
+
+    use ResourceType::Cluster as C;
+    let upstream = |common: Value| {
+        json!({"name": "c", "type": "EDS", "eds_cluster_config": {"eds_config": {"ads": {}}},
+            "transport_socket": {"name": "tls", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "common_tls_context": common}}})
+    };
+    rejected(
+        C,
+        upstream(json!({"alpn_protocols": ["h2", ""]})),
+        "spec.config.transport_socket.typed_config.common_tls_context.alpn_protocols[1]",
+        "INVALID_ALPN_PROTOCOL_LIST",
+    );
+    accepted(C, upstream(json!({"alpn_protocols": [""]})));
+    rejected(
+        C,
+        upstream(json!({"alpn_protocols": ["x".repeat(256)]})),
+        "spec.config.transport_socket.typed_config.common_tls_context.alpn_protocols[0]",
+        "Invalid ALPN protocol string",
+    );
+    rejected(
+        C,
+        upstream(
+            json!({"validation_context": {"match_typed_subject_alt_names": [
+            {"san_type": "DNS", "matcher": {"exact": "a"}}]}}),
+        ),
+        "spec.config.transport_socket.typed_config.common_tls_context",
+        "SAN-based verification",
+    );
+    accepted(
+        C,
+        upstream(json!({"combined_validation_context": {
+            "default_validation_context": {"match_typed_subject_alt_names": [
+                {"san_type": "DNS", "matcher": {"exact": "a"}}]},
+            "validation_context_sds_secret_config": {"name": "ca", "sds_config": {"ads": {}}}}})),
+    );
+}

@@ -1,0 +1,323 @@
+//! Seeded random mutations of a proto3 JSON config: pure, deterministic for a
+//! seed, so a failing mutant can be reproduced from its number.
+
+use serde_json::{json, Map, Value};
+
+/// A small deterministic generator (SplitMix64): the test needs
+/// reproducibility, not statistical quality.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+/// The mutation operators of issue 13.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    /// Remove a field of an object.
+    Delete,
+    /// A number, duration or bool set to its zero value.
+    Zero,
+    /// A number or duration made negative.
+    Negative,
+    /// A number, duration or string made very large.
+    Huge,
+    /// A string, object or list made empty.
+    Empty,
+    /// Any value replaced by a value of the wrong shape or content.
+    Garbage,
+    /// An object given a field its message does not have.
+    UnknownField,
+    /// A list emptied.
+    EmptyList,
+}
+
+pub const OPS: [Op; 8] = [
+    Op::Delete,
+    Op::Zero,
+    Op::Negative,
+    Op::Huge,
+    Op::Empty,
+    Op::Garbage,
+    Op::UnknownField,
+    Op::EmptyList,
+];
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Delete => "delete",
+            Op::Zero => "zero",
+            Op::Negative => "negative",
+            Op::Huge => "huge",
+            Op::Empty => "empty",
+            Op::Garbage => "garbage",
+            Op::UnknownField => "unknown-field",
+            Op::EmptyList => "empty-list",
+        }
+    }
+}
+
+/// One step of a path into a JSON value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// A mutant: the mutated config and what was done, for reports.
+#[derive(Clone, Debug)]
+pub struct Mutant {
+    pub config: Value,
+    pub op: Op,
+    /// `spec.config.a.b[0].c`
+    pub path: String,
+    /// The new value (`None` for a deletion).
+    pub value: Option<Value>,
+}
+
+/// Fields never mutated: at the top level, the resource's own name (the xDS
+/// identity: Bootes requires it by design, while a static Envoy bootstrap
+/// invents names for unnamed listeners).
+const KEEP_TOP_LEVEL: [&str; 2] = ["name", "cluster_name"];
+
+/// Applies one operator, chosen by `rng`, at one place of `config` where it
+/// applies. `None` when the config offers no place for the chosen operator.
+pub fn mutate(original: &Value, rng: &mut Rng) -> Option<Mutant> {
+    let config = original;
+    let op = *rng.pick(&OPS);
+    let mut places = Vec::new();
+    collect(config, &mut Vec::new(), &mut places);
+    let candidates: Vec<&(Vec<Step>, Value)> = places
+        .iter()
+        .filter(|(path, value)| applies(op, path, value))
+        .collect();
+    if candidates.is_empty() {
+        return None;
+    }
+    let (path, old) = rng.pick(&candidates);
+    let new = replacement(op, old, rng);
+    let mut config = config.clone();
+    match (&new, op) {
+        (_, Op::Delete) => {
+            let (last, parent) = path.split_last().expect("not the root");
+            let Step::Key(key) = last else {
+                unreachable!("deletions are of object fields")
+            };
+            if let Some(Value::Object(m)) = get_mut(&mut config, parent) {
+                m.remove(key);
+            }
+        }
+        (Some(v), Op::UnknownField) => {
+            if let Some(Value::Object(m)) = get_mut(&mut config, path) {
+                m.insert("bootes_differential_unknown".into(), v.clone());
+            }
+        }
+        (Some(v), _) => {
+            if let Some(slot) = get_mut(&mut config, path) {
+                *slot = v.clone();
+            }
+        }
+        (None, _) => return None,
+    }
+    if config == *original {
+        return None;
+    }
+    Some(Mutant {
+        config,
+        op,
+        path: display(path),
+        value: new,
+    })
+}
+
+/// Every place below the root, with its value.
+fn collect(value: &Value, path: &mut Vec<Step>, out: &mut Vec<(Vec<Step>, Value)>) {
+    if !path.is_empty() {
+        out.push((path.clone(), value.clone()));
+    }
+    match value {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if path.is_empty() && KEEP_TOP_LEVEL.contains(&k.as_str()) {
+                    continue;
+                }
+                path.push(Step::Key(k.clone()));
+                collect(v, path, out);
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                path.push(Step::Index(i));
+                collect(v, path, out);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_duration(s: &str) -> bool {
+    s.strip_suffix('s')
+        .is_some_and(|n| !n.is_empty() && n.parse::<f64>().is_ok())
+}
+
+fn applies(op: Op, path: &[Step], value: &Value) -> bool {
+    let duration = value.as_str().is_some_and(is_duration);
+    match op {
+        Op::Delete => matches!(path.last(), Some(Step::Key(_))),
+        Op::Zero => value.is_number() || value.is_boolean() || duration,
+        Op::Negative => value.is_number() || duration,
+        Op::Huge => value.is_number() || value.is_string(),
+        Op::Empty => value.is_string() || value.is_object() || value.is_array(),
+        Op::Garbage => true,
+        Op::UnknownField => value.is_object(),
+        Op::EmptyList => value.as_array().is_some_and(|a| !a.is_empty()),
+    }
+}
+
+fn replacement(op: Op, old: &Value, rng: &mut Rng) -> Option<Value> {
+    let duration = old.as_str().is_some_and(is_duration);
+    Some(match op {
+        Op::Delete => return None,
+        Op::Zero if duration => json!("0s"),
+        Op::Zero if old.is_boolean() => json!(false),
+        Op::Zero => json!(0),
+        Op::Negative if duration => json!(rng.pick(&["-1s", "-0.001s"])),
+        Op::Negative => {
+            let n = old.as_f64().unwrap_or(1.0).abs().max(1.0);
+            json!(-n)
+        }
+        Op::Huge if duration => json!(rng.pick(&["315576000000s", "4294967296s"])),
+        Op::Huge if old.is_string() => Value::String("x".repeat(*rng.pick(&[300, 4_096, 70_000]))),
+        Op::Huge => json!(rng.pick(&[
+            json!(4_294_967_296_u64),
+            json!(2_147_483_648_u64),
+            json!(u64::MAX),
+            json!(1e300),
+        ])),
+        Op::Empty if old.is_string() => json!(""),
+        Op::Empty if old.is_array() => json!([]),
+        Op::Empty => json!({}),
+        Op::Garbage => rng
+            .pick(&[
+                json!("garbage"),
+                json!("%%not*a-valid value\u{7}"),
+                json!("-"),
+                json!("999999"),
+                json!(true),
+                json!(12345),
+                json!(["garbage"]),
+                json!({"garbage": 1}),
+            ])
+            .clone(),
+        Op::UnknownField => json!("unknown"),
+        Op::EmptyList => json!([]),
+    })
+}
+
+fn get_mut<'a>(value: &'a mut Value, path: &[Step]) -> Option<&'a mut Value> {
+    let mut v = value;
+    for step in path {
+        v = match (step, v) {
+            (Step::Key(k), Value::Object(m)) => m.get_mut(k)?,
+            (Step::Index(i), Value::Array(a)) => a.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+/// `spec.config.a.b[0]`
+pub fn display(path: &[Step]) -> String {
+    let mut s = String::from("spec.config");
+    for step in path {
+        match step {
+            Step::Key(k) => {
+                s.push('.');
+                s.push_str(k);
+            }
+            Step::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// Every string value under a key named `key`, at any depth (used to find the
+/// cluster names a corpus config refers to).
+pub fn strings_under(value: &Value, key: &str, out: &mut Vec<String>) {
+    match value {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if k == key {
+                    if let Some(s) = v.as_str() {
+                        out.push(s.to_string());
+                    }
+                }
+                strings_under(v, key, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| strings_under(v, key, out)),
+        _ => {}
+    }
+}
+
+/// An object with these entries (for building bootstraps).
+pub fn object(entries: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
+    Value::Object(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_gives_the_same_mutant_and_every_operator_applies_somewhere() {
+        let config = json!({
+            "name": "c",
+            "connect_timeout": "1s",
+            "per_connection_buffer_limit_bytes": 10,
+            "type": "STATIC",
+            "respect_dns_ttl": true,
+            "load_assignment": {"cluster_name": "c", "endpoints": [{"lb_endpoints": []}]}
+        });
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            let a = mutate(&config, &mut Rng::new(seed));
+            let b = mutate(&config, &mut Rng::new(seed));
+            assert_eq!(a.as_ref().map(|m| &m.config), b.as_ref().map(|m| &m.config));
+            if let Some(m) = a {
+                assert_ne!(m.config, config, "{m:?} changes the config");
+                assert_eq!(m.config["name"], "c", "the name is kept");
+                seen.insert(m.op);
+            }
+        }
+        assert_eq!(seen.len(), OPS.len(), "{seen:?}");
+    }
+}
