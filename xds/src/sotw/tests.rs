@@ -430,4 +430,3 @@ fn settles_after_a_random_walk_of_changes() {
         assert_eq!(last_lds.resources.len(), usize::from(i % 3 == 0));
     }
 }
-
