@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-/// Delays of a retry loop: 200 ms doubling up to 5 s, each with jitter, and
-/// never exhausted (a loop retries until it succeeds or is stopped).
+/// Delays of a retry loop: 200 ms doubling up to 2.5 s, each plus a random
+/// jitter of up to as much again (so at most 5 s), and never exhausted (a
+/// loop retries until it succeeds or is stopped).
 #[derive(Debug)]
 pub struct Backoff {
     builder: ExponentialBuilder,
@@ -16,7 +17,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self::new(Duration::from_millis(200), Duration::from_secs(5))
+        Self::new(Duration::from_millis(200), Duration::from_millis(2500))
     }
 }
 
