@@ -44,6 +44,12 @@ async fn inspect_json(etcd: &str, args: &[&str]) -> Result<Value> {
         .with_context(|| format!("inspect {args:?} -o json is not JSON"))
 }
 
+/// PEM framing (Bootes checks it) around markers the test looks for.
+const PUBLIC_CHAIN: &str =
+    "-----BEGIN CERTIFICATE-----\nComment: PUBLIC-CHAIN\nMIIBnTCC\n-----END CERTIFICATE-----\n";
+const PRIVATE_KEY: &str =
+    "-----BEGIN PRIVATE KEY-----\nComment: PRIVATE-KEY-MATERIAL\nMIGHAgEA\n-----END PRIVATE KEY-----\n";
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -90,8 +96,8 @@ fn write_shop(m: &ManifestDir) {
                 "spec": {"workloadSelector": {"labels": {"app": "web"}}, "config": {
                     "name": "tls",
                     "tls_certificate": {
-                        "certificate_chain": {"inline_string": "PUBLIC-CHAIN"},
-                        "private_key": {"inline_string": "PRIVATE-KEY-MATERIAL"}
+                        "certificate_chain": {"inline_string": PUBLIC_CHAIN},
+                        "private_key": {"inline_string": PRIVATE_KEY}
                     }
                 }}
             }),
@@ -209,7 +215,7 @@ async fn inspect_decodes_what_the_controller_wrote() -> Result<()> {
     );
     let tls = &by_type("SDS")["resources"][0]["config"]["tls_certificate"];
     assert_eq!(tls["private_key"]["inline_string"], "[redacted]");
-    assert_eq!(tls["certificate_chain"]["inline_string"], "PUBLIC-CHAIN");
+    assert_eq!(tls["certificate_chain"]["inline_string"], PUBLIC_CHAIN);
 
     // Secret material only with --show-secrets, in any format.
     let yaml = inspect(&url, &[&["snapshot", "web-0.shop"][..], &p].concat()).await;
@@ -320,14 +326,18 @@ async fn inspect_decodes_what_the_controller_wrote() -> Result<()> {
     Ok(())
 }
 
-/// A STATIC cluster whose endpoint is a host name: valid for the API
-/// descriptors, NACKed by Envoy ("malformed IP address").
+/// A cluster whose TLS context names a secret of the Envoy's bootstrap that
+/// the bootstrap does not have: valid for Bootes, which cannot know the
+/// bootstrap, NACKed by Envoy ("Unknown static secret").
 fn bad_static_cluster() -> Value {
     json!({"apiVersion": "bootes.io/v1", "kind": "Cluster",
            "metadata": {"name": "static-bad", "namespace": "demo"},
            "spec": {"config": {"name": "static-bad", "type": "STATIC", "connect_timeout": "1s",
                "load_assignment": {"cluster_name": "static-bad", "endpoints": [{"lb_endpoints": [
-                   {"endpoint": {"address": {"socket_address": {"address": "not-an-ip", "port_value": 80}}}}]}]}}}})
+                   {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 80}}}}]}]},
+               "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+                   "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                   "common_tls_context": {"tls_certificate_sds_secret_configs": [{"name": "no-such-secret"}]}}}}}})
 }
 
 fn node<'a>(v: &'a Value, id: &str) -> Result<&'a Value> {
@@ -411,7 +421,7 @@ async fn inspect_nodes_shows_what_envoy_acked_and_nacked() -> Result<()> {
                 .context("no CDS")?;
             ensure!(cds["state"] == "nacked", "{cds:#}");
             let detail = cds["nack"]["detail"].as_str().unwrap_or_default();
-            ensure!(detail.contains("malformed IP address"), "{cds:#}");
+            ensure!(detail.contains("Unknown static secret"), "{cds:#}");
             ensure!(
                 cds["nack"]["resources"]
                     .as_array()

@@ -28,9 +28,12 @@ fn secret(name: &str, config: Value) -> Value {
            "spec": {"config": config}})
 }
 
+/// A certificate and key in PEM framing (Bootes checks it); the secret
+/// material is a header line of the key.
 fn key(material: &str) -> Value {
-    json!({"certificate_chain": {"inline_string": "PUBLIC"},
-           "private_key": {"inline_string": material}})
+    json!({"certificate_chain": {"inline_string": "-----BEGIN CERTIFICATE-----\nMIIBnTCC\n-----END CERTIFICATE-----\n"},
+           "private_key": {"inline_string": format!(
+               "-----BEGIN PRIVATE KEY-----\nComment: {material}\nMIGHAgEA\n-----END PRIVATE KEY-----\n")}})
 }
 
 fn objects() -> Vec<Value> {

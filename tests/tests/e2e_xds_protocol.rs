@@ -115,14 +115,19 @@ async fn csds(addr: SocketAddr) -> Result<Value> {
 const ACKED: i64 = 3;
 const NACKED: i64 = 4;
 
-/// A STATIC cluster whose endpoint is a host name: valid for every rule in
-/// the API descriptors, rejected by Envoy ("malformed IP address").
+/// A cluster whose TLS context names a secret of the Envoy's bootstrap
+/// (an SDS config without a config source) that the bootstrap does not
+/// have: valid for Bootes, which cannot know the bootstrap, rejected by
+/// Envoy ("Unknown static secret").
 fn bad_static_cluster() -> Value {
     json!({"apiVersion": "bootes.io/v1", "kind": "Cluster",
            "metadata": {"name": "static-bad", "namespace": "demo"},
            "spec": {"config": {"name": "static-bad", "type": "STATIC", "connect_timeout": "1s",
                "load_assignment": {"cluster_name": "static-bad", "endpoints": [{"lb_endpoints": [
-                   {"endpoint": {"address": {"socket_address": {"address": "not-an-ip", "port_value": 80}}}}]}]}}}})
+                   {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 80}}}}]}]},
+               "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+                   "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                   "common_tls_context": {"tls_certificate_sds_secret_configs": [{"name": "no-such-secret"}]}}}}}})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,8 +195,10 @@ async fn a_nack_reaches_the_object_csds_and_metrics_and_the_next_version_is_sent
 
     // The next, different version is sent and ACKed; the NACK clears.
     let mut fixed = bad_static_cluster();
-    fixed["spec"]["config"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-        ["address"]["socket_address"]["address"] = json!("127.0.0.1");
+    fixed["spec"]["config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("transport_socket");
     m.write_docs("bad.yaml", &[fixed])?;
     envoy.wait_for_cluster("static-bad").await?;
     eventually("CSDS shows the cluster ACKed and no NACK", || async {
