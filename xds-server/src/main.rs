@@ -2,13 +2,16 @@
 //! Stateless: any replica serves any node.
 
 mod admin;
+mod authz;
 mod clients;
 mod etcd_sync;
 mod grpc;
 mod jitter;
+mod listener;
 mod metrics;
 mod source;
 mod status_report;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

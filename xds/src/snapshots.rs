@@ -297,6 +297,7 @@ mod tests {
                         version: format!("{c}-v"),
                         value: vec![1, 2, 3],
                         source: None,
+                        sealed: None,
                     })
                     .collect(),
             }],
