@@ -6,6 +6,7 @@
 //!   make-before-break order.
 //! * [`version`] — content-hash versions, identical on every replica.
 //! * [`sealed`] — Secret resources encrypted at rest.
+//! * [`redact`] — secret material hidden from people (inspect, CSDS).
 //! * [`envoy`] — the Envoy API descriptor pool and the generated xDS types.
 //! * [`limits`] — etcd's limits on transactions and values, and bounds on
 //!   what clients can make us store (NACK details, status records).
@@ -18,6 +19,7 @@ pub mod envoy;
 pub mod fence;
 pub mod keys;
 pub mod limits;
+pub mod redact;
 pub mod sealed;
 pub mod types;
 pub mod values;
