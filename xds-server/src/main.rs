@@ -103,7 +103,7 @@ struct TlsArgs {
     /// Listener serving CSDS (and only CSDS) to whoever reaches it; `off` to
     /// have none. Keep it on loopback or an operator-only network.
     #[arg(long, env = "BOOTES_CSDS_LISTEN", default_value = "127.0.0.1:18001", value_parser = parse_optional_addr)]
-    csds_listen: Option<SocketAddr>,
+    csds_listen: OptionalAddr,
     /// Certificate names (SPIFFE ID, URI or DNS SAN) that may use CSDS on
     /// the xDS port (needs --tls-client-ca). Comma separated.
     #[arg(long, env = "BOOTES_CSDS_OPERATORS", value_delimiter = ',')]
@@ -161,12 +161,16 @@ fn parse_record_bound(s: &str) -> Result<usize, String> {
     Ok(n)
 }
 
-fn parse_optional_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+/// An address, or `off`.
+#[derive(Clone, Copy, Debug)]
+struct OptionalAddr(Option<SocketAddr>);
+
+fn parse_optional_addr(s: &str) -> Result<OptionalAddr, String> {
     if s == "off" {
-        return Ok(None);
+        return Ok(OptionalAddr(None));
     }
     s.parse()
-        .map(Some)
+        .map(|a| OptionalAddr(Some(a)))
         .map_err(|e| format!("{s:?}: expected HOST:PORT or off ({e})"))
 }
 
@@ -304,7 +308,7 @@ async fn main() -> anyhow::Result<()> {
         grpc::CsdsService::new(clients.clone(), shared.clone(), access)
             .max_decoding_message_size(cli.limits.max_request_bytes)
     };
-    if let Some(addr) = cli.tls.csds_listen {
+    if let Some(addr) = cli.tls.csds_listen.0 {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding CSDS {addr}"))?;
@@ -324,7 +328,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(
         listen = %cli.listen,
         admin = %cli.admin_listen,
-        csds = ?cli.tls.csds_listen,
+        csds = ?cli.tls.csds_listen.0,
         tls = tls.is_some(),
         client_auth,
         "serving xDS"
@@ -437,5 +441,27 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_and_trust_flags_parse() {
+        let cli = Cli::try_parse_from(["x", "--etcd-endpoints", "http://e:2379"]).unwrap();
+        assert_eq!(cli.tls.csds_listen.0, Some("127.0.0.1:18001".parse().unwrap()));
+        assert!(!cli.tls.allow_unauthenticated_secrets);
+        assert_eq!(cli.limits.max_nack_detail_bytes, 4096);
+        let cli = Cli::try_parse_from([
+            "x",
+            "--etcd-endpoints=http://e:2379",
+            "--csds-listen=off",
+            "--tls-cert=c",
+            "--tls-key=k",
+            "--tls-client-ca=ca",
+            "--csds-operator=a,b",
+        ])
+        .unwrap();
+        assert_eq!(cli.tls.csds_listen.0, None);
+        assert_eq!(cli.tls.csds_operator, ["a", "b"]);
+        assert!(Cli::try_parse_from(["x", "--etcd-endpoints=e", "--tls-cert=c"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--etcd-endpoints=e", "--max-status-record-bytes=2000000"]).is_err());
     }
 }

@@ -35,7 +35,7 @@ pub use bootes::{Controller, XdsServer};
 pub use certs::{CertFiles, Issued, San, TestCa};
 pub use envoy::{
     bootstrap as envoy_bootstrap, dynamic_clusters, dynamic_endpoints, dynamic_listeners,
-    dynamic_route_configs, Envoy, EnvoyOptions, XdsApi,
+    dynamic_route_configs, Envoy, EnvoyOptions, XdsApi, XdsTls,
 };
 pub use etcd::Etcd;
 pub use etcd_cluster::EtcdCluster;
