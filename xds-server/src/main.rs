@@ -446,7 +446,10 @@ mod tests {
     #[test]
     fn defaults_and_trust_flags_parse() {
         let cli = Cli::try_parse_from(["x", "--etcd-endpoints", "http://e:2379"]).unwrap();
-        assert_eq!(cli.tls.csds_listen.0, Some("127.0.0.1:18001".parse().unwrap()));
+        assert_eq!(
+            cli.tls.csds_listen.0,
+            Some("127.0.0.1:18001".parse().unwrap())
+        );
         assert!(!cli.tls.allow_unauthenticated_secrets);
         assert_eq!(cli.limits.max_nack_detail_bytes, 4096);
         let cli = Cli::try_parse_from([
@@ -462,6 +465,11 @@ mod tests {
         assert_eq!(cli.tls.csds_listen.0, None);
         assert_eq!(cli.tls.csds_operator, ["a", "b"]);
         assert!(Cli::try_parse_from(["x", "--etcd-endpoints=e", "--tls-cert=c"]).is_err());
-        assert!(Cli::try_parse_from(["x", "--etcd-endpoints=e", "--max-status-record-bytes=2000000"]).is_err());
+        assert!(Cli::try_parse_from([
+            "x",
+            "--etcd-endpoints=e",
+            "--max-status-record-bytes=2000000"
+        ])
+        .is_err());
     }
 }

@@ -20,6 +20,7 @@ fn resource(ty: ResourceType, name: &str, ver: &str, config: Value) -> store::Re
         version: ver.into(),
         value: encode(ty, config),
         source: Some(source(ty.kind(), name)),
+        sealed: None,
     }
 }
 
@@ -99,6 +100,7 @@ fn binding(snapshot: &str, pod: &str) -> store::NodeBinding {
         namespace: "shop".into(),
         pod_name: pod.into(),
         pod_uid: format!("pod-uid-{pod}"),
+        service_account: "default".into(),
     }
 }
 
@@ -446,7 +448,7 @@ fn garbage_values_are_reported_per_key() {
         name: "bad".into(),
         version: "v".into(),
         value: vec![0xff, 0x01, 0x02],
-        source: None,
+        ..Default::default()
     });
     g3.types.push(store::TypeResources {
         type_url: "type.googleapis.com/no.such.Type".into(),
