@@ -155,6 +155,61 @@ impl SecretKeys {
     }
 }
 
+/// Whether resources of this type are stored sealed: Secrets (private
+/// keys, passwords, tokens).
+pub fn is_sealed_type(type_url: &str) -> bool {
+    type_url == crate::ResourceType::Secret.type_url()
+}
+
+/// Seals every Secret resource of `snapshot` in place (`value` moves into
+/// `sealed`). Versions stay the hash of the plaintext.
+pub fn seal_snapshot(keys: &SecretKeys, snapshot: &mut store::Snapshot) {
+    for t in &mut snapshot.types {
+        if !is_sealed_type(&t.type_url) {
+            continue;
+        }
+        for r in &mut t.resources {
+            if r.sealed.is_some() {
+                continue;
+            }
+            let binding = Binding {
+                namespace: &snapshot.namespace,
+                type_url: &t.type_url,
+                name: &r.name,
+            };
+            r.sealed = Some(keys.seal(binding, &r.value));
+            r.value = Vec::new();
+        }
+    }
+}
+
+/// Opens every sealed resource of `snapshot` in place. Returns whether all
+/// of them were sealed under the active key (false: a rotation should
+/// re-seal them).
+pub fn open_snapshot(
+    keys: &SecretKeys,
+    snapshot: &mut store::Snapshot,
+) -> Result<bool, (String, OpenError)> {
+    let mut all_active = true;
+    for t in &mut snapshot.types {
+        for r in &mut t.resources {
+            let Some(sealed) = r.sealed.take() else {
+                continue;
+            };
+            let binding = Binding {
+                namespace: &snapshot.namespace,
+                type_url: &t.type_url,
+                name: &r.name,
+            };
+            r.value = keys
+                .open(binding, &sealed)
+                .map_err(|e| (r.name.clone(), e))?;
+            all_active &= sealed.key_id == keys.active();
+        }
+    }
+    Ok(all_active)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +303,61 @@ mod tests {
                 line: 2,
                 id: "k1".into()
             }
+        );
+    }
+
+    fn snapshot() -> store::Snapshot {
+        let resource = |name: &str, value: &[u8]| store::Resource {
+            name: name.into(),
+            version: "v".into(),
+            value: value.to_vec(),
+            ..Default::default()
+        };
+        store::Snapshot {
+            namespace: "shop".into(),
+            types: vec![
+                store::TypeResources {
+                    type_url: crate::ResourceType::Cluster.type_url().into(),
+                    resources: vec![resource("c", b"cluster")],
+                    ..Default::default()
+                },
+                store::TypeResources {
+                    type_url: crate::ResourceType::Secret.type_url().into(),
+                    resources: vec![resource("s", b"secret")],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn snapshots_seal_secrets_only_and_open_back_to_the_same_bytes() {
+        use prost::Message;
+        let keys = SecretKeys::parse(&format!("k1 {K1}")).unwrap();
+        let plain = snapshot();
+        let mut sealed = plain.clone();
+        seal_snapshot(&keys, &mut sealed);
+        assert_eq!(sealed.types[0], plain.types[0], "clusters stay as they are");
+        let s = &sealed.types[1].resources[0];
+        assert!(s.value.is_empty() && s.sealed.is_some());
+        assert_eq!(s.version, "v");
+        let mut opened = sealed.clone();
+        assert_eq!(open_snapshot(&keys, &mut opened), Ok(true));
+        assert_eq!(opened.encode_to_vec(), plain.encode_to_vec());
+
+        let rotated = SecretKeys::parse(&format!("k2 {K2}\nk1 {K1}")).unwrap();
+        let mut old = sealed.clone();
+        assert_eq!(
+            open_snapshot(&rotated, &mut old),
+            Ok(false),
+            "sealed under a retired key"
+        );
+        let other = SecretKeys::parse(&format!("k2 {K2}")).unwrap();
+        let mut unknown = sealed;
+        assert_eq!(
+            open_snapshot(&other, &mut unknown),
+            Err(("s".into(), OpenError::UnknownKey("k1".into())))
         );
     }
 

@@ -63,6 +63,8 @@ struct Cli {
     #[arg(long, env = "BOOTES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     #[command(flatten)]
+    etcd_security: bootes_etcd::SecurityArgs,
+    #[command(flatten)]
     tls: TlsArgs,
     #[command(flatten)]
     limits: LimitArgs,
@@ -196,7 +198,9 @@ async fn main() -> anyhow::Result<()> {
 
     let keys = Keys::new(&cli.etcd_prefix);
     let etcd = bootes_etcd::connect(
-        &bootes_etcd::EtcdConfig::new(&cli.etcd_endpoints).with_request_timeout(None),
+        &bootes_etcd::EtcdConfig::new(&cli.etcd_endpoints)
+            .with_request_timeout(None)
+            .with_security(&cli.etcd_security)?,
     )
     .await
     .context("etcd client")?;

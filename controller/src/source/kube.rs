@@ -91,6 +91,9 @@ pub async fn run(client: kube::Client, tx: mpsc::Sender<SourceEvent>, observed: 
     }
 }
 
+// One value at a time passes through the merged stream: its size does not
+// matter, boxing would only add an allocation per event.
+#[allow(clippy::large_enum_variant)]
 enum Input {
     Object(ResourceType, watcher::Result<Event<DynamicObject>>),
     Pod(watcher::Result<Event<KubePod>>),
