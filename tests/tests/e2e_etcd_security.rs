@@ -19,8 +19,7 @@ use prost::Message;
 use serde_json::{json, Value};
 
 const PREFIX: &str = "/bootes/v1/";
-const KEY_FILE: &str =
-    "k1 5f0c6a1e2d3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5\n";
+const KEY_FILE: &str = "k1 5f0c6a1e2d3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5\n";
 
 /// The roles of manifests/etcd/roles.sh, made with the etcd API.
 async fn roles(etcd: &Etcd) -> Result<()> {
@@ -28,8 +27,11 @@ async fn roles(etcd: &Etcd) -> Result<()> {
     c.user_add("root", "root-password", None).await?;
     c.user_grant_role("root", "root").await?;
     c.role_add("bootes-controller").await?;
-    c.role_grant_permission("bootes-controller", Permission::read_write(PREFIX).with_prefix())
-        .await?;
+    c.role_grant_permission(
+        "bootes-controller",
+        Permission::read_write(PREFIX).with_prefix(),
+    )
+    .await?;
     c.role_add("bootes-xds-server").await?;
     c.role_grant_permission("bootes-xds-server", Permission::read(PREFIX).with_prefix())
         .await?;
@@ -43,10 +45,14 @@ async fn roles(etcd: &Etcd) -> Result<()> {
         .await?;
     // Users named as the client certificates' common names; the operator
     // logs in with a password.
-    c.user_add("bootes-controller", "unused-password-1", None).await?;
-    c.user_grant_role("bootes-controller", "bootes-controller").await?;
-    c.user_add("bootes-xds-server", "unused-password-2", None).await?;
-    c.user_grant_role("bootes-xds-server", "bootes-xds-server").await?;
+    c.user_add("bootes-controller", "unused-password-1", None)
+        .await?;
+    c.user_grant_role("bootes-controller", "bootes-controller")
+        .await?;
+    c.user_add("bootes-xds-server", "unused-password-2", None)
+        .await?;
+    c.user_grant_role("bootes-xds-server", "bootes-xds-server")
+        .await?;
     c.user_add("operator", "operator-password", None).await?;
     c.user_grant_role("operator", "bootes-operator").await?;
     c.auth_enable().await?;
@@ -105,7 +111,9 @@ async fn the_whole_path_works_through_etcd_with_tls_auth_and_least_privilege() -
     let m = ManifestDir::new()?;
     m.write_docs("objects.yaml", &objects(port, upstream.addr()))?;
 
-    let controller_cert = ca.issue("bootes-controller", &[]).write(dir.path(), "controller");
+    let controller_cert = ca
+        .issue("bootes-controller", &[])
+        .write(dir.path(), "controller");
     let mut args = etcd_args(&ca_file, &controller_cert);
     args.extend(["--secret-key-file".into(), key_arg.clone()]);
     let _controller = Controller::start_with_args(&etcd, m.path(), &strs(&args)).await?;
@@ -168,11 +176,20 @@ async fn the_whole_path_works_through_etcd_with_tls_auth_and_least_privilege() -
     )
     .await?;
     let refused = as_xds
-        .put(format!("{PREFIX}snapshots/demo/forged"), "x", None::<PutOptions>)
+        .put(
+            format!("{PREFIX}snapshots/demo/forged"),
+            "x",
+            None::<PutOptions>,
+        )
         .await
         .unwrap_err();
-    ensure!(refused.to_string().contains("permission denied"), "{refused}");
-    as_xds.get(format!("{PREFIX}nodes/envoy-0.demo"), None).await?;
+    ensure!(
+        refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
+    as_xds
+        .get(format!("{PREFIX}nodes/envoy-0.demo"), None)
+        .await?;
 
     // inspect, as the operator (password), with and without the key file.
     let nobody = ca.issue("nobody", &[]).write(dir.path(), "nobody");
@@ -186,7 +203,11 @@ async fn the_whole_path_works_through_etcd_with_tls_auth_and_least_privilege() -
         password.display().to_string(),
     ]);
     let secret_of = |out: &Value| -> Option<Value> {
-        out["types"].as_array()?.iter().find(|t| t["type"] == "SDS").map(|t| t["resources"][0].clone())
+        out["types"]
+            .as_array()?
+            .iter()
+            .find(|t| t["type"] == "SDS")
+            .map(|t| t["resources"][0].clone())
     };
     let without_key = inspect(&etcd, &base)?;
     let secret = secret_of(&without_key).context("no SDS resource")?;
@@ -204,11 +225,21 @@ async fn the_whole_path_works_through_etcd_with_tls_auth_and_least_privilege() -
 }
 
 fn inspect(etcd: &Etcd, args: &[String]) -> Result<Value> {
-    let out = Command::new(find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN")?)
-        .args(["inspect", "snapshot", "envoy-0.demo", "-o", "json", "--etcd-endpoints"])
-        .arg(etcd.endpoint())
-        .args(args)
-        .output()?;
+    let out = Command::new(find_bootes_bin(
+        "bootes-controller",
+        "BOOTES_CONTROLLER_BIN",
+    )?)
+    .args([
+        "inspect",
+        "snapshot",
+        "envoy-0.demo",
+        "-o",
+        "json",
+        "--etcd-endpoints",
+    ])
+    .arg(etcd.endpoint())
+    .args(args)
+    .output()?;
     ensure!(
         out.status.success(),
         "inspect failed: {}",

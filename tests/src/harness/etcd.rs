@@ -5,9 +5,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use super::{
-    eventually, find_etcd, free_port, http_get, test_dir, ChildProcess, Issued, TestCa,
-};
+use super::{eventually, find_etcd, free_port, http_get, test_dir, ChildProcess, Issued, TestCa};
 
 /// One etcd member with its data in a temporary directory; killed and
 /// removed when dropped.
