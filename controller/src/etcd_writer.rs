@@ -29,7 +29,11 @@ struct Sealer {
 }
 
 impl Sealer {
-    fn snapshot<'a>(&'a self, key: &str, value: &[u8]) -> Option<(&'a SecretKeys, store::Snapshot)> {
+    fn snapshot<'a>(
+        &'a self,
+        key: &str,
+        value: &[u8],
+    ) -> Option<(&'a SecretKeys, store::Snapshot)> {
         let secrets = self.secrets.as_deref()?;
         let Some(Key::Snapshot(_)) = self.keys.parse(key) else {
             return None;
@@ -241,8 +245,7 @@ async fn watch_foreign(
                     .filter(|e| ours(e.key()))
                     .filter(|e| match e {
                         Event::Put(kv) => {
-                            contents.get(&kv.key)
-                                != Some(&sealer.opened(&kv.key, kv.value.clone()))
+                            contents.get(&kv.key) != Some(&sealer.opened(&kv.key, kv.value.clone()))
                         }
                         Event::Delete { key, .. } => contents.contains_key(key),
                     })

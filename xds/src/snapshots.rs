@@ -461,7 +461,7 @@ mod tests {
 
     #[test]
     fn values_that_disagree_with_their_key_are_rejected_and_keep_what_was_valid() {
-        let mut s = Snapshots::new(Keys::default());
+        let mut s = Snapshots::new(Keys::default(), None);
         s.apply(
             vec![
                 put("/bootes/v1/nodes/n.ns", binding("ns/g1")),

@@ -187,6 +187,7 @@ fn cluster(seconds: u32) -> BootesObject {
         generation: i64::from(seconds),
         created: None,
         selector: None,
+        service: None,
         config: json!({"name": "c", "connect_timeout": format!("{seconds}s"), "type": "EDS",
                        "eds_cluster_config": {"eds_config": {"ads": {}}}}),
         service: None,
@@ -199,6 +200,7 @@ fn pod() -> Pod {
         name: "p".into(),
         uid: "uid-p".into(),
         labels: BTreeMap::new(),
+        service_account: "default".into(),
     }
 }
 

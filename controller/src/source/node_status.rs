@@ -107,7 +107,7 @@ mod tests {
         }
         .encode_to_vec();
         let key = keys.status("n.ns", "r1");
-        let (node, replica, status) = decode(&keys, key.as_bytes(), &value).unwrap();
+        let (node, replica, status) = decode(&keys, &key, &value).unwrap();
         assert_eq!((node.as_str(), replica.as_str()), ("n.ns", "r1"));
         let detail = &status.unwrap().types[0].nack_detail;
         assert!(detail.len() <= bootes_proto::limits::DEFAULT_MAX_NACK_DETAIL);

@@ -20,8 +20,8 @@ use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::clients::{Clients, StreamState};
-use crate::source::SnapshotSource;
 use crate::listener::ConnInfo;
+use crate::source::SnapshotSource;
 
 /// Who may ask CSDS (it shows every connected node's config).
 #[derive(Clone, Debug)]

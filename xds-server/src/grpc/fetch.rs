@@ -50,7 +50,7 @@ impl UnaryService<DiscoveryRequest> for Fetch {
             policy
                 .check_names(req.resource_names.len())
                 .map_err(|s| denied(&server.metrics, "too_many_names", s))?;
-            match policy.authorize(peer, node, &server.snapshots) {
+            match policy.authorize(peer, node, server.snapshots.as_ref()) {
                 Decision::Allow => {}
                 Decision::Deny(why) => {
                     return Err(denied(

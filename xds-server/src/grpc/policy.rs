@@ -6,9 +6,9 @@ use bootes_proto::ResourceType;
 use tonic::Status;
 
 use crate::authz::{self, Decision, NodeOwner, PeerIdentity};
-use crate::etcd_sync::Shared;
 use crate::listener::ConnInfo;
 use crate::metrics::{Metrics, ReasonLabel};
+use crate::source::SnapshotSource;
 
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -69,7 +69,12 @@ impl Policy {
     }
 
     /// May this peer claim `node`, given the node's binding now?
-    pub fn authorize(&self, peer: Option<&PeerIdentity>, node: &str, shared: &Shared) -> Decision {
+    pub fn authorize(
+        &self,
+        peer: Option<&PeerIdentity>,
+        node: &str,
+        shared: &dyn SnapshotSource,
+    ) -> Decision {
         if peer.is_none() {
             return Decision::Allow;
         }
