@@ -3,7 +3,6 @@
 //! never echoes their values: not in logs, not in `validate` output, not in
 //! Kubernetes status, not in `inspect` (unless asked).
 
-use bootes_proto::envoy::descriptor_pool;
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 
 use crate::error::ConfigError;
@@ -174,6 +173,7 @@ fn redact_quoted(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bootes_proto::envoy::descriptor_pool;
 
     #[test]
     fn knows_envoys_sensitive_fields() {

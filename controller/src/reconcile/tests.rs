@@ -187,7 +187,6 @@ fn cluster(seconds: u32) -> BootesObject {
         generation: i64::from(seconds),
         created: None,
         selector: None,
-        service: None,
         config: json!({"name": "c", "connect_timeout": format!("{seconds}s"), "type": "EDS",
                        "eds_cluster_config": {"eds_config": {"ads": {}}}}),
         service: None,

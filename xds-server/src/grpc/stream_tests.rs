@@ -315,21 +315,18 @@ async fn without_authentication_sds_requests_go_unanswered_and_the_rest_flows() 
     })
     .await;
     let base = clusters("v1", &["a"]);
-    let mut snapshot = Snapshot {
-        key: base.key.clone(),
-        version: base.version.clone(),
-        types: base.types.clone(),
-    };
+    let mut types = base.types.clone();
     let secret = Resource {
         name: "key".into(),
         version: "s1".into(),
         value: Bytes::from_static(b"private"),
         source: String::new(),
     };
-    snapshot.types.insert(
+    types.insert(
         ResourceType::Secret,
         BTreeMap::from([("key".to_string(), Arc::new(secret))]),
     );
+    let snapshot = Snapshot::new(base.key.clone(), base.version.clone(), types);
     s.source.set("n1", Arc::new(snapshot));
     let (requests, mut responses) = ads(&s.channel).await;
     let mut sds = cds(Some("n1"), "", "");
