@@ -167,8 +167,13 @@ XDS_PORTS=()
 for replica in a b; do
   listen=$(free_port)
   admin=127.0.0.1:$(free_port)
+  # Plaintext on loopback for the demo. --allow-unauthenticated-secrets lets
+  # SDS work without client certificates: anyone who reaches the port could
+  # then read every node's private keys, so production runs --tls-client-ca
+  # instead (docs/SECURITY.md).
   start "xds-server-$replica" "$BIN/bootes-xds-server" --etcd-endpoints "$ETCD_URL" \
-    --listen "127.0.0.1:$listen" --admin-listen "$admin"
+    --listen "127.0.0.1:$listen" --admin-listen "$admin" \
+    --csds-listen "127.0.0.1:$(free_port)" --allow-unauthenticated-secrets
   wait_for "xds-server $replica /readyz" "xds-server-$replica" http_ok "http://$admin/readyz"
   XDS_PORTS+=("$listen")
 done

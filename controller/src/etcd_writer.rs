@@ -4,6 +4,10 @@
 //! change it did not make (another writer, a damaged value) makes the loop
 //! read etcd again: plans are diffs against etcd's actual contents, not
 //! against a cache that may have drifted.
+//!
+//! With a key file, Secret resources are sealed on the way into etcd and
+//! opened on the way out ([`Sealer`]): plans and the watcher compare
+//! plaintext, so an unchanged Secret is not rewritten with a fresh nonce.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,12 +16,61 @@ use bootes_core::plan::{self, Contents, Op, Plan};
 use bootes_core::store::{SnapshotStore, StoreError, WriteStats};
 use bootes_etcd::etcd_client::{Client, TxnOp};
 use bootes_etcd::{Event, ListWatch, Update};
-use bootes_proto::{values, Fence, Key, Keys};
+use bootes_proto::sealed::{self, SecretKeys};
+use bootes_proto::{store, values, Fence, Key, Keys};
+use prost::Message;
 use tokio::sync::Notify;
+
+/// Seals Secrets into etcd values and opens them back.
+#[derive(Clone, Debug)]
+struct Sealer {
+    keys: Keys,
+    secrets: Option<Arc<SecretKeys>>,
+}
+
+impl Sealer {
+    fn snapshot<'a>(
+        &'a self,
+        key: &str,
+        value: &[u8],
+    ) -> Option<(&'a SecretKeys, store::Snapshot)> {
+        let secrets = self.secrets.as_deref()?;
+        let Some(Key::Snapshot(_)) = self.keys.parse(key) else {
+            return None;
+        };
+        Some((secrets, store::Snapshot::decode(value).ok()?))
+    }
+
+    /// A value as the plan computes it: sealed resources opened. Values
+    /// that do not open, or were sealed under a key that is no longer the
+    /// first, stay as they are, so the plan rewrites them (that is how a
+    /// key rotation re-seals everything).
+    fn opened(&self, key: &str, value: Vec<u8>) -> Vec<u8> {
+        match self.snapshot(key, &value) {
+            Some((secrets, mut snapshot)) => match sealed::open_snapshot(secrets, &mut snapshot) {
+                Ok(true) => snapshot.encode_to_vec(),
+                Ok(false) | Err(_) => value,
+            },
+            None => value,
+        }
+    }
+
+    /// What is stored for a planned value: Secrets sealed.
+    fn stored(&self, key: &str, value: &[u8]) -> Vec<u8> {
+        match self.snapshot(key, value) {
+            Some((secrets, mut snapshot)) => {
+                sealed::seal_snapshot(secrets, &mut snapshot);
+                snapshot.encode_to_vec()
+            }
+            None => value.to_vec(),
+        }
+    }
+}
 
 pub struct EtcdWriter {
     client: Client,
     keys: Keys,
+    sealer: Sealer,
     /// What etcd holds under nodes/ and snapshots/, as last read or written
     /// (shared with the watcher, which compares what it sees with it).
     contents: Arc<Mutex<Contents>>,
@@ -33,19 +86,28 @@ impl Drop for EtcdWriter {
 }
 
 impl EtcdWriter {
-    pub async fn connect(endpoints: &[String], keys: Keys) -> Result<Self, bootes_etcd::Error> {
-        let client = bootes_etcd::connect(&bootes_etcd::EtcdConfig::new(endpoints)).await?;
+    pub async fn connect(
+        config: &bootes_etcd::EtcdConfig,
+        keys: Keys,
+        secrets: Option<Arc<SecretKeys>>,
+    ) -> Result<Self, bootes_etcd::Error> {
+        let client = bootes_etcd::connect(config).await?;
         let contents = Arc::new(Mutex::new(Contents::new()));
         let foreign = Arc::new(Notify::new());
+        let sealer = Sealer {
+            keys: keys.clone(),
+            secrets,
+        };
         let watcher = tokio::spawn(watch_foreign(
             client.clone(),
-            keys.clone(),
+            sealer.clone(),
             contents.clone(),
             foreign.clone(),
         ));
         Ok(Self {
             client,
             keys,
+            sealer,
             contents,
             foreign,
             watcher,
@@ -75,7 +137,10 @@ impl SnapshotStore for EtcdWriter {
             let listing = bootes_etcd::list(&self.client, &prefix)
                 .await
                 .map_err(|e| StoreError::Unavailable(e.into()))?;
-            contents.extend(listing.kvs.into_iter().map(|kv| (kv.key, kv.value)));
+            contents.extend(listing.kvs.into_iter().map(|kv| {
+                let value = self.sealer.opened(&kv.key, kv.value);
+                (kv.key, value)
+            }));
         }
         for (key, value) in &contents {
             if let Err(e) = values::check(&self.keys, key, value) {
@@ -102,7 +167,9 @@ impl SnapshotStore for EtcdWriter {
             let txn_ops: Vec<TxnOp> = ops
                 .iter()
                 .map(|op| match op {
-                    Op::Put { key, value } => TxnOp::put(key.as_str(), value.clone(), None),
+                    Op::Put { key, value } => {
+                        TxnOp::put(key.as_str(), self.sealer.stored(key, value), None)
+                    }
                     Op::Delete { key } => TxnOp::delete(key.as_str(), None),
                 })
                 .collect();
@@ -145,10 +212,11 @@ impl SnapshotStore for EtcdWriter {
 /// keys).
 async fn watch_foreign(
     client: Client,
-    keys: Keys,
+    sealer: Sealer,
     contents: Arc<Mutex<Contents>>,
     foreign: Arc<Notify>,
 ) {
+    let keys = &sealer.keys;
     let ours = |key: &str| matches!(keys.parse(key), Some(Key::Node(_) | Key::Snapshot(_)));
     let mut updates = ListWatch::new(&client, keys.prefix());
     loop {
@@ -159,7 +227,10 @@ async fn watch_foreign(
                     .kvs
                     .into_iter()
                     .filter(|kv| ours(&kv.key))
-                    .map(|kv| (kv.key, kv.value))
+                    .map(|kv| {
+                        let value = sealer.opened(&kv.key, kv.value);
+                        (kv.key, value)
+                    })
                     .collect();
                 let differs = listed != *contents;
                 if differs {
@@ -173,7 +244,9 @@ async fn watch_foreign(
                     .iter()
                     .filter(|e| ours(e.key()))
                     .filter(|e| match e {
-                        Event::Put(kv) => contents.get(&kv.key) != Some(&kv.value),
+                        Event::Put(kv) => {
+                            contents.get(&kv.key) != Some(&sealer.opened(&kv.key, kv.value.clone()))
+                        }
                         Event::Delete { key, .. } => contents.contains_key(key),
                     })
                     .map(Event::key)

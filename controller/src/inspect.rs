@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine;
+use bootes_proto::sealed::SecretKeys;
 use bootes_proto::{envoy, store, version, Key, Keys, ResourceType};
 use prost::Message;
 use prost_reflect::{DynamicMessage, ReflectMessage, SerializeOptions};
@@ -76,6 +77,40 @@ pub struct Store {
 }
 
 impl Store {
+    /// Decrypts sealed resources with `secrets`. Those that do not open stay
+    /// sealed (shown as encrypted) and are recorded in `errors`.
+    pub fn open_sealed(&mut self, secrets: &SecretKeys) {
+        for (snapshot_ref, s) in &mut self.snapshots {
+            for t in &mut s.types {
+                for r in &mut t.resources {
+                    let Some(sealed) = &r.sealed else { continue };
+                    let binding = bootes_proto::sealed::Binding {
+                        namespace: &s.namespace,
+                        type_url: &t.type_url,
+                        name: &r.name,
+                    };
+                    match secrets.open(binding, sealed) {
+                        Ok(value) => {
+                            r.value = value;
+                            r.sealed = None;
+                        }
+                        Err(e) => {
+                            self.errors.insert(
+                                format!(
+                                    "{} ({} {})",
+                                    self.keys.snapshot(snapshot_ref),
+                                    type_label(&t.type_url),
+                                    r.name
+                                ),
+                                e.to_string(),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Decodes every key/value under the prefix of `keys`.
     pub fn decode<K, V>(keys: &Keys, kvs: impl IntoIterator<Item = (K, V)>) -> Self
     where
@@ -477,6 +512,16 @@ pub fn snapshot(store: &Store, node: &str, options: Options) -> Result<Value, In
                         "source".into(),
                         r.source.as_ref().map_or(Value::Null, object_ref),
                     );
+                    if let Some(sealed) = &r.sealed {
+                        // Without the key file: that it is encrypted, and
+                        // under which key, nothing more.
+                        m.insert("config".into(), Value::Null);
+                        m.insert(
+                            "encrypted".into(),
+                            json!({"cipher": "AES-256-GCM", "key_id": sealed.key_id}),
+                        );
+                        return Value::Object(m);
+                    }
                     match decode_resource(&t.type_url, &r.value, options) {
                         Ok(v) => {
                             m.insert("config".into(), v);
@@ -725,7 +770,9 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let keys = Keys::new(&common.etcd.etcd_prefix);
     let client = bootes_etcd::connect(
-        &bootes_etcd::EtcdConfig::new(&common.etcd.etcd_endpoints)
+        &common
+            .etcd
+            .config()?
             .with_connect_timeout(Duration::from_secs(5))
             .with_request_timeout(Some(Duration::from_secs(30))),
     )
@@ -739,13 +786,16 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
     let listing = bootes_etcd::list(&client, keys.prefix())
         .await
         .with_context(|| format!("reading {} from etcd", keys.prefix()))?;
-    let store = Store::decode(
+    let mut store = Store::decode(
         &keys,
         listing
             .kvs
             .iter()
             .map(|kv| (kv.key.as_bytes(), kv.value.as_slice())),
     );
+    if let Some(secrets) = common.etcd.secret_keys()? {
+        store.open_sealed(&secrets);
+    }
     let options = Options {
         show_secrets: common.show_secrets,
     };

@@ -36,7 +36,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     .await?;
 
     let keys = Keys::new(&args.etcd.etcd_prefix);
-    let writer = connect_and_load(&args.etcd.etcd_endpoints, keys).await;
+    let config = args.etcd.config()?;
+    let secrets = args.etcd.secret_keys()?;
+    let writer = connect_and_load(&config, keys, secrets).await;
     let _ = etcd_client.set(writer.client().clone());
 
     let (tx, rx) = mpsc::channel(1024);
@@ -104,12 +106,17 @@ fn default_identity() -> String {
 
 /// Connects to etcd and reads what is under the prefix, retrying both
 /// (etcd may start after the controller) until they succeed.
-async fn connect_and_load(endpoints: &[String], keys: Keys) -> EtcdWriter {
+async fn connect_and_load(
+    config: &bootes_etcd::EtcdConfig,
+    keys: Keys,
+    secrets: Option<Arc<bootes_proto::sealed::SecretKeys>>,
+) -> EtcdWriter {
+    let endpoints = &config.endpoints;
     let mut backoff = Backoff::default();
     let mut writer = None;
     loop {
         if writer.is_none() {
-            match EtcdWriter::connect(endpoints, keys.clone()).await {
+            match EtcdWriter::connect(config, keys.clone(), secrets.clone()).await {
                 Ok(w) => writer = Some(w),
                 Err(e) => {
                     tracing::warn!(error = %e, endpoints = %endpoints.join(","), "etcd not reachable yet")

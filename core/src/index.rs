@@ -390,6 +390,7 @@ impl Index {
                         namespace: pod.namespace.clone(),
                         pod_name: pod.name.clone(),
                         pod_uid: pod.uid.clone(),
+                        service_account: pod.service_account.clone(),
                     },
                 );
             }
@@ -562,6 +563,7 @@ fn build_snapshot<'a>(
                         uid: object.uid.clone(),
                         generation: accepted.generation,
                     }),
+                    sealed: None,
                 },
                 &object.key,
             ),

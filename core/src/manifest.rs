@@ -15,6 +15,8 @@ use crate::service_endpoints::{self, EndpointSlice, ServiceRef};
 pub const API_VERSION: &str = "bootes.io/v1";
 /// Namespace of documents that name none (as `kubectl apply` would use).
 pub const DEFAULT_NAMESPACE: &str = "default";
+/// A pod without `spec.serviceAccountName` runs as this one (as in Kubernetes).
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 
 /// One document of a manifest stream.
 #[derive(Clone, Debug, PartialEq)]
@@ -139,11 +141,22 @@ fn parse_document(
             .metadata
             .uid
             .unwrap_or_else(|| format!("{namespace}/{}", raw.metadata.name));
+        let service_account = match raw.spec.as_ref().and_then(|s| s.get("serviceAccountName")) {
+            None | Some(serde_json::Value::Null) => DEFAULT_SERVICE_ACCOUNT.to_string(),
+            Some(serde_json::Value::String(sa)) if !sa.is_empty() => sa.clone(),
+            Some(other) => {
+                return Err((
+                    Some(display),
+                    format!("spec.serviceAccountName: expected a non-empty string, got {other}"),
+                ))
+            }
+        };
         return Ok(Document::Pod(Pod {
             namespace,
             name: raw.metadata.name,
             uid,
             labels: raw.metadata.labels,
+            service_account,
         }));
     }
     if raw.api_version == service_endpoints::SLICE_API_VERSION

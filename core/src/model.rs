@@ -77,6 +77,9 @@ pub struct Pod {
     pub name: String,
     pub uid: String,
     pub labels: BTreeMap<String, String>,
+    /// `spec.serviceAccountName` ("default" when unset): with mutual TLS,
+    /// the SPIFFE identity that may claim this pod's node ID.
+    pub service_account: String,
 }
 
 impl Pod {
@@ -127,6 +130,7 @@ mod tests {
             name: "p".into(),
             uid: "u".into(),
             labels: labels(l),
+            service_account: "default".into(),
         }
     }
 

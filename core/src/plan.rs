@@ -198,7 +198,7 @@ mod tests {
                     name: "c".into(),
                     version: "r".into(),
                     value: vec![7; payload],
-                    source: None,
+                    ..Default::default()
                 }],
             }],
             objects: vec![store::ObjectRef {
@@ -227,7 +227,7 @@ mod tests {
                         snapshot: r.clone(),
                         namespace: g.snapshot.namespace.clone(),
                         pod_name: n.clone(),
-                        pod_uid: String::new(),
+                        ..Default::default()
                     },
                 );
             }

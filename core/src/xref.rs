@@ -698,6 +698,7 @@ mod tests {
             name: name.into(),
             uid: name.into(),
             labels: labels(l),
+            service_account: "default".into(),
         };
         let pods = [
             pod("p1", &[("app", "x"), ("track", "canary")]),

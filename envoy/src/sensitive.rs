@@ -3,36 +3,12 @@
 //! never echoes their values: not in logs, not in `validate` output, not in
 //! Kubernetes status, not in `inspect` (unless asked).
 
-use std::sync::OnceLock;
-
-use bootes_proto::envoy::descriptor_pool;
-use prost_reflect::{ExtensionDescriptor, FieldDescriptor, Kind, MessageDescriptor};
+use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 
 use crate::error::ConfigError;
 
-/// What a sensitive value is replaced with.
-pub const REDACTED: &str = "[redacted]";
-
-fn extension() -> Option<&'static ExtensionDescriptor> {
-    static EXT: OnceLock<Option<ExtensionDescriptor>> = OnceLock::new();
-    EXT.get_or_init(|| descriptor_pool().get_extension_by_name("udpa.annotations.sensitive"))
-        .as_ref()
-}
-
-/// Whether the descriptor pool has the annotation at all (without it no
-/// field can be told sensitive, and callers must assume the worst).
-pub fn annotation_known() -> bool {
-    extension().is_some()
-}
-
-/// Whether Envoy's API marks `field` sensitive.
-pub fn is_sensitive(field: &FieldDescriptor) -> bool {
-    let Some(ext) = extension() else {
-        return false;
-    };
-    let options = field.options();
-    options.has_extension(ext) && options.get_extension(ext).as_bool() == Some(true)
-}
+// One definition of what is sensitive, shared with the xds-server (CSDS).
+pub use bootes_proto::redact::{annotation_known, is_sensitive, REDACTED};
 
 /// One step of a reported path: `.field`, `[index]` or `["key"]`.
 #[derive(Debug, PartialEq)]
@@ -197,6 +173,7 @@ fn redact_quoted(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bootes_proto::envoy::descriptor_pool;
 
     #[test]
     fn knows_envoys_sensitive_fields() {

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
 
+use crate::security::{EtcdTls, EtcdUser, SecurityArgs, SecurityError};
+
 /// How to reach etcd.
 #[derive(Clone, Debug)]
 pub struct EtcdConfig {
@@ -15,6 +17,10 @@ pub struct EtcdConfig {
     /// Deadline of each unary request (`None`: no deadline). Watches and
     /// keep-alive streams are not cut by it.
     pub request_timeout: Option<Duration>,
+    /// TLS towards etcd (https:// endpoints).
+    pub tls: Option<EtcdTls>,
+    /// Password authentication.
+    pub user: Option<EtcdUser>,
 }
 
 impl EtcdConfig {
@@ -23,7 +29,15 @@ impl EtcdConfig {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
             connect_timeout: Duration::from_secs(3),
             request_timeout: Some(Duration::from_secs(10)),
+            tls: None,
+            user: None,
         }
+    }
+
+    /// With the TLS and authentication the flags name (files are read now).
+    pub fn with_security(mut self, args: &SecurityArgs) -> Result<Self, SecurityError> {
+        (self.tls, self.user) = args.load()?;
+        Ok(self)
     }
 
     pub fn with_request_timeout(mut self, timeout: Option<Duration>) -> Self {
@@ -45,6 +59,22 @@ pub async fn connect(config: &EtcdConfig) -> Result<Client, etcd_client::Error> 
         .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
     if let Some(timeout) = config.request_timeout {
         options = options.with_timeout(timeout);
+    }
+    if let Some(tls) = &config.tls {
+        let mut t = etcd_client::TlsOptions::new();
+        if let Some(ca) = &tls.ca_pem {
+            t = t.ca_certificate(etcd_client::Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &tls.identity {
+            t = t.identity(etcd_client::Identity::from_pem(cert, key));
+        }
+        options = options.with_tls(t);
+    }
+    if let Some(user) = &config.user {
+        // Tokens expire (etcd's --auth-token-ttl); the client logs in again.
+        options = options
+            .with_user(user.name.clone(), user.password.clone())
+            .with_auto_token_refresh(true);
     }
     Client::connect(&config.endpoints, Some(options)).await
 }

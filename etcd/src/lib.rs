@@ -2,7 +2,8 @@
 //! the xds-server.
 //!
 //! * [`connect`] — the one way to open a client (endpoints, timeouts,
-//!   keep-alive; TLS and authentication options belong here too).
+//!   keep-alive, TLS, authentication).
+//! * [`security`] — the etcd TLS and authentication flags.
 //! * [`list`] — a prefix read in pages at one revision, so that any amount
 //!   of data can be listed.
 //! * [`watch`] — the one list-then-watch loop, relisting after errors.
@@ -16,6 +17,7 @@
 pub mod backoff;
 pub mod connect;
 pub mod list;
+pub mod security;
 pub mod txn;
 pub mod watch;
 
@@ -23,6 +25,7 @@ pub use backoff::Backoff;
 pub use connect::{connect, EtcdConfig};
 pub use etcd_client;
 pub use list::{list, Kv, Listing, Pager};
+pub use security::{EtcdTls, EtcdUser, SecurityArgs, SecurityError};
 pub use txn::Fence;
 pub use watch::{Event, ListWatch, Update};
 

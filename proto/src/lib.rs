@@ -5,8 +5,11 @@
 //! * [`types`] — the xDS resource types Bootes serves, their type URLs and
 //!   make-before-break order.
 //! * [`version`] — content-hash versions, identical on every replica.
+//! * [`sealed`] — Secret resources encrypted at rest.
+//! * [`redact`] — secret material hidden from people (inspect, CSDS).
 //! * [`envoy`] — the Envoy API descriptor pool and the generated xDS types.
-//! * [`limits`] — etcd's limits on transactions and values.
+//! * [`limits`] — etcd's limits on transactions and values, and bounds on
+//!   what clients can make us store (NACK details, status records).
 //! * [`values`] — what makes a value valid for its key.
 //! * [`fence`] — the proof of leadership every controller write carries.
 //!
@@ -16,6 +19,8 @@ pub mod envoy;
 pub mod fence;
 pub mod keys;
 pub mod limits;
+pub mod redact;
+pub mod sealed;
 pub mod types;
 pub mod values;
 pub mod version;

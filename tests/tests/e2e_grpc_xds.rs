@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use bootes_tests::harness::{eventually, pod, test_dir, ChildProcess, ManifestDir, Stack};
+use bootes_tests::harness::{
+    eventually, pod, test_dir, ChildProcess, Controller, Etcd, ManifestDir, San, Stack, TestCa,
+    XdsServer,
+};
 use serde_json::{json, Value};
 
 /// The venv Python that has grpcio (`scripts/install-tools.sh`).
@@ -144,5 +147,58 @@ async fn a_proxyless_grpc_client_resolves_and_calls_through_bootes_objects() -> 
     manifests.write_docs("echo.yaml", &objects(port_b))?;
     let answer = tokio::task::spawn_blocking(move || call(&bootstrap, "echo-b")).await??;
     assert_eq!(answer, "echo-b: ping");
+    Ok(())
+}
+
+/// grpcio's xDS client over mutual TLS (the bootstrap's `tls` channel
+/// credentials, gRFC A65): its certificate's DNS name is its node ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxyless_grpc_client_works_over_mutual_tls() -> Result<()> {
+    let dir = test_dir("grpc-xds-tls")?;
+    let (_a, port_a) = echo_server("echo-a", dir.path()).await?;
+    let manifests = ManifestDir::new()?;
+    manifests.write_docs("echo.yaml", &objects(port_a))?;
+
+    let ca = TestCa::new("grpc test CA");
+    let ca_file = ca.write(dir.path(), "ca.crt");
+    let server = ca.issue_localhost().write(dir.path(), "server");
+    let client = ca
+        .issue("grpc-client", &[San::Dns("grpc-client.demo")])
+        .write(dir.path(), "client");
+    let etcd = Etcd::start().await?;
+    let _controller = Controller::start(&etcd, manifests.path()).await?;
+    let xds = XdsServer::start_with_args(
+        &etcd,
+        "tls",
+        &[
+            "--tls-cert",
+            &server.cert.display().to_string(),
+            "--tls-key",
+            &server.key.display().to_string(),
+            "--tls-client-ca",
+            &ca_file.display().to_string(),
+        ],
+    )
+    .await?;
+
+    let bootstrap = dir.path().join("grpc-bootstrap.json");
+    std::fs::write(
+        &bootstrap,
+        serde_json::to_vec_pretty(&json!({
+            "xds_servers": [{
+                // The name the server certificate carries.
+                "server_uri": format!("localhost:{}", xds.addr().port()),
+                "channel_creds": [{"type": "tls", "config": {
+                    "ca_certificate_file": ca_file,
+                    "certificate_file": client.cert,
+                    "private_key_file": client.key
+                }}],
+                "server_features": ["xds_v3"]
+            }],
+            "node": {"id": "grpc-client.demo", "cluster": "demo", "locality": {"zone": "local"}}
+        }))?,
+    )?;
+    let answer = tokio::task::spawn_blocking(move || call(&bootstrap, "echo-a")).await??;
+    assert_eq!(answer, "echo-a: ping");
     Ok(())
 }

@@ -27,7 +27,7 @@ fn snapshot(group: usize) -> Vec<u8> {
                 name: "c".into(),
                 version: "1".into(),
                 value: vec![b'x'; RESOURCE_BYTES],
-                source: None,
+                ..Default::default()
             }],
         }],
         objects: Vec::new(),

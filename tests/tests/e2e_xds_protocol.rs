@@ -144,7 +144,15 @@ async fn a_nack_reaches_the_object_csds_and_metrics_and_the_next_version_is_sent
     expect_routed(port, "example.com", "/", "upstream-a").await?;
 
     m.write_docs("bad.yaml", &[bad_static_cluster()])?;
-    let xds = stack.xds[0].addr();
+    // CSDS is for operators: its own (loopback) listener answers, the xDS
+    // port does not (no operator certificate).
+    let refused = csds(stack.xds[0].addr()).await.unwrap_err();
+    let refused = refused.downcast_ref::<tonic::Status>().map(|s| s.code());
+    ensure!(
+        refused == Some(tonic::Code::PermissionDenied),
+        "{refused:?}"
+    );
+    let xds = stack.xds[0].csds_addr();
     // CSDS names the rejected resource with Envoy's message.
     eventually("CSDS reports the NACK", || async {
         let status = csds(xds).await?;

@@ -138,15 +138,19 @@ impl Clients {
     pub async fn take_changed(&self) -> Vec<String> {
         loop {
             let notified = self.notify.notified();
-            let nodes: Vec<String> =
-                std::mem::take(&mut *self.changed.lock().expect("clients lock"))
-                    .into_iter()
-                    .collect();
+            let nodes = self.take_changed_now();
             if !nodes.is_empty() {
                 return nodes;
             }
             notified.await;
         }
+    }
+
+    /// The nodes whose state changed so far (possibly none).
+    pub fn take_changed_now(&self) -> Vec<String> {
+        std::mem::take(&mut *self.changed.lock().expect("clients lock"))
+            .into_iter()
+            .collect()
     }
 
     fn mark(&self, node: &str) {

@@ -8,12 +8,13 @@ use std::sync::{Arc, RwLock};
 
 use bootes_etcd::etcd_client::Client;
 use bootes_etcd::Update;
+use bootes_proto::sealed::SecretKeys;
 use bootes_proto::Keys;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
-use bootes_xds::snapshots::{Event, Snapshot, Snapshots};
+use bootes_xds::snapshots::{Binding, Event, Snapshot, Snapshots};
 
 /// The snapshots every stream reads, and a signal when they change.
 #[derive(Debug)]
@@ -27,9 +28,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(keys: Keys, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(keys: Keys, secrets: Option<Arc<SecretKeys>>, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
-            snapshots: RwLock::new(Snapshots::new(keys)),
+            snapshots: RwLock::new(Snapshots::new(keys, secrets)),
             changed: watch::Sender::new((0, Instant::now())),
             ready: AtomicBool::new(false),
             metrics,
@@ -41,6 +42,15 @@ impl Shared {
             .read()
             .expect("snapshots lock")
             .for_node(node_id)
+    }
+
+    /// The node's binding, if it has one.
+    pub fn binding(&self, node_id: &str) -> Option<Binding> {
+        self.snapshots
+            .read()
+            .expect("snapshots lock")
+            .binding(node_id)
+            .cloned()
     }
 
     pub fn subscribe(&self) -> watch::Receiver<(i64, Instant)> {

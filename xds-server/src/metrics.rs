@@ -23,6 +23,11 @@ pub struct VariantLabel {
     pub variant: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     pub registry: Registry,
@@ -41,6 +46,11 @@ pub struct Metrics {
     pub snapshots: Gauge,
     /// etcd values refused (undecodable, or disagreeing with their key).
     pub etcd_rejected: Counter,
+    /// Connections closed before gRPC: max connections, failed or slow handshakes.
+    pub refused_connections: Family<ReasonLabel, Counter>,
+    /// Streams and requests refused: node not authorized, secrets to an
+    /// unauthenticated stream, too many names, CSDS without operator identity.
+    pub denied: Family<ReasonLabel, Counter>,
 }
 
 impl Metrics {
@@ -54,6 +64,7 @@ impl Metrics {
         ]);
         let (encodes, etcd_revision, etcd_watch_lag, etcd_connected, nodes, snapshots) =
             Default::default();
+        let (refused_connections, denied) = Default::default();
         let mut r = Registry::with_prefix("bootes_xds");
         r.register(
             "connected_streams",
@@ -82,6 +93,8 @@ impl Metrics {
             nodes,
             snapshots,
             etcd_rejected: Counter::default(),
+            refused_connections,
+            denied,
         };
         r.register(
             "response_encodings",
@@ -124,6 +137,16 @@ impl Metrics {
         for variant in [SOTW, DELTA] {
             let _ = m.connected_streams.get_or_create(&VariantLabel { variant });
         }
+        r.register(
+            "refused_connections",
+            "Connections closed before gRPC, by reason",
+            m.refused_connections.clone(),
+        );
+        r.register(
+            "denied",
+            "Streams and requests refused by policy, by reason",
+            m.denied.clone(),
+        );
         Self { registry: r, ..m }
     }
 

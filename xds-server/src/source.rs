@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use bootes_xds::snapshots::Snapshot;
+use bootes_xds::snapshots::{Binding, Snapshot};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -15,6 +15,10 @@ pub trait SnapshotSource: Send + Sync + std::fmt::Debug + 'static {
     /// Changes with every applied batch: the etcd revision, and when the
     /// batch was applied (for the push latency metric).
     fn subscribe(&self) -> watch::Receiver<(i64, Instant)>;
+
+    /// The node's binding (namespace and service account authorize SPIFFE
+    /// identities), if it has one.
+    fn binding(&self, node_id: &str) -> Option<Binding>;
 }
 
 impl SnapshotSource for crate::etcd_sync::Shared {
@@ -24,5 +28,9 @@ impl SnapshotSource for crate::etcd_sync::Shared {
 
     fn subscribe(&self) -> watch::Receiver<(i64, Instant)> {
         crate::etcd_sync::Shared::subscribe(self)
+    }
+
+    fn binding(&self, node_id: &str) -> Option<Binding> {
+        crate::etcd_sync::Shared::binding(self, node_id)
     }
 }

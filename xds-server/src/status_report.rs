@@ -13,13 +13,29 @@ use prost::Message;
 
 use crate::clients::Clients;
 
-/// Changes are batched for this long before they are written.
-const BATCH: Duration = Duration::from_millis(200);
+/// Status transactions stay well under etcd's request limit.
+const MAX_TXN_BYTES: usize = bootes_proto::limits::ETCD_REQUEST_LIMIT / 2;
+
+/// Bounds on what this replica writes under `status/` (DESIGN.md §4).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// At most one round of writes per interval; changes in between are
+    /// coalesced (a node NACKing in a loop costs one write per interval).
+    pub interval: Duration,
+    /// Largest encoded record.
+    pub max_record: usize,
+    pub max_detail: usize,
+}
 
 /// The etcd value for one node, or `None` when it has no stream here.
-pub fn node_status(clients: &Clients, node: &str, replica: &str) -> Option<store::NodeStatus> {
+pub fn node_status(
+    clients: &Clients,
+    node: &str,
+    replica: &str,
+    limits: &Limits,
+) -> Option<store::NodeStatus> {
     let types = clients.node(node)?;
-    Some(store::NodeStatus {
+    let mut status = store::NodeStatus {
         node_id: node.to_string(),
         replica: replica.to_string(),
         types: types
@@ -40,20 +56,35 @@ pub fn node_status(clients: &Clients, node: &str, replica: &str) -> Option<store
                 nacked_resources: report.nack.map(|n| n.resources).unwrap_or_default(),
             })
             .collect(),
-    })
+    };
+    bootes_proto::limits::bound_status(&mut status, limits.max_record, limits.max_detail);
+    Some(status)
 }
 
-/// Runs forever.
+/// Runs forever. Only nodes for which `bound` is true (they have a binding)
+/// get a record: a client cannot create records for made-up node IDs.
 pub async fn run(
     client: Client,
     keys: Keys,
     replica: String,
     clients: Arc<Clients>,
     ttl: Duration,
+    limits: Limits,
+    bound: impl Fn(&str) -> bool,
 ) {
     let mut backoff = bootes_etcd::Backoff::default();
     loop {
-        match report(client.clone(), &keys, &replica, &clients, ttl).await {
+        match report(
+            client.clone(),
+            &keys,
+            &replica,
+            &clients,
+            ttl,
+            &limits,
+            &bound,
+        )
+        .await
+        {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "recording node status in etcd failed; retrying");
@@ -69,6 +100,8 @@ async fn report(
     replica: &str,
     clients: &Clients,
     ttl: Duration,
+    limits: &Limits,
+    bound: &impl Fn(&str) -> bool,
 ) -> Result<(), etcd_client::Error> {
     let lease = client
         .lease_grant(ttl.as_secs().max(2) as i64, None)
@@ -93,9 +126,12 @@ async fn report(
     let mut nodes = clients.nodes();
     loop {
         let mut ops = Vec::new();
+        let mut sizes = Vec::new();
         for node in &nodes {
             let key = keys.status(node, replica);
-            ops.push(match node_status(clients, node, replica) {
+            let status = node_status(clients, node, replica, limits).filter(|_| bound(node));
+            sizes.push(key.len() + status.as_ref().map_or(0, |s| s.encoded_len()));
+            ops.push(match status {
                 Some(status) => TxnOp::put(
                     key,
                     status.encode_to_vec(),
@@ -104,17 +140,27 @@ async fn report(
                 None => TxnOp::delete(key, None),
             });
         }
-        for chunk in ops.chunks(MAX_TXN_OPS) {
+        let mut rest = ops.as_slice();
+        for n in bootes_proto::limits::batches(sizes, MAX_TXN_OPS, MAX_TXN_BYTES) {
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
             tokio::select! {
                 r = client.txn(Txn::new().and_then(chunk.to_vec())) => { r?; }
                 r = &mut keep_alive => return r,
             }
         }
+        let next_round = tokio::time::Instant::now() + limits.interval;
         tokio::select! {
-            changed = clients.take_changed() => {
-                tokio::time::sleep(BATCH).await;
-                nodes = changed;
-            }
+            changed = async {
+                let mut changed = clients.take_changed().await;
+                // Coalesce: whatever else changes until the next round is
+                // written with it.
+                tokio::time::sleep_until(next_round).await;
+                changed.extend(clients.take_changed_now());
+                changed.sort();
+                changed.dedup();
+                changed
+            } => nodes = changed,
             r = &mut keep_alive => return r,
         }
     }

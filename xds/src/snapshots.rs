@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
+use bootes_proto::sealed::{self, SecretKeys};
 use bootes_proto::{version, Key, Keys, ResourceType};
 use bytes::Bytes;
 
@@ -79,12 +80,18 @@ impl Snapshot {
     }
 
     /// Decodes the etcd value of `snapshots/<key>` (`key` is
-    /// `<namespace>/<group>`). A value that does not say it is that snapshot,
-    /// or has no version, is refused: it is damaged or foreign, and serving
-    /// it (an empty snapshot, say) would wipe its nodes' configuration.
-    /// Resources of types this server does not know are skipped (a newer
-    /// controller may write them).
-    pub fn decode(key: &str, value: &[u8]) -> Result<Self, SnapshotError> {
+    /// `<namespace>/<group>`), opening sealed (encrypted) resources with
+    /// `secrets`. A value that does not say it is that snapshot, or has no
+    /// version, is refused: it is damaged or foreign, and serving it (an
+    /// empty snapshot, say) would wipe its nodes' configuration. Resources
+    /// of types this server does not know are skipped (a newer controller
+    /// may write them); a sealed resource that does not open fails the whole
+    /// snapshot, so a node never gets half of one.
+    pub fn decode(
+        key: &str,
+        value: &[u8],
+        secrets: Option<&SecretKeys>,
+    ) -> Result<Self, SnapshotError> {
         let snap = bootes_proto::values::snapshot(key, value)?;
         let mut types = BTreeMap::new();
         for t in snap.types {
@@ -92,30 +99,63 @@ impl Snapshot {
                 tracing::warn!(snapshot = key, type_url = %t.type_url, "skipping unknown resource type");
                 continue;
             };
-            let resources = t
-                .resources
-                .into_iter()
-                .map(|r| {
-                    let source = r
-                        .source
-                        .map(|s| format!("{} {}/{}", s.kind, s.namespace, s.name))
-                        .unwrap_or_default();
-                    let resource = Resource {
-                        name: r.name,
-                        version: r.version,
-                        value: Bytes::from(r.value),
-                        source,
-                    };
-                    (resource.name.clone(), Arc::new(resource))
-                })
-                .collect();
+            let mut resources = BTreeMap::new();
+            for r in t.resources {
+                let source = r
+                    .source
+                    .map(|s| format!("{} {}/{}", s.kind, s.namespace, s.name))
+                    .unwrap_or_default();
+                let value = match &r.sealed {
+                    None => r.value,
+                    Some(sealed) => {
+                        let binding = sealed::Binding {
+                            namespace: &snap.namespace,
+                            type_url: &t.type_url,
+                            name: &r.name,
+                        };
+                        let keys = secrets.ok_or_else(|| SnapshotError::Sealed {
+                            name: r.name.clone(),
+                            reason: "it is encrypted and this server has no --secret-key-file"
+                                .into(),
+                        })?;
+                        keys.open(binding, sealed)
+                            .map_err(|e| SnapshotError::Sealed {
+                                name: r.name.clone(),
+                                reason: e.to_string(),
+                            })?
+                    }
+                };
+                let resource = Resource {
+                    name: r.name,
+                    version: r.version,
+                    value: Bytes::from(value),
+                    source,
+                };
+                resources.insert(resource.name.clone(), Arc::new(resource));
+            }
             types.insert(ty, resources);
         }
         Ok(Self::new(key.to_string(), snap.version, types))
     }
 }
 
-pub use bootes_proto::values::ValueError as SnapshotError;
+/// Why a snapshot value cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Value(#[from] bootes_proto::values::ValueError),
+    #[error("resource {name:?} cannot be decrypted: {reason}")]
+    Sealed { name: String, reason: String },
+}
+
+/// What a node's binding says about who may claim it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Binding {
+    /// Snapshot ref (`<namespace>/<group>`).
+    pub snapshot: String,
+    pub namespace: String,
+    pub service_account: String,
+}
 
 /// A change read from etcd.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,8 +168,9 @@ pub enum Event {
 #[derive(Debug, Default)]
 pub struct Snapshots {
     keys: Keys,
-    /// Node ID → snapshot ref (`<namespace>/<group>`).
-    bindings: HashMap<String, String>,
+    /// Opens sealed resources.
+    secrets: Option<Arc<SecretKeys>>,
+    bindings: HashMap<String, Binding>,
     /// Snapshot ref → snapshot.
     snapshots: HashMap<String, Arc<Snapshot>>,
     revision: i64,
@@ -144,9 +185,10 @@ pub struct Applied {
 }
 
 impl Snapshots {
-    pub fn new(keys: Keys) -> Self {
+    pub fn new(keys: Keys, secrets: Option<Arc<SecretKeys>>) -> Self {
         Self {
             keys,
+            secrets,
             ..Default::default()
         }
     }
@@ -158,8 +200,13 @@ impl Snapshots {
 
     /// The snapshot a node receives, if it has a binding whose snapshot exists.
     pub fn for_node(&self, node_id: &str) -> Option<Arc<Snapshot>> {
-        let snapshot_ref = self.bindings.get(node_id)?;
-        self.snapshots.get(snapshot_ref).cloned()
+        let binding = self.bindings.get(node_id)?;
+        self.snapshots.get(&binding.snapshot).cloned()
+    }
+
+    /// The node's binding, if it has one.
+    pub fn binding(&self, node_id: &str) -> Option<&Binding> {
+        self.bindings.get(node_id)
     }
 
     pub fn node_count(&self) -> usize {
@@ -222,7 +269,12 @@ impl Snapshots {
         match self.keys.parse(key) {
             Some(Key::Node(node)) => match bootes_proto::values::binding(value) {
                 Ok(b) => {
-                    self.bindings.insert(node.to_string(), b.snapshot);
+                    let binding = Binding {
+                        snapshot: b.snapshot,
+                        namespace: b.namespace,
+                        service_account: b.service_account,
+                    };
+                    self.bindings.insert(node.to_string(), binding);
                     true
                 }
                 Err(e) => {
@@ -230,7 +282,7 @@ impl Snapshots {
                     false
                 }
             },
-            Some(Key::Snapshot(s)) => match Snapshot::decode(s, value) {
+            Some(Key::Snapshot(s)) => match Snapshot::decode(s, value, self.secrets.as_deref()) {
                 Ok(snap) => {
                     self.snapshots.insert(s.to_string(), Arc::new(snap));
                     true
@@ -248,7 +300,7 @@ impl Snapshots {
     fn restore(
         &mut self,
         key: &str,
-        old_bindings: &HashMap<String, String>,
+        old_bindings: &HashMap<String, Binding>,
         old_snapshots: &HashMap<String, Arc<Snapshot>>,
     ) {
         match self.keys.parse(key) {
@@ -297,6 +349,7 @@ mod tests {
                         version: format!("{c}-v"),
                         value: vec![1, 2, 3],
                         source: None,
+                        sealed: None,
                     })
                     .collect(),
             }],
@@ -314,7 +367,7 @@ mod tests {
 
     #[test]
     fn a_node_is_served_once_binding_and_snapshot_exist() {
-        let mut s = Snapshots::new(Keys::default());
+        let mut s = Snapshots::new(Keys::default(), None);
         assert!(s.for_node("n.ns").is_none());
         s.apply(vec![put("/bootes/v1/nodes/n.ns", binding("ns/g1"))], 2);
         assert!(s.for_node("n.ns").is_none(), "binding without snapshot");
@@ -336,7 +389,7 @@ mod tests {
 
     #[test]
     fn a_batch_moves_bindings_and_deletes_snapshots_together() {
-        let mut s = Snapshots::new(Keys::default());
+        let mut s = Snapshots::new(Keys::default(), None);
         s.reset(
             vec![
                 ("/bootes/v1/nodes/n.ns".into(), binding("ns/g1")),
@@ -373,7 +426,7 @@ mod tests {
 
     #[test]
     fn garbage_values_are_rejected_and_keep_what_was_valid() {
-        let mut s = Snapshots::new(Keys::default());
+        let mut s = Snapshots::new(Keys::default(), None);
         s.apply(
             vec![
                 put("/bootes/v1/nodes/n.ns", binding("ns/g1")),
@@ -408,7 +461,7 @@ mod tests {
 
     #[test]
     fn values_that_disagree_with_their_key_are_rejected_and_keep_what_was_valid() {
-        let mut s = Snapshots::new(Keys::default());
+        let mut s = Snapshots::new(Keys::default(), None);
         s.apply(
             vec![
                 put("/bootes/v1/nodes/n.ns", binding("ns/g1")),
@@ -458,7 +511,7 @@ mod tests {
 
     #[test]
     fn foreign_and_status_keys_are_ignored() {
-        let mut s = Snapshots::new(Keys::default());
+        let mut s = Snapshots::new(Keys::default(), None);
         let applied = s.apply(
             vec![
                 put("/bootes/v1/status/n.ns/r1", vec![0xff]),
@@ -469,5 +522,92 @@ mod tests {
         );
         assert!(applied.rejected.is_empty());
         assert_eq!(s.node_count(), 0);
+    }
+
+    fn sealed_snapshot(keys: &SecretKeys) -> Vec<u8> {
+        let ty = ResourceType::Secret.type_url();
+        let sealed = keys.seal(
+            sealed::Binding {
+                namespace: "ns",
+                type_url: ty,
+                name: "cert",
+            },
+            b"private",
+        );
+        store::Snapshot {
+            namespace: "ns".into(),
+            group: "g1".into(),
+            version: "v1".into(),
+            types: vec![store::TypeResources {
+                type_url: ty.into(),
+                version: "v1".into(),
+                resources: vec![store::Resource {
+                    name: "cert".into(),
+                    version: "c1".into(),
+                    sealed: Some(sealed),
+                    ..Default::default()
+                }],
+            }],
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    const KEY: &str = "k1 0101010101010101010101010101010101010101010101010101010101010101";
+
+    #[test]
+    fn sealed_resources_are_served_decrypted_and_never_without_the_key() {
+        let keys = Arc::new(SecretKeys::parse(KEY).unwrap());
+        let value = sealed_snapshot(&keys);
+        let mut s = Snapshots::new(Keys::default(), Some(keys));
+        s.apply(
+            vec![
+                put("/bootes/v1/nodes/n.ns", binding("ns/g1")),
+                put("/bootes/v1/snapshots/ns/g1", value.clone()),
+            ],
+            2,
+        );
+        let snap = s.for_node("n.ns").unwrap();
+        let cert = &snap.resources(ResourceType::Secret).unwrap()["cert"];
+        assert_eq!(cert.value.as_ref(), b"private");
+
+        let mut keyless = Snapshots::new(Keys::default(), None);
+        let applied = keyless.apply(
+            vec![
+                put("/bootes/v1/nodes/n.ns", binding("ns/g1")),
+                put("/bootes/v1/snapshots/ns/g1", value.clone()),
+            ],
+            2,
+        );
+        assert_eq!(applied.rejected, ["/bootes/v1/snapshots/ns/g1"]);
+        assert!(keyless.for_node("n.ns").is_none());
+        let err = Snapshot::decode("ns/g1", &value, None).unwrap_err();
+        assert!(err.to_string().contains("\"cert\""), "{err}");
+
+        let other = SecretKeys::parse(
+            "k2 0202020202020202020202020202020202020202020202020202020202020202",
+        )
+        .unwrap();
+        let err = Snapshot::decode("ns/g1", &value, Some(&other)).unwrap_err();
+        assert!(err.to_string().contains("k1"), "{err}");
+    }
+
+    #[test]
+    fn bindings_carry_namespace_and_service_account() {
+        let mut s = Snapshots::new(Keys::default(), None);
+        let value = store::NodeBinding {
+            snapshot: "shop/g1".into(),
+            namespace: "shop".into(),
+            service_account: "edge".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        s.apply(vec![put("/bootes/v1/nodes/e.shop", value)], 2);
+        let b = s.binding("e.shop").unwrap();
+        assert_eq!(
+            (b.namespace.as_str(), b.service_account.as_str()),
+            ("shop", "edge")
+        );
+        assert!(s.binding("other.shop").is_none());
     }
 }

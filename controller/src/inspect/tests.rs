@@ -20,6 +20,7 @@ fn resource(ty: ResourceType, name: &str, ver: &str, config: Value) -> store::Re
         version: ver.into(),
         value: encode(ty, config),
         source: Some(source(ty.kind(), name)),
+        sealed: None,
     }
 }
 
@@ -99,6 +100,7 @@ fn binding(snapshot: &str, pod: &str) -> store::NodeBinding {
         namespace: "shop".into(),
         pod_name: pod.into(),
         pod_uid: format!("pod-uid-{pod}"),
+        service_account: "default".into(),
     }
 }
 
@@ -446,7 +448,7 @@ fn garbage_values_are_reported_per_key() {
         name: "bad".into(),
         version: "v".into(),
         value: vec![0xff, 0x01, 0x02],
-        source: None,
+        ..Default::default()
     });
     g3.types.push(store::TypeResources {
         type_url: "type.googleapis.com/no.such.Type".into(),
@@ -603,6 +605,61 @@ fn secret_material_is_redacted_unless_asked_for() {
     );
     assert!(text.contains("INLINE-KEY-TOPSECRET"), "{text}");
     assert!(text.contains("c2VjcmV0LXBhc3N3b3Jk"), "{text}");
+}
+
+#[test]
+fn sealed_secrets_show_as_encrypted_without_the_key_and_decoded_with_it() {
+    let keys = Keys::default();
+    let secrets = bootes_proto::sealed::SecretKeys::parse(
+        "k1 0101010101010101010101010101010101010101010101010101010101010101",
+    )
+    .unwrap();
+    let mut snap = snapshot_of(
+        "s",
+        vec![type_resources(
+            ResourceType::Secret,
+            vec![resource(ResourceType::Secret, "server-cert", "v", secret())],
+        )],
+    );
+    bootes_proto::sealed::seal_snapshot(&secrets, &mut snap);
+    let kvs = vec![
+        (keys.snapshot("shop/s"), snap.encode_to_vec()),
+        (keys.node("n.shop"), binding("shop/s", "n").encode_to_vec()),
+    ];
+    let store = decode(&kvs);
+    let v = snapshot(&store, "n.shop", Options { show_secrets: true }).unwrap();
+    let r = &v["types"][0]["resources"][0];
+    assert_eq!(
+        r["encrypted"],
+        json!({"cipher": "AES-256-GCM", "key_id": "k1"})
+    );
+    assert_eq!(r["config"], Value::Null);
+    assert!(
+        !render(&v, InspectOutput::Json).contains("PUBLIC"),
+        "nothing more"
+    );
+
+    let mut store = decode(&kvs);
+    store.open_sealed(&secrets);
+    let v = snapshot(&store, "n.shop", Options::default()).unwrap();
+    let tls = &v["types"][0]["resources"][0]["config"]["tls_certificate"];
+    assert_eq!(tls["private_key"]["inline_string"], REDACTED);
+    assert_eq!(
+        tls["certificate_chain"]["inline_string"],
+        "-----BEGIN CERTIFICATE-----PUBLIC"
+    );
+
+    let wrong = bootes_proto::sealed::SecretKeys::parse(
+        "k2 0202020202020202020202020202020202020202020202020202020202020202",
+    )
+    .unwrap();
+    let mut store = decode(&kvs);
+    store.open_sealed(&wrong);
+    assert!(
+        store.errors.values().any(|e| e.contains("\"k1\"")),
+        "{:?}",
+        store.errors
+    );
 }
 
 #[test]

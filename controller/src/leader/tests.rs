@@ -84,9 +84,13 @@ async fn a_deposed_leader_cannot_write() {
     until("a leads", || a.leadership().borrow().is_some()).await;
     let old_fence = a.leadership().borrow().clone().unwrap();
 
-    let mut writer = EtcdWriter::connect(&[etcd.endpoint()], keys.clone())
-        .await
-        .unwrap();
+    let mut writer = EtcdWriter::connect(
+        &bootes_etcd::EtcdConfig::new([etcd.endpoint()]),
+        keys.clone(),
+        None,
+    )
+    .await
+    .unwrap();
     writer.load().await.unwrap();
     let plan = writer.plan(&one_group("v1"));
     writer.write(&plan, Some(&old_fence)).await.unwrap();

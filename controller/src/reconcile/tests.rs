@@ -199,6 +199,7 @@ fn pod() -> Pod {
         name: "p".into(),
         uid: "uid-p".into(),
         labels: BTreeMap::new(),
+        service_account: "default".into(),
     }
 }
 

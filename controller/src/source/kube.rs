@@ -25,7 +25,6 @@ use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod as KubePod;
 use kube::api::{Api, DynamicObject};
-use kube::core::PartialObjectMeta;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use serde::Deserialize;
@@ -49,7 +48,9 @@ pub async fn run(client: kube::Client, tx: mpsc::Sender<SourceEvent>, observed: 
                 .boxed(),
         );
     }
-    let pods: Api<PartialObjectMeta<KubePod>> = Api::all(client.clone());
+    // Whole pods, not metadata only: the binding needs
+    // spec.serviceAccountName (mutual TLS authorizes nodes by it).
+    let pods: Api<KubePod> = Api::all(client.clone());
     streams.push(
         watcher::watcher(pods, watcher::Config::default())
             .default_backoff()
@@ -90,9 +91,12 @@ pub async fn run(client: kube::Client, tx: mpsc::Sender<SourceEvent>, observed: 
     }
 }
 
+// One value at a time passes through the merged stream: its size does not
+// matter, boxing would only add an allocation per event.
+#[allow(clippy::large_enum_variant)]
 enum Input {
     Object(ResourceType, watcher::Result<Event<DynamicObject>>),
-    Pod(watcher::Result<Event<PartialObjectMeta<KubePod>>>),
+    Pod(watcher::Result<Event<KubePod>>),
     Slice(watcher::Result<Event<DynamicObject>>),
 }
 
@@ -226,11 +230,11 @@ impl KubeState {
         out
     }
 
-    pub fn pod_event(&mut self, event: Event<PartialObjectMeta<KubePod>>) -> Vec<SourceEvent> {
+    pub fn pod_event(&mut self, event: Event<KubePod>) -> Vec<SourceEvent> {
         let mut out = Vec::new();
         match event {
             Event::Init => self.pods_pending = Some(BTreeMap::new()),
-            Event::InitApply(meta) => match pod_from_meta(&meta) {
+            Event::InitApply(meta) => match pod_from_kube(&meta) {
                 Ok(pod) => {
                     let pending = self.pods_pending.get_or_insert_with(BTreeMap::new);
                     pending.insert(pod.key(), pod);
@@ -252,7 +256,7 @@ impl KubeState {
                     self.start(&mut out);
                 }
             }
-            Event::Apply(meta) => match pod_from_meta(&meta) {
+            Event::Apply(meta) => match pod_from_kube(&meta) {
                 Ok(pod) => {
                     let previous = self.pods.insert(pod.key(), pod.clone());
                     if self.started && previous.as_ref() != Some(&pod) {
@@ -543,10 +547,10 @@ pub fn object_from_dynamic(
     })
 }
 
-/// The pod an Envoy runs in, from its metadata. Pods that are not scheduled
-/// yet are bound all the same: their node ID is known.
-pub fn pod_from_meta(meta: &PartialObjectMeta<KubePod>) -> Result<Pod, String> {
-    let m = &meta.metadata;
+/// The pod an Envoy runs in. Pods that are not scheduled yet are bound all
+/// the same: their node ID is known.
+pub fn pod_from_kube(pod: &KubePod) -> Result<Pod, String> {
+    let m = &pod.metadata;
     let (Some(namespace), Some(name)) = (m.namespace.clone(), m.name.clone()) else {
         return Err("a pod without a name or namespace was ignored".to_string());
     };
@@ -556,6 +560,12 @@ pub fn pod_from_meta(meta: &PartialObjectMeta<KubePod>) -> Result<Pod, String> {
             .clone()
             .unwrap_or_else(|| format!("{namespace}/{name}")),
         labels: m.labels.clone().unwrap_or_default(),
+        service_account: pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .filter(|sa| !sa.is_empty())
+            .unwrap_or_else(|| bootes_core::manifest::DEFAULT_SERVICE_ACCOUNT.to_string()),
         namespace,
         name,
     })

@@ -70,6 +70,14 @@ fn decode(
                 // The key is authoritative for identity.
                 s.node_id = node.to_string();
                 s.replica = replica.to_string();
+                // Written by whoever can write status/: bounded again here
+                // before it reaches logs and object status.
+                for t in &mut s.types {
+                    let max = bootes_proto::limits::DEFAULT_MAX_NACK_DETAIL;
+                    if t.nack_detail.len() > max {
+                        t.nack_detail = bootes_proto::limits::nack_detail(&t.nack_detail, max);
+                    }
+                }
                 Some(s)
             }
             Err(e) => {
@@ -79,4 +87,30 @@ fn decode(
         }
     };
     Some((node.to_string(), replica.to_string(), status))
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn nack_details_read_from_etcd_are_cut() {
+        let keys = Keys::default();
+        let value = store::NodeStatus {
+            types: vec![store::TypeStatus {
+                nack_detail: "x".repeat(1 << 20),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let key = keys.status("n.ns", "r1");
+        let (node, replica, status) = decode(&keys, &key, &value).unwrap();
+        assert_eq!((node.as_str(), replica.as_str()), ("n.ns", "r1"));
+        let detail = &status.unwrap().types[0].nack_detail;
+        assert!(detail.len() <= bootes_proto::limits::DEFAULT_MAX_NACK_DETAIL);
+        assert!(detail.ends_with("bytes cut]"));
+    }
 }

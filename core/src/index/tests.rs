@@ -17,6 +17,7 @@ fn mk_pod(ns: &str, name: &str, l: &[(&str, &str)]) -> Pod {
         name: name.into(),
         uid: format!("uid-{name}"),
         labels: labels(l),
+        service_account: "default".into(),
     }
 }
 

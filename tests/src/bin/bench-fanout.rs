@@ -154,7 +154,7 @@ fn snapshot(clusters: usize, round: usize) -> store::Snapshot {
                 name: format!("cluster-{i}"),
                 version: version::of_bytes(&value),
                 value,
-                source: None,
+                ..Default::default()
             }
         })
         .collect();

@@ -99,6 +99,7 @@ pub struct XdsServer {
     process: Option<ChildProcess>,
     listen: SocketAddr,
     admin: SocketAddr,
+    csds: SocketAddr,
     etcd_endpoint: String,
     extra: Vec<String>,
     bin: PathBuf,
@@ -125,6 +126,7 @@ impl XdsServer {
             process: None,
             listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
             admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            csds: SocketAddr::from(([127, 0, 0, 1], free_port())),
             etcd_endpoint: endpoints.to_string(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             bin: find_bootes_bin("bootes-xds-server", "BOOTES_XDS_SERVER_BIN")?,
@@ -142,8 +144,11 @@ impl XdsServer {
             .arg("--listen")
             .arg(self.listen.to_string())
             .arg("--admin-listen")
-            .arg(self.admin.to_string())
-            .args(&self.extra);
+            .arg(self.admin.to_string());
+        if !self.extra.iter().any(|a| a.starts_with("--csds-listen")) {
+            cmd.arg("--csds-listen").arg(self.csds.to_string());
+        }
+        cmd.args(&self.extra);
         let log_name = if self.restarts == 0 {
             format!("xds-server-{}", self.name)
         } else {
@@ -160,6 +165,11 @@ impl XdsServer {
     /// The gRPC (ADS) address.
     pub fn addr(&self) -> SocketAddr {
         self.listen
+    }
+
+    /// The CSDS listener's address.
+    pub fn csds_addr(&self) -> SocketAddr {
+        self.csds
     }
 
     /// The admin address (`/readyz`, `/livez`, `/metrics`).

@@ -67,6 +67,17 @@ pub struct EnvoyOptions {
     pub xds_api: XdsApi,
     /// Top-level bootstrap fields added as they are (e.g. `layered_runtime`).
     pub bootstrap_extra: serde_json::Map<String, Value>,
+    /// Connect to the xds-servers over TLS (server name `localhost`),
+    /// presenting this client certificate.
+    pub xds_tls: Option<XdsTls>,
+}
+
+/// PEM files for Envoy's TLS connection to the xds-servers.
+#[derive(Clone, Debug)]
+pub struct XdsTls {
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 impl EnvoyOptions {
@@ -82,6 +93,7 @@ impl EnvoyOptions {
             log_level: std::env::var("BOOTES_ENVOY_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
             xds_api: XdsApi::default(),
             bootstrap_extra: serde_json::Map::new(),
+            xds_tls: None,
         }
     }
 }
@@ -134,6 +146,28 @@ pub fn bootstrap(options: &EnvoyOptions) -> Value {
             "load_assignment": {"cluster_name": "xds", "endpoints": [{"lb_endpoints": endpoints}]}
         }]}
     });
+    if let Some(tls) = &options.xds_tls {
+        bootstrap["static_resources"]["clusters"][0]["transport_socket"] = json!({
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": "localhost",
+                "common_tls_context": {
+                    "alpn_protocols": ["h2"],
+                    "tls_certificates": [{
+                        "certificate_chain": {"filename": tls.cert},
+                        "private_key": {"filename": tls.key}
+                    }],
+                    "validation_context": {
+                        "trusted_ca": {"filename": tls.ca},
+                        "match_typed_subject_alt_names": [
+                            {"san_type": "DNS", "matcher": {"exact": "localhost"}}
+                        ]
+                    }
+                }
+            }
+        });
+    }
     if let Some(map) = bootstrap.as_object_mut() {
         map.extend(options.bootstrap_extra.clone());
     }

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use super::{eventually, find_etcd, free_port, http_get, test_dir, ChildProcess};
+use super::{eventually, find_etcd, free_port, http_get, test_dir, ChildProcess, Issued, TestCa};
 
 /// One etcd member with its data in a temporary directory; killed and
 /// removed when dropped.
@@ -17,22 +17,43 @@ pub struct Etcd {
     /// How it was started, to start it again ([`Etcd::restart`]).
     command: Vec<std::ffi::OsString>,
     restarts: usize,
+    /// With TLS: the CA and the identity [`Etcd::client`] presents.
+    tls: Option<ClientTls>,
+}
+
+#[derive(Debug)]
+struct ClientTls {
+    ca_pem: String,
+    identity: Issued,
 }
 
 impl Etcd {
     /// Starts etcd and waits until `/health` says it is healthy.
     pub async fn start() -> Result<Self> {
-        Self::start_with_args(&[]).await
+        Self::start_inner(None, &[]).await
     }
 
     /// [`Etcd::start`] with extra command-line flags (e.g. a larger
     /// `--max-request-bytes`).
     pub async fn start_with_args(extra: &[&str]) -> Result<Self> {
+        Self::start_inner(None, extra).await
+    }
+
+    /// Starts etcd serving TLS only, with a server certificate from `ca`
+    /// and client certificates required (`--client-cert-auth`): once auth
+    /// is enabled, a certificate's common name is its etcd user.
+    /// [`Etcd::client`] presents a certificate for user `root`.
+    pub async fn start_tls(ca: &TestCa) -> Result<Self> {
+        Self::start_inner(Some(ca), &[]).await
+    }
+
+    async fn start_inner(ca: Option<&TestCa>, extra: &[&str]) -> Result<Self> {
         let bin = find_etcd()?;
         let dir = test_dir("etcd")?;
         let client_port = free_port();
         let peer_port = free_port();
-        let client_url = format!("http://127.0.0.1:{client_port}");
+        let scheme = if ca.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let mut cmd = Command::new(&bin);
         cmd.arg("--name")
@@ -56,6 +77,23 @@ impl Etcd {
             .arg("--log-outputs")
             .arg("stderr")
             .args(extra);
+        let tls = match ca {
+            None => None,
+            Some(ca) => {
+                let server = ca.issue_localhost().write(dir.path(), "etcd-server");
+                cmd.arg("--cert-file")
+                    .arg(&server.cert)
+                    .arg("--key-file")
+                    .arg(&server.key)
+                    .arg("--client-cert-auth")
+                    .arg("--trusted-ca-file")
+                    .arg(ca.write(dir.path(), "etcd-ca.crt"));
+                Some(ClientTls {
+                    ca_pem: ca.pem.clone(),
+                    identity: ca.issue("root", &[]),
+                })
+            }
+        };
         let process = ChildProcess::spawn("etcd", &mut cmd, dir.path())?;
         let command = std::iter::once(cmd.get_program().to_owned())
             .chain(cmd.get_args().map(ToOwned::to_owned))
@@ -66,6 +104,7 @@ impl Etcd {
             dir,
             command,
             restarts: 0,
+            tls,
         };
         etcd.wait_healthy().await?;
         Ok(etcd)
@@ -87,6 +126,15 @@ impl Etcd {
     }
 
     async fn wait_healthy(&mut self) -> Result<()> {
+        if self.tls.is_some() {
+            let this = &*self;
+            return eventually("etcd answers over TLS", || async move {
+                this.client().await?.status().await?;
+                Ok(())
+            })
+            .await
+            .context("etcd did not become healthy");
+        }
         let addr = self.client_addr;
         let process = &mut self.process;
         eventually("etcd answers /health", || {
@@ -106,7 +154,8 @@ impl Etcd {
 
     /// The client URL, e.g. `http://127.0.0.1:23790`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.client_addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.client_addr)
     }
 
     pub fn client_addr(&self) -> SocketAddr {
@@ -123,7 +172,17 @@ impl Etcd {
 
     /// A client for inspecting or changing keys directly.
     pub async fn client(&self) -> Result<etcd_client::Client> {
-        etcd_client::Client::connect([self.endpoint()], None)
+        let options = self.tls.as_ref().map(|tls| {
+            etcd_client::ConnectOptions::new().with_tls(
+                etcd_client::TlsOptions::new()
+                    .ca_certificate(etcd_client::Certificate::from_pem(&tls.ca_pem))
+                    .identity(etcd_client::Identity::from_pem(
+                        &tls.identity.cert_pem,
+                        &tls.identity.key_pem,
+                    )),
+            )
+        });
+        etcd_client::Client::connect([self.endpoint()], options)
             .await
             .context("connecting to etcd")
     }

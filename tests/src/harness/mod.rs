@@ -18,6 +18,7 @@
 //! * etcd: `ETCD_BIN`, else `etcd` on `PATH` (Debian's `etcd-server`).
 
 mod bootes;
+mod certs;
 mod envoy;
 mod etcd;
 mod etcd_cluster;
@@ -31,9 +32,10 @@ mod upstream;
 mod wait;
 
 pub use bootes::{Controller, XdsServer};
+pub use certs::{CertFiles, Issued, San, TestCa};
 pub use envoy::{
     bootstrap as envoy_bootstrap, dynamic_clusters, dynamic_endpoints, dynamic_listeners,
-    dynamic_route_configs, Envoy, EnvoyOptions, XdsApi,
+    dynamic_route_configs, Envoy, EnvoyOptions, XdsApi, XdsTls,
 };
 pub use etcd::Etcd;
 pub use etcd_cluster::EtcdCluster;

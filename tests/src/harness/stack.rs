@@ -22,7 +22,12 @@ impl Stack {
         let mut xds = Vec::new();
         for i in 0..replicas {
             let name = ((b'a' + i as u8) as char).to_string();
-            xds.push(XdsServer::start(&etcd, &name).await?);
+            // Plaintext on loopback, as the quickstart runs: SDS is allowed
+            // without client certificates (the TLS tests cover the rest).
+            xds.push(
+                XdsServer::start_with_args(&etcd, &name, &["--allow-unauthenticated-secrets"])
+                    .await?,
+            );
         }
         Ok(Self {
             xds,

@@ -20,20 +20,61 @@ use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::clients::{Clients, StreamState};
+use crate::listener::ConnInfo;
 use crate::source::SnapshotSource;
+
+/// Who may ask CSDS (it shows every connected node's config).
+#[derive(Clone, Debug)]
+pub enum CsdsAccess {
+    /// Whoever reaches the listener: the separate CSDS listener, which the
+    /// operator places (loopback by default).
+    Anyone,
+    /// On the xDS port: only clients whose verified certificate carries one
+    /// of these names (SPIFFE or other URI SAN, or DNS SAN). Empty: nobody.
+    Operators(Arc<Vec<String>>),
+}
 
 #[derive(Clone, Debug)]
 pub struct CsdsService {
     clients: Arc<Clients>,
     snapshots: Arc<dyn SnapshotSource>,
+    access: CsdsAccess,
 }
 
 impl CsdsService {
     pub fn new(
         clients: Arc<Clients>,
         snapshots: Arc<dyn SnapshotSource>,
+        access: CsdsAccess,
     ) -> ClientStatusDiscoveryServiceServer<Self> {
-        ClientStatusDiscoveryServiceServer::new(Self { clients, snapshots })
+        ClientStatusDiscoveryServiceServer::new(Self {
+            clients,
+            snapshots,
+            access,
+        })
+    }
+
+    fn check(&self, extensions: &tonic::Extensions) -> Result<(), Status> {
+        let CsdsAccess::Operators(operators) = &self.access else {
+            return Ok(());
+        };
+        let peer = extensions.get::<ConnInfo>().and_then(|c| c.peer.as_deref());
+        let allowed = peer.is_some_and(|p| {
+            p.spiffe
+                .iter()
+                .map(ToString::to_string)
+                .chain(p.other_uris.iter().cloned())
+                .chain(p.dns.iter().cloned())
+                .any(|name| operators.contains(&name))
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(
+                "CSDS answers operators only: use the CSDS listener (--csds-listen), or a client \
+                 certificate named in --csds-operator",
+            ))
+        }
     }
 
     fn answer(&self, req: &ClientStatusRequest) -> ClientStatusResponse {
@@ -59,10 +100,9 @@ impl CsdsService {
                     type_url: ty.type_url().to_string(),
                     name: name.clone(),
                     version_info: version.clone(),
-                    xds_config: now.filter(|_| synced && !exclude_contents).map(|r| Any {
-                        type_url: ty.type_url().to_string(),
-                        value: r.value.to_vec(),
-                    }),
+                    xds_config: now
+                        .filter(|_| synced && !exclude_contents)
+                        .and_then(|r| redacted(ty.type_url(), &r.value)),
                     config_status: if synced {
                         ConfigStatus::Synced
                     } else {
@@ -97,6 +137,21 @@ impl CsdsService {
             }),
             generic_xds_configs: configs,
             ..Default::default()
+        }
+    }
+}
+
+/// The resource with secret material replaced (as `inspect` shows it);
+/// nothing when it cannot be redacted.
+fn redacted(type_url: &str, value: &[u8]) -> Option<Any> {
+    match bootes_proto::redact::redact_encoded(type_url, value) {
+        Ok(value) => Some(Any {
+            type_url: type_url.to_string(),
+            value,
+        }),
+        Err(e) => {
+            tracing::warn!(type_url, error = %e, "resource left out of a CSDS answer: cannot redact it");
+            None
         }
     }
 }
@@ -146,6 +201,7 @@ impl ClientStatusDiscoveryService for CsdsService {
         &self,
         request: Request<Streaming<ClientStatusRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
+        self.check(request.extensions())?;
         let this = self.clone();
         let mut requests = request.into_inner();
         let out = async_stream_from(move |tx| async move {
@@ -163,6 +219,7 @@ impl ClientStatusDiscoveryService for CsdsService {
         &self,
         request: Request<ClientStatusRequest>,
     ) -> Result<Response<ClientStatusResponse>, Status> {
+        self.check(request.extensions())?;
         Ok(Response::new(self.answer(request.get_ref())))
     }
 }

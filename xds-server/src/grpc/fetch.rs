@@ -7,7 +7,10 @@ use bootes_proto::ResourceType;
 use tonic::server::UnaryService;
 use tonic::Status;
 
+use super::policy::{denied, SECRETS_REFUSED};
 use super::{BoxFuture, Server};
+use crate::authz::Decision;
+use crate::listener::ConnInfo;
 use bootes_xds::response::{Encoded, ResourceSet};
 use bootes_xds::{Identity, ProtocolError};
 
@@ -24,6 +27,13 @@ impl UnaryService<DiscoveryRequest> for Fetch {
         let server = self.server.clone();
         let ty = self.ty;
         Box::pin(async move {
+            let policy = &server.policy;
+            let conn = request
+                .extensions()
+                .get::<ConnInfo>()
+                .cloned()
+                .unwrap_or_default();
+            let peer = policy.peer(&conn)?;
             let req = request.into_inner();
             if !req.type_url.is_empty() && req.type_url != ty.type_url() {
                 return Err(Status::invalid_argument(format!(
@@ -36,6 +46,32 @@ impl UnaryService<DiscoveryRequest> for Fetch {
                 .identify(req.node.as_ref())
                 .map_err(|e: ProtocolError| Status::invalid_argument(e.to_string()))?;
             let node = identity.get().unwrap_or_default();
+            policy.check_node_id(node)?;
+            policy
+                .check_names(req.resource_names.len())
+                .map_err(|s| denied(&server.metrics, "too_many_names", s))?;
+            match policy.authorize(peer, node, server.snapshots.as_ref()) {
+                Decision::Allow => {}
+                Decision::Deny(why) => {
+                    return Err(denied(
+                        &server.metrics,
+                        "node_not_authorized",
+                        Status::permission_denied(why),
+                    ))
+                }
+                Decision::Wait => {
+                    return Err(Status::unavailable(format!(
+                        "no configuration for node {node:?} yet"
+                    )))
+                }
+            }
+            if ty == ResourceType::Secret && !policy.secrets_allowed(peer) {
+                return Err(denied(
+                    &server.metrics,
+                    "unauthenticated_secrets",
+                    Status::permission_denied(SECRETS_REFUSED),
+                ));
+            }
             let snapshot = server.snapshots.for_node(node).ok_or_else(|| {
                 Status::unavailable(format!("no configuration for node {node:?} yet"))
             })?;

@@ -5,6 +5,7 @@ mod body;
 mod codec;
 mod csds;
 mod fetch;
+mod policy;
 mod stream;
 
 use std::convert::Infallible;
@@ -29,7 +30,8 @@ use bootes_xds::response::{Encoded, ResponseCache};
 use bootes_xds::sotw::SotwStream;
 use codec::RequestDecoder;
 
-pub use csds::CsdsService;
+pub use csds::{CsdsAccess, CsdsService};
+pub use policy::Policy;
 
 /// Shared by every stream of this server.
 #[derive(Debug)]
@@ -46,6 +48,8 @@ pub struct Server {
     /// Streams older than this (± 10% jitter) are ended so clients rebalance
     /// across replicas after a scale-up.
     pub max_connection_age: Option<Duration>,
+    /// Authorization and per-request bounds.
+    pub policy: Policy,
 }
 
 /// What a gRPC method does.
@@ -186,11 +190,12 @@ where
         let Some(method) = method(req.uri().path()) else {
             return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
         };
+        let limit = server.policy.max_request_bytes;
         Box::pin(async move {
             Ok(match method {
                 Method::Sotw(only) => streaming::<SotwStream, B>(server, only, req).await,
                 Method::Delta(only) => streaming::<DeltaStream, B>(server, only, req).await,
-                Method::Fetch(ty) => unary(fetch::Fetch { server, ty }, req).await,
+                Method::Fetch(ty) => unary(fetch::Fetch { server, ty }, limit, req).await,
             })
         })
     }
@@ -212,7 +217,12 @@ where
         return status.into_http();
     }
     let requests = req.map(|body| {
-        Streaming::new_request(RequestDecoder::<M::Request>::default(), body, None, None)
+        Streaming::new_request(
+            RequestDecoder::<M::Request>::default(),
+            body,
+            None,
+            Some(server.policy.max_request_bytes),
+        )
     });
     let mut svc = stream::Streams::<M>::new(server, only);
     match svc.call(tonic::Request::from_http(requests)).await {
@@ -222,7 +232,7 @@ where
 }
 
 /// A unary RPC (`Fetch*`), answered like the streams with shared bytes.
-async fn unary<S, B>(mut svc: S, req: http::Request<B>) -> http::Response<Body>
+async fn unary<S, B>(mut svc: S, limit: usize, req: http::Request<B>) -> http::Response<Body>
 where
     S: UnaryService<DiscoveryRequest, Response = Arc<Encoded>>,
     B: http_body::Body + Send + 'static,
@@ -236,7 +246,7 @@ where
         RequestDecoder::<DiscoveryRequest>::default(),
         body,
         None,
-        None,
+        Some(limit),
     );
     let message = match requests.message().await {
         Ok(Some(message)) => message,

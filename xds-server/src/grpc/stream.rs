@@ -16,9 +16,12 @@ use tonic::server::StreamingService;
 use tonic::{Status, Streaming};
 use tracing::Instrument;
 
+use super::policy::{denied, is_secret, SECRETS_REFUSED};
 use super::{BoxFuture, Server};
+use crate::authz::Decision;
 use crate::clients::Reports;
-use crate::metrics::{TypeLabel, VariantLabel};
+use crate::listener::ConnInfo;
+use crate::metrics::{ReasonLabel, TypeLabel, VariantLabel};
 use bootes_xds::delta::DeltaStream;
 use bootes_xds::response::{Encoded, ResponseCache};
 use bootes_xds::snapshots::Snapshot;
@@ -31,6 +34,10 @@ pub trait Machine: Default + Send + 'static {
     const VARIANT: &'static str;
     fn node(req: &Self::Request) -> Option<&Node>;
     fn type_url(req: &mut Self::Request) -> &mut String;
+    /// The NACK's `error_detail.message`, if the request is a NACK.
+    fn error_detail(req: &mut Self::Request) -> Option<&mut String>;
+    /// How many resource names the request carries.
+    fn name_count(req: &Self::Request) -> usize;
     fn on_request(&mut self, req: &Self::Request, cache: &ResponseCache) -> Effects;
     fn on_snapshot(&mut self, snapshot: Option<Arc<Snapshot>>, cache: &ResponseCache) -> Effects;
     fn report(&self) -> BTreeMap<ResourceType, TypeReport>;
@@ -44,6 +51,12 @@ impl Machine for SotwStream {
     }
     fn type_url(req: &mut DiscoveryRequest) -> &mut String {
         &mut req.type_url
+    }
+    fn error_detail(req: &mut DiscoveryRequest) -> Option<&mut String> {
+        req.error_detail.as_mut().map(|e| &mut e.message)
+    }
+    fn name_count(req: &DiscoveryRequest) -> usize {
+        req.resource_names.len() + req.resource_locators.len()
     }
     fn on_request(&mut self, req: &DiscoveryRequest, cache: &ResponseCache) -> Effects {
         SotwStream::on_request(self, req, cache)
@@ -64,6 +77,16 @@ impl Machine for DeltaStream {
     }
     fn type_url(req: &mut DeltaDiscoveryRequest) -> &mut String {
         &mut req.type_url
+    }
+    fn error_detail(req: &mut DeltaDiscoveryRequest) -> Option<&mut String> {
+        req.error_detail.as_mut().map(|e| &mut e.message)
+    }
+    fn name_count(req: &DeltaDiscoveryRequest) -> usize {
+        req.resource_names_subscribe.len()
+            + req.resource_names_unsubscribe.len()
+            + req.initial_resource_versions.len()
+            + req.resource_locators_subscribe.len()
+            + req.resource_locators_unsubscribe.len()
     }
     fn on_request(&mut self, req: &DeltaDiscoveryRequest, cache: &ResponseCache) -> Effects {
         DeltaStream::on_request(self, req, cache)
@@ -111,16 +134,20 @@ impl<M: Machine> StreamingService<M::Request> for Streams<M> {
         let server = self.server.clone();
         let only = self.only;
         Box::pin(async move {
-            let peer = request.remote_addr();
+            let conn = request
+                .extensions()
+                .get::<ConnInfo>()
+                .cloned()
+                .unwrap_or_default();
             let (tx, rx) = mpsc::channel(16);
             let span = tracing::info_span!(
                 "stream",
                 variant = M::VARIANT,
                 service = only.map(|t| t.short_name()).unwrap_or("ADS"),
-                peer = ?peer,
+                peer = ?conn.remote_addr,
                 node = tracing::field::Empty,
             );
-            tokio::spawn(serve::<M>(server, only, request.into_inner(), tx).instrument(span));
+            tokio::spawn(serve::<M>(server, only, conn, request.into_inner(), tx).instrument(span));
             Ok(tonic::Response::new(ReceiverStream::new(rx)))
         })
     }
@@ -134,9 +161,24 @@ enum End {
 async fn serve<M: Machine>(
     server: Arc<Server>,
     only: Option<ResourceType>,
+    conn: ConnInfo,
     mut requests: Streaming<M::Request>,
     tx: mpsc::Sender<Result<Arc<Encoded>, Status>>,
 ) {
+    let policy = &server.policy;
+    let peer = match policy.peer(&conn) {
+        Ok(peer) => peer,
+        Err(status) => {
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
+    };
+    // Whether the node ID claimed is authorized now: until then the stream
+    // gets no snapshot and leaves no trace in CSDS or etcd.
+    let mut authorized = false;
+    let mut secrets_refused_logged = false;
+    // Registered with the client index only once authorized.
+    let mut identified = false;
     // Shared with the client index, which reads its report only when asked
     // (CSDS, the status writer); locked here only while handling an event.
     let machine = Arc::new(Mutex::new(M::default()));
@@ -185,17 +227,38 @@ async fn serve<M: Machine>(
                         )));
                     }
                 }
+                if let Err(status) = policy.check_names(M::name_count(&req)) {
+                    break End::Error(denied(&server.metrics, "too_many_names", status));
+                }
+                if let Some(detail) = M::error_detail(&mut req) {
+                    policy.bound_detail(detail);
+                }
                 let first = match identity.identify(M::node(&req)) {
                     Ok(first) => first,
                     Err(e) => break End::Error(Status::invalid_argument(e.to_string())),
                 };
                 let node = identity.get().unwrap_or_default().to_string();
                 if first {
+                    if let Err(status) = policy.check_node_id(&node) {
+                        break End::Error(status);
+                    }
                     tracing::Span::current().record("node", node.as_str());
-                    tracing::info!("stream opened");
-                    handle.identify(&node, machine.clone());
-                    let snapshot = server.snapshots.for_node(&node);
-                    if snapshot.is_none() {
+                    match policy.authorize(peer, &node, server.snapshots.as_ref()) {
+                        Decision::Deny(why) => {
+                            break End::Error(denied(&server.metrics, "node_not_authorized", Status::permission_denied(why)));
+                        }
+                        Decision::Wait => tracing::info!("stream opened; waiting for the node's binding to authorize it"),
+                        Decision::Allow => {
+                            authorized = true;
+                            tracing::info!("stream opened");
+                        }
+                    }
+                    if authorized {
+                        handle.identify(&node, machine.clone());
+                        identified = true;
+                    }
+                    let snapshot = authorized.then(|| server.snapshots.for_node(&node)).flatten();
+                    if authorized && snapshot.is_none() {
                         tracing::info!("node has no binding yet; waiting");
                     }
                     let effects = lock().on_snapshot(snapshot, &server.cache);
@@ -203,9 +266,23 @@ async fn serve<M: Machine>(
                         break End::ClientClosed;
                     }
                 }
+                if is_secret(M::type_url(&mut req)) && !policy.secrets_allowed(peer) {
+                    if only == Some(ResourceType::Secret) {
+                        break End::Error(denied(&server.metrics, "unauthenticated_secrets", Status::permission_denied(SECRETS_REFUSED)));
+                    }
+                    // On ADS the other types keep flowing; the SDS
+                    // subscription is not answered.
+                    server.metrics.denied.get_or_create(&ReasonLabel { reason: "unauthenticated_secrets" }).inc();
+                    if !std::mem::replace(&mut secrets_refused_logged, true) {
+                        tracing::warn!("{SECRETS_REFUSED}; this stream's SDS requests are not answered");
+                    }
+                    continue;
+                }
                 let effects = lock().on_request(&req, &server.cache);
                 // A request is what moves ACKs, NACKs and subscriptions.
-                handle.changed();
+                if identified {
+                    handle.changed();
+                }
                 if !send(&server, &tx, effects, None).await {
                     break End::ClientClosed;
                 }
@@ -216,7 +293,20 @@ async fn serve<M: Machine>(
                 }
                 let applied_at = changes.borrow_and_update().1;
                 let node = identity.get().unwrap_or_default().to_string();
-                let snapshot = server.snapshots.for_node(&node);
+                // The binding may have changed (another service account, or
+                // it appeared for a stream waiting on it).
+                match policy.authorize(peer, &node, server.snapshots.as_ref()) {
+                    Decision::Deny(why) => {
+                        break End::Error(denied(&server.metrics, "node_not_authorized", Status::permission_denied(why)));
+                    }
+                    Decision::Wait => authorized = false,
+                    Decision::Allow => authorized = true,
+                }
+                if authorized && !identified {
+                    handle.identify(&node, machine.clone());
+                    identified = true;
+                }
+                let snapshot = authorized.then(|| server.snapshots.for_node(&node)).flatten();
                 let effects = lock().on_snapshot(snapshot, &server.cache);
                 if !send(&server, &tx, effects, Some(applied_at)).await {
                     break End::ClientClosed;

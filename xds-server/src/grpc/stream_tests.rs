@@ -51,6 +51,11 @@ impl SnapshotSource for FakeSource {
     fn subscribe(&self) -> watch::Receiver<(i64, Instant)> {
         self.changed.subscribe()
     }
+
+    fn binding(&self, _node_id: &str) -> Option<bootes_xds::snapshots::Binding> {
+        // Without client authentication (as here) bindings are not asked.
+        None
+    }
 }
 
 /// A snapshot with clusters at `version` each.
@@ -82,6 +87,10 @@ struct Running {
 
 /// Serves the xDS services on one in-memory connection.
 async fn start() -> Running {
+    start_with(Policy::default()).await
+}
+
+async fn start_with(policy: Policy) -> Running {
     let source = FakeSource::new();
     let (drain, draining) = watch::channel(false);
     let server = Arc::new(Server {
@@ -92,6 +101,7 @@ async fn start() -> Running {
         draining,
         drain_period: Duration::ZERO,
         max_connection_age: None,
+        policy: policy.clone(),
     });
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
     tokio::spawn(async move {
@@ -253,4 +263,78 @@ async fn draining_ends_streams_with_unavailable() {
     s.drain.send_replace(true);
     let status = responses.message().await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+}
+
+/// The status that ended the stream (the next message is an error).
+async fn ended(responses: &mut Streaming<DiscoveryResponse>) -> tonic::Status {
+    tokio::time::timeout(Duration::from_secs(5), responses.message())
+        .await
+        .expect("the stream ends")
+        .expect_err("an error status")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_naming_too_many_resources_ends_the_stream() {
+    let s = start_with(Policy {
+        max_resource_names: 2,
+        ..Policy::default()
+    })
+    .await;
+    s.source.set("n1", clusters("v1", &["a"]));
+    let (requests, mut responses) = ads(&s.channel).await;
+    let mut req = cds(Some("n1"), "", "");
+    req.resource_names = vec!["a".into(), "b".into(), "c".into()];
+    requests.send(req).await.unwrap();
+    let status = ended(&mut responses).await;
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overlong_node_id_ends_the_stream() {
+    let s = start_with(Policy {
+        max_node_id: 8,
+        ..Policy::default()
+    })
+    .await;
+    let (requests, mut responses) = ads(&s.channel).await;
+    requests
+        .send(cds(Some("a-very-long-node.id"), "", ""))
+        .await
+        .unwrap();
+    assert_eq!(
+        ended(&mut responses).await.code(),
+        tonic::Code::InvalidArgument
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_authentication_sds_requests_go_unanswered_and_the_rest_flows() {
+    let s = start_with(Policy {
+        allow_unauthenticated_secrets: false,
+        ..Policy::default()
+    })
+    .await;
+    let base = clusters("v1", &["a"]);
+    let mut types = base.types.clone();
+    let secret = Resource {
+        name: "key".into(),
+        version: "s1".into(),
+        value: Bytes::from_static(b"private"),
+        source: String::new(),
+    };
+    types.insert(
+        ResourceType::Secret,
+        BTreeMap::from([("key".to_string(), Arc::new(secret))]),
+    );
+    let snapshot = Snapshot::new(base.key.clone(), base.version.clone(), types);
+    s.source.set("n1", Arc::new(snapshot));
+    let (requests, mut responses) = ads(&s.channel).await;
+    let mut sds = cds(Some("n1"), "", "");
+    sds.type_url = ResourceType::Secret.type_url().into();
+    sds.resource_names = vec!["key".into()];
+    requests.send(sds).await.unwrap();
+    assert!(next(&mut responses).await.is_none(), "no Secret sent");
+    requests.send(cds(None, "", "")).await.unwrap();
+    let r = next(&mut responses).await.expect("clusters still served");
+    assert_eq!(names(&r), ["a@v1"]);
 }

@@ -29,7 +29,7 @@ fn cluster(ns: &str, name: &str, timeout: &str) -> DynamicObject {
     )
 }
 
-fn pod_meta(ns: &str, name: &str, labels: serde_json::Value) -> PartialObjectMeta<KubePod> {
+fn pod_meta(ns: &str, name: &str, labels: serde_json::Value) -> KubePod {
     serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -65,10 +65,7 @@ fn key(kind: ResourceType, ns: &str, name: &str) -> ObjectKey {
 
 /// A state that has listed everything: `objects` of Cluster, no other
 /// objects, and `pods`.
-fn started(
-    objects: Vec<DynamicObject>,
-    pods: Vec<PartialObjectMeta<KubePod>>,
-) -> (KubeState, Vec<SourceEvent>) {
+fn started(objects: Vec<DynamicObject>, pods: Vec<KubePod>) -> (KubeState, Vec<SourceEvent>) {
     let mut state = KubeState::new(ObservedStatuses::default());
     let mut out = Vec::new();
     for kind in crd::KINDS {
@@ -187,19 +184,25 @@ fn malformed_objects_are_errors_naming_the_object_and_field() {
 }
 
 #[test]
-fn pods_are_read_from_metadata_only() {
-    let p = pod_from_meta(&pod_meta("foo", "envoy-0", json!({"app": "foo"}))).unwrap();
+fn pods_give_name_labels_uid_and_service_account() {
+    let p = pod_from_kube(&pod_meta("foo", "envoy-0", json!({"app": "foo"}))).unwrap();
     assert_eq!(p.node_id(), "envoy-0.foo");
     assert_eq!(p.uid, "pod-envoy-0");
     assert_eq!(p.labels["app"], "foo");
-    let bare: PartialObjectMeta<KubePod> =
+    assert_eq!(p.service_account, "default", "unset: the default account");
+    let with_sa: KubePod = serde_json::from_value(json!({
+        "metadata": {"name": "p", "namespace": "n"},
+        "spec": {"serviceAccountName": "edge", "containers": []}}))
+    .unwrap();
+    assert_eq!(pod_from_kube(&with_sa).unwrap().service_account, "edge");
+    let bare: KubePod =
         serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "n"}})).unwrap();
-    let p = pod_from_meta(&bare).unwrap();
+    let p = pod_from_kube(&bare).unwrap();
     assert!(p.labels.is_empty());
     assert_eq!(p.uid, "n/p");
-    let nameless: PartialObjectMeta<KubePod> =
+    let nameless: KubePod =
         serde_json::from_value(json!({"metadata": {"namespace": "n"}})).unwrap();
-    assert!(pod_from_meta(&nameless).is_err());
+    assert!(pod_from_kube(&nameless).is_err());
 }
 
 #[test]

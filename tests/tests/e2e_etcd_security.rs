@@ -1,0 +1,249 @@
+//! The whole path through an etcd that serves TLS only, requires client
+//! certificates and has authentication on, with the least-privilege roles
+//! the README and manifests/etcd/ show: the controller reads and writes the
+//! prefix, the xds-server reads it and writes only status/, an operator
+//! reads it with a username and password (inspect). Secrets are stored
+//! encrypted with a key file and still reach Envoy.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{ensure, Context, Result};
+use bootes_tests::harness::{
+    cluster_eds, endpoint, eventually, expect_routed, find_bootes_bin, free_port, listener_http,
+    pod, route, CertFiles, Controller, Envoy, Etcd, ManifestDir, TestCa, Upstream, VirtualHost,
+    XdsServer,
+};
+use etcd_client::{Permission, PutOptions};
+use prost::Message;
+use serde_json::{json, Value};
+
+const PREFIX: &str = "/bootes/v1/";
+const KEY_FILE: &str = "k1 5f0c6a1e2d3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5\n";
+
+/// The roles of manifests/etcd/roles.sh, made with the etcd API.
+async fn roles(etcd: &Etcd) -> Result<()> {
+    let mut c = etcd.client().await?;
+    c.user_add("root", "root-password", None).await?;
+    c.user_grant_role("root", "root").await?;
+    c.role_add("bootes-controller").await?;
+    c.role_grant_permission(
+        "bootes-controller",
+        Permission::read_write(PREFIX).with_prefix(),
+    )
+    .await?;
+    c.role_add("bootes-xds-server").await?;
+    c.role_grant_permission("bootes-xds-server", Permission::read(PREFIX).with_prefix())
+        .await?;
+    c.role_grant_permission(
+        "bootes-xds-server",
+        Permission::read_write(format!("{PREFIX}status/")).with_prefix(),
+    )
+    .await?;
+    c.role_add("bootes-operator").await?;
+    c.role_grant_permission("bootes-operator", Permission::read(PREFIX).with_prefix())
+        .await?;
+    // Users named as the client certificates' common names; the operator
+    // logs in with a password.
+    c.user_add("bootes-controller", "unused-password-1", None)
+        .await?;
+    c.user_grant_role("bootes-controller", "bootes-controller")
+        .await?;
+    c.user_add("bootes-xds-server", "unused-password-2", None)
+        .await?;
+    c.user_grant_role("bootes-xds-server", "bootes-xds-server")
+        .await?;
+    c.user_add("operator", "operator-password", None).await?;
+    c.user_grant_role("operator", "bootes-operator").await?;
+    c.auth_enable().await?;
+    Ok(())
+}
+
+fn objects(port: u16, upstream: std::net::SocketAddr) -> Vec<Value> {
+    vec![
+        pod("demo", "envoy-0", &[]),
+        listener_http("demo", "listener-1", "listener-1", port, "route-1", &[]),
+        route(
+            "demo",
+            "route-1",
+            "route-1",
+            &[VirtualHost::new("all", &["*"], &[("/", "cluster-a")])],
+            &[],
+        ),
+        cluster_eds("demo", "cluster-a", "cluster-a", &[]),
+        endpoint("demo", "cluster-a-endpoints", "cluster-a", &[upstream], &[]),
+        json!({"apiVersion": "bootes.io/v1", "kind": "Secret",
+               "metadata": {"name": "api-token", "namespace": "demo"},
+               "spec": {"config": {"name": "api-token", "generic_secret": {
+                   "secret": {"inline_string": "TOPSECRET-TOKEN"}}}}}),
+    ]
+}
+
+fn etcd_args(etcd_ca: &Path, client: &CertFiles) -> Vec<String> {
+    vec![
+        "--etcd-ca".into(),
+        etcd_ca.display().to_string(),
+        "--etcd-cert".into(),
+        client.cert.display().to_string(),
+        "--etcd-key".into(),
+        client.key.display().to_string(),
+    ]
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_path_works_through_etcd_with_tls_auth_and_least_privilege() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = TestCa::new("etcd CA");
+    let ca_file = ca.write(dir.path(), "etcd-ca.crt");
+    let etcd = Etcd::start_tls(&ca).await?;
+    roles(&etcd).await?;
+
+    let key_file = dir.path().join("secrets.keys");
+    std::fs::write(&key_file, KEY_FILE)?;
+    let key_arg = key_file.display().to_string();
+
+    let upstream = Upstream::start("upstream-a").await?;
+    let port = free_port();
+    let m = ManifestDir::new()?;
+    m.write_docs("objects.yaml", &objects(port, upstream.addr()))?;
+
+    let controller_cert = ca
+        .issue("bootes-controller", &[])
+        .write(dir.path(), "controller");
+    let mut args = etcd_args(&ca_file, &controller_cert);
+    args.extend(["--secret-key-file".into(), key_arg.clone()]);
+    let _controller = Controller::start_with_args(&etcd, m.path(), &strs(&args)).await?;
+
+    let xds_cert = ca.issue("bootes-xds-server", &[]).write(dir.path(), "xds");
+    let mut args = etcd_args(&ca_file, &xds_cert);
+    args.extend(["--secret-key-file".into(), key_arg.clone()]);
+    args.push("--allow-unauthenticated-secrets".into());
+    let xds = XdsServer::start_with_args(&etcd, "secure", &strs(&args)).await?;
+
+    // Config flows end to end, and the xds-server writes its status record.
+    let envoy = Envoy::start("envoy-0.demo", &[xds.addr()]).await?;
+    expect_routed(port, "example.com", "/", "upstream-a").await?;
+    eventually("the xds-server recorded envoy-0.demo's status", || async {
+        let keys = etcd.keys(&format!("{PREFIX}status/envoy-0.demo/")).await?;
+        ensure!(!keys.is_empty(), "no status record yet");
+        Ok(())
+    })
+    .await?;
+    drop(envoy);
+
+    // At rest, the Secret is sealed: its text is nowhere in etcd.
+    let mut root = etcd.client().await?;
+    let snapshots = root
+        .get(
+            format!("{PREFIX}snapshots/"),
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await?;
+    let mut sealed = 0;
+    for kv in snapshots.kvs() {
+        ensure!(
+            !kv.value().windows(15).any(|w| w == b"TOPSECRET-TOKEN"),
+            "plaintext secret in {}",
+            kv.key_str()?
+        );
+        let s = bootes_proto::store::Snapshot::decode(kv.value())?;
+        sealed += s
+            .types
+            .iter()
+            .flat_map(|t| &t.resources)
+            .filter(|r| r.sealed.as_ref().is_some_and(|s| s.key_id == "k1"))
+            .count();
+    }
+    ensure!(sealed == 1, "{sealed} sealed resources");
+
+    // Least privilege: the xds-server's identity cannot write snapshots.
+    let mut as_xds = etcd_client::Client::connect(
+        [etcd.endpoint()],
+        Some(
+            etcd_client::ConnectOptions::new().with_tls(
+                etcd_client::TlsOptions::new()
+                    .ca_certificate(etcd_client::Certificate::from_pem(&ca.pem))
+                    .identity(etcd_client::Identity::from_pem(
+                        std::fs::read(&xds_cert.cert)?,
+                        std::fs::read(&xds_cert.key)?,
+                    )),
+            ),
+        ),
+    )
+    .await?;
+    let refused = as_xds
+        .put(
+            format!("{PREFIX}snapshots/demo/forged"),
+            "x",
+            None::<PutOptions>,
+        )
+        .await
+        .unwrap_err();
+    ensure!(
+        refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
+    as_xds
+        .get(format!("{PREFIX}nodes/envoy-0.demo"), None)
+        .await?;
+
+    // inspect, as the operator (password), with and without the key file.
+    let nobody = ca.issue("nobody", &[]).write(dir.path(), "nobody");
+    let password = dir.path().join("operator.password");
+    std::fs::write(&password, "operator-password\n")?;
+    let mut base = etcd_args(&ca_file, &nobody);
+    base.extend([
+        "--etcd-username".into(),
+        "operator".into(),
+        "--etcd-password-file".into(),
+        password.display().to_string(),
+    ]);
+    let secret_of = |out: &Value| -> Option<Value> {
+        out["types"]
+            .as_array()?
+            .iter()
+            .find(|t| t["type"] == "SDS")
+            .map(|t| t["resources"][0].clone())
+    };
+    let without_key = inspect(&etcd, &base)?;
+    let secret = secret_of(&without_key).context("no SDS resource")?;
+    ensure!(secret["encrypted"]["key_id"] == "k1", "{secret}");
+    ensure!(secret["config"].is_null(), "{secret}");
+    let mut with_key = base.clone();
+    with_key.extend(["--secret-key-file".into(), key_arg, "--show-secrets".into()]);
+    let out = inspect(&etcd, &with_key)?;
+    let secret = secret_of(&out).context("no SDS resource")?;
+    ensure!(
+        secret["config"]["generic_secret"]["secret"]["inline_string"] == "TOPSECRET-TOKEN",
+        "{secret}"
+    );
+    Ok(())
+}
+
+fn inspect(etcd: &Etcd, args: &[String]) -> Result<Value> {
+    let out = Command::new(find_bootes_bin(
+        "bootes-controller",
+        "BOOTES_CONTROLLER_BIN",
+    )?)
+    .args([
+        "inspect",
+        "snapshot",
+        "envoy-0.demo",
+        "-o",
+        "json",
+        "--etcd-endpoints",
+    ])
+    .arg(etcd.endpoint())
+    .args(args)
+    .output()?;
+    ensure!(
+        out.status.success(),
+        "inspect failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
