@@ -22,13 +22,12 @@ use base64::Engine;
 use bootes_proto::sealed::SecretKeys;
 use bootes_proto::{envoy, store, version, Key, Keys, ResourceType};
 use prost::Message;
-use prost_reflect::{DynamicMessage, ReflectMessage, SerializeOptions};
+use prost_reflect::{DynamicMessage, SerializeOptions};
 use serde_json::{json, Map, Value};
 
 use crate::cli::{InspectArgs, InspectCommand, InspectOutput};
 
-use bootes_envoy::any::{self, AnyError};
-use bootes_envoy::sensitive::{self, is_sensitive, REDACTED};
+use bootes_proto::redact::{redact, REDACTED};
 
 /// Named-subscription types with at most this many resources are checked for
 /// an ACK of a subset of them (a node subscribed to fewer names than its
@@ -590,68 +589,6 @@ pub fn decode_resource(type_url: &str, value: &[u8], options: Options) -> Result
     } else {
         unmark_redacted_bytes(json)
     })
-}
-
-/// Redacts every field marked `(udpa.annotations.sensitive)`, at any depth
-/// and inside `Any` payloads. A Secret whose sensitivity cannot be told (no
-/// annotation in the pool) is redacted whole.
-fn redact(message: &mut DynamicMessage) -> Result<(), String> {
-    if !sensitive::annotation_known()
-        && message.descriptor().full_name() == ResourceType::Secret.message_name()
-    {
-        let name = message.get_field_by_name("name").map(|v| v.into_owned());
-        message.clear();
-        if let Some(name) = name {
-            message.set_field_by_name("name", name);
-        }
-        return Ok(());
-    }
-    redact_message(message, false)
-}
-
-fn redact_message(message: &mut DynamicMessage, all: bool) -> Result<(), String> {
-    if any::is_any(&message.descriptor()) {
-        return redact_any(message, all);
-    }
-    for (field, value) in message.fields_mut() {
-        let all = all || is_sensitive(&field);
-        redact_value(value, all)?;
-    }
-    Ok(())
-}
-
-fn redact_value(value: &mut prost_reflect::Value, all: bool) -> Result<(), String> {
-    use prost_reflect::Value as V;
-    match value {
-        V::String(s) if all => *s = REDACTED.to_string(),
-        V::Bytes(b) if all => *b = REDACTED.as_bytes().to_vec().into(),
-        V::Message(m) => redact_message(m, all)?,
-        V::List(items) => {
-            for v in items {
-                redact_value(v, all)?;
-            }
-        }
-        V::Map(map) => {
-            for v in map.values_mut() {
-                redact_value(v, all)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Decodes an `Any` payload, redacts it and packs it again.
-fn redact_any(any: &mut DynamicMessage, all: bool) -> Result<(), String> {
-    let mut inner = any::unpack(any).map_err(|e| match e {
-        AnyError::UnknownType(url) => format!("Any names {url:?}, which is not in the Envoy API"),
-        AnyError::Decode { type_url, source } => {
-            format!("Any of type {type_url:?} does not decode: {source}")
-        }
-    })?;
-    redact_message(&mut inner, all)?;
-    any::repack(any, &inner);
-    Ok(())
 }
 
 /// Redacted `bytes` fields come out of JSON as base64 of `[redacted]`: show
