@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,8 +35,8 @@ impl Cli {
     {
         let cli = Self::try_parse_from(args)?;
         match &cli.command {
-            Command::Run(a) => a.etcd.require()?,
-            Command::Inspect(a) => a.common.etcd.require()?,
+            Command::Run(a) => a.etcd.require(Cli::command())?,
+            Command::Inspect(a) => a.common.etcd.require(Cli::command())?,
             Command::Validate(_) | Command::Crds => {}
         }
         Ok(cli)
@@ -55,64 +55,8 @@ pub enum Command {
     Inspect(InspectArgs),
 }
 
-/// How to reach etcd. `global`, so that `inspect --etcd-endpoints URL nodes` and
-/// `inspect nodes --etcd-endpoints URL` both work; clap cannot make a global
-/// flag required, so [`EtcdArgs::require`] checks it after parsing.
-#[derive(Debug, Args)]
-pub struct EtcdArgs {
-    /// etcd endpoints, comma separated (required).
-    #[arg(
-        long,
-        global = true,
-        env = "BOOTES_ETCD_ENDPOINTS",
-        value_delimiter = ','
-    )]
-    pub etcd_endpoints: Vec<String>,
-    /// Prefix of every Bootes key in etcd.
-    #[arg(long, global = true, env = "BOOTES_ETCD_PREFIX", default_value = bootes_proto::keys::DEFAULT_PREFIX)]
-    pub etcd_prefix: String,
-    #[command(flatten)]
-    pub security: bootes_etcd::SecurityArgs,
-    /// Key file for Secret resources at rest (`<key-id> <64 hex digits>` per
-    /// line, first key encrypts): `run` stores Secrets encrypted, `inspect`
-    /// decrypts them. See docs/SECURITY.md.
-    #[arg(long, global = true, env = "BOOTES_SECRET_KEY_FILE")]
-    pub secret_key_file: Option<PathBuf>,
-}
-
-impl EtcdArgs {
-    /// How to connect: endpoints, TLS and authentication (files read now).
-    pub fn config(&self) -> Result<bootes_etcd::EtcdConfig, bootes_etcd::SecurityError> {
-        bootes_etcd::EtcdConfig::new(&self.etcd_endpoints).with_security(&self.security)
-    }
-
-    /// The secret key file, read and parsed, if one is named.
-    pub fn secret_keys(
-        &self,
-    ) -> anyhow::Result<Option<std::sync::Arc<bootes_proto::sealed::SecretKeys>>> {
-        use anyhow::Context;
-        let Some(path) = &self.secret_key_file else {
-            return Ok(None);
-        };
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let keys = bootes_proto::sealed::SecretKeys::parse(&text)
-            .with_context(|| format!("secret key file {}", path.display()))?;
-        Ok(Some(std::sync::Arc::new(keys)))
-    }
-
-    /// Fails as clap fails for a missing required flag when no endpoint was given.
-    pub fn require(&self) -> Result<(), clap::Error> {
-        if self.etcd_endpoints.iter().any(|e| !e.trim().is_empty()) {
-            return Ok(());
-        }
-        use clap::CommandFactory;
-        Err(Cli::command().error(
-            clap::error::ErrorKind::MissingRequiredArgument,
-            "the following required argument was not provided: --etcd-endpoints <URL,...> (or BOOTES_ETCD_ENDPOINTS)",
-        ))
-    }
-}
+/// How to reach etcd: the flags every Bootes command shares.
+pub use bootes_etcd::EtcdArgs;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {

@@ -705,7 +705,7 @@ pub fn render(value: &Value, output: InspectOutput) -> String {
 /// Garbage values are reported in the output (`errors`) and on stderr.
 pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
     let common = &args.common;
-    let keys = Keys::new(&common.etcd.etcd_prefix);
+    let keys = common.etcd.keys();
     let client = bootes_etcd::connect(
         &common
             .etcd

@@ -130,18 +130,8 @@ async fn campaign_with_lease(
         }
     };
     lease_tx.send_replace(Some(id));
-    let (mut keeper, mut responses) = client.lease_keep_alive(id).await?;
-    let period = Duration::from_millis((ttl_secs as u64 * 1000) / 3);
-    let keep_alive = async move {
-        loop {
-            keeper.keep_alive().await?;
-            match responses.message().await? {
-                Some(r) if r.ttl() > 0 => {}
-                _ => return Ok::<(), bootes_etcd::etcd_client::Error>(()),
-            }
-            tokio::time::sleep(period).await;
-        }
-    };
+    let keep_alive =
+        bootes_etcd::lease::keep_alive(client.clone(), id, Duration::from_secs(ttl_secs as u64));
     tokio::pin!(keep_alive);
 
     loop {

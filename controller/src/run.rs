@@ -35,7 +35,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     )
     .await?;
 
-    let keys = Keys::new(&args.etcd.etcd_prefix);
+    let keys = args.etcd.keys();
     let config = args.etcd.config()?;
     let secrets = args.etcd.secret_keys()?;
     let writer = connect_and_load(&config, keys, secrets).await;

@@ -1,9 +1,12 @@
 //! Everything Bootes does with etcd that is not specific to the controller or
 //! the xds-server.
 //!
+//! * [`args`] — the etcd flags of every command (endpoints, prefix, TLS,
+//!   authentication, the secret key file).
 //! * [`connect`] — the one way to open a client (endpoints, timeouts,
 //!   keep-alive, TLS, authentication).
 //! * [`security`] — the etcd TLS and authentication flags.
+//! * [`lease`] — keeping a lease alive, and noticing when it is lost.
 //! * [`list`] — a prefix read in pages at one revision, so that any amount
 //!   of data can be listed.
 //! * [`watch`] — the one list-then-watch loop, relisting after errors.
@@ -14,13 +17,16 @@
 //! (tonic's default limit of 4 MiB would refuse large lists and watch
 //! responses).
 
+pub mod args;
 pub mod backoff;
 pub mod connect;
+pub mod lease;
 pub mod list;
 pub mod security;
 pub mod txn;
 pub mod watch;
 
+pub use args::{EtcdArgs, SecretKeyFileError};
 pub use backoff::Backoff;
 pub use connect::{connect, EtcdConfig};
 pub use etcd_client;

@@ -6,7 +6,6 @@ mod authz;
 mod clients;
 mod etcd_sync;
 mod grpc;
-mod jitter;
 mod listener;
 mod metrics;
 mod source;
@@ -18,8 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use bootes_proto::Keys;
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 use tokio::sync::watch;
 
 #[derive(Debug, Parser)]
@@ -29,17 +27,8 @@ use tokio::sync::watch;
     about = "Bootes xDS server: snapshots from etcd, served to Envoy over ADS"
 )]
 struct Cli {
-    /// etcd endpoints, comma separated.
-    #[arg(
-        long,
-        env = "BOOTES_ETCD_ENDPOINTS",
-        value_delimiter = ',',
-        required = true
-    )]
-    etcd_endpoints: Vec<String>,
-    /// Prefix of every Bootes key in etcd.
-    #[arg(long, env = "BOOTES_ETCD_PREFIX", default_value = bootes_proto::keys::DEFAULT_PREFIX)]
-    etcd_prefix: String,
+    #[command(flatten)]
+    etcd: bootes_etcd::EtcdArgs,
     /// gRPC listen address (xDS).
     #[arg(long, env = "BOOTES_LISTEN", default_value = "0.0.0.0:18000")]
     listen: SocketAddr,
@@ -63,16 +52,9 @@ struct Cli {
     #[arg(long, env = "BOOTES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     #[command(flatten)]
-    etcd_security: bootes_etcd::SecurityArgs,
-    #[command(flatten)]
     tls: TlsArgs,
     #[command(flatten)]
     limits: LimitArgs,
-    /// Key file for Secret resources stored encrypted (`<key-id> <64 hex
-    /// digits>` per line; the controller's file). Without it, an encrypted
-    /// snapshot is not served.
-    #[arg(long, env = "BOOTES_SECRET_KEY_FILE")]
-    secret_key_file: Option<std::path::PathBuf>,
 }
 
 /// TLS on the xDS port and who may read what (docs/SECURITY.md).
@@ -193,28 +175,17 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    cli.etcd
+        .require(Cli::command())
+        .unwrap_or_else(|e| e.exit());
     init_logging(cli.log_format);
     tracing::info!(?cli, "starting");
 
-    let keys = Keys::new(&cli.etcd_prefix);
-    let etcd = bootes_etcd::connect(
-        &bootes_etcd::EtcdConfig::new(&cli.etcd_endpoints)
-            .with_request_timeout(None)
-            .with_security(&cli.etcd_security)?,
-    )
-    .await
-    .context("etcd client")?;
-
-    let secrets = match &cli.secret_key_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let keys = bootes_proto::sealed::SecretKeys::parse(&text)
-                .with_context(|| format!("secret key file {}", path.display()))?;
-            Some(Arc::new(keys))
-        }
-        None => None,
-    };
+    let keys = cli.etcd.keys();
+    let etcd = bootes_etcd::connect(&cli.etcd.config()?.with_request_timeout(None))
+        .await
+        .context("etcd client")?;
+    let secrets = cli.etcd.secret_keys()?;
     let tls = match (&cli.tls.tls_cert, &cli.tls.tls_key) {
         (Some(cert), Some(key)) => {
             let tls = tls::ReloadingTls::load(tls::TlsFiles {

@@ -107,18 +107,14 @@ async fn report(
         .lease_grant(ttl.as_secs().max(2) as i64, None)
         .await?
         .id();
-    let (mut keeper, mut acks) = client.lease_keep_alive(lease).await?;
-    let period = ttl / 3;
-    let keep_alive = async move {
-        loop {
-            tokio::time::sleep(period).await;
-            keeper.keep_alive().await?;
-            if acks.message().await?.is_none_or(|r| r.ttl() <= 0) {
-                return Err(etcd_client::Error::LeaseKeepAliveError(
-                    "lease expired".into(),
-                ));
-            }
-        }
+    // Whether the lease is lost or etcd fails, start over with a new lease
+    // (the records on a lost one are gone).
+    let keeper = bootes_etcd::lease::keep_alive(client.clone(), lease, ttl);
+    let keep_alive = async {
+        keeper.await?;
+        Err::<(), _>(etcd_client::Error::LeaseKeepAliveError(
+            "lease expired".into(),
+        ))
     };
     tokio::pin!(keep_alive);
 

@@ -203,7 +203,7 @@ async fn serve<M: Machine>(
         // ± 10% so streams opened together do not all end together.
         let spread = age / 5;
         Box::pin(tokio::time::sleep(
-            age - age / 10 + crate::jitter::up_to(spread),
+            age - age / 10 + spread.mul_f64(fastrand::f64()),
         ))
     });
     let mut max_age = max_age;
@@ -314,7 +314,7 @@ async fn serve<M: Machine>(
             }
             _ = draining.changed(), if drain_at.is_none() => {
                 if *draining.borrow() {
-                    let wait = crate::jitter::up_to(server.drain_period);
+                    let wait = server.drain_period.mul_f64(fastrand::f64());
                     drain_at = Some(Box::pin(tokio::time::sleep(wait)));
                 }
             }
