@@ -49,6 +49,9 @@ pub struct Index {
     slices: BTreeMap<SliceKey, EndpointSlice>,
     /// What the xds-servers recorded about each node: (node, replica) → status.
     node_status: BTreeMap<(String, String), store::NodeStatus>,
+    /// Group snapshots of the last [`Index::desired`], rebuilt only when
+    /// their objects change.
+    memo: memo::Memo,
 }
 
 /// Why an object is or is not accepted.
@@ -90,9 +93,23 @@ pub struct ObjectStatus {
 /// One group's snapshot and the nodes bound to it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GroupSnapshot {
-    pub snapshot: store::Snapshot,
+    /// Shared with the index's memo: unchanged groups are not rebuilt.
+    pub snapshot: Arc<store::Snapshot>,
+    /// `snapshot` encoded (before Secrets are sealed), once per change.
+    pub encoded: Arc<[u8]>,
     /// Node IDs bound to this snapshot, sorted.
     pub nodes: Vec<String>,
+}
+
+impl GroupSnapshot {
+    pub fn new(snapshot: store::Snapshot, nodes: Vec<String>) -> Self {
+        use prost::Message;
+        Self {
+            encoded: snapshot.encode_to_vec().into(),
+            snapshot: Arc::new(snapshot),
+            nodes,
+        }
+    }
 }
 
 /// Everything the controller should have written, computed from scratch.
@@ -370,16 +387,17 @@ impl Index {
         let mut reach: BTreeMap<&ObjectKey, usize> = BTreeMap::new();
         let mut conflicts: BTreeMap<&ObjectKey, &ObjectKey> = BTreeMap::new();
 
+        let mut round = self.memo.round();
         for ((namespace, keys), pods) in &groups {
             let entries: Vec<&Entry> = keys.iter().map(|k| &self.objects[*k]).collect();
-            let (snapshot, winners, losers) = build_snapshot(namespace, &entries);
-            for key in winners {
-                *reach.entry(key).or_default() += pods.len();
+            let built = round.get(namespace, &entries);
+            for &i in &built.winners {
+                *reach.entry(keys[i]).or_default() += pods.len();
             }
-            for (loser, winner) in losers {
-                conflicts.entry(loser).or_insert(winner);
+            for &(loser, winner) in &built.losers {
+                conflicts.entry(keys[loser]).or_insert(keys[winner]);
             }
-            let snapshot_ref = format!("{namespace}/{}", snapshot.group);
+            let snapshot_ref = format!("{namespace}/{}", built.snapshot.group);
             let mut nodes: Vec<String> = pods.iter().map(|p| p.node_id()).collect();
             nodes.sort();
             for pod in pods {
@@ -394,10 +412,16 @@ impl Index {
                     },
                 );
             }
-            desired
-                .groups
-                .insert(snapshot_ref, GroupSnapshot { snapshot, nodes });
+            desired.groups.insert(
+                snapshot_ref,
+                GroupSnapshot {
+                    snapshot: built.snapshot.clone(),
+                    encoded: built.encoded.clone(),
+                    nodes,
+                },
+            );
         }
+        round.finish();
 
         let rejections = self.rejections(&desired);
         for (key, entry) in &self.objects {
@@ -611,6 +635,7 @@ fn build_snapshot<'a>(
     (snapshot, winners, losers)
 }
 
+mod memo;
 mod size;
 #[cfg(test)]
 mod tests;

@@ -60,7 +60,7 @@ impl Plan {
 pub fn contents(keys: &Keys, desired: &Desired) -> Contents {
     let mut out = Contents::new();
     for (snapshot_ref, group) in &desired.groups {
-        out.insert(keys.snapshot(snapshot_ref), group.snapshot.encode_to_vec());
+        out.insert(keys.snapshot(snapshot_ref), group.encoded.to_vec());
     }
     for (node, binding) in &desired.bindings {
         out.insert(keys.node(node), binding.encode_to_vec());
@@ -74,7 +74,7 @@ pub fn plan(keys: &Keys, current: &Contents, desired: &Desired) -> Plan {
 
     for (snapshot_ref, group) in &desired.groups {
         let key = keys.snapshot(snapshot_ref);
-        let value = group.snapshot.encode_to_vec();
+        let value = &group.encoded;
         if value.len() > MAX_VALUE_BYTES {
             plan.oversized.push(Oversized {
                 snapshot: snapshot_ref.clone(),
@@ -92,8 +92,11 @@ pub fn plan(keys: &Keys, current: &Contents, desired: &Desired) -> Plan {
             continue;
         }
         let mut ops = Vec::new();
-        if current.get(&key) != Some(&value) {
-            ops.push(Op::Put { key, value });
+        if current.get(&key).map(Vec::as_slice) != Some(&value[..]) {
+            ops.push(Op::Put {
+                key,
+                value: value.to_vec(),
+            });
         }
         for node in &group.nodes {
             let key = keys.node(node);
@@ -106,12 +109,17 @@ pub fn plan(keys: &Keys, current: &Contents, desired: &Desired) -> Plan {
     }
 
     // Deletions last: bindings first, then the snapshots they pointed to.
-    let desired_contents = contents(keys, desired);
+    let desired_keys: std::collections::BTreeSet<String> = desired
+        .groups
+        .keys()
+        .map(|s| keys.snapshot(s))
+        .chain(desired.bindings.keys().map(|n| keys.node(n)))
+        .collect();
     let stale = |prefix: String| -> Vec<Op> {
         current
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
-            .filter(|(k, _)| !desired_contents.contains_key(*k))
+            .filter(|(k, _)| !desired_keys.contains(*k))
             .filter(|(k, _)| {
                 // A node waiting for an oversized snapshot keeps its binding.
                 keys.parse(k).is_none_or(|parsed| match parsed {
@@ -210,10 +218,7 @@ mod tests {
         };
         (
             format!("{ns}/{id}"),
-            GroupSnapshot {
-                snapshot,
-                nodes: nodes.iter().map(|s| s.to_string()).collect(),
-            },
+            GroupSnapshot::new(snapshot, nodes.iter().map(|s| s.to_string()).collect()),
         )
     }
 

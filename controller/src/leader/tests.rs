@@ -41,15 +41,15 @@ fn one_group(version: &str) -> Desired {
     let mut d = Desired::default();
     d.groups.insert(
         "ns/g".into(),
-        GroupSnapshot {
-            snapshot: store::Snapshot {
+        GroupSnapshot::new(
+            store::Snapshot {
                 namespace: "ns".into(),
                 group: "g".into(),
                 version: version.into(),
                 ..Default::default()
             },
-            nodes: vec![],
-        },
+            vec![],
+        ),
     );
     d
 }

@@ -654,3 +654,75 @@ fn an_object_too_large_for_etcd_alone_is_rejected_and_its_previous_version_stays
         Reason::Valid
     );
 }
+
+/// Builds the same objects and pods into a fresh index: what `desired` must
+/// equal however the index got there.
+fn fresh(objects: &[BootesObject], pods: &[Pod]) -> Desired {
+    let mut index = Index::new();
+    index.reset_objects(objects.iter().cloned());
+    index.reset_pods(pods.iter().cloned());
+    index.desired()
+}
+
+#[test]
+fn an_edit_rebuilds_only_the_groups_of_the_edited_object() {
+    let mut objects = vec![
+        cluster("ns", "a", Some(&[("app", "a")]), "1s"),
+        cluster("ns", "b", Some(&[("app", "b")]), "1s"),
+        // In both groups.
+        cluster("ns", "shared", None, "1s"),
+    ];
+    let pods = vec![
+        mk_pod("ns", "pa", &[("app", "a")]),
+        mk_pod("ns", "pb", &[("app", "b")]),
+    ];
+    let mut index = Index::new();
+    index.reset_objects(objects.clone());
+    index.reset_pods(pods.clone());
+    let before = index.desired();
+    let group_of = |d: &Desired, node: &str| d.groups[&d.bindings[node].snapshot].clone();
+
+    // Nothing changed: every group is the one built before.
+    let again = index.desired();
+    for node in ["pa.ns", "pb.ns"] {
+        assert!(Arc::ptr_eq(
+            &group_of(&before, node).snapshot,
+            &group_of(&again, node).snapshot
+        ));
+    }
+
+    // Editing `a` rebuilds pa's group only; the result is what a fresh index computes.
+    objects[0] = cluster("ns", "a", Some(&[("app", "a")]), "2s");
+    index.apply_object(objects[0].clone());
+    let after = index.desired();
+    assert!(!Arc::ptr_eq(
+        &group_of(&before, "pa.ns").snapshot,
+        &group_of(&after, "pa.ns").snapshot
+    ));
+    assert!(Arc::ptr_eq(
+        &group_of(&before, "pb.ns").snapshot,
+        &group_of(&after, "pb.ns").snapshot
+    ));
+    assert_eq!(after, fresh(&objects, &pods));
+
+    // Editing the shared object rebuilds both; an invalid edit rebuilds none.
+    objects[2] = cluster("ns", "shared", None, "3s");
+    index.apply_object(objects[2].clone());
+    let shared = index.desired();
+    for node in ["pa.ns", "pb.ns"] {
+        assert!(!Arc::ptr_eq(
+            &group_of(&after, node).snapshot,
+            &group_of(&shared, node).snapshot
+        ));
+    }
+    assert_eq!(shared, fresh(&objects, &pods));
+    index.apply_object(cluster("ns", "shared", None, "not a duration"));
+    let invalid = index.desired();
+    assert_eq!(invalid.groups, shared.groups);
+    for node in ["pa.ns", "pb.ns"] {
+        assert!(Arc::ptr_eq(
+            &group_of(&shared, node).snapshot,
+            &group_of(&invalid, node).snapshot
+        ));
+    }
+}
