@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 
 use super::SourceEvent;
 use bootes_core::manifest::{self, Document, ManifestError};
-use bootes_core::model::{BootesObject, Pod};
-use bootes_core::service_endpoints::EndpointSlice;
+use bootes_core::model::{BootesObject, ObjectKey, Pod, PodKey};
+use bootes_core::service_endpoints::{EndpointSlice, SliceKey};
 use bootes_core::validate::manifest_files;
 
 /// Files modified less than this long ago are compared by content.
@@ -175,19 +175,102 @@ fn read_file(path: &Path, text: &str, state: &mut FileState) -> Vec<ManifestErro
     problems
 }
 
-/// Scans `root` every `interval` and sends the complete sets when anything changed.
+/// What the index was last told, so that a reload sends only what changed:
+/// an edit of one object among thousands costs the reconcile one object,
+/// not a re-evaluation of all of them.
+#[derive(Debug, Default)]
+struct Delivered {
+    objects: BTreeMap<ObjectKey, BootesObject>,
+    pods: BTreeMap<PodKey, Pod>,
+    slices: BTreeMap<SliceKey, EndpointSlice>,
+}
+
+impl Delivered {
+    /// The complete sets, for the first scan (which also clears out what an
+    /// earlier run left in etcd).
+    fn reset(&mut self, dir: &DirIndex) -> Vec<SourceEvent> {
+        let (objects, pods, slices) = (dir.objects(), dir.pods(), dir.slices());
+        self.objects = objects.iter().map(|o| (o.key.clone(), o.clone())).collect();
+        self.pods = pods.iter().map(|p| (p.key(), p.clone())).collect();
+        self.slices = slices.iter().map(|s| (s.key.clone(), s.clone())).collect();
+        // Slices first: the objects naming their Services are then
+        // converted once, with their endpoints.
+        vec![
+            SourceEvent::ResetSlices(slices),
+            SourceEvent::ResetObjects(objects),
+            SourceEvent::ResetPods(pods),
+        ]
+    }
+
+    /// What changed since the last call, as single-item events (slices
+    /// first, as in [`Delivered::reset`]). When a key is in several files,
+    /// the last file (in path order) wins, as in a reset.
+    fn changes(&mut self, dir: &DirIndex) -> Vec<SourceEvent> {
+        let files = || dir.files.values();
+        let mut events = Vec::new();
+        let slices = files().flat_map(|f| f.slices.iter().map(|s| (s.key.clone(), s)));
+        for change in diff(&mut self.slices, slices.collect()) {
+            events.push(match change {
+                Change::Apply(s) => SourceEvent::ApplySlice(s),
+                Change::Delete(k) => SourceEvent::DeleteSlice(k),
+            });
+        }
+        let objects = files().flat_map(|f| f.objects.iter().map(|o| (o.key.clone(), o)));
+        for change in diff(&mut self.objects, objects.collect()) {
+            events.push(match change {
+                Change::Apply(o) => SourceEvent::ApplyObject(o),
+                Change::Delete(k) => SourceEvent::DeleteObject(k),
+            });
+        }
+        let pods = files().flat_map(|f| f.pods.iter().map(|p| (p.key(), p)));
+        for change in diff(&mut self.pods, pods.collect()) {
+            events.push(match change {
+                Change::Apply(p) => SourceEvent::ApplyPod(p),
+                Change::Delete(k) => SourceEvent::DeletePod(k),
+            });
+        }
+        events
+    }
+}
+
+enum Change<K, V> {
+    Apply(V),
+    Delete(K),
+}
+
+/// Brings `delivered` to `current`, returning the changes.
+fn diff<K: Ord + Clone, V: PartialEq + Clone>(
+    delivered: &mut BTreeMap<K, V>,
+    current: BTreeMap<K, &V>,
+) -> Vec<Change<K, V>> {
+    let mut changes = Vec::new();
+    delivered.retain(|k, _| {
+        let keep = current.contains_key(k);
+        if !keep {
+            changes.push(Change::Delete(k.clone()));
+        }
+        keep
+    });
+    for (k, v) in current {
+        if delivered.get(&k) != Some(v) {
+            delivered.insert(k, v.clone());
+            changes.push(Change::Apply(v.clone()));
+        }
+    }
+    changes
+}
+
+/// Scans `root` every `interval`: the complete sets first, then what changed.
 pub async fn run(root: PathBuf, interval: Duration, tx: mpsc::Sender<SourceEvent>) {
     let mut dir = DirIndex::new(root);
+    let mut delivered = Delivered::default();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_problems = Vec::new();
     let mut first = true;
     loop {
         ticker.tick().await;
-        let mut scan = dir.scan();
-        // The first scan is always reported, even of an empty directory, so
-        // that stale keys from an earlier run are cleaned up.
-        scan.changed |= std::mem::take(&mut first);
+        let scan = dir.scan();
         if scan.problems != last_problems {
             for p in &scan.problems {
                 if tx.send(SourceEvent::Problem(p.clone())).await.is_err() {
@@ -196,18 +279,18 @@ pub async fn run(root: PathBuf, interval: Duration, tx: mpsc::Sender<SourceEvent
             }
             last_problems = scan.problems;
         }
-        if scan.changed {
-            // Slices first: the objects naming their Services are then
-            // converted once, with their endpoints.
-            let events = [
-                SourceEvent::ResetSlices(dir.slices()),
-                SourceEvent::ResetObjects(dir.objects()),
-                SourceEvent::ResetPods(dir.pods()),
-            ];
-            for e in events {
-                if tx.send(e).await.is_err() {
-                    return;
-                }
+        // The first scan is always reported, even of an empty directory, so
+        // that stale keys from an earlier run are cleaned up.
+        let events = if std::mem::take(&mut first) {
+            delivered.reset(&dir)
+        } else if scan.changed {
+            delivered.changes(&dir)
+        } else {
+            continue;
+        };
+        for e in events {
+            if tx.send(e).await.is_err() {
+                return;
             }
         }
     }
@@ -300,5 +383,84 @@ mod tests {
         let scan = dir.scan();
         assert!(!scan.changed);
         assert_eq!(dir.objects().len(), 1);
+    }
+
+    /// Kind and name of each event, to compare.
+    fn names(events: &[SourceEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                SourceEvent::ResetObjects(o) => format!("reset objects {}", o.len()),
+                SourceEvent::ResetPods(p) => format!("reset pods {}", p.len()),
+                SourceEvent::ResetSlices(s) => format!("reset slices {}", s.len()),
+                SourceEvent::ApplyObject(o) => format!("apply {} {}", o.key, o.config),
+                SourceEvent::DeleteObject(k) => format!("delete {k}"),
+                SourceEvent::ApplyPod(p) => format!("apply pod {}", p.name),
+                SourceEvent::DeletePod(k) => format!("delete pod {}", k.name),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn after_the_first_scan_only_what_changed_is_sent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let many: String = (0..50)
+            .map(|i| CLUSTER.replace("name: c,", &format!("name: c{i},")))
+            .collect::<Vec<_>>()
+            .join("---\n");
+        write(tmp.path(), "many.yaml", &many);
+        write(tmp.path(), "pod.yaml", POD);
+        let mut dir = DirIndex::new(tmp.path());
+        let mut delivered = Delivered::default();
+        dir.scan();
+        assert_eq!(
+            names(&delivered.reset(&dir)),
+            ["reset slices 0", "reset objects 50", "reset pods 1"]
+        );
+
+        // One object edited in a file of fifty: one event.
+        write(
+            tmp.path(),
+            "many.yaml",
+            &many.replacen("{name: c}", "{name: edited}", 1),
+        );
+        assert!(dir.scan().changed);
+        assert_eq!(
+            names(&delivered.changes(&dir)),
+            [r#"apply Cluster ns/c0 {"name":"edited"}"#]
+        );
+
+        // The same object also in a later file: that one wins, as in a reset.
+        write(
+            tmp.path(),
+            "z.yaml",
+            &CLUSTER.replace("name: c,", "name: c0,"),
+        );
+        dir.scan();
+        assert_eq!(
+            names(&delivered.changes(&dir)),
+            [r#"apply Cluster ns/c0 {"name":"c"}"#]
+        );
+        assert_eq!(names(&delivered.changes(&dir)), Vec::<String>::new());
+
+        // Files removed: their objects and pods are deleted, the duplicate
+        // goes back to the other file's version.
+        std::fs::remove_file(tmp.path().join("z.yaml")).unwrap();
+        std::fs::remove_file(tmp.path().join("pod.yaml")).unwrap();
+        dir.scan();
+        assert_eq!(
+            names(&delivered.changes(&dir)),
+            [r#"apply Cluster ns/c0 {"name":"edited"}"#, "delete pod p"]
+        );
+        write(tmp.path(), "many.yaml", "");
+        dir.scan();
+        let deleted = delivered.changes(&dir);
+        assert_eq!(deleted.len(), 50);
+        assert!(deleted
+            .iter()
+            .all(|e| matches!(e, SourceEvent::DeleteObject(_))));
+        // What was delivered is what a reset would send now.
+        assert_eq!(delivered.objects.len(), dir.objects().len());
     }
 }
