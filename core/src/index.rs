@@ -8,7 +8,7 @@
 //! rewrites the snapshot but moves no binding.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bootes_proto::{store, version, ResourceType};
 
@@ -52,6 +52,12 @@ pub struct Index {
     /// Group snapshots of the last [`Index::desired`], rebuilt only when
     /// their objects change.
     memo: memo::Memo,
+    /// Per namespace, the stamp of its last change (objects, pods, slices).
+    changed: BTreeMap<String, u64>,
+    /// Counts changes, for `changed`.
+    stamp: u64,
+    /// Each namespace's part of the last [`Index::desired`].
+    namespaces: Mutex<BTreeMap<String, NamespacePart>>,
 }
 
 /// Why an object is or is not accepted.
@@ -131,6 +137,7 @@ impl Index {
     /// an invalid one is recorded and the previous valid resource stays.
     /// Returns the problems of this spec (empty when valid).
     pub fn apply_object(&mut self, object: BootesObject) -> Vec<ConfigError> {
+        self.touch(&object.key.namespace);
         let previous = self.objects.remove(&object.key);
         let entry = self.evaluate(object, previous);
         let result = entry.errors.clone();
@@ -268,6 +275,7 @@ impl Index {
             let Some(entry) = self.objects.remove(&key) else {
                 continue;
             };
+            self.touch(&key.namespace);
             let entry = self.evaluate(entry.object.clone(), Some(entry));
             self.objects.insert(key, entry);
         }
@@ -291,6 +299,7 @@ impl Index {
     }
 
     pub fn delete_object(&mut self, key: &ObjectKey) {
+        self.touch(&key.namespace);
         self.objects.remove(key);
     }
 
@@ -311,20 +320,45 @@ impl Index {
             }
             keep.insert(key);
         }
-        self.objects.retain(|k, _| keep.contains(k));
+        let gone: Vec<ObjectKey> = self
+            .objects
+            .keys()
+            .filter(|k| !keep.contains(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.delete_object(&key);
+        }
         problems
     }
 
     pub fn apply_pod(&mut self, pod: Pod) {
+        self.touch(&pod.namespace);
         self.pods.insert(pod.key(), pod);
     }
 
     pub fn delete_pod(&mut self, key: &PodKey) {
+        self.touch(&key.namespace);
         self.pods.remove(key);
     }
 
     pub fn reset_pods(&mut self, pods: impl IntoIterator<Item = Pod>) {
-        self.pods = pods.into_iter().map(|p| (p.key(), p)).collect();
+        let pods: BTreeMap<PodKey, Pod> = pods.into_iter().map(|p| (p.key(), p)).collect();
+        let previous = std::mem::replace(&mut self.pods, pods);
+        let mut touched = BTreeSet::new();
+        for (key, pod) in &previous {
+            if self.pods.get(key) != Some(pod) {
+                touched.insert(key.namespace.clone());
+            }
+        }
+        for (key, pod) in &self.pods {
+            if previous.get(key) != Some(pod) {
+                touched.insert(key.namespace.clone());
+            }
+        }
+        for namespace in touched {
+            self.touch(&namespace);
+        }
     }
 
     /// Replaces every xds-server record (after a relist of `status/`).
@@ -350,78 +384,53 @@ impl Index {
         };
     }
 
-    /// Computes groups, snapshots, bindings and statuses.
+    /// Computes groups, snapshots, bindings and statuses. Namespaces in which
+    /// nothing changed since the last call are not recomputed (their groups
+    /// cannot have changed: a group never spans namespaces).
     pub fn desired(&self) -> Desired {
-        // Objects by namespace, in conflict precedence order (oldest first).
-        let mut by_namespace: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
+        let mut memo = self.namespaces.lock().expect("namespace memo lock");
+        let stale: BTreeSet<&str> = self
+            .changed
+            .iter()
+            .filter(|(ns, stamp)| memo.get(*ns).is_none_or(|m| m.stamp != **stamp))
+            .map(|(ns, _)| ns.as_str())
+            .collect();
+        // Objects of the namespaces to recompute, in conflict precedence
+        // order (oldest first).
+        let mut by_namespace: BTreeMap<&str, Vec<&Entry>> =
+            stale.iter().map(|ns| (*ns, Vec::new())).collect();
         for entry in self.objects.values() {
-            by_namespace
-                .entry(entry.object.key.namespace.as_str())
-                .or_default()
-                .push(entry);
-        }
-        for entries in by_namespace.values_mut() {
-            entries.sort_by(|a, b| a.object.precedence().cmp(&b.object.precedence()));
-        }
-
-        // Pods by the exact list of objects selecting them.
-        let mut groups: BTreeMap<(&str, Vec<&ObjectKey>), Vec<&Pod>> = BTreeMap::new();
-        for pod in self.pods.values() {
-            let Some(entries) = by_namespace.get(pod.namespace.as_str()) else {
-                continue;
-            };
-            let selecting: Vec<&ObjectKey> = entries
-                .iter()
-                .filter(|e| e.object.selects(pod))
-                .map(|e| &e.object.key)
-                .collect();
-            if !selecting.is_empty() {
-                groups
-                    .entry((pod.namespace.as_str(), selecting))
-                    .or_default()
-                    .push(pod);
+            if let Some(entries) = by_namespace.get_mut(entry.object.key.namespace.as_str()) {
+                entries.push(entry);
             }
         }
+        let mut round = self.memo.round();
+        for (namespace, mut entries) in by_namespace {
+            entries.sort_by(|a, b| a.object.precedence().cmp(&b.object.precedence()));
+            let part = self.namespace_part(namespace, &entries, &mut round);
+            memo.insert(
+                namespace.to_string(),
+                NamespacePart {
+                    stamp: self.changed[namespace],
+                    ..part
+                },
+            );
+        }
+        round.finish(stale.iter().copied());
 
         let mut desired = Desired::default();
         let mut reach: BTreeMap<&ObjectKey, usize> = BTreeMap::new();
         let mut conflicts: BTreeMap<&ObjectKey, &ObjectKey> = BTreeMap::new();
-
-        let mut round = self.memo.round();
-        for ((namespace, keys), pods) in &groups {
-            let entries: Vec<&Entry> = keys.iter().map(|k| &self.objects[*k]).collect();
-            let built = round.get(namespace, &entries);
-            for &i in &built.winners {
-                *reach.entry(keys[i]).or_default() += pods.len();
+        for part in memo.values() {
+            desired.groups.extend(part.groups.iter().cloned());
+            desired.bindings.extend(part.bindings.iter().cloned());
+            for (key, nodes) in &part.reach {
+                *reach.entry(key).or_default() += nodes;
             }
-            for &(loser, winner) in &built.losers {
-                conflicts.entry(keys[loser]).or_insert(keys[winner]);
+            for (loser, winner) in &part.conflicts {
+                conflicts.entry(loser).or_insert(winner);
             }
-            let snapshot_ref = format!("{namespace}/{}", built.snapshot.group);
-            let mut nodes: Vec<String> = pods.iter().map(|p| p.node_id()).collect();
-            nodes.sort();
-            for pod in pods {
-                desired.bindings.insert(
-                    pod.node_id(),
-                    store::NodeBinding {
-                        snapshot: snapshot_ref.clone(),
-                        namespace: pod.namespace.clone(),
-                        pod_name: pod.name.clone(),
-                        pod_uid: pod.uid.clone(),
-                        service_account: pod.service_account.clone(),
-                    },
-                );
-            }
-            desired.groups.insert(
-                snapshot_ref,
-                GroupSnapshot {
-                    snapshot: built.snapshot.clone(),
-                    encoded: built.encoded.clone(),
-                    nodes,
-                },
-            );
         }
-        round.finish();
 
         let rejections = self.rejections(&desired);
         for (key, entry) in &self.objects {
@@ -478,6 +487,104 @@ impl Index {
             desired.statuses.insert(key.clone(), status);
         }
         desired
+    }
+}
+
+/// What one namespace contributes to [`Desired`]: its groups, their
+/// bindings, how many nodes each object reaches and its conflicts.
+#[derive(Debug, Default)]
+struct NamespacePart {
+    /// [`Index::changed`] of the namespace when this was computed.
+    stamp: u64,
+    groups: Vec<(String, GroupSnapshot)>,
+    bindings: Vec<(String, store::NodeBinding)>,
+    reach: Vec<(ObjectKey, usize)>,
+    /// (loser, winner).
+    conflicts: Vec<(ObjectKey, ObjectKey)>,
+}
+
+impl Index {
+    /// Records that something in `namespace` changed: its part of
+    /// [`Index::desired`] is recomputed next time.
+    fn touch(&mut self, namespace: &str) {
+        self.stamp += 1;
+        match self.changed.get_mut(namespace) {
+            Some(stamp) => *stamp = self.stamp,
+            None => {
+                self.changed.insert(namespace.to_string(), self.stamp);
+            }
+        }
+    }
+
+    /// Groups the pods of `namespace` by the exact list of `entries` (its
+    /// objects, in precedence order) selecting them, and builds each group.
+    fn namespace_part(
+        &self,
+        namespace: &str,
+        entries: &[&Entry],
+        round: &mut memo::Round<'_>,
+    ) -> NamespacePart {
+        let mut groups: BTreeMap<Vec<usize>, Vec<&Pod>> = BTreeMap::new();
+        let from = PodKey {
+            namespace: namespace.to_string(),
+            name: String::new(),
+        };
+        for pod in self
+            .pods
+            .range(from..)
+            .take_while(|(k, _)| k.namespace == namespace)
+            .map(|(_, p)| p)
+        {
+            let selecting: Vec<usize> = (0..entries.len())
+                .filter(|i| entries[*i].object.selects(pod))
+                .collect();
+            if !selecting.is_empty() {
+                groups.entry(selecting).or_default().push(pod);
+            }
+        }
+        let mut part = NamespacePart::default();
+        let mut reach: BTreeMap<usize, usize> = BTreeMap::new();
+        for (selecting, pods) in &groups {
+            let members: Vec<&Entry> = selecting.iter().map(|i| entries[*i]).collect();
+            let built = round.get(namespace, &members);
+            for &i in &built.winners {
+                *reach.entry(selecting[i]).or_default() += pods.len();
+            }
+            for &(loser, winner) in &built.losers {
+                part.conflicts.push((
+                    members[loser].object.key.clone(),
+                    members[winner].object.key.clone(),
+                ));
+            }
+            let snapshot_ref = format!("{namespace}/{}", built.snapshot.group);
+            let mut nodes: Vec<String> = pods.iter().map(|p| p.node_id()).collect();
+            nodes.sort();
+            for pod in pods {
+                part.bindings.push((
+                    pod.node_id(),
+                    store::NodeBinding {
+                        snapshot: snapshot_ref.clone(),
+                        namespace: pod.namespace.clone(),
+                        pod_name: pod.name.clone(),
+                        pod_uid: pod.uid.clone(),
+                        service_account: pod.service_account.clone(),
+                    },
+                ));
+            }
+            part.groups.push((
+                snapshot_ref,
+                GroupSnapshot {
+                    snapshot: built.snapshot.clone(),
+                    encoded: built.encoded.clone(),
+                    nodes,
+                },
+            ));
+        }
+        part.reach = reach
+            .into_iter()
+            .map(|(i, n)| (entries[i].object.key.clone(), n))
+            .collect();
+        part
     }
 }
 

@@ -72,8 +72,7 @@ pub(super) struct Built {
 pub(super) struct Memo(Mutex<BTreeMap<GroupKey, Arc<Built>>>);
 
 impl Memo {
-    /// Starts a round: the groups of the previous one, to reuse. Whatever
-    /// [`Round::get`] does not take is dropped at [`Round::finish`].
+    /// Starts a round: the groups of the previous one, to reuse.
     pub fn round(&self) -> Round<'_> {
         let previous = std::mem::take(&mut *self.0.lock().expect("memo lock"));
         Round {
@@ -107,7 +106,13 @@ impl Round<'_> {
         built
     }
 
-    pub fn finish(self) {
+    /// Ends the round: groups of `recomputed` namespaces that were not
+    /// asked for are gone; other namespaces' groups are kept as they were.
+    pub fn finish<'a>(mut self, recomputed: impl IntoIterator<Item = &'a str>) {
+        let recomputed: std::collections::BTreeSet<&str> = recomputed.into_iter().collect();
+        self.previous
+            .retain(|(namespace, _), _| !recomputed.contains(namespace.as_str()));
+        self.current.append(&mut self.previous);
         *self.memo.0.lock().expect("memo lock") = self.current;
     }
 }

@@ -726,3 +726,71 @@ fn an_edit_rebuilds_only_the_groups_of_the_edited_object() {
         ));
     }
 }
+
+enum Change {
+    Object(BootesObject),
+    DeleteObject(ObjectKey),
+    Pod(Pod),
+    DeletePod(PodKey),
+}
+
+fn apply(index: &mut Index, change: &Change) {
+    match change {
+        Change::Object(o) => {
+            index.apply_object(o.clone());
+        }
+        Change::DeleteObject(k) => index.delete_object(k),
+        Change::Pod(p) => index.apply_pod(p.clone()),
+        Change::DeletePod(k) => index.delete_pod(k),
+    }
+}
+
+#[test]
+fn incremental_desired_equals_a_fresh_computation_after_any_sequence_of_changes() {
+    // A deterministic pseudo-random walk over objects (some invalid) and
+    // pods of three namespaces. After every step, the index (which
+    // recomputes only the namespaces that changed, and only the groups whose
+    // objects changed) must agree with a new index given the same history
+    // and computing everything once.
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let namespaces = ["a", "b", "c"];
+    let apps = ["x", "y"];
+    let mut history = Vec::new();
+    let mut index = Index::new();
+    for step in 0..300 {
+        let ns = namespaces[next(3) as usize];
+        let app = apps[next(2) as usize];
+        let change = match next(6) {
+            0 | 1 => {
+                let name = format!("c{}", next(4));
+                let selector: &[(&str, &str)] = &[("app", app)];
+                let timeout = ["1s", "2s", "bad"][next(3) as usize];
+                Change::Object(cluster(
+                    ns,
+                    &name,
+                    (next(3) > 0).then_some(selector),
+                    timeout,
+                ))
+            }
+            2 => Change::DeleteObject(index_key(ns, &format!("c{}", next(4)))),
+            3 | 4 => Change::Pod(mk_pod(ns, &format!("p{}", next(5)), &[("app", app)])),
+            _ => Change::DeletePod(PodKey {
+                namespace: ns.into(),
+                name: format!("p{}", next(5)),
+            }),
+        };
+        apply(&mut index, &change);
+        history.push(change);
+        let mut fresh = Index::new();
+        for change in &history {
+            apply(&mut fresh, change);
+        }
+        assert_eq!(index.desired(), fresh.desired(), "step {step}");
+    }
+}
