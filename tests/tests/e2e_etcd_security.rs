@@ -9,54 +9,81 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
+use bootes_tests::harness::find_etcd;
 use bootes_tests::harness::{
     cluster_eds, endpoint, eventually, expect_routed, find_bootes_bin, free_port, listener_http,
     pod, route, CertFiles, Controller, Envoy, Etcd, ManifestDir, TestCa, Upstream, VirtualHost,
     XdsServer,
 };
-use etcd_client::{Permission, PutOptions};
+use etcd_client::PutOptions;
 use prost::Message;
 use serde_json::{json, Value};
 
 const PREFIX: &str = "/bootes/v1/";
 const KEY_FILE: &str = "k1 5f0c6a1e2d3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5\n";
 
-/// The roles of manifests/etcd/roles.sh, made with the etcd API.
-async fn roles(etcd: &Etcd) -> Result<()> {
-    let mut c = etcd.client().await?;
-    c.user_add("root", "root-password", None).await?;
-    c.user_grant_role("root", "root").await?;
-    c.role_add("bootes-controller").await?;
-    c.role_grant_permission(
-        "bootes-controller",
-        Permission::read_write(PREFIX).with_prefix(),
-    )
-    .await?;
-    c.role_add("bootes-xds-server").await?;
-    c.role_grant_permission("bootes-xds-server", Permission::read(PREFIX).with_prefix())
-        .await?;
-    c.role_grant_permission(
-        "bootes-xds-server",
-        Permission::read_write(format!("{PREFIX}status/")).with_prefix(),
-    )
-    .await?;
-    c.role_add("bootes-operator").await?;
-    c.role_grant_permission("bootes-operator", Permission::read(PREFIX).with_prefix())
-        .await?;
-    // Users named as the client certificates' common names; the operator
-    // logs in with a password.
-    c.user_add("bootes-controller", "unused-password-1", None)
-        .await?;
-    c.user_grant_role("bootes-controller", "bootes-controller")
-        .await?;
-    c.user_add("bootes-xds-server", "unused-password-2", None)
-        .await?;
-    c.user_grant_role("bootes-xds-server", "bootes-xds-server")
-        .await?;
-    c.user_add("operator", "operator-password", None).await?;
-    c.user_grant_role("operator", "bootes-operator").await?;
-    c.auth_enable().await?;
+/// Runs manifests/etcd/roles.sh with etcdctl, as an operator would, as
+/// etcd's root user (a client certificate with CN=root). Twice: running it
+/// again must be harmless.
+fn run_roles_script(etcd: &Etcd, ca_file: &Path, root: &CertFiles) -> Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/etcd/roles.sh");
+    // etcdctl is installed beside etcd.
+    let etcd_dir = find_etcd()?
+        .parent()
+        .context("etcd's directory")?
+        .to_path_buf();
+    let path = std::env::join_paths(std::iter::once(etcd_dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))?;
+    for run in 1..=2 {
+        let out = Command::new("bash")
+            .arg(&script)
+            .env("PATH", &path)
+            .env("ETCDCTL_API", "3")
+            .env("ETCDCTL_ENDPOINTS", etcd.endpoint())
+            .env("ETCDCTL_CACERT", ca_file)
+            .env("ETCDCTL_CERT", &root.cert)
+            .env("ETCDCTL_KEY", &root.key)
+            .env("BOOTES_ETCD_ROOT_PASSWORD", "root-password")
+            .env("BOOTES_ETCD_OPERATOR_PASSWORD", "operator-password")
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "roles.sh (run {run}) failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     Ok(())
+}
+
+/// An etcd client presenting `cert` (its CN is the etcd user).
+async fn client_as(etcd: &Etcd, ca: &TestCa, cert: &CertFiles) -> Result<etcd_client::Client> {
+    Ok(etcd_client::Client::connect(
+        [etcd.endpoint()],
+        Some(
+            etcd_client::ConnectOptions::new().with_tls(
+                etcd_client::TlsOptions::new()
+                    .ca_certificate(etcd_client::Certificate::from_pem(&ca.pem))
+                    .identity(etcd_client::Identity::from_pem(
+                        std::fs::read(&cert.cert)?,
+                        std::fs::read(&cert.key)?,
+                    )),
+            ),
+        ),
+    )
+    .await?)
+}
+
+async fn expect_write_denied(client: &mut etcd_client::Client, key: &str) -> Result<()> {
+    match client.put(key, "x", None::<PutOptions>).await {
+        Ok(_) => anyhow::bail!("writing {key} was allowed"),
+        Err(e) => {
+            ensure!(e.to_string().contains("permission denied"), "{key}: {e}");
+            Ok(())
+        }
+    }
 }
 
 fn objects(port: u16, upstream: std::net::SocketAddr) -> Vec<Value> {
@@ -100,7 +127,8 @@ async fn the_whole_path_works_through_etcd_with_tls_auth_and_least_privilege() -
     let ca = TestCa::new("etcd CA");
     let ca_file = ca.write(dir.path(), "etcd-ca.crt");
     let etcd = Etcd::start_tls(&ca).await?;
-    roles(&etcd).await?;
+    let root = ca.issue("root", &[]).write(dir.path(), "root");
+    run_roles_script(&etcd, &ca_file, &root)?;
 
     let key_file = dir.path().join("secrets.keys");
     std::fs::write(&key_file, KEY_FILE)?;
@@ -160,36 +188,55 @@ async fn the_whole_path_works_through_etcd_with_tls_auth_and_least_privilege() -
     }
     ensure!(sealed == 1, "{sealed} sealed resources");
 
-    // Least privilege: the xds-server's identity cannot write snapshots.
-    let mut as_xds = etcd_client::Client::connect(
+    // Least privilege, as the roles give it: the xds-server's identity
+    // reads the prefix and writes status/ only ...
+    let mut as_xds = client_as(&etcd, &ca, &xds_cert).await?;
+    let binding = as_xds
+        .get(format!("{PREFIX}nodes/envoy-0.demo"), None)
+        .await?;
+    ensure!(
+        binding.kvs().len() == 1,
+        "the xds-server cannot read bindings"
+    );
+    let probe = format!("{PREFIX}status/envoy-0.demo/probe");
+    as_xds.put(probe.as_str(), "x", None::<PutOptions>).await?;
+    as_xds.delete(probe.as_str(), None).await?;
+    for key in [
+        format!("{PREFIX}snapshots/demo/forged"),
+        format!("{PREFIX}nodes/envoy-0.demo"),
+        format!("{PREFIX}leader"),
+        "/elsewhere".to_string(),
+    ] {
+        expect_write_denied(&mut as_xds, &key).await?;
+    }
+    // ... the controller's reads and writes the prefix (it just did) and
+    // nothing outside it ...
+    let mut as_controller = client_as(&etcd, &ca, &controller_cert).await?;
+    as_controller.get(format!("{PREFIX}status/"), None).await?;
+    expect_write_denied(&mut as_controller, "/elsewhere").await?;
+    // ... and the operator only reads (a password on top of a certificate
+    // of no user of its own).
+    let stranger = ca.issue("nobody", &[]).write(dir.path(), "stranger");
+    let mut as_operator = etcd_client::Client::connect(
         [etcd.endpoint()],
         Some(
-            etcd_client::ConnectOptions::new().with_tls(
-                etcd_client::TlsOptions::new()
-                    .ca_certificate(etcd_client::Certificate::from_pem(&ca.pem))
-                    .identity(etcd_client::Identity::from_pem(
-                        std::fs::read(&xds_cert.cert)?,
-                        std::fs::read(&xds_cert.key)?,
-                    )),
-            ),
+            etcd_client::ConnectOptions::new()
+                .with_user("operator", "operator-password")
+                .with_tls(
+                    etcd_client::TlsOptions::new()
+                        .ca_certificate(etcd_client::Certificate::from_pem(&ca.pem))
+                        .identity(etcd_client::Identity::from_pem(
+                            std::fs::read(&stranger.cert)?,
+                            std::fs::read(&stranger.key)?,
+                        )),
+                ),
         ),
     )
     .await?;
-    let refused = as_xds
-        .put(
-            format!("{PREFIX}snapshots/demo/forged"),
-            "x",
-            None::<PutOptions>,
-        )
-        .await
-        .unwrap_err();
-    ensure!(
-        refused.to_string().contains("permission denied"),
-        "{refused}"
-    );
-    as_xds
+    as_operator
         .get(format!("{PREFIX}nodes/envoy-0.demo"), None)
         .await?;
+    expect_write_denied(&mut as_operator, &format!("{PREFIX}status/x")).await?;
 
     // inspect, as the operator (password), with and without the key file.
     let nobody = ca.issue("nobody", &[]).write(dir.path(), "nobody");
