@@ -294,3 +294,155 @@ fn inspect(etcd: &Etcd, args: &[String]) -> Result<Value> {
     );
     Ok(serde_json::from_slice(&out.stdout)?)
 }
+
+const K1: &str = "k1 5f0c6a1e2d3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5";
+const K2: &str = "k2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// The key IDs of every sealed resource in etcd, and whether the plaintext
+/// of the Secret shows anywhere.
+async fn sealed_key_ids(etcd: &Etcd) -> Result<Vec<String>> {
+    let resp = etcd
+        .client()
+        .await?
+        .get(
+            format!("{PREFIX}snapshots/"),
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await?;
+    let mut ids = Vec::new();
+    for kv in resp.kvs() {
+        ensure!(
+            !kv.value().windows(6).any(|w| w == b"TOKEN-"),
+            "plaintext secret in {}",
+            kv.key_str()?
+        );
+        let s = bootes_proto::store::Snapshot::decode(kv.value())?;
+        ids.extend(
+            s.types
+                .iter()
+                .flat_map(|t| &t.resources)
+                .filter_map(|r| r.sealed.as_ref().map(|s| s.key_id.clone())),
+        );
+    }
+    Ok(ids)
+}
+
+/// The Secret `api-token` as the xds-server serves it to envoy-0.demo
+/// (`FetchSecrets`), as text.
+async fn served_secret(addr: std::net::SocketAddr) -> Result<String> {
+    use bootes_proto::envoy::core::Node;
+    use bootes_proto::envoy::discovery::{DiscoveryRequest, DiscoveryResponse};
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await?;
+    let request = DiscoveryRequest {
+        node: Some(Node {
+            id: "envoy-0.demo".into(),
+            ..Default::default()
+        }),
+        type_url: bootes_proto::ResourceType::Secret.type_url().into(),
+        resource_names: vec!["api-token".into()],
+        ..Default::default()
+    };
+    let response: DiscoveryResponse = grpc
+        .unary(
+            tonic::Request::new(request),
+            http::uri::PathAndQuery::from_static(
+                "/envoy.service.secret.v3.SecretDiscoveryService/FetchSecrets",
+            ),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await?
+        .into_inner();
+    let [secret] = response.resources.as_slice() else {
+        anyhow::bail!("{} resources served", response.resources.len());
+    };
+    Ok(String::from_utf8_lossy(&secret.value).into_owned())
+}
+
+fn with_token(port: u16, upstream: std::net::SocketAddr, token: &str) -> Vec<Value> {
+    let mut docs = objects(port, upstream);
+    let last = docs.len() - 1;
+    docs[last]["spec"]["config"]["generic_secret"]["secret"]["inline_string"] = json!(token);
+    docs
+}
+
+/// Key rotation as docs/SECURITY.md describes it: a new key first in the
+/// file, rolled out to the xds-server, then the controller, which re-seals
+/// every value under it; then the old key removed. Clients get the Secret
+/// throughout, and a Secret changed afterwards is sealed under the new key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_secret_key_reseals_every_value_and_clients_keep_the_secret() -> Result<()> {
+    let etcd = Etcd::start().await?;
+    let dir = tempfile::tempdir()?;
+    let key_file = dir.path().join("secrets.keys");
+    std::fs::write(&key_file, format!("{K1}\n"))?;
+    let key_arg = key_file.display().to_string();
+    let m = ManifestDir::new()?;
+    let port = free_port();
+    let upstream: std::net::SocketAddr = "127.0.0.1:9".parse()?;
+    m.write_docs("objects.yaml", &with_token(port, upstream, "TOKEN-ONE"))?;
+
+    let controller_args = ["--secret-key-file", key_arg.as_str()];
+    let mut controller = Controller::start_with_args(&etcd, m.path(), &controller_args).await?;
+    let mut xds = XdsServer::start_with_args(
+        &etcd,
+        "rotation",
+        &[
+            "--secret-key-file",
+            &key_arg,
+            "--allow-unauthenticated-secrets",
+        ],
+    )
+    .await?;
+    let sealed_under = |key: &'static str| {
+        let etcd = &etcd;
+        move || async move {
+            let ids = sealed_key_ids(etcd).await?;
+            ensure!(
+                !ids.is_empty() && ids.iter().all(|id| id == key),
+                "sealed under {ids:?}, expected {key} only"
+            );
+            Ok(())
+        }
+    };
+    // The same address across restarts.
+    let addr = xds.addr();
+    let serves = |token: &'static str| {
+        move || async move {
+            let secret = served_secret(addr).await?;
+            ensure!(
+                secret.contains(token),
+                "served {secret:?}, expected {token}"
+            );
+            Ok(())
+        }
+    };
+    eventually("sealed under k1", sealed_under("k1")).await?;
+    eventually("the Secret is served", serves("TOKEN-ONE")).await?;
+
+    // 1. k2 first, k1 kept: the xds-server first, then the controller.
+    std::fs::write(&key_file, format!("{K2}\n{K1}\n"))?;
+    xds.restart().await?;
+    eventually("served by the xds-server knowing k2", serves("TOKEN-ONE")).await?;
+    controller.process().kill();
+    drop(controller);
+    controller = Controller::start_with_args(&etcd, m.path(), &controller_args).await?;
+    // 2. The controller re-seals every value under k2.
+    eventually("re-sealed under k2", sealed_under("k2")).await?;
+    eventually("served after re-sealing", serves("TOKEN-ONE")).await?;
+
+    // 3. k1 removed everywhere: everything still opens.
+    std::fs::write(&key_file, format!("{K2}\n"))?;
+    xds.restart().await?;
+    eventually("served without k1", serves("TOKEN-ONE")).await?;
+    controller.process().kill();
+    drop(controller);
+    let _controller = Controller::start_with_args(&etcd, m.path(), &controller_args).await?;
+    m.write_docs("objects.yaml", &with_token(port, upstream, "TOKEN-TWO"))?;
+    eventually("the changed Secret is served", serves("TOKEN-TWO")).await?;
+    eventually("still sealed under k2", sealed_under("k2")).await?;
+    Ok(())
+}
