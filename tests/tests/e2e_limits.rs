@@ -512,3 +512,20 @@ async fn a_client_flapping_between_ack_and_nack_costs_a_bounded_number_of_status
     );
     Ok(())
 }
+
+/// The rate limit delays writes that follow a write, never the first one:
+/// with an interval of an hour, a node that connects to a freshly started
+/// xds-server is still recorded at once (`inspect nodes` right after
+/// Envoy connected showed it `disconnected`, for up to an interval).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_status_record_is_written_when_the_stream_opens_not_an_interval_later(
+) -> Result<()> {
+    let sys = system(&["--status-write-interval", "3600"]).await?;
+    let channel = Endpoint::from_shared(format!("http://{}", sys.xds.addr()))?
+        .connect()
+        .await?;
+    let (_tx, mut responses) = ads(channel, cds(NODE)).await?;
+    next(&mut responses).await?;
+    eventually("the stream is recorded", || status_record(&sys.etcd)).await?;
+    Ok(())
+}
