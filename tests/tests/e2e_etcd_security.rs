@@ -9,54 +9,81 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
+use bootes_tests::harness::find_etcd;
 use bootes_tests::harness::{
     cluster_eds, endpoint, eventually, expect_routed, find_bootes_bin, free_port, listener_http,
     pod, route, CertFiles, Controller, Envoy, Etcd, ManifestDir, TestCa, Upstream, VirtualHost,
     XdsServer,
 };
-use etcd_client::{Permission, PutOptions};
+use etcd_client::PutOptions;
 use prost::Message;
 use serde_json::{json, Value};
 
 const PREFIX: &str = "/bootes/v1/";
 const KEY_FILE: &str = "k1 5f0c6a1e2d3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5\n";
 
-/// The roles of manifests/etcd/roles.sh, made with the etcd API.
-async fn roles(etcd: &Etcd) -> Result<()> {
-    let mut c = etcd.client().await?;
-    c.user_add("root", "root-password", None).await?;
-    c.user_grant_role("root", "root").await?;
-    c.role_add("bootes-controller").await?;
-    c.role_grant_permission(
-        "bootes-controller",
-        Permission::read_write(PREFIX).with_prefix(),
-    )
-    .await?;
-    c.role_add("bootes-xds-server").await?;
-    c.role_grant_permission("bootes-xds-server", Permission::read(PREFIX).with_prefix())
-        .await?;
-    c.role_grant_permission(
-        "bootes-xds-server",
-        Permission::read_write(format!("{PREFIX}status/")).with_prefix(),
-    )
-    .await?;
-    c.role_add("bootes-operator").await?;
-    c.role_grant_permission("bootes-operator", Permission::read(PREFIX).with_prefix())
-        .await?;
-    // Users named as the client certificates' common names; the operator
-    // logs in with a password.
-    c.user_add("bootes-controller", "unused-password-1", None)
-        .await?;
-    c.user_grant_role("bootes-controller", "bootes-controller")
-        .await?;
-    c.user_add("bootes-xds-server", "unused-password-2", None)
-        .await?;
-    c.user_grant_role("bootes-xds-server", "bootes-xds-server")
-        .await?;
-    c.user_add("operator", "operator-password", None).await?;
-    c.user_grant_role("operator", "bootes-operator").await?;
-    c.auth_enable().await?;
+/// Runs manifests/etcd/roles.sh with etcdctl, as an operator would, as
+/// etcd's root user (a client certificate with CN=root). Twice: running it
+/// again must be harmless.
+fn run_roles_script(etcd: &Etcd, ca_file: &Path, root: &CertFiles) -> Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/etcd/roles.sh");
+    // etcdctl is installed beside etcd.
+    let etcd_dir = find_etcd()?
+        .parent()
+        .context("etcd's directory")?
+        .to_path_buf();
+    let path = std::env::join_paths(std::iter::once(etcd_dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))?;
+    for run in 1..=2 {
+        let out = Command::new("bash")
+            .arg(&script)
+            .env("PATH", &path)
+            .env("ETCDCTL_API", "3")
+            .env("ETCDCTL_ENDPOINTS", etcd.endpoint())
+            .env("ETCDCTL_CACERT", ca_file)
+            .env("ETCDCTL_CERT", &root.cert)
+            .env("ETCDCTL_KEY", &root.key)
+            .env("BOOTES_ETCD_ROOT_PASSWORD", "root-password")
+            .env("BOOTES_ETCD_OPERATOR_PASSWORD", "operator-password")
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "roles.sh (run {run}) failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     Ok(())
+}
+
+/// An etcd client presenting `cert` (its CN is the etcd user).
+async fn client_as(etcd: &Etcd, ca: &TestCa, cert: &CertFiles) -> Result<etcd_client::Client> {
+    Ok(etcd_client::Client::connect(
+        [etcd.endpoint()],
+        Some(
+            etcd_client::ConnectOptions::new().with_tls(
+                etcd_client::TlsOptions::new()
+                    .ca_certificate(etcd_client::Certificate::from_pem(&ca.pem))
+                    .identity(etcd_client::Identity::from_pem(
+                        std::fs::read(&cert.cert)?,
+                        std::fs::read(&cert.key)?,
+                    )),
+            ),
+        ),
+    )
+    .await?)
+}
+
+async fn expect_write_denied(client: &mut etcd_client::Client, key: &str) -> Result<()> {
+    match client.put(key, "x", None::<PutOptions>).await {
+        Ok(_) => anyhow::bail!("writing {key} was allowed"),
+        Err(e) => {
+            ensure!(e.to_string().contains("permission denied"), "{key}: {e}");
+            Ok(())
+        }
+    }
 }
 
 fn objects(port: u16, upstream: std::net::SocketAddr) -> Vec<Value> {
@@ -100,7 +127,8 @@ async fn the_whole_path_works_through_etcd_with_tls_auth_and_least_privilege() -
     let ca = TestCa::new("etcd CA");
     let ca_file = ca.write(dir.path(), "etcd-ca.crt");
     let etcd = Etcd::start_tls(&ca).await?;
-    roles(&etcd).await?;
+    let root = ca.issue("root", &[]).write(dir.path(), "root");
+    run_roles_script(&etcd, &ca_file, &root)?;
 
     let key_file = dir.path().join("secrets.keys");
     std::fs::write(&key_file, KEY_FILE)?;
@@ -160,36 +188,55 @@ async fn the_whole_path_works_through_etcd_with_tls_auth_and_least_privilege() -
     }
     ensure!(sealed == 1, "{sealed} sealed resources");
 
-    // Least privilege: the xds-server's identity cannot write snapshots.
-    let mut as_xds = etcd_client::Client::connect(
+    // Least privilege, as the roles give it: the xds-server's identity
+    // reads the prefix and writes status/ only ...
+    let mut as_xds = client_as(&etcd, &ca, &xds_cert).await?;
+    let binding = as_xds
+        .get(format!("{PREFIX}nodes/envoy-0.demo"), None)
+        .await?;
+    ensure!(
+        binding.kvs().len() == 1,
+        "the xds-server cannot read bindings"
+    );
+    let probe = format!("{PREFIX}status/envoy-0.demo/probe");
+    as_xds.put(probe.as_str(), "x", None::<PutOptions>).await?;
+    as_xds.delete(probe.as_str(), None).await?;
+    for key in [
+        format!("{PREFIX}snapshots/demo/forged"),
+        format!("{PREFIX}nodes/envoy-0.demo"),
+        format!("{PREFIX}leader"),
+        "/elsewhere".to_string(),
+    ] {
+        expect_write_denied(&mut as_xds, &key).await?;
+    }
+    // ... the controller's reads and writes the prefix (it just did) and
+    // nothing outside it ...
+    let mut as_controller = client_as(&etcd, &ca, &controller_cert).await?;
+    as_controller.get(format!("{PREFIX}status/"), None).await?;
+    expect_write_denied(&mut as_controller, "/elsewhere").await?;
+    // ... and the operator only reads (a password on top of a certificate
+    // of no user of its own).
+    let stranger = ca.issue("nobody", &[]).write(dir.path(), "stranger");
+    let mut as_operator = etcd_client::Client::connect(
         [etcd.endpoint()],
         Some(
-            etcd_client::ConnectOptions::new().with_tls(
-                etcd_client::TlsOptions::new()
-                    .ca_certificate(etcd_client::Certificate::from_pem(&ca.pem))
-                    .identity(etcd_client::Identity::from_pem(
-                        std::fs::read(&xds_cert.cert)?,
-                        std::fs::read(&xds_cert.key)?,
-                    )),
-            ),
+            etcd_client::ConnectOptions::new()
+                .with_user("operator", "operator-password")
+                .with_tls(
+                    etcd_client::TlsOptions::new()
+                        .ca_certificate(etcd_client::Certificate::from_pem(&ca.pem))
+                        .identity(etcd_client::Identity::from_pem(
+                            std::fs::read(&stranger.cert)?,
+                            std::fs::read(&stranger.key)?,
+                        )),
+                ),
         ),
     )
     .await?;
-    let refused = as_xds
-        .put(
-            format!("{PREFIX}snapshots/demo/forged"),
-            "x",
-            None::<PutOptions>,
-        )
-        .await
-        .unwrap_err();
-    ensure!(
-        refused.to_string().contains("permission denied"),
-        "{refused}"
-    );
-    as_xds
+    as_operator
         .get(format!("{PREFIX}nodes/envoy-0.demo"), None)
         .await?;
+    expect_write_denied(&mut as_operator, &format!("{PREFIX}status/x")).await?;
 
     // inspect, as the operator (password), with and without the key file.
     let nobody = ca.issue("nobody", &[]).write(dir.path(), "nobody");
@@ -246,4 +293,156 @@ fn inspect(etcd: &Etcd, args: &[String]) -> Result<Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+const K1: &str = "k1 5f0c6a1e2d3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5";
+const K2: &str = "k2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// The key IDs of every sealed resource in etcd, and whether the plaintext
+/// of the Secret shows anywhere.
+async fn sealed_key_ids(etcd: &Etcd) -> Result<Vec<String>> {
+    let resp = etcd
+        .client()
+        .await?
+        .get(
+            format!("{PREFIX}snapshots/"),
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await?;
+    let mut ids = Vec::new();
+    for kv in resp.kvs() {
+        ensure!(
+            !kv.value().windows(6).any(|w| w == b"TOKEN-"),
+            "plaintext secret in {}",
+            kv.key_str()?
+        );
+        let s = bootes_proto::store::Snapshot::decode(kv.value())?;
+        ids.extend(
+            s.types
+                .iter()
+                .flat_map(|t| &t.resources)
+                .filter_map(|r| r.sealed.as_ref().map(|s| s.key_id.clone())),
+        );
+    }
+    Ok(ids)
+}
+
+/// The Secret `api-token` as the xds-server serves it to envoy-0.demo
+/// (`FetchSecrets`), as text.
+async fn served_secret(addr: std::net::SocketAddr) -> Result<String> {
+    use bootes_proto::envoy::core::Node;
+    use bootes_proto::envoy::discovery::{DiscoveryRequest, DiscoveryResponse};
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await?;
+    let request = DiscoveryRequest {
+        node: Some(Node {
+            id: "envoy-0.demo".into(),
+            ..Default::default()
+        }),
+        type_url: bootes_proto::ResourceType::Secret.type_url().into(),
+        resource_names: vec!["api-token".into()],
+        ..Default::default()
+    };
+    let response: DiscoveryResponse = grpc
+        .unary(
+            tonic::Request::new(request),
+            http::uri::PathAndQuery::from_static(
+                "/envoy.service.secret.v3.SecretDiscoveryService/FetchSecrets",
+            ),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await?
+        .into_inner();
+    let [secret] = response.resources.as_slice() else {
+        anyhow::bail!("{} resources served", response.resources.len());
+    };
+    Ok(String::from_utf8_lossy(&secret.value).into_owned())
+}
+
+fn with_token(port: u16, upstream: std::net::SocketAddr, token: &str) -> Vec<Value> {
+    let mut docs = objects(port, upstream);
+    let last = docs.len() - 1;
+    docs[last]["spec"]["config"]["generic_secret"]["secret"]["inline_string"] = json!(token);
+    docs
+}
+
+/// Key rotation as docs/SECURITY.md describes it: a new key first in the
+/// file, rolled out to the xds-server, then the controller, which re-seals
+/// every value under it; then the old key removed. Clients get the Secret
+/// throughout, and a Secret changed afterwards is sealed under the new key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_secret_key_reseals_every_value_and_clients_keep_the_secret() -> Result<()> {
+    let etcd = Etcd::start().await?;
+    let dir = tempfile::tempdir()?;
+    let key_file = dir.path().join("secrets.keys");
+    std::fs::write(&key_file, format!("{K1}\n"))?;
+    let key_arg = key_file.display().to_string();
+    let m = ManifestDir::new()?;
+    let port = free_port();
+    let upstream: std::net::SocketAddr = "127.0.0.1:9".parse()?;
+    m.write_docs("objects.yaml", &with_token(port, upstream, "TOKEN-ONE"))?;
+
+    let controller_args = ["--secret-key-file", key_arg.as_str()];
+    let mut controller = Controller::start_with_args(&etcd, m.path(), &controller_args).await?;
+    let mut xds = XdsServer::start_with_args(
+        &etcd,
+        "rotation",
+        &[
+            "--secret-key-file",
+            &key_arg,
+            "--allow-unauthenticated-secrets",
+        ],
+    )
+    .await?;
+    let sealed_under = |key: &'static str| {
+        let etcd = &etcd;
+        move || async move {
+            let ids = sealed_key_ids(etcd).await?;
+            ensure!(
+                !ids.is_empty() && ids.iter().all(|id| id == key),
+                "sealed under {ids:?}, expected {key} only"
+            );
+            Ok(())
+        }
+    };
+    // The same address across restarts.
+    let addr = xds.addr();
+    let serves = |token: &'static str| {
+        move || async move {
+            let secret = served_secret(addr).await?;
+            ensure!(
+                secret.contains(token),
+                "served {secret:?}, expected {token}"
+            );
+            Ok(())
+        }
+    };
+    eventually("sealed under k1", sealed_under("k1")).await?;
+    eventually("the Secret is served", serves("TOKEN-ONE")).await?;
+
+    // 1. k2 first, k1 kept: the xds-server first, then the controller.
+    std::fs::write(&key_file, format!("{K2}\n{K1}\n"))?;
+    xds.restart().await?;
+    eventually("served by the xds-server knowing k2", serves("TOKEN-ONE")).await?;
+    controller.process().kill();
+    drop(controller);
+    controller = Controller::start_with_args(&etcd, m.path(), &controller_args).await?;
+    // 2. The controller re-seals every value under k2.
+    eventually("re-sealed under k2", sealed_under("k2")).await?;
+    eventually("served after re-sealing", serves("TOKEN-ONE")).await?;
+
+    // 3. k1 removed everywhere: everything still opens.
+    std::fs::write(&key_file, format!("{K2}\n"))?;
+    xds.restart().await?;
+    eventually("served without k1", serves("TOKEN-ONE")).await?;
+    controller.process().kill();
+    drop(controller);
+    let _controller = Controller::start_with_args(&etcd, m.path(), &controller_args).await?;
+    m.write_docs("objects.yaml", &with_token(port, upstream, "TOKEN-TWO"))?;
+    eventually("the changed Secret is served", serves("TOKEN-TWO")).await?;
+    eventually("still sealed under k2", sealed_under("k2")).await?;
+    Ok(())
 }

@@ -145,7 +145,15 @@ async fn report(
                 r = &mut keep_alive => return r,
             }
         }
-        let next_round = tokio::time::Instant::now() + limits.interval;
+        // A round that wrote nothing (the first one, when no node is
+        // connected yet) does not count against the rate: the first change
+        // after it is written at once, not an interval later.
+        let next_round = tokio::time::Instant::now()
+            + if ops.is_empty() {
+                Duration::ZERO
+            } else {
+                limits.interval
+            };
         tokio::select! {
             changed = async {
                 let mut changed = clients.take_changed().await;
