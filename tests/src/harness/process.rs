@@ -69,6 +69,15 @@ impl ChildProcess {
         self.child.id()
     }
 
+    /// Resident memory (KiB, `VmRSS`), while the process runs.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    }
+
     pub fn stderr_path(&self) -> &Path {
         &self.stderr_path
     }
