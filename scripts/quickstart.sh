@@ -250,6 +250,13 @@ for section in dump["configs"]:
 echo "(listener_canary in workload-selector.yaml selects track=canary pods: not this Envoy)"
 
 say "What Bootes keeps in etcd, per node (bootes-controller inspect nodes)"
+# The xds-server records ACKs in etcd at most once per --status-write-interval
+# (1 s): wait until the node's record says it ACKed the current snapshot.
+node_synced() {
+  "$BIN/bootes-controller" inspect nodes --etcd-endpoints "$ETCD_URL" -o json |
+    python3 -c 'import json, sys; sys.exit(0 if "\"state\": \"synced\"" in json.dumps(json.load(sys.stdin)) else 1)'
+}
+wait_for "envoy-0.demo's ACKs recorded in etcd" controller node_synced
 "$BIN/bootes-controller" inspect nodes --etcd-endpoints "$ETCD_URL"
 
 OK=1
