@@ -83,6 +83,9 @@ pub struct RunArgs {
     /// Longest a burst of changes may delay a write.
     #[arg(long, env = "BOOTES_MAX_DELAY", value_parser = parse_duration, default_value = "1s")]
     pub max_delay: Duration,
+    /// Clusters the Envoys' bootstrap defines, which no Bootes object provides: `NAME` (every namespace) or `NAMESPACE/NAME`, comma separated. Routes to them count as resolved (docs/VALIDATION.md).
+    #[arg(long, env = "BOOTES_BOOTSTRAP_CLUSTERS", value_delimiter = ',', value_name = "[NAMESPACE/]NAME", value_parser = parse_bootstrap_cluster)]
+    pub bootstrap_clusters: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +93,9 @@ pub struct ValidateArgs {
     /// A manifest file, a directory (searched for *.yaml, *.yml, *.json), or - for stdin.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
+    /// Clusters the Envoys' bootstrap defines, which no Bootes object provides: `NAME` (every namespace) or `NAMESPACE/NAME`, comma separated. Routes to them count as resolved (docs/VALIDATION.md).
+    #[arg(long, env = "BOOTES_BOOTSTRAP_CLUSTERS", value_delimiter = ',', value_name = "[NAMESPACE/]NAME", value_parser = parse_bootstrap_cluster)]
+    pub bootstrap_clusters: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +140,9 @@ pub struct InspectCommon {
     /// Show secret material (private keys, passwords, …) instead of "[redacted]".
     #[arg(long, global = true, env = "BOOTES_SHOW_SECRETS")]
     pub show_secrets: bool,
+    /// Clusters the Envoys' bootstrap defines (as for `run`): references to them are not listed as unresolved.
+    #[arg(long, global = true, env = "BOOTES_BOOTSTRAP_CLUSTERS", value_delimiter = ',', value_name = "[NAMESPACE/]NAME", value_parser = parse_bootstrap_cluster)]
+    pub bootstrap_clusters: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -146,6 +155,18 @@ pub enum InspectOutput {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// Checks one `--bootstrap-clusters` entry: `NAME` or `NAMESPACE/NAME`.
+fn parse_bootstrap_cluster(s: &str) -> Result<String, String> {
+    bootes_core::xref::BootstrapClusters::parse([s])?;
+    Ok(s.trim().to_string())
+}
+
+/// The clusters `--bootstrap-clusters` declares.
+pub fn bootstrap_clusters(entries: &[String]) -> bootes_core::xref::BootstrapClusters {
+    // Each entry was checked when parsed.
+    bootes_core::xref::BootstrapClusters::parse(entries).unwrap_or_default()
 }
 
 /// Parses `250ms`, `2s`, `1m`.

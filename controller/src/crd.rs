@@ -17,8 +17,11 @@ use serde::{Deserialize, Serialize};
 
 /// API group of every Bootes kind.
 pub const GROUP: &str = "bootes.io";
-/// Type of the condition the controller maintains.
+/// Type of the condition saying whether the object is valid and in force.
 pub const ACCEPTED: &str = "Accepted";
+/// Type of the condition saying whether every name the resource refers to
+/// reaches the nodes it reaches.
+pub const RESOLVED_REFS: &str = "ResolvedRefs";
 
 /// Which pods of the object's namespace receive it.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -46,6 +49,9 @@ pub struct ServiceReference {
 pub struct BootesStatus {
     /// Accepted: whether the config is valid and in force (reasons Valid,
     /// InvalidConfig, TooLarge, Conflict, Rejected when an Envoy NACKed it).
+    /// ResolvedRefs: whether the clusters, route configurations and
+    /// endpoints it names reach every node it reaches (reasons ResolvedRefs,
+    /// UnresolvedReferences, UnknownCluster when Envoy rejects it for that).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -66,7 +72,9 @@ pub struct Condition {
     pub type_: String,
     /// True, False or Unknown.
     pub status: String,
-    /// CamelCase reason: Valid, InvalidConfig, TooLarge, Conflict or Rejected.
+    /// CamelCase reason: Valid, InvalidConfig, TooLarge, Conflict or Rejected
+    /// (Accepted); ResolvedRefs, UnresolvedReferences or UnknownCluster
+    /// (ResolvedRefs).
     pub reason: String,
     /// Human-readable detail: the field and the rule it breaks, the object a
     /// conflict was lost to, or the Envoy's error.
@@ -132,6 +140,11 @@ macro_rules! bootes_kind {
                                 name = "Reason",
                                 type_ = "string",
                                 json_path = r#".status.conditions[?(@.type=="Accepted")].reason"#
+                            ),
+                            printcolumn(
+                                name = "ResolvedRefs",
+                                type_ = "string",
+                                json_path = r#".status.conditions[?(@.type=="ResolvedRefs")].status"#
                             ),
                             printcolumn(
                                 name = "Nodes",
@@ -411,7 +424,10 @@ mod tests {
             .iter()
             .map(|c| c.name.as_str())
             .collect();
-        assert_eq!(columns, ["Accepted", "Reason", "Nodes", "Age"]);
+        assert_eq!(
+            columns,
+            ["Accepted", "Reason", "ResolvedRefs", "Nodes", "Age"]
+        );
     }
 
     #[test]

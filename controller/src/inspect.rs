@@ -26,6 +26,7 @@ use prost_reflect::{DynamicMessage, SerializeOptions};
 use serde_json::{json, Map, Value};
 
 use crate::cli::{InspectArgs, InspectCommand, InspectOutput};
+use bootes_core::xref::{self, BootstrapClusters, Gaps};
 
 use bootes_proto::redact::{redact, REDACTED};
 
@@ -72,6 +73,9 @@ pub struct Store {
     pub statuses: BTreeMap<String, BTreeMap<String, store::NodeStatus>>,
     /// Values that could not be read: key → why.
     pub errors: BTreeMap<String, String>,
+    /// Clusters the Envoys' bootstrap defines (`--bootstrap-clusters`):
+    /// references to them count as resolved.
+    pub bootstrap: BootstrapClusters,
     keys: Keys,
 }
 
@@ -446,6 +450,7 @@ pub fn groups(store: &Store) -> Value {
                     "resources": t.resources.len(),
                 })).collect::<Vec<_>>(),
                 "nodes": bound.get(name.as_str()).cloned().unwrap_or_default(),
+                "unresolved": unresolved(s, bound.get(name.as_str()).map(Vec::as_slice).unwrap_or_default(), &store.bootstrap),
             })
         })
         .collect();
@@ -554,9 +559,60 @@ pub fn snapshot(store: &Store, node: &str, options: Options) -> Result<Value, In
         "group": s.group,
         "version": s.version,
         "objects": objects.into_iter().map(object_ref).collect::<Vec<_>>(),
+        "unresolved": unresolved(s, &[node], &store.bootstrap),
         "types": types,
         "errors": errors_value(&errors),
     }))
+}
+
+/// The references of a snapshot's resources that the snapshot itself (or
+/// the bootstrap) does not provide to `nodes`: what the controller reports
+/// as `ResolvedRefs=False`, read back from etcd with the same
+/// [`xref`] code. One entry per object and name.
+fn unresolved(s: &store::Snapshot, nodes: &[&str], bootstrap: &BootstrapClusters) -> Vec<Value> {
+    let pool = envoy::descriptor_pool();
+    let provided: BTreeSet<(ResourceType, &str)> = s
+        .types
+        .iter()
+        .filter_map(|t| ResourceType::from_type_url(&t.type_url).map(|ty| (ty, t)))
+        .flat_map(|(ty, t)| t.resources.iter().map(move |r| (ty, r.name.as_str())))
+        .collect();
+    let nodes: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
+    let mut out = Vec::new();
+    for t in &s.types {
+        let Some(ty) = ResourceType::from_type_url(&t.type_url).filter(|ty| xref::may_refer(*ty))
+        else {
+            continue;
+        };
+        let Some(desc) = pool.get_message_by_name(ty.message_name()) else {
+            continue;
+        };
+        for r in t.resources.iter().filter(|r| r.sealed.is_none()) {
+            let Ok(message) = DynamicMessage::decode(desc.clone(), r.value.as_slice()) else {
+                continue; // reported as a decoding error elsewhere
+            };
+            let references = xref::references(ty, &message);
+            if references.is_empty() {
+                continue;
+            }
+            let mut gaps = Gaps::default();
+            gaps.add_group(&references, &nodes, |target, name| {
+                provided.contains(&(target, name))
+                    || (target == ResourceType::Cluster && bootstrap.contains(&s.namespace, name))
+            });
+            // Inspect sees snapshots, not objects: "no object provides it to
+            // these nodes" is what it can say.
+            for u in gaps.report(ty, &s.namespace, |_, _| true) {
+                out.push(json!({
+                    "object": r.source.as_ref().map_or(Value::Null, object_ref),
+                    "path": u.problem.path,
+                    "problem": u.problem.message,
+                    "envoy_rejects": u.envoy_rejects,
+                }));
+            }
+        }
+    }
+    out
 }
 
 /// Decodes one resource value (an encoded Envoy message of `type_url`) to
@@ -733,6 +789,7 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
     if let Some(secrets) = common.etcd.secret_keys()? {
         store.open_sealed(&secrets);
     }
+    store.bootstrap = crate::cli::bootstrap_clusters(&common.bootstrap_clusters);
     let options = Options {
         show_secrets: common.show_secrets,
     };

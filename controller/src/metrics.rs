@@ -63,6 +63,7 @@ pub struct Metrics {
     registry: Registry,
     objects: Family<ObjectLabels, Gauge>,
     rejected_objects: Gauge,
+    unresolved_objects: Gauge,
     nodes: Gauge,
     groups: Gauge,
     oversized_snapshots: Gauge,
@@ -94,6 +95,12 @@ impl Metrics {
             "rejected_objects",
             "Objects not accepted (any reason but Valid)",
             rejected_objects.clone(),
+        );
+        let unresolved_objects = Gauge::default();
+        r.register(
+            "unresolved_objects",
+            "Objects whose ResolvedRefs condition is False: a name they refer to does not reach some of their nodes",
+            unresolved_objects.clone(),
         );
         let nodes = Gauge::default();
         r.register("nodes", "Nodes (Envoys) bound to a snapshot", nodes.clone());
@@ -165,6 +172,7 @@ impl Metrics {
             registry: r,
             objects,
             rejected_objects,
+            unresolved_objects,
             nodes,
             groups,
             oversized_snapshots,
@@ -205,7 +213,11 @@ impl Metrics {
             }
         }
         let mut rejected = 0;
+        let mut unresolved = 0;
         for (key, status) in statuses {
+            if status.refs.as_ref().is_some_and(|r| !r.is_empty()) {
+                unresolved += 1;
+            }
             *counts
                 .entry((key.kind, status.reason.as_str()))
                 .or_default() += 1;
@@ -222,6 +234,7 @@ impl Metrics {
                 .set(n);
         }
         self.rejected_objects.set(rejected);
+        self.unresolved_objects.set(unresolved);
         self.health.lock().expect("metrics lock").objects = statuses.len();
     }
 
@@ -362,6 +375,7 @@ mod tests {
             message: String::new(),
             observed_generation: 1,
             nodes: 1,
+            refs: None,
         }
     }
 
@@ -398,6 +412,16 @@ mod tests {
                 status(Reason::InvalidConfig),
             ),
             (key(ResourceType::Route, "r"), status(Reason::Rejected)),
+            (
+                key(ResourceType::Route, "dangling"),
+                ObjectStatus {
+                    refs: Some(vec![bootes_core::xref::Unresolved {
+                        problem: bootes_envoy::convert::ConfigError::new("spec.config.x", "y"),
+                        envoy_rejects: false,
+                    }]),
+                    ..status(Reason::Valid)
+                },
+            ),
         ]
         .into();
         m.observe_objects(&statuses);
@@ -408,9 +432,11 @@ mod tests {
         );
         assert!(text.contains(r#"bootes_controller_objects{kind="Route",reason="Rejected"} 1"#));
         assert!(text.contains("bootes_controller_rejected_objects 2"));
+        assert!(text.contains("bootes_controller_unresolved_objects 1"));
         // Removed objects go back to zero.
         m.observe_objects(&BTreeMap::new());
         let text = m.encode();
+        assert!(text.contains("bootes_controller_unresolved_objects 0"));
         assert!(text.contains(r#"bootes_controller_objects{kind="Cluster",reason="Valid"} 0"#));
         assert!(text.contains("bootes_controller_rejected_objects 0"));
     }

@@ -84,6 +84,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => Box::new(LogStatus::default()),
     };
     let mut reconciler = Reconciler::new(writer, status, timing);
+    reconciler
+        .index
+        .set_bootstrap_clusters(crate::cli::bootstrap_clusters(&args.bootstrap_clusters));
     reconciler.metrics = metrics;
     reconciler.synced = synced;
     reconciler.leadership = Some(election.leadership());

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use bootes_core::status::StatusSink;
 use bootes_etcd::Backoff;
 
-use crate::crd::{self, BootesStatus, Condition, ACCEPTED};
+use crate::crd::{self, BootesStatus, Condition, ACCEPTED, RESOLVED_REFS};
 use crate::leader::Leadership;
 use bootes_core::index::ObjectStatus;
 use bootes_core::model::ObjectKey;
@@ -82,43 +82,51 @@ pub fn parse_status(value: Option<&serde_json::Value>) -> Option<BootesStatus> {
         .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
-/// The status `object` should have: the `Accepted` condition from `desired`
-/// (its `lastTransitionTime` kept from `current` unless True/False flips, else
-/// `now`), the other conditions of `current` untouched, `observedGeneration`
-/// and `nodes`.
+/// The status `object` should have: the `Accepted` and `ResolvedRefs`
+/// conditions from `desired` (each `lastTransitionTime` kept from `current`
+/// unless True/False flips, else `now`; `ResolvedRefs` absent while no
+/// resource is in force), the other conditions of `current` untouched,
+/// `observedGeneration` and `nodes`.
 pub fn target_status(
     desired: &ObjectStatus,
     current: Option<&BootesStatus>,
     now: &str,
 ) -> BootesStatus {
-    let status = if desired.accepted { "True" } else { "False" };
-    let previous = current.and_then(|c| c.conditions.iter().find(|c| c.type_ == ACCEPTED));
-    let last_transition_time = match previous {
-        Some(p) if p.status == status && !p.last_transition_time.is_empty() => {
-            p.last_transition_time.clone()
+    let condition = |type_: &str, ok: bool, reason: &str, message: &str| {
+        let status = if ok { "True" } else { "False" };
+        let previous = current.and_then(|c| c.conditions.iter().find(|c| c.type_ == type_));
+        let last_transition_time = match previous {
+            Some(p) if p.status == status && !p.last_transition_time.is_empty() => {
+                p.last_transition_time.clone()
+            }
+            _ => now.to_string(),
+        };
+        Condition {
+            type_: type_.to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            message: truncate(message, MAX_MESSAGE),
+            last_transition_time,
+            observed_generation: Some(desired.observed_generation),
         }
-        _ => now.to_string(),
     };
-    let accepted = Condition {
-        type_: ACCEPTED.to_string(),
-        status: status.to_string(),
-        reason: desired.reason.as_str().to_string(),
-        message: truncate(&desired.message, MAX_MESSAGE),
-        last_transition_time,
-        observed_generation: Some(desired.observed_generation),
-    };
-    let mut conditions: Vec<Condition> = current
-        .map(|c| {
-            c.conditions
-                .iter()
-                .filter(|c| c.type_ != ACCEPTED)
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    conditions.insert(0, accepted);
+    let mut ours = vec![condition(
+        ACCEPTED,
+        desired.accepted,
+        desired.reason.as_str(),
+        &desired.message,
+    )];
+    if let Some((ok, reason, message)) = desired.resolved_refs() {
+        ours.push(condition(RESOLVED_REFS, ok, reason, &message));
+    }
+    let others = current.into_iter().flat_map(|c| {
+        c.conditions
+            .iter()
+            .filter(|c| c.type_ != ACCEPTED && c.type_ != RESOLVED_REFS)
+            .cloned()
+    });
     BootesStatus {
-        conditions,
+        conditions: ours.into_iter().chain(others).collect(),
         observed_generation: Some(desired.observed_generation),
         nodes: Some(i64::try_from(desired.nodes).unwrap_or(i64::MAX)),
     }
@@ -312,6 +320,7 @@ mod tests {
             message: message.into(),
             observed_generation: generation,
             nodes,
+            refs: None,
         }
     }
 
@@ -414,6 +423,55 @@ mod tests {
         assert_eq!(parse_status(Some(&garbage)), None);
         assert_eq!(parse_status(Some(&serde_json::Value::Null)), None);
         assert!(plan_patch(&desired(Reason::Valid, "", 1, 1), &observed(None), T0).is_some());
+    }
+
+    #[test]
+    fn resolved_refs_is_a_condition_of_its_own_with_its_own_transitions() {
+        use bootes_core::xref::Unresolved;
+        use bootes_envoy::convert::ConfigError;
+        let mut d = desired(Reason::Valid, "", 1, 2);
+        d.refs = Some(Vec::new());
+        let s0 = plan_patch(&d, &observed(None), T0).unwrap();
+        let refs = &s0.conditions[1];
+        assert_eq!(
+            (
+                refs.type_.as_str(),
+                refs.status.as_str(),
+                refs.reason.as_str()
+            ),
+            ("ResolvedRefs", "True", "ResolvedRefs")
+        );
+        d.refs = Some(vec![Unresolved {
+            problem: ConfigError::new("spec.config.x", "route to cluster \"c\": no Cluster object provides it to 1 of the 2 nodes this object reaches: p1.a"),
+            envoy_rejects: false,
+        }]);
+        let s1 = plan_patch(&d, &observed(Some(s0)), T1).unwrap();
+        let (accepted, refs) = (&s1.conditions[0], &s1.conditions[1]);
+        assert_eq!(
+            (
+                accepted.status.as_str(),
+                accepted.last_transition_time.as_str()
+            ),
+            ("True", T0)
+        );
+        assert_eq!(
+            (
+                refs.status.as_str(),
+                refs.reason.as_str(),
+                refs.last_transition_time.as_str()
+            ),
+            ("False", "UnresolvedReferences", T1)
+        );
+        assert!(
+            refs.message
+                .starts_with("spec.config.x: route to cluster \"c\""),
+            "{}",
+            refs.message
+        );
+        // Nothing in force any more: the condition goes.
+        d.refs = None;
+        let s2 = plan_patch(&d, &observed(Some(s1)), T1).unwrap();
+        assert_eq!(s2.conditions.len(), 1);
     }
 
     #[test]

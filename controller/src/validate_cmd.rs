@@ -1,6 +1,8 @@
 //! `bootes-controller validate`: prints what [`bootes_core::validate::check`]
 //! finds, one line per problem (`error: …`, then `warning: …`), then a
-//! summary. The exit code is 0 when there is no error (warnings do not fail
+//! summary. Errors are the objects `run` would not accept, and references
+//! whose absence makes Envoy reject the resource; warnings the other
+//! unresolved references. The exit code is 0 when there is no error (warnings do not fail
 //! the run), 1 otherwise.
 
 use std::io::Write;
@@ -13,7 +15,10 @@ use crate::cli::ValidateArgs;
 /// Reads every file (directories recursively, `-` for stdin), prints one line
 /// per problem, and fails when any object is invalid.
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
-    let outcome = check(&args.files);
+    let outcome = check(
+        &args.files,
+        &crate::cli::bootstrap_clusters(&args.bootstrap_clusters),
+    );
     let mut out = std::io::stdout().lock();
     for line in &outcome.errors {
         writeln!(out, "error: {line}")?;

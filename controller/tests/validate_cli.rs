@@ -8,8 +8,13 @@ use std::process::{Command, Output, Stdio};
 const BIN: &str = env!("CARGO_BIN_EXE_bootes-controller");
 
 fn validate(args: &[&str], stdin: Option<&str>) -> Output {
+    validate_with(&[], args, stdin)
+}
+
+fn validate_with(flags: &[&str], args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(BIN)
         .arg("validate")
+        .args(flags)
         .args(args.iter().flat_map(|a| ["-f", a]))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -314,9 +319,10 @@ fn warnings_follow_workload_selectors_and_pods() {
     assert!(o.status.success(), "{out}");
     let warnings = lines(&out, "warning:");
     assert_eq!(warnings.len(), 1, "{out}");
+    // One imagined pod per selector: the route's app=shop pod has no cluster.
     assert!(
         warnings[0]
-            .ends_with("do not select every pod this object selects (workloadSelector app=shop) (referred to in 1 more place)"),
+            .ends_with("no Cluster object provides it to 1 of the 1 nodes this object reaches: [app=shop].shop (referred to in 1 more place)"),
         "{out}"
     );
     // With pods: the same set, judged per Envoy.
@@ -491,6 +497,183 @@ fn an_object_too_large_for_etcd_is_an_error_naming_its_size_and_the_limit() {
     assert!(
         errors[0].contains("Cluster shop/web: spec.config: too large")
             && errors[0].contains("(1400000 bytes)"),
+        "{:.400}",
+        errors[0]
+    );
+}
+
+#[test]
+fn conflicts_are_reported_as_run_reports_them_with_pods_or_imagined_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let same = |name: &str, selector: &str| {
+        GOOD_CLUSTER
+            .replace("{name: web,", &format!("{{name: {name},"))
+            .replace("spec:\n", &format!("spec:\n  {selector}\n"))
+    };
+    let f = write(
+        dir.path(),
+        "c.yaml",
+        &format!(
+            "{}---{}",
+            same("a", ""),
+            same("b", "workloadSelector: {labels: {app: shop}}")
+        ),
+    );
+    // No pods: the imagined app=shop pod receives both.
+    let o = validate(&[&f], None);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert_eq!(
+        lines(&out, "error:"),
+        [format!("error: {f}: Cluster shop/b: spec.config.name: CDS \"web\" is already provided by Cluster shop/a (older objects win)")],
+        "{out}"
+    );
+    // Pods that only one of them reaches: no conflict, as in `run`.
+    let pods = write(
+        dir.path(),
+        "pods.yaml",
+        "
+apiVersion: v1
+kind: Pod
+metadata: {name: shop-0, namespace: shop, labels: {app: other}}
+",
+    );
+    let o = validate(&[&f, &pods], None);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    // A pod both reach: the conflict again.
+    let pods = write(
+        dir.path(),
+        "pods.yaml",
+        "
+apiVersion: v1
+kind: Pod
+metadata: {name: shop-0, namespace: shop, labels: {app: shop}}
+",
+    );
+    let o = validate(&[&f, &pods], None);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert_eq!(lines(&out, "error:").len(), 1, "{out}");
+}
+
+#[test]
+fn an_inline_route_config_naming_a_cluster_no_object_provides_is_an_error_unless_bootstrap_declares_it(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = |validate_clusters: &str| {
+        format!(
+            "
+apiVersion: bootes.io/v1
+kind: Listener
+metadata: {{name: edge, namespace: shop}}
+spec:
+  config:
+    name: edge
+    address: {{socket_address: {{address: 0.0.0.0, port_value: 8080}}}}
+    filter_chains:
+      - filters:
+          - name: hcm
+            typed_config:
+              '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+              stat_prefix: edge
+              route_config:
+                {validate_clusters}
+                virtual_hosts:
+                  - name: all
+                    domains: ['*']
+                    routes: [{{match: {{prefix: /}}, route: {{cluster: stats}}}}]
+              http_filters:
+                - name: router
+                  typed_config: {{'@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+"
+        )
+    };
+    let f = write(dir.path(), "l.yaml", &listener(""));
+    let o = validate(&[&f], None);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let errors = lines(&out, "error:");
+    assert_eq!(errors.len(), 1, "{out}");
+    assert!(
+        errors[0].starts_with(&format!("error: {f}: Listener shop/edge: spec.config.filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].route.cluster: route to cluster \"stats\": no Cluster object in namespace shop provides it; Envoy rejects the listener there")),
+        "{out}"
+    );
+    for flags in [
+        &["--bootstrap-clusters", "stats"][..],
+        &["--bootstrap-clusters", "x,shop/stats"],
+    ] {
+        let o = validate_with(flags, &[&f], None);
+        let out = stdout(&o);
+        assert!(o.status.success(), "{flags:?}: {out}");
+        assert_eq!(
+            out.lines().last(),
+            Some("1 objects checked, 0 errors, 0 warnings")
+        );
+    }
+    // Declared for another namespace only: still an error.
+    let o = validate_with(&["--bootstrap-clusters", "other/stats"], &[&f], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    // A malformed declaration is a usage error.
+    let o = validate_with(&["--bootstrap-clusters", "a/b/c"], &[&f], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("NAMESPACE/NAME"));
+    // validate_clusters: false: Envoy accepts it; a warning only.
+    let f = write(dir.path(), "l.yaml", &listener("validate_clusters: false"));
+    let o = validate(&[&f], None);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert_eq!(lines(&out, "warning:").len(), 1, "{out}");
+}
+
+#[test]
+fn warning_rules_report_without_failing_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "s.yaml",
+        "
+apiVersion: bootes.io/v1
+kind: Secret
+metadata: {name: empty, namespace: shop}
+spec:
+  config: {name: empty}
+",
+    );
+    let o = validate(&[&f], None);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert_eq!(
+        lines(&out, "warning:"),
+        [format!("warning: {f}: Secret shop/empty: spec.config.type: the secret has none of tls_certificate, session_ticket_keys, validation_context, generic_secret (Envoy: Secret type not implemented, in a bootstrap; over SDS it depends on what the subscriber expects)")],
+        "{out}"
+    );
+}
+
+#[test]
+fn a_group_too_large_only_combined_is_an_error_on_the_objects_that_push_it_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let blob = "x".repeat(600_000);
+    let big = |name: &str| {
+        format!("{GOOD_CLUSTER}    metadata: {{filter_metadata: {{blob: {{b: \"{blob}\"}}}}}}\n")
+            .replace("web", name)
+    };
+    // Without timestamps, objects take their place by name: c is the one
+    // that does not fit with a and b.
+    let file = write(
+        dir.path(),
+        "big.yaml",
+        &format!("{}---{}---{}", big("c"), big("a"), big("b")),
+    );
+    let o = validate(&[&file], None);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out:.300}");
+    let errors = lines(&out, "error: ");
+    assert_eq!(errors.len(), 1, "{:.600}", errors.join("\n"));
+    assert!(
+        errors[0].contains(
+            "Cluster shop/c: spec.config: too large together with the other objects of its group"
+        ) && errors[0].contains("e.g. [*].shop"),
         "{:.400}",
         errors[0]
     );

@@ -7,13 +7,16 @@
 //! the selecting objects' identities (not their content), so editing an object
 //! rewrites the snapshot but moves no binding.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bootes_proto::{store, version, ResourceType};
+use prost::Message;
 
 use crate::model::{BootesObject, ObjectKey, Pod, PodKey};
+use crate::plan::MAX_VALUE_BYTES;
 use crate::service_endpoints::{self, EndpointSlice, SliceKey};
+use crate::xref::{self, BootstrapClusters, Gaps, Reference, Unresolved};
 use bootes_envoy::convert::{self, ConfigError, Converted};
 
 /// An object as the index keeps it: its latest spec, the last valid version of
@@ -38,6 +41,8 @@ struct Accepted {
     generation: i64,
     /// lb_endpoints generated from EndpointSlices (0 when written out).
     service_endpoints: usize,
+    /// The names the resource refers to (see [`xref`]).
+    references: Arc<Vec<Reference>>,
 }
 
 /// Objects and pods, indexed.
@@ -58,6 +63,8 @@ pub struct Index {
     stamp: u64,
     /// Each namespace's part of the last [`Index::desired`].
     namespaces: Mutex<BTreeMap<String, NamespacePart>>,
+    /// Clusters the Envoys' bootstrap defines: references to them resolve.
+    bootstrap: BootstrapClusters,
 }
 
 /// Why an object is or is not accepted.
@@ -65,7 +72,8 @@ pub struct Index {
 pub enum Reason {
     Valid,
     InvalidConfig,
-    /// Too large for one etcd value even alone (see [`size`]).
+    /// Too large for one etcd value even alone (see [`size`]), or left out
+    /// of a group whose snapshot it would push over that size.
     TooLarge,
     Conflict,
     /// Valid for Bootes, but an Envoy NACKed the resource.
@@ -89,11 +97,38 @@ impl Reason {
 pub struct ObjectStatus {
     pub accepted: bool,
     pub reason: Reason,
+    /// Why it is not accepted; for an accepted one, its warnings
+    /// (`warnings: …`), if any.
     pub message: String,
     /// Generation of the spec this status describes.
     pub observed_generation: i64,
     /// How many nodes receive this object's resource.
     pub nodes: usize,
+    /// References of the resource in force that the nodes it reaches miss
+    /// (condition `ResolvedRefs`); `None` when no resource is in force.
+    pub refs: Option<Vec<Unresolved>>,
+}
+
+impl ObjectStatus {
+    /// The `ResolvedRefs` condition: (status, reason, message), or `None`
+    /// when the object has no resource in force.
+    pub fn resolved_refs(&self) -> Option<(bool, &'static str, String)> {
+        let refs = self.refs.as_ref()?;
+        if refs.is_empty() {
+            return Some((true, "ResolvedRefs", String::new()));
+        }
+        let reason = if refs.iter().any(|u| u.envoy_rejects) {
+            "UnknownCluster"
+        } else {
+            "UnresolvedReferences"
+        };
+        let message = refs
+            .iter()
+            .map(|u| u.problem.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        Some((false, reason, message))
+    }
 }
 
 /// One group's snapshot and the nodes bound to it.
@@ -131,6 +166,13 @@ pub struct Desired {
 impl Index {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Declares the clusters of the Envoys' bootstrap.
+    pub fn set_bootstrap_clusters(&mut self, bootstrap: BootstrapClusters) {
+        self.bootstrap = bootstrap;
+        // Every namespace's references are judged again.
+        self.namespaces.lock().expect("namespace memo lock").clear();
     }
 
     /// Adds or replaces an object. A valid spec replaces the resource in force;
@@ -185,6 +227,11 @@ impl Index {
                         Some(e) => (previous.and_then(|p| p.accepted), vec![e], true),
                         None => (
                             Some(Accepted {
+                                references: Arc::new(if xref::may_refer(resource.ty) {
+                                    xref::references(resource.ty, &resource.message())
+                                } else {
+                                    Vec::new()
+                                }),
                                 resource,
                                 generation: object.generation,
                                 service_endpoints: effective.endpoints,
@@ -291,6 +338,15 @@ impl Index {
             .map(|a| a.service_endpoints)
             .sum();
         (self.slices.len(), endpoints)
+    }
+
+    /// What the warning rules found in an object's resource in force.
+    pub fn warnings(&self, key: &ObjectKey) -> &[ConfigError] {
+        self.objects
+            .get(key)
+            .and_then(|e| e.accepted.as_ref())
+            .map(|a| a.resource.warnings.as_slice())
+            .unwrap_or_default()
     }
 
     /// The latest spec of an object.
@@ -421,6 +477,8 @@ impl Index {
         let mut desired = Desired::default();
         let mut reach: BTreeMap<&ObjectKey, usize> = BTreeMap::new();
         let mut conflicts: BTreeMap<&ObjectKey, &ObjectKey> = BTreeMap::new();
+        let mut left_out: BTreeMap<&ObjectKey, &LeftOut> = BTreeMap::new();
+        let mut unresolved: BTreeMap<&ObjectKey, &Vec<Unresolved>> = BTreeMap::new();
         for part in memo.values() {
             desired.groups.extend(part.groups.iter().cloned());
             desired.bindings.extend(part.bindings.iter().cloned());
@@ -430,61 +488,79 @@ impl Index {
             for (loser, winner) in &part.conflicts {
                 conflicts.entry(loser).or_insert(winner);
             }
+            left_out.extend(part.left_out.iter().map(|(k, l)| (k, l)));
+            unresolved.extend(part.unresolved.iter().map(|(k, u)| (k, u)));
         }
 
         let rejections = self.rejections(&desired);
         for (key, entry) in &self.objects {
             let nodes = reach.get(key).copied().unwrap_or(0);
-            let status = if !entry.errors.is_empty() {
+            let refs = entry.accepted.as_ref().map(|_| {
+                unresolved
+                    .get(key)
+                    .map(|u| (*u).clone())
+                    .unwrap_or_default()
+            });
+            let (accepted, reason, message) = if !entry.errors.is_empty() {
                 let detail = join_errors(&entry.errors);
                 let message = match &entry.accepted {
                     Some(a) => format!("{detail} (generation {} stays in force)", a.generation),
                     None => detail,
                 };
+                let reason = if entry.too_large {
+                    Reason::TooLarge
+                } else {
+                    Reason::InvalidConfig
+                };
+                (false, reason, message)
+            } else if let Some(winner) = conflicts.get(key) {
+                let resource = entry.accepted.as_ref().map(|a| a.resource.name.as_str());
+                let message = format!(
+                    "{} {:?} is already provided by {winner} (older objects win)",
+                    key.kind.short_name(),
+                    resource.unwrap_or_default(),
+                );
+                (false, Reason::Conflict, message)
+            } else if let Some(l) = left_out.get(key) {
+                let bytes = entry
+                    .accepted
+                    .as_ref()
+                    .map_or(0, |a| a.resource.value.len());
+                let message = format!(
+                    "too large together with the other objects of its group: left out of the snapshot of {} node(s), e.g. {}, which would be {} bytes with it, more than one etcd value may hold ({MAX_VALUE_BYTES} bytes; this resource is {bytes} bytes, and objects older than it are kept first); those nodes do not receive it",
+                    l.nodes, l.example, l.bytes
+                );
+                (false, Reason::TooLarge, message)
+            } else if let Some((nodes_rejecting, example, detail)) = rejections.get(key) {
+                let message = format!(
+                    "rejected by Envoy on {nodes_rejecting} node(s), e.g. {example}: {detail}"
+                );
+                (false, Reason::Rejected, message)
+            } else {
+                // Valid; what the warning rules found goes in the message.
+                let warnings = entry
+                    .accepted
+                    .as_ref()
+                    .map(|a| a.resource.warnings.as_slice())
+                    .unwrap_or_default();
+                let message = if warnings.is_empty() {
+                    String::new()
+                } else {
+                    format!("warnings: {}", join_errors(warnings))
+                };
+                (true, Reason::Valid, message)
+            };
+            desired.statuses.insert(
+                key.clone(),
                 ObjectStatus {
-                    accepted: false,
-                    reason: if entry.too_large {
-                        Reason::TooLarge
-                    } else {
-                        Reason::InvalidConfig
-                    },
+                    accepted,
+                    reason,
                     message,
                     observed_generation: entry.object.generation,
                     nodes,
-                }
-            } else if let Some(winner) = conflicts.get(key) {
-                let resource = entry.accepted.as_ref().map(|a| a.resource.name.as_str());
-                ObjectStatus {
-                    accepted: false,
-                    reason: Reason::Conflict,
-                    message: format!(
-                        "{} {:?} is already provided by {winner} (older objects win)",
-                        key.kind.short_name(),
-                        resource.unwrap_or_default(),
-                    ),
-                    observed_generation: entry.object.generation,
-                    nodes,
-                }
-            } else if let Some((nodes_rejecting, example, detail)) = rejections.get(key) {
-                ObjectStatus {
-                    accepted: false,
-                    reason: Reason::Rejected,
-                    message: format!(
-                        "rejected by Envoy on {nodes_rejecting} node(s), e.g. {example}: {detail}"
-                    ),
-                    observed_generation: entry.object.generation,
-                    nodes,
-                }
-            } else {
-                ObjectStatus {
-                    accepted: true,
-                    reason: Reason::Valid,
-                    message: String::new(),
-                    observed_generation: entry.object.generation,
-                    nodes,
-                }
-            };
-            desired.statuses.insert(key.clone(), status);
+                    refs,
+                },
+            );
         }
         desired
     }
@@ -501,6 +577,19 @@ struct NamespacePart {
     reach: Vec<(ObjectKey, usize)>,
     /// (loser, winner).
     conflicts: Vec<(ObjectKey, ObjectKey)>,
+    /// Objects left out of groups whose snapshot they would make too large.
+    left_out: Vec<(ObjectKey, LeftOut)>,
+    /// Each object's references its nodes miss (only those with some).
+    unresolved: Vec<(ObjectKey, Vec<Unresolved>)>,
+}
+
+/// An object left out of groups whose snapshot it would make too large.
+#[derive(Debug)]
+struct LeftOut {
+    nodes: usize,
+    example: String,
+    /// The size of the first such snapshot with every object in it.
+    bytes: usize,
 }
 
 impl Index {
@@ -544,6 +633,8 @@ impl Index {
         }
         let mut part = NamespacePart::default();
         let mut reach: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut left_out: BTreeMap<usize, LeftOut> = BTreeMap::new();
+        let mut gaps: BTreeMap<usize, Gaps> = BTreeMap::new();
         for (selecting, pods) in &groups {
             let members: Vec<&Entry> = selecting.iter().map(|i| entries[*i]).collect();
             let built = round.get(namespace, &members);
@@ -559,6 +650,38 @@ impl Index {
             let snapshot_ref = format!("{namespace}/{}", built.snapshot.group);
             let mut nodes: Vec<String> = pods.iter().map(|p| p.node_id()).collect();
             nodes.sort();
+            for &i in &built.left_out {
+                let l = left_out.entry(selecting[i]).or_insert_with(|| LeftOut {
+                    nodes: 0,
+                    example: nodes[0].clone(),
+                    bytes: built.full_bytes,
+                });
+                l.nodes += nodes.len();
+            }
+            // Cross-references, against what this group's nodes receive.
+            let provided: HashSet<(ResourceType, &str)> = built
+                .winners
+                .iter()
+                .filter_map(|&i| members[i].accepted.as_ref())
+                .map(|a| (a.resource.ty, a.resource.name.as_str()))
+                .collect();
+            for &i in &built.winners {
+                let Some(accepted) = &members[i].accepted else {
+                    continue;
+                };
+                if accepted.references.is_empty() {
+                    continue;
+                }
+                gaps.entry(selecting[i]).or_default().add_group(
+                    &accepted.references,
+                    &nodes,
+                    |ty, name| {
+                        provided.contains(&(ty, name))
+                            || (ty == ResourceType::Cluster
+                                && self.bootstrap.contains(namespace, name))
+                    },
+                );
+            }
             for pod in pods {
                 part.bindings.push((
                     pod.node_id(),
@@ -583,6 +706,38 @@ impl Index {
         part.reach = reach
             .into_iter()
             .map(|(i, n)| (entries[i].object.key.clone(), n))
+            .collect();
+        part.left_out = left_out
+            .into_iter()
+            .map(|(i, l)| (entries[i].object.key.clone(), l))
+            .collect();
+        // Every name some object of the namespace gives (valid or not), for
+        // telling "nothing provides it" from "not to these nodes".
+        let named: HashSet<(ResourceType, &str)> = entries
+            .iter()
+            .filter_map(|e| {
+                let name = match &e.accepted {
+                    Some(a) => Some(a.resource.name.as_str()),
+                    None => e
+                        .object
+                        .config
+                        .get(e.object.key.kind.name_field())
+                        .and_then(|v| v.as_str()),
+                };
+                name.map(|n| (e.object.key.kind, n))
+            })
+            .collect();
+        part.unresolved = gaps
+            .into_iter()
+            .map(|(i, g)| {
+                let key = &entries[i].object.key;
+                let report = g.report(key.kind, namespace, |ty, name| {
+                    named.contains(&(ty, name))
+                        || (ty == ResourceType::Cluster && self.bootstrap.contains(namespace, name))
+                });
+                (key.clone(), report)
+            })
+            .filter(|(_, report)| !report.is_empty())
             .collect();
         part
     }
@@ -653,19 +808,121 @@ pub fn join_errors(errors: &[ConfigError]) -> String {
         .join("; ")
 }
 
+/// A group's snapshot, made to fit in one etcd value.
+struct Fitted<'a> {
+    pub snapshot: store::Snapshot,
+    /// Objects whose resource is in the snapshot.
+    pub winners: Vec<&'a ObjectKey>,
+    /// (loser, winner) pairs of conflicts.
+    pub losers: Vec<(&'a ObjectKey, &'a ObjectKey)>,
+    /// Objects left out so that the snapshot fits.
+    pub left_out: Vec<&'a ObjectKey>,
+    /// The size of the snapshot with every object in it.
+    pub full_bytes: usize,
+}
+
+/// Bytes a snapshot's types may take besides their resources (type URL,
+/// version, framing); the fit is checked on the real encoding anyway.
+const TYPE_OVERHEAD: usize = 256;
+
+/// Builds the snapshot of one group (entries in precedence order). When it
+/// is too large for one etcd value only because several objects are
+/// combined, the objects are taken oldest first (precedence order), each
+/// kept if it still fits with those kept before it; the others are left
+/// out: the ones that pushed it over.
+fn fit_snapshot<'a>(namespace: &str, entries: &[&'a Entry]) -> Fitted<'a> {
+    let mut skip = BTreeSet::new();
+    let (snapshot, winners, losers) = build_snapshot(namespace, entries, &skip);
+    let full_bytes = snapshot.encoded_len();
+    if full_bytes <= MAX_VALUE_BYTES {
+        return Fitted {
+            snapshot,
+            winners,
+            losers,
+            left_out: Vec::new(),
+            full_bytes,
+        };
+    }
+    let all: BTreeSet<&ObjectKey> = winners.iter().copied().collect();
+    let base = build_snapshot(namespace, entries, &all).0.encoded_len();
+    let mut total = base;
+    let mut types = BTreeSet::new();
+    let mut kept = Vec::new();
+    for entry in entries {
+        let key = &entry.object.key;
+        let Some(accepted) = entry.accepted.as_ref().filter(|_| all.contains(key)) else {
+            continue;
+        };
+        let len = resource_of(entry, accepted).encoded_len();
+        let mut add = len + prost::length_delimiter_len(len) + 1;
+        if !types.contains(&accepted.resource.ty) {
+            add += TYPE_OVERHEAD;
+        }
+        if total + add <= MAX_VALUE_BYTES {
+            total += add;
+            types.insert(accepted.resource.ty);
+            kept.push(key);
+        } else {
+            skip.insert(key);
+        }
+    }
+    loop {
+        let (snapshot, winners, losers) = build_snapshot(namespace, entries, &skip);
+        if snapshot.encoded_len() <= MAX_VALUE_BYTES || kept.is_empty() {
+            let left_out = entries
+                .iter()
+                .map(|e| &e.object.key)
+                .filter(|k| skip.contains(k))
+                .collect();
+            return Fitted {
+                snapshot,
+                winners,
+                losers,
+                left_out,
+                full_bytes,
+            };
+        }
+        // The estimate was short: leave out the youngest kept one too.
+        if let Some(last) = kept.pop() {
+            skip.insert(last);
+        }
+    }
+}
+
+/// The snapshot entry of an object's resource in force.
+fn resource_of(entry: &Entry, accepted: &Accepted) -> store::Resource {
+    let object = &entry.object;
+    let resource = &accepted.resource;
+    store::Resource {
+        name: resource.name.clone(),
+        version: resource.version.clone(),
+        value: resource.value.clone(),
+        source: Some(store::ObjectRef {
+            kind: object.key.kind.kind().to_string(),
+            namespace: object.key.namespace.clone(),
+            name: object.key.name.clone(),
+            uid: object.uid.clone(),
+            generation: accepted.generation,
+        }),
+        sealed: None,
+    }
+}
+
 /// Builds the snapshot of one group from its selecting objects (in precedence
-/// order). Returns it with the objects whose resource made it in, and the
-/// (loser, winner) pairs of conflicts.
+/// order), without the resources of the objects in `skip` (which still hold
+/// their names against younger objects). Returns it with the objects whose
+/// resource made it in, and the (loser, winner) pairs of conflicts.
 fn build_snapshot<'a>(
     namespace: &str,
     entries: &[&'a Entry],
+    skip: &BTreeSet<&ObjectKey>,
 ) -> (
     store::Snapshot,
     Vec<&'a ObjectKey>,
     Vec<(&'a ObjectKey, &'a ObjectKey)>,
 ) {
-    let mut by_type: BTreeMap<ResourceType, BTreeMap<&str, (store::Resource, &ObjectKey)>> =
-        BTreeMap::new();
+    type Slot<'k> = (Option<store::Resource>, &'k ObjectKey);
+    let mut by_type: BTreeMap<ResourceType, BTreeMap<&str, Slot<'a>>> = BTreeMap::new();
     let mut winners = Vec::new();
     let mut losers = Vec::new();
     for entry in entries {
@@ -678,34 +935,25 @@ fn build_snapshot<'a>(
             losers.push((&entry.object.key, *winner));
             continue;
         }
-        winners.push(&entry.object.key);
-        let object = &entry.object;
-        slot.insert(
-            &resource.name,
-            (
-                store::Resource {
-                    name: resource.name.clone(),
-                    version: resource.version.clone(),
-                    value: resource.value.clone(),
-                    source: Some(store::ObjectRef {
-                        kind: object.key.kind.kind().to_string(),
-                        namespace: object.key.namespace.clone(),
-                        name: object.key.name.clone(),
-                        uid: object.uid.clone(),
-                        generation: accepted.generation,
-                    }),
-                    sealed: None,
-                },
-                &object.key,
-            ),
-        );
+        let key = &entry.object.key;
+        let value = if skip.contains(key) {
+            None
+        } else {
+            winners.push(key);
+            Some(resource_of(entry, accepted))
+        };
+        slot.insert(&resource.name, (value, key));
     }
 
     let types: Vec<store::TypeResources> = by_type
         .into_iter()
-        .map(|(ty, resources)| {
-            let resources: Vec<store::Resource> = resources.into_values().map(|(r, _)| r).collect();
-            store::TypeResources {
+        .filter_map(|(ty, resources)| {
+            let resources: Vec<store::Resource> =
+                resources.into_values().filter_map(|(r, _)| r).collect();
+            if resources.is_empty() {
+                return None;
+            }
+            Some(store::TypeResources {
                 type_url: ty.type_url().to_string(),
                 version: version::of_set(
                     resources
@@ -713,7 +961,7 @@ fn build_snapshot<'a>(
                         .map(|r| (r.name.as_str(), r.version.as_str())),
                 ),
                 resources,
-            }
+            })
         })
         .collect();
     let objects: Vec<store::ObjectRef> = entries

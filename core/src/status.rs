@@ -23,9 +23,7 @@ impl StatusSink for LogStatus {
             if self.last.get(key) == Some(status) {
                 continue;
             }
-            if status.accepted {
-                tracing::info!(object = %key, nodes = status.nodes, "accepted");
-            } else {
+            if !status.accepted {
                 tracing::warn!(
                     object = %key,
                     reason = status.reason.as_str(),
@@ -33,6 +31,24 @@ impl StatusSink for LogStatus {
                     message = status.message,
                     "not accepted"
                 );
+            } else if status.nodes == 0 {
+                // Never "accepted" for what reaches no Envoy.
+                tracing::info!(object = %key, nodes = 0, "valid, reaches no node (no pod matches its workloadSelector)");
+            } else if !status.message.is_empty() {
+                tracing::warn!(object = %key, nodes = status.nodes, detail = %status.message, "accepted, with warnings");
+            } else {
+                tracing::info!(object = %key, nodes = status.nodes, "accepted");
+            }
+            let refs = status.resolved_refs();
+            let last_refs = self.last.get(key).and_then(|l| l.resolved_refs());
+            match refs {
+                Some((false, reason, message)) if refs != last_refs => {
+                    tracing::warn!(object = %key, reason, detail = %message, "unresolved references");
+                }
+                Some((true, ..)) if last_refs.is_some_and(|(ok, ..)| !ok) => {
+                    tracing::info!(object = %key, "references resolved");
+                }
+                _ => {}
             }
         }
         for key in self.last.keys() {

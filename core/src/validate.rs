@@ -1,27 +1,28 @@
 //! The checks of `bootes-controller validate`, offline.
 //!
-//! Every object of every file is converted and validated as `run` would; the
-//! [`Outcome`] holds one line per problem (see [`report::problem_line`]) and
-//! the cross-reference warnings (see [`xref`]).
+//! The documents of every file go into the same [`Index`] `run` uses, and
+//! each object's conditions are read from [`Index::desired`]: conversion,
+//! protoc-gen-validate, semantic checks, size, conflicts and
+//! cross-references are decided by one code path. The [`Outcome`] holds one
+//! line per problem (see [`report::problem_line`]).
+//!
+//! `run` sees real pods; `validate` sees the `v1 Pod` documents given. In a
+//! namespace without any, it imagines one pod per distinct
+//! `workloadSelector` of the namespace's objects, labelled exactly with it
+//! (named `[app=web]`, `[*]` for no selector): a pod that every object
+//! whose selector it satisfies reaches, so that conflicts and missing
+//! references between objects are found without a cluster.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use crate::index::{Index, Reason};
 use crate::manifest::{self, Document};
 use crate::model::{BootesObject, ObjectKey, Pod};
 use crate::report::problem_line;
-use crate::service_endpoints::{self, EndpointSlice};
-use crate::xref::{self, Reference, Subject};
-use bootes_envoy::convert;
-
-/// One object read, with what the cross-reference check needs.
-struct Checked {
-    source: String,
-    key: ObjectKey,
-    selector: Option<BTreeMap<String, String>>,
-    provides: Option<String>,
-    references: Vec<Reference>,
-}
+use crate::service_endpoints::EndpointSlice;
+use crate::xref::BootstrapClusters;
+use bootes_envoy::convert::{ConfigError, CONFIG_PATH};
 
 /// What a validation run found.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -32,9 +33,9 @@ pub struct Outcome {
 }
 
 /// Validates the manifests named by `paths`; unreadable files are errors too.
-pub fn check(paths: &[PathBuf]) -> Outcome {
+/// References to `bootstrap` clusters count as resolved.
+pub fn check(paths: &[PathBuf], bootstrap: &BootstrapClusters) -> Outcome {
     let mut outcome = Outcome::default();
-    let mut checked: Vec<Checked> = Vec::new();
     let mut pods: Vec<Pod> = Vec::new();
     let mut objects: Vec<(String, BootesObject)> = Vec::new();
     let mut slices: Vec<EndpointSlice> = Vec::new();
@@ -62,66 +63,92 @@ pub fn check(paths: &[PathBuf]) -> Outcome {
             }
         }
     }
-    // After every file is read: an Endpoint naming a Service takes its
-    // endpoints from the EndpointSlices given anywhere, as `run` would.
+    let mut index = Index::new();
+    index.set_bootstrap_clusters(bootstrap.clone());
+    // Slices first: an Endpoint naming a Service takes its endpoints from
+    // the EndpointSlices given anywhere, as `run` would.
+    index.reset_slices(slices);
+    let imagined = imagined_pods(&pods, objects.iter().map(|(_, o)| o));
+    index.reset_pods(pods.into_iter().chain(imagined));
+    let mut order: Vec<(String, ObjectKey)> = Vec::new();
+    let mut invalid = BTreeSet::new();
     for (name, object) in objects {
         outcome.objects += 1;
-        let ty = object.key.kind;
-        let converted = service_endpoints::effective_config(&object, &slices)
-            .and_then(|effective| convert::convert(ty, &effective.config))
-            .and_then(|c| {
-                let c = std::sync::Arc::new(c);
-                match crate::index::too_large(&object, &c) {
-                    Some(e) => Err(vec![e]),
-                    None => Ok(c),
-                }
-            });
-        let (provides, references) = match converted {
-            Ok(c) => {
-                let refs = xref::references(ty, &c.message());
-                (Some(c.name.clone()), refs)
-            }
-            Err(problems) => {
-                for p in &problems {
-                    outcome.errors.push(problem_line(&name, &object.key, p));
-                }
-                // Still a provider by name: one error is enough.
-                let name = object
-                    .config
-                    .get(ty.name_field())
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned);
-                (name, Vec::new())
-            }
-        };
-        checked.push(Checked {
-            source: name,
-            key: object.key,
-            selector: object.selector,
-            provides,
-            references,
-        });
+        let key = object.key.clone();
+        let problems = index.apply_object(object);
+        for p in &problems {
+            outcome.errors.push(problem_line(&name, &key, p));
+        }
+        if !problems.is_empty() {
+            invalid.insert(key.clone());
+        }
+        order.push((name, key));
     }
-    let subjects: Vec<Subject<'_>> = checked
-        .iter()
-        .map(|c| Subject {
-            key: &c.key,
-            selector: c.selector.as_ref(),
-            provides: c.provides.as_deref(),
-            references: &c.references,
-        })
-        .collect();
-    let source_of: BTreeMap<&ObjectKey, &str> = checked
-        .iter()
-        .map(|c| (&c.key, c.source.as_str()))
-        .collect();
-    for u in xref::unresolved(&subjects, &pods) {
-        let source = source_of.get(&u.key).copied().unwrap_or("-");
-        outcome
-            .warnings
-            .push(problem_line(source, &u.key, &u.problem));
+    let desired = index.desired();
+    let mut seen = BTreeSet::new();
+    for (name, key) in &order {
+        if !seen.insert(key) {
+            continue;
+        }
+        let Some(status) = desired.statuses.get(key) else {
+            continue;
+        };
+        // Conversion problems are listed above; these come from the group.
+        if !invalid.contains(key) && matches!(status.reason, Reason::Conflict | Reason::TooLarge) {
+            let path = match status.reason {
+                Reason::Conflict => format!("{CONFIG_PATH}.{}", key.kind.name_field()),
+                _ => CONFIG_PATH.to_string(),
+            };
+            let problem = ConfigError::new(path, status.message.clone());
+            outcome.errors.push(problem_line(name, key, &problem));
+        }
+        if !invalid.contains(key) {
+            // The warning rules' findings on the resource now in force.
+            for w in index.warnings(key) {
+                outcome.warnings.push(problem_line(name, key, w));
+            }
+        }
+        for u in status.refs.iter().flatten() {
+            let line = problem_line(name, key, &u.problem);
+            if u.envoy_rejects {
+                outcome.errors.push(line);
+            } else {
+                outcome.warnings.push(line);
+            }
+        }
     }
     outcome
+}
+
+/// One pod per distinct selector of the objects of each namespace that has
+/// no pod in `pods`, labelled exactly with it.
+fn imagined_pods<'a>(pods: &[Pod], objects: impl Iterator<Item = &'a BootesObject>) -> Vec<Pod> {
+    let with_pods: BTreeSet<&str> = pods.iter().map(|p| p.namespace.as_str()).collect();
+    let mut selectors: BTreeSet<(String, BTreeMap<String, String>)> = BTreeSet::new();
+    for o in objects {
+        if !with_pods.contains(o.key.namespace.as_str()) {
+            let labels = o.selector.clone().unwrap_or_default();
+            selectors.insert((o.key.namespace.clone(), labels));
+        }
+    }
+    selectors
+        .into_iter()
+        .map(|(namespace, labels)| {
+            let name = if labels.is_empty() {
+                "[*]".to_string()
+            } else {
+                let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("[{}]", pairs.join(","))
+            };
+            Pod {
+                namespace,
+                uid: name.clone(),
+                name,
+                labels,
+                service_account: "default".to_string(),
+            }
+        })
+        .collect()
 }
 
 /// A file or directory that could not be read.

@@ -8,12 +8,11 @@
 //! that no object of the same namespace provides to the Envoys that receive
 //! the referring object.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use bootes_proto::ResourceType;
 use prost_reflect::{DynamicMessage, Value};
 
-use crate::model::{ObjectKey, Pod};
 use bootes_envoy::any;
 use bootes_envoy::convert::{ConfigError, CONFIG_PATH};
 
@@ -34,6 +33,24 @@ pub struct Reference {
     pub path: String,
     /// What refers, for messages: "route to cluster", "RDS route configuration", …
     pub what: &'static str,
+    /// Envoy rejects the referring resource when the name is missing: a
+    /// cluster named by a route configuration that validates its clusters
+    /// (`validate_clusters`, true by default for an inline route
+    /// configuration, false over RDS).
+    pub envoy_rejects: bool,
+}
+
+/// Whether resources of type `ty` can refer to others (the rest need not be
+/// decoded to find out).
+pub fn may_refer(ty: ResourceType) -> bool {
+    matches!(
+        ty,
+        ResourceType::Route
+            | ResourceType::VirtualHost
+            | ResourceType::Listener
+            | ResourceType::Cluster
+            | ResourceType::ScopedRoute
+    )
 }
 
 /// The references of a converted resource of type `ty`.
@@ -41,8 +58,12 @@ pub fn references(ty: ResourceType, message: &DynamicMessage) -> Vec<Reference> 
     let mut out = Vec::new();
     let root = CONFIG_PATH.to_string();
     match ty {
-        ResourceType::Route => route_configuration(message, &root, &mut out),
-        ResourceType::VirtualHost => virtual_host(message, &root, &mut out),
+        ResourceType::Route => {
+            // Over RDS, Envoy checks clusters only when asked to.
+            let strict = validate_clusters(message) == Some(true);
+            route_configuration(message, &root, strict, &mut out)
+        }
+        ResourceType::VirtualHost => virtual_host(message, &root, false, &mut out),
         ResourceType::Listener => listener(message, &root, &mut out),
         ResourceType::Cluster => cluster(message, &root, &mut out),
         ResourceType::ScopedRoute => {
@@ -52,6 +73,7 @@ pub fn references(ty: ResourceType, message: &DynamicMessage) -> Vec<Reference> 
                     name,
                     path: format!("{root}.route_configuration_name"),
                     what: "scoped route configuration",
+                    envoy_rejects: false,
                 });
             }
         }
@@ -95,36 +117,53 @@ fn unpack(any: &DynamicMessage, full_name: &str) -> Option<DynamicMessage> {
     any::unpack(any).ok()
 }
 
-fn route_configuration(m: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
+/// `validate_clusters` of a RouteConfiguration, when set.
+fn validate_clusters(rc: &DynamicMessage) -> Option<bool> {
+    message(rc, "validate_clusters")
+        .and_then(|w| w.get_field_by_name("value").and_then(|v| v.as_bool()))
+}
+
+/// `strict`: Envoy checks that every cluster named exists (`validate_clusters`).
+fn route_configuration(m: &DynamicMessage, path: &str, strict: bool, out: &mut Vec<Reference>) {
+    mirrors(m, path, strict, out);
     for (i, vh) in list(m, "virtual_hosts").iter().enumerate() {
-        virtual_host(vh, &format!("{path}.virtual_hosts[{i}]"), out);
+        virtual_host(vh, &format!("{path}.virtual_hosts[{i}]"), strict, out);
     }
 }
 
-fn virtual_host(vh: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
+fn virtual_host(vh: &DynamicMessage, path: &str, strict: bool, out: &mut Vec<Reference>) {
+    mirrors(vh, path, strict, out);
     for (j, route) in list(vh, "routes").iter().enumerate() {
         let Some(action) = message(route, "route") else {
             continue;
         };
         let path = format!("{path}.routes[{j}].route");
-        route_action(&action, &path, out);
+        route_action(&action, &path, strict, out);
     }
 }
 
-fn route_action(action: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
+fn route_action(action: &DynamicMessage, path: &str, strict: bool, out: &mut Vec<Reference>) {
     clusters_of(
         action,
         path,
         ("route to cluster", "weighted route to cluster"),
+        strict,
         out,
     );
-    for (k, mirror) in list(action, "request_mirror_policies").iter().enumerate() {
+    mirrors(action, path, strict, out);
+}
+
+/// `request_mirror_policies[].cluster` (of a route configuration, a virtual
+/// host or a route action: Envoy checks all three, "unknown shadow cluster").
+fn mirrors(m: &DynamicMessage, path: &str, strict: bool, out: &mut Vec<Reference>) {
+    for (k, mirror) in list(m, "request_mirror_policies").iter().enumerate() {
         if let Some(name) = string(mirror, "cluster") {
             out.push(Reference {
                 target: ResourceType::Cluster,
                 name,
                 path: format!("{path}.request_mirror_policies[{k}].cluster"),
                 what: "request mirror to cluster",
+                envoy_rejects: strict,
             });
         }
     }
@@ -136,6 +175,7 @@ fn clusters_of(
     m: &DynamicMessage,
     path: &str,
     what: (&'static str, &'static str),
+    strict: bool,
     out: &mut Vec<Reference>,
 ) {
     if let Some(name) = string(m, "cluster") {
@@ -144,6 +184,7 @@ fn clusters_of(
             name,
             path: format!("{path}.cluster"),
             what: what.0,
+            envoy_rejects: strict,
         });
     }
     if let Some(weighted) = message(m, "weighted_clusters") {
@@ -154,6 +195,7 @@ fn clusters_of(
                     name,
                     path: format!("{path}.weighted_clusters.clusters[{k}].name"),
                     what: what.1,
+                    envoy_rejects: strict,
                 });
             }
         }
@@ -193,11 +235,15 @@ fn http_connection_manager(hcm: &DynamicMessage, path: &str, out: &mut Vec<Refer
                 name,
                 path: format!("{path}.rds.route_config_name"),
                 what: "RDS route configuration",
+                envoy_rejects: false,
             });
         }
     }
     if let Some(rc) = message(hcm, "route_config") {
-        route_configuration(&rc, &format!("{path}.route_config"), out);
+        // Inline, Envoy checks clusters unless told not to: a missing one
+        // makes it reject the whole listener ("route: unknown cluster").
+        let strict = validate_clusters(&rc) != Some(false);
+        route_configuration(&rc, &format!("{path}.route_config"), strict, out);
     }
 }
 
@@ -206,6 +252,7 @@ fn tcp_proxy(tcp: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
         tcp,
         path,
         ("TCP proxy to cluster", "TCP proxy to cluster"),
+        false,
         out,
     );
 }
@@ -235,6 +282,7 @@ fn cluster(m: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
         name,
         path: at,
         what: "EDS cluster needs endpoints for",
+        envoy_rejects: false,
     });
 }
 
@@ -246,161 +294,199 @@ fn served_by_bootes(cs: &DynamicMessage) -> bool {
 
 // ---------------------------------------------------------------------------
 
-/// One object as the cross-reference check sees it.
-#[derive(Clone, Copy, Debug)]
-pub struct Subject<'a> {
-    pub key: &'a ObjectKey,
-    pub selector: Option<&'a BTreeMap<String, String>>,
-    /// The xDS name this object provides (also for an invalid object whose
-    /// name could be read, so that one error does not cause more warnings).
-    pub provides: Option<&'a str>,
-    pub references: &'a [Reference],
+/// Clusters an Envoy's bootstrap defines, which no Bootes object provides:
+/// `NAME` for every namespace, `NAMESPACE/NAME` for one
+/// (`--bootstrap-clusters`). References to them are resolved.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BootstrapClusters {
+    everywhere: BTreeSet<String>,
+    in_namespace: BTreeSet<(String, String)>,
 }
 
-/// A reference nothing provides, reported on the referring object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unresolved {
-    pub key: ObjectKey,
-    pub problem: ConfigError,
-}
-
-fn selects(selector: Option<&BTreeMap<String, String>>, labels: &BTreeMap<String, String>) -> bool {
-    selector.is_none_or(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
-}
-
-/// References of `subjects` that no object provides, per namespace and
-/// selector.
-///
-/// Where `pods` has pods in the referring object's namespace, a reference is
-/// unresolved for each of those pods that the object selects and that no
-/// object providing the name selects. Where it has none (offline
-/// validation of manifests without pods), the pods the object selects are
-/// represented by its own selector: a provider covers them when its selector
-/// asks for no label the referring object's selector does not also require.
-pub fn unresolved(subjects: &[Subject<'_>], pods: &[Pod]) -> Vec<Unresolved> {
-    let mut providers: HashMap<(&str, ResourceType, &str), Vec<&Subject<'_>>> = HashMap::new();
-    for s in subjects {
-        if let Some(name) = s.provides {
-            providers
-                .entry((s.key.namespace.as_str(), s.key.kind, name))
-                .or_default()
-                .push(s);
-        }
-    }
-    let mut pods_by_ns: HashMap<&str, Vec<&Pod>> = HashMap::new();
-    for p in pods {
-        pods_by_ns.entry(p.namespace.as_str()).or_default().push(p);
-    }
-    let empty = BTreeMap::new();
-    let mut out = Vec::new();
-    for s in subjects {
-        if s.references.is_empty() {
-            continue;
-        }
-        let ns = s.key.namespace.as_str();
-        let ns_pods = pods_by_ns.get(ns).map(Vec::as_slice).unwrap_or_default();
-        let nodes: Vec<&Pod> = ns_pods
-            .iter()
-            .copied()
-            .filter(|p| selects(s.selector, &p.labels))
-            .collect();
-        if !ns_pods.is_empty() && nodes.is_empty() {
-            continue; // reaches no Envoy: nothing can be missing
-        }
-        // A name referred to in several places gets one warning, at the
-        // first place.
-        let mut groups: Vec<(&Reference, usize)> = Vec::new();
-        for r in s.references {
-            match groups
-                .iter_mut()
-                .find(|(g, _)| g.target == r.target && g.name == r.name)
-            {
-                Some((_, n)) => *n += 1,
-                None => groups.push((r, 1)),
+impl BootstrapClusters {
+    /// Parses `NAME` and `NAMESPACE/NAME` entries (empty ones are skipped).
+    pub fn parse<S: AsRef<str>>(entries: impl IntoIterator<Item = S>) -> Result<Self, String> {
+        let mut out = Self::default();
+        for entry in entries {
+            let entry = entry.as_ref().trim();
+            if entry.is_empty() {
+                continue;
+            }
+            match entry.split_once('/') {
+                None => {
+                    out.everywhere.insert(entry.to_string());
+                }
+                Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                    out.in_namespace.insert((ns.to_string(), name.to_string()));
+                }
+                Some(_) => {
+                    return Err(format!(
+                        "bootstrap cluster {entry:?}: expected NAME or NAMESPACE/NAME"
+                    ))
+                }
             }
         }
-        for (r, count) in groups {
-            let candidates = providers
-                .get(&(ns, r.target, r.name.as_str()))
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let kind = r.target.kind();
-            let message = if candidates.is_empty() {
-                Some(format!(
-                    "{} {:?}: no {kind} object in namespace {ns} provides it",
-                    r.what, r.name
-                ))
-            } else if ns_pods.is_empty() {
-                let own = s.selector.unwrap_or(&empty);
-                let covered = candidates.iter().any(|c| selects(c.selector, own));
-                (!covered).then(|| {
-                    format!(
-                        "{} {:?}: the {kind} objects that provide it ({}) do not select every pod this object selects ({})",
-                        r.what,
-                        r.name,
-                        candidates
-                            .iter()
-                            .map(|c| c.key.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        describe_selector(s.selector)
-                    )
-                })
-            } else {
-                let missing: Vec<String> = nodes
-                    .iter()
-                    .filter(|p| !candidates.iter().any(|c| selects(c.selector, &p.labels)))
-                    .map(|p| p.node_id())
-                    .collect();
-                (!missing.is_empty()).then(|| {
+        Ok(out)
+    }
+
+    pub fn contains(&self, namespace: &str, name: &str) -> bool {
+        self.everywhere.contains(name)
+            || self
+                .in_namespace
+                .contains(&(namespace.to_string(), name.to_string()))
+    }
+}
+
+/// A reference nothing provides to some of the nodes an object reaches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unresolved {
+    /// At the first place the name is referred to; the message names the
+    /// nodes that miss it.
+    pub problem: ConfigError,
+    /// Envoy rejects the referring resource on those nodes.
+    pub envoy_rejects: bool,
+}
+
+/// One object's references that the groups it reaches do not satisfy,
+/// gathered group by group (what each node actually receives).
+#[derive(Clone, Debug, Default)]
+pub struct Gaps {
+    gaps: Vec<Gap>,
+    /// Nodes the object's resource reaches.
+    reached: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Gap {
+    /// Where the name first occurs among the references: reports follow it.
+    position: usize,
+    reference: Reference,
+    places: usize,
+    /// How many nodes miss it, and the first of them by name (at most
+    /// [`SHOWN`]): a group of 10,000 pods is not copied into every report.
+    missing: usize,
+    nodes: Vec<String>,
+}
+
+/// Nodes named in a report; the rest are counted.
+const SHOWN: usize = 5;
+
+impl Gaps {
+    /// Records one group the object's resource reaches: its `nodes` (sorted),
+    /// and whether the group provides each name (`provided(type, name)`).
+    pub fn add_group(
+        &mut self,
+        references: &[Reference],
+        nodes: &[String],
+        provided: impl Fn(ResourceType, &str) -> bool,
+    ) {
+        self.reached += nodes.len();
+        // A name referred to in several places gets one report, at the first
+        // place (or the first place where Envoy rejects it).
+        let mut first: Vec<(&Reference, usize)> = Vec::new();
+        let mut at: HashMap<(ResourceType, &str), usize> = HashMap::new();
+        for r in references {
+            match at.get(&(r.target, r.name.as_str())) {
+                Some(&i) => {
+                    let (g, n) = &mut first[i];
+                    *n += 1;
+                    if r.envoy_rejects && !g.envoy_rejects {
+                        *g = r;
+                    }
+                }
+                None => {
+                    at.insert((r.target, r.name.as_str()), first.len());
+                    first.push((r, 1));
+                }
+            }
+        }
+        for (position, (r, places)) in first.into_iter().enumerate() {
+            if provided(r.target, &r.name) {
+                continue;
+            }
+            let gap = match self
+                .gaps
+                .iter_mut()
+                .find(|g| g.reference.target == r.target && g.reference.name == r.name)
+            {
+                Some(g) => g,
+                None => {
+                    self.gaps.push(Gap {
+                        position,
+                        reference: r.clone(),
+                        places,
+                        missing: 0,
+                        nodes: Vec::new(),
+                    });
+                    self.gaps.last_mut().expect("just pushed")
+                }
+            };
+            gap.missing += nodes.len();
+            gap.nodes.extend(nodes.iter().take(SHOWN).cloned());
+            gap.nodes.sort();
+            gap.nodes.truncate(SHOWN);
+        }
+    }
+
+    /// The reports, for an object of kind `referrer` in `namespace`;
+    /// `exists(type, name)`: whether any object of the namespace has that name.
+    pub fn report(
+        self,
+        referrer: ResourceType,
+        namespace: &str,
+        exists: impl Fn(ResourceType, &str) -> bool,
+    ) -> Vec<Unresolved> {
+        let reached = self.reached;
+        let mut gaps = self.gaps;
+        gaps.sort_by_key(|g| g.position);
+        gaps.into_iter()
+            .map(|g| {
+                let r = &g.reference;
+                let kind = r.target.kind();
+                let mut message = if exists(r.target, &r.name) {
                     format!(
                         "{} {:?}: no {kind} object provides it to {}",
                         r.what,
                         r.name,
-                        list_nodes(&missing, nodes.len())
+                        list_nodes(&g.nodes, g.missing, reached)
                     )
-                })
-            };
-            if let Some(mut message) = message {
-                if count > 1 {
-                    let more = count - 1;
+                } else {
+                    format!(
+                        "{} {:?}: no {kind} object in namespace {namespace} provides it",
+                        r.what, r.name
+                    )
+                };
+                if g.places > 1 {
+                    let more = g.places - 1;
                     let places = if more == 1 { "place" } else { "places" };
                     message.push_str(&format!(" (referred to in {more} more {places})"));
                 }
-                out.push(Unresolved {
-                    key: s.key.clone(),
+                if r.envoy_rejects {
+                    let what = match referrer {
+                        ResourceType::Listener => "listener",
+                        _ => "route configuration",
+                    };
+                    message.push_str(&format!(
+                        "; Envoy rejects the {what} there (\"route: unknown cluster\": the route configuration validates its clusters); a cluster of the Envoys' bootstrap is declared with --bootstrap-clusters"
+                    ));
+                }
+                Unresolved {
                     problem: ConfigError::new(r.path.clone(), message),
-                });
-            }
-        }
-    }
-    out
-}
-
-fn describe_selector(selector: Option<&BTreeMap<String, String>>) -> String {
-    match selector {
-        Some(sel) if !sel.is_empty() => {
-            let pairs: Vec<String> = sel.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            format!("workloadSelector {}", pairs.join(","))
-        }
-        _ => "every pod of the namespace".to_string(),
+                    envoy_rejects: r.envoy_rejects,
+                }
+            })
+            .collect()
     }
 }
 
-fn list_nodes(missing: &[String], of: usize) -> String {
-    const SHOWN: usize = 5;
+/// `shown` are the first of the `missing` nodes, of `of` reached.
+fn list_nodes(shown: &[String], missing: usize, of: usize) -> String {
     let mut text = format!(
-        "{} of the {of} nodes this object reaches: {}",
-        missing.len(),
-        missing
-            .iter()
-            .take(SHOWN)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
+        "{missing} of the {of} nodes this object reaches: {}",
+        shown.join(", ")
     );
-    if missing.len() > SHOWN {
-        text.push_str(&format!(", … ({} more)", missing.len() - SHOWN));
+    if missing > shown.len() {
+        text.push_str(&format!(", … ({} more)", missing - shown.len()));
     }
     text
 }
@@ -540,201 +626,132 @@ mod tests {
         assert!(r.is_empty());
     }
 
-    fn key(kind: ResourceType, ns: &str, name: &str) -> ObjectKey {
-        ObjectKey {
-            kind,
-            namespace: ns.into(),
-            name: name.into(),
-        }
-    }
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn route_to(cluster: &str) -> Vec<Reference> {
-        vec![Reference {
+    fn route_to(cluster: &str, envoy_rejects: bool) -> Reference {
+        Reference {
             target: ResourceType::Cluster,
             name: cluster.into(),
             path: "spec.config.x".into(),
             what: "route to cluster",
-        }]
+            envoy_rejects,
+        }
+    }
+
+    fn nodes(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
     }
 
     #[test]
-    fn a_name_referred_to_in_several_places_is_reported_once() {
-        let rk = key(ResourceType::Route, "a", "r");
-        let mut refs = route_to("c");
-        refs.extend(route_to("d"));
-        refs.push(Reference {
-            path: "spec.config.y".into(),
-            ..route_to("c").remove(0)
-        });
-        refs.push(Reference {
-            path: "spec.config.z".into(),
-            ..route_to("c").remove(0)
-        });
-        let subjects = [Subject {
-            key: &rk,
-            selector: None,
-            provides: Some("r"),
-            references: &refs,
-        }];
-        let u = unresolved(&subjects, &[]);
+    fn inline_route_configs_validate_their_clusters_unless_told_not_to_and_rds_ones_only_when_told()
+    {
+        let inline = |extra: serde_json::Value| {
+            let mut rc = json!({"name": "inline", "virtual_hosts": [{"name": "v", "domains": ["*"],
+                "request_mirror_policies": [{"cluster": "vm"}],
+                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "c"}}]}]});
+            rc.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            refs(
+                ResourceType::Listener,
+                listener_with(json!({"route_config": rc})),
+            )
+        };
+        let strict = |r: &[Reference]| {
+            r.iter()
+                .map(|r| (r.name.clone(), r.envoy_rejects))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            strict(&inline(json!({}))),
+            [("vm".into(), true), ("c".into(), true)]
+        );
+        assert_eq!(
+            strict(&inline(json!({"validate_clusters": true}))),
+            [("vm".into(), true), ("c".into(), true)]
+        );
+        assert_eq!(
+            strict(&inline(json!({"validate_clusters": false}))),
+            [("vm".into(), false), ("c".into(), false)]
+        );
+        let rds = |extra: serde_json::Value| {
+            let mut rc = json!({"name": "r", "request_mirror_policies": [{"cluster": "m"}],
+                "virtual_hosts": [{"name": "v", "domains": ["*"],
+                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "c"}}]}]});
+            rc.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            refs(ResourceType::Route, rc)
+        };
+        assert_eq!(
+            strict(&rds(json!({}))),
+            [("m".into(), false), ("c".into(), false)]
+        );
+        assert_eq!(
+            strict(&rds(json!({"validate_clusters": true}))),
+            [("m".into(), true), ("c".into(), true)]
+        );
+    }
+
+    #[test]
+    fn bootstrap_clusters_are_global_or_per_namespace() {
+        let b = BootstrapClusters::parse(["stats", "shop/auth", " "]).unwrap();
+        assert!(b.contains("shop", "stats") && b.contains("other", "stats"));
+        assert!(b.contains("shop", "auth") && !b.contains("other", "auth"));
+        for bad in ["/x", "ns/", "a/b/c"] {
+            assert!(BootstrapClusters::parse([bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn gaps_name_the_nodes_that_miss_a_name_once_per_name() {
+        let refs = vec![
+            route_to("c", false),
+            route_to("d", false),
+            Reference {
+                path: "spec.config.y".into(),
+                ..route_to("c", true)
+            },
+        ];
+        let mut gaps = Gaps::default();
+        // Group 1 has "c" but not "d"; group 2 has neither.
+        gaps.add_group(&refs, &nodes(&["p1.a", "p2.a"]), |_, n| n == "c");
+        gaps.add_group(&refs, &nodes(&["p3.a"]), |_, _| false);
+        let u = gaps.report(ResourceType::Listener, "a", |_, n| n == "c");
         assert_eq!(u.len(), 2, "{u:?}");
-        assert_eq!(u[0].problem.path, "spec.config.x");
-        assert!(u[0].problem.message.contains("\"c\""), "{u:?}");
+        assert_eq!(
+            u[0].problem.path, "spec.config.y",
+            "the strict place is reported"
+        );
+        assert!(u[0].envoy_rejects);
         assert!(
-            u[0].problem
-                .message
-                .ends_with("(referred to in 2 more places)"),
+            u[0].problem.message.starts_with(
+                "route to cluster \"c\": no Cluster object provides it to 1 of the 3 nodes this object reaches: p3.a (referred to in 1 more place); Envoy rejects the listener there"
+            ),
             "{u:?}"
         );
-        assert!(u[1].problem.message.contains("\"d\""), "{u:?}");
-        assert!(!u[1].problem.message.contains("referred to in"), "{u:?}");
+        assert!(!u[1].envoy_rejects);
+        assert_eq!(
+            u[1].problem.message,
+            "route to cluster \"d\": no Cluster object in namespace a provides it"
+        );
+        // Everything provided: nothing to report.
+        let mut gaps = Gaps::default();
+        gaps.add_group(&refs, &nodes(&["p1.a"]), |_, _| true);
+        assert!(gaps
+            .report(ResourceType::Route, "a", |_, _| true)
+            .is_empty());
     }
 
     #[test]
-    fn providers_count_only_in_the_same_namespace() {
-        let rk = key(ResourceType::Route, "a", "r");
-        let ck = key(ResourceType::Cluster, "b", "c");
-        let refs = route_to("c");
-        let subjects = [
-            Subject {
-                key: &rk,
-                selector: None,
-                provides: Some("r"),
-                references: &refs,
-            },
-            Subject {
-                key: &ck,
-                selector: None,
-                provides: Some("c"),
-                references: &[],
-            },
-        ];
-        let u = unresolved(&subjects, &[]);
-        assert_eq!(u.len(), 1);
-        assert_eq!(u[0].key, rk);
-        assert_eq!(u[0].problem.path, "spec.config.x");
+    fn long_node_lists_are_cut() {
+        let many: Vec<String> = (0..8).map(|i| format!("p{i}.a")).collect();
+        let mut gaps = Gaps::default();
+        gaps.add_group(&[route_to("c", false)], &many, |_, _| false);
+        let u = gaps.report(ResourceType::Route, "a", |_, _| true);
         assert!(
-            u[0].problem
-                .message
-                .contains("no Cluster object in namespace a"),
+            u[0].problem.message.ends_with(
+                "8 of the 8 nodes this object reaches: p0.a, p1.a, p2.a, p3.a, p4.a, … (3 more)"
+            ),
             "{u:?}"
         );
-
-        let ck = key(ResourceType::Cluster, "a", "c");
-        let subjects = [
-            Subject {
-                key: &rk,
-                selector: None,
-                provides: Some("r"),
-                references: &refs,
-            },
-            Subject {
-                key: &ck,
-                selector: None,
-                provides: Some("c"),
-                references: &[],
-            },
-        ];
-        assert!(unresolved(&subjects, &[]).is_empty());
-    }
-
-    #[test]
-    fn without_pods_a_provider_must_select_at_least_what_the_referrer_selects() {
-        let rk = key(ResourceType::Route, "a", "r");
-        let ck = key(ResourceType::Cluster, "a", "c");
-        let refs = route_to("c");
-        let narrow = labels(&[("app", "x"), ("track", "canary")]);
-        let app = labels(&[("app", "x")]);
-        let other = labels(&[("app", "y")]);
-        let check = |route_sel: Option<&BTreeMap<String, String>>,
-                     cluster_sel: Option<&BTreeMap<String, String>>| {
-            let subjects = [
-                Subject {
-                    key: &rk,
-                    selector: route_sel,
-                    provides: Some("r"),
-                    references: &refs,
-                },
-                Subject {
-                    key: &ck,
-                    selector: cluster_sel,
-                    provides: Some("c"),
-                    references: &[],
-                },
-            ];
-            unresolved(&subjects, &[])
-        };
-        assert!(check(Some(&narrow), Some(&app)).is_empty());
-        assert!(check(Some(&narrow), None).is_empty());
-        assert!(check(Some(&app), Some(&app)).is_empty());
-        let u = check(Some(&app), Some(&narrow));
-        assert_eq!(u.len(), 1);
-        assert!(
-            u[0].problem.message.contains("do not select every pod"),
-            "{u:?}"
-        );
-        assert!(
-            u[0].problem.message.contains("workloadSelector app=x"),
-            "{u:?}"
-        );
-        assert_eq!(check(None, Some(&app)).len(), 1);
-        assert_eq!(check(Some(&app), Some(&other)).len(), 1);
-    }
-
-    #[test]
-    fn with_pods_each_reached_node_needs_a_provider() {
-        let rk = key(ResourceType::Route, "a", "r");
-        let ck = key(ResourceType::Cluster, "a", "c");
-        let refs = route_to("c");
-        let pod = |name: &str, l: &[(&str, &str)]| Pod {
-            namespace: "a".into(),
-            name: name.into(),
-            uid: name.into(),
-            labels: labels(l),
-            service_account: "default".into(),
-        };
-        let pods = [
-            pod("p1", &[("app", "x"), ("track", "canary")]),
-            pod("p2", &[("app", "x")]),
-            pod("p3", &[("app", "y")]),
-        ];
-        let app = labels(&[("app", "x")]);
-        let canary = labels(&[("track", "canary")]);
-        let subjects = [
-            Subject {
-                key: &rk,
-                selector: Some(&app),
-                provides: Some("r"),
-                references: &refs,
-            },
-            Subject {
-                key: &ck,
-                selector: Some(&canary),
-                provides: Some("c"),
-                references: &[],
-            },
-        ];
-        let u = unresolved(&subjects, &pods);
-        assert_eq!(u.len(), 1, "{u:?}");
-        assert!(u[0].problem.message.contains("1 of the 2 nodes"), "{u:?}");
-        assert!(u[0].problem.message.contains("p2.a"), "{u:?}");
-        assert!(!u[0].problem.message.contains("p1.a"), "{u:?}");
-
-        // An object that reaches no pod of a namespace with pods warns of nothing.
-        let none = labels(&[("app", "z")]);
-        let subjects = [Subject {
-            key: &rk,
-            selector: Some(&none),
-            provides: Some("r"),
-            references: &refs,
-        }];
-        assert!(unresolved(&subjects, &pods).is_empty());
     }
 }

@@ -355,10 +355,15 @@ async fn kubectl_managed_objects_reach_envoy_with_status_and_pod_tracking() {
     eventually("kubectl get bootes lists 8 accepted objects", || async {
         let table = kubectl(&standin, &["get", "bootes", "-n", NS], None).await?;
         ensure!(
-            table.contains("ACCEPTED") && table.contains("NODES"),
+            table.contains("ACCEPTED") && table.contains("RESOLVEDREFS") && table.contains("NODES"),
             "{table}"
         );
-        ensure!(table.matches(" True ").count() == 8, "{table}");
+        // Columns: NAME ACCEPTED REASON RESOLVEDREFS NODES AGE.
+        let accepted = table
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("True"))
+            .count();
+        ensure!(accepted == 8, "{table}");
         Ok(())
     })
     .await
@@ -426,6 +431,62 @@ async fn kubectl_managed_objects_reach_envoy_with_status_and_pod_tracking() {
         .await
         .unwrap();
     envoy.wait_for_cluster("bad").await.unwrap();
+
+    // A route to a cluster no object provides: accepted, ResolvedRefs=False
+    // naming the node that misses it, shown by `kubectl get`.
+    apply(
+        &standin,
+        &[json!({
+            "apiVersion": "bootes.io/v1",
+            "kind": "Route",
+            "metadata": {"name": "dangling", "namespace": NS},
+            "spec": {
+                "workloadSelector": {"labels": {"app": "edge"}},
+                "config": {"name": "dangling", "virtual_hosts": [{"name": "v", "domains": ["*"],
+                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "nowhere"}}]}]},
+            },
+        })],
+    )
+    .await
+    .unwrap();
+    expect_accepted(&standin, "routes.bootes.io", "dangling", true, "Valid", 1)
+        .await
+        .unwrap();
+    eventually(
+        "Route dangling: ResolvedRefs=False naming envoy-0",
+        || async {
+            let object = get_json(&standin, "routes.bootes.io", "dangling").await?;
+            let condition = object["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "ResolvedRefs")
+                .cloned()
+                .unwrap_or_default();
+            ensure!(
+                condition["status"] == "False"
+                    && condition["reason"] == "UnresolvedReferences"
+                    && condition["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("route to cluster \"nowhere\"")),
+                "{condition}"
+            );
+            let table = kubectl(&standin, &["get", "brt", "-n", NS, "dangling"], None).await?;
+            let row: Vec<&str> = table
+                .lines()
+                .nth(1)
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect();
+            ensure!(
+                row.get(1..4) == Some(&["True", "Valid", "False"][..]),
+                "{table}"
+            );
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
 
     // Relabelled: the pod gains the canary objects, and keeps the others.
     kubectl(

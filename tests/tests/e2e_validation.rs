@@ -3,7 +3,8 @@
 
 use anyhow::{ensure, Result};
 use bootes_tests::harness::{
-    cluster_eds, endpoint, eventually, find_bootes_bin, pod, Envoy, ManifestDir, Stack,
+    cluster_eds, endpoint, eventually, find_bootes_bin, pod, route, Envoy, ManifestDir, Stack,
+    VirtualHost,
 };
 use serde_json::json;
 
@@ -72,5 +73,78 @@ async fn run_logs_the_validate_line_once_per_change() -> Result<()> {
     })
     .await?;
     assert!(!envoy.cluster_names().await?.contains("bad"));
+    Ok(())
+}
+
+/// Directory mode: a reference the node does not receive is logged with the
+/// node's name, `inspect groups` lists it from etcd, and it is logged
+/// resolved once an object provides it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_mode_reports_unresolved_references_in_the_log_and_inspect() -> Result<()> {
+    let m = ManifestDir::new()?;
+    let vh = VirtualHost::new("all", &["*"], &[("/", "nowhere")]);
+    m.write_docs(
+        "objects.yaml",
+        &[
+            pod("demo", "envoy-0", &[]),
+            route("demo", "r", "r", &[vh], &[]),
+        ],
+    )?;
+    let mut stack = Stack::start(&m, 1).await?;
+    let log_path = stack.controller.process().stderr_path().to_path_buf();
+    eventually("the log names the missing cluster and the node", || async {
+        let log = std::fs::read_to_string(&log_path)?;
+        let line = log
+            .lines()
+            .find(|l| l.contains("unresolved references"))
+            .unwrap_or_default();
+        ensure!(
+            line.contains("Route demo/r")
+                && line.contains("route to cluster \"nowhere\"")
+                && line.contains("UnresolvedReferences"),
+            "not yet: {line}"
+        );
+        Ok(())
+    })
+    .await?;
+    let bin = find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN")?;
+    let inspect = |extra: &[&str]| {
+        std::process::Command::new(&bin)
+            .args(["inspect", "groups", "-o", "json", "--etcd-endpoints"])
+            .arg(stack.etcd.endpoint())
+            .args(extra)
+            .env_remove("BOOTES_ETCD_PREFIX")
+            .output()
+    };
+    let out = inspect(&[])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let groups: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let unresolved = &groups["groups"][0]["unresolved"];
+    ensure!(
+        unresolved[0]["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("\"nowhere\"") && p.contains("envoy-0.demo")),
+        "{groups:#}"
+    );
+    // Declared as a bootstrap cluster: not listed.
+    let out = inspect(&["--bootstrap-clusters", "nowhere"])?;
+    let groups: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(groups["groups"][0]["unresolved"] == json!([]), "{groups:#}");
+
+    // Provided: resolved.
+    m.write_docs(
+        "cluster.yaml",
+        &[cluster_eds("demo", "nowhere", "nowhere", &[])],
+    )?;
+    eventually("the log says the references resolved", || async {
+        let log = std::fs::read_to_string(&log_path)?;
+        ensure!(log.contains("references resolved"), "not yet");
+        Ok(())
+    })
+    .await?;
     Ok(())
 }

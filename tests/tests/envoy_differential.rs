@@ -97,7 +97,7 @@ fn bootes_rejects_nothing_envoy_accepts_and_catches_what_envoy_rejects() -> Resu
         })
         .collect();
     let envoy_says = envoy_verdicts(&envoy, dir.path(), &baseline, &targets, 2)?;
-    let bootes_says = bootes_verdicts(&bootes, dir.path(), &baseline)?;
+    let bootes_says = bootes_verdicts(&bootes, dir.path(), &baseline, &targets)?;
     for (o, (e, b)) in originals.iter().zip(envoy_says.iter().zip(&bootes_says)) {
         ensure!(
             e.accepted,
@@ -142,7 +142,7 @@ fn bootes_rejects_nothing_envoy_accepts_and_catches_what_envoy_rejects() -> Resu
     );
 
     let envoy_says = envoy_verdicts(&envoy, dir.path(), &cases, &targets, 2)?;
-    let bootes_says = bootes_verdicts(&bootes, dir.path(), &cases)?;
+    let bootes_says = bootes_verdicts(&bootes, dir.path(), &cases, &targets)?;
 
     let mut false_rejects = Vec::new();
     let mut notation = 0;

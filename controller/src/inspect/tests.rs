@@ -354,6 +354,30 @@ fn groups_list_objects_versions_and_bound_nodes() {
             {"type": "LDS", "resources": 1, "version": g[0]["types"][2]["version"]},
         ])
     );
+    // What the group's resources name and the group does not have.
+    let unresolved: Vec<(&str, &str)> = g[0]["unresolved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["object"]["name"].as_str().unwrap(),
+                u["problem"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        unresolved,
+        [
+            ("b", "EDS cluster needs endpoints for \"b\": no Endpoint object provides it to 2 of the 2 nodes this object reaches: web-0.shop, web-1.shop"),
+            ("http", "RDS route configuration \"r\": no Route object provides it to 2 of the 2 nodes this object reaches: web-0.shop, web-1.shop"),
+        ]
+    );
+    assert_eq!(g[0]["unresolved"][0]["envoy_rejects"], false);
+    assert_eq!(g[1]["unresolved"].as_array().unwrap().len(), 2);
+    // `inspect snapshot` lists those of the node's group.
+    let v = snapshot(&decode(&fixture()), "api-0.shop", Options::default()).unwrap();
+    assert_eq!(v["unresolved"].as_array().unwrap().len(), 2, "{v:#}");
 }
 
 #[test]

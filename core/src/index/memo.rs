@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use bootes_envoy::convert::Converted;
 use bootes_proto::store;
 
-use super::{build_snapshot, Entry};
+use super::{fit_snapshot, Entry};
 use crate::model::ObjectKey;
 
 /// What a built snapshot depended on, per selecting object (in precedence
@@ -65,6 +65,10 @@ pub(super) struct Built {
     pub winners: Vec<usize>,
     /// (loser, winner) index pairs of conflicts.
     pub losers: Vec<(usize, usize)>,
+    /// Indices of the objects left out so that the snapshot fits in one
+    /// etcd value, and its size with them.
+    pub left_out: Vec<usize>,
+    pub full_bytes: usize,
 }
 
 /// Built groups by (namespace, selecting objects).
@@ -119,7 +123,8 @@ impl Round<'_> {
 
 fn build(namespace: &str, entries: &[&Entry], inputs: Inputs) -> Built {
     use prost::Message;
-    let (snapshot, winners, losers) = build_snapshot(namespace, entries);
+    let fitted = fit_snapshot(namespace, entries);
+    let snapshot = fitted.snapshot;
     let index_of = |key: &ObjectKey| {
         entries
             .iter()
@@ -130,10 +135,13 @@ fn build(namespace: &str, entries: &[&Entry], inputs: Inputs) -> Built {
         inputs,
         encoded: snapshot.encode_to_vec().into(),
         snapshot: Arc::new(snapshot),
-        winners: winners.into_iter().map(index_of).collect(),
-        losers: losers
+        winners: fitted.winners.into_iter().map(index_of).collect(),
+        losers: fitted
+            .losers
             .into_iter()
             .map(|(l, w)| (index_of(l), index_of(w)))
             .collect(),
+        left_out: fitted.left_out.into_iter().map(index_of).collect(),
+        full_bytes: fitted.full_bytes,
     }
 }

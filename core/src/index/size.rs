@@ -27,11 +27,12 @@ pub fn too_large(object: &BootesObject, resource: &Arc<Converted>) -> Option<Con
             resource: Arc::clone(resource),
             generation: object.generation,
             service_endpoints: 0,
+            references: Default::default(),
         }),
         errors: Vec::new(),
         too_large: false,
     };
-    let (snapshot, _, _) = build_snapshot(&object.key.namespace, &[&entry]);
+    let (snapshot, _, _) = build_snapshot(&object.key.namespace, &[&entry], &Default::default());
     let bytes = snapshot.encoded_len();
     (bytes > MAX_VALUE_BYTES).then(|| {
         ConfigError::new(

@@ -794,3 +794,124 @@ fn incremental_desired_equals_a_fresh_computation_after_any_sequence_of_changes(
         assert_eq!(index.desired(), fresh.desired(), "step {step}");
     }
 }
+
+#[test]
+fn a_group_too_large_only_combined_leaves_out_the_youngest_objects_and_sends_the_rest() {
+    let mut index = Index::new();
+    let big = |name: &str, created: &str, bytes: usize| {
+        let mut c = cluster("foo", name, None, "1s");
+        c.created = Some(created.into());
+        c.config["metadata"] = json!({"filter_metadata": {"blob": {"b": "x".repeat(bytes)}}});
+        c
+    };
+    index.apply_object(big("old", "2024-01-01T00:00:00Z", 600_000));
+    index.apply_object(big("mid", "2024-01-02T00:00:00Z", 600_000));
+    index.apply_object(big("new", "2024-01-03T00:00:00Z", 600_000));
+    index.apply_object(cluster("foo", "small", None, "1s"));
+    index.apply_pod(mk_pod("foo", "p1", &[]));
+    index.apply_pod(mk_pod("foo", "p2", &[]));
+    let desired = index.desired();
+    // "new" pushed the group over; "small" (no timestamp: last in
+    // precedence) still fits after it is left out.
+    assert_eq!(cluster_names(&desired, "p1.foo"), ["mid", "old", "small"]);
+    let group = desired.groups.values().next().unwrap();
+    assert!(group.snapshot.encoded_len() <= crate::plan::MAX_VALUE_BYTES);
+    let status = &desired.statuses[&index_key("foo", "new")];
+    assert_eq!(
+        (status.accepted, &status.reason),
+        (false, &Reason::TooLarge)
+    );
+    assert_eq!(status.nodes, 0);
+    assert!(
+        status.message.contains("2 node(s), e.g. p1.foo"),
+        "{}",
+        status.message
+    );
+    for name in ["old", "mid", "small"] {
+        let s = &desired.statuses[&index_key("foo", name)];
+        assert_eq!((s.accepted, s.nodes), (true, 2), "{name}: {s:?}");
+    }
+    // The plan writes it: nothing is oversized any more.
+    let plan = crate::plan::plan(
+        &bootes_proto::Keys::new(bootes_proto::keys::DEFAULT_PREFIX),
+        &Default::default(),
+        &desired,
+    );
+    assert!(plan.oversized.is_empty());
+    assert!(!plan.txns.is_empty());
+}
+
+fn listener_routing_to(ns: &str, cluster: &str, validate_clusters: Option<bool>) -> BootesObject {
+    let mut rc = json!({"name": "inline", "virtual_hosts": [{"name": "v", "domains": ["*"],
+        "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}]}]});
+    if let Some(v) = validate_clusters {
+        rc["validate_clusters"] = json!(v);
+    }
+    mk_object(
+        ResourceType::Listener,
+        ns,
+        "edge",
+        None,
+        json!({"name": "edge", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 80}},
+               "filter_chains": [{"filters": [{"name": "hcm", "typed_config": {
+                   "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                   "stat_prefix": "s", "route_config": rc,
+                   "http_filters": [{"name": "router", "typed_config": {
+                       "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}),
+    )
+}
+
+#[test]
+fn resolved_refs_is_computed_from_what_each_group_receives() {
+    let mut index = Index::new();
+    index.apply_object(listener_routing_to("foo", "web", None));
+    index.apply_object(cluster("foo", "web", Some(&[("track", "canary")]), "1s"));
+    index.apply_pod(mk_pod("foo", "p1", &[("track", "canary")]));
+    index.apply_pod(mk_pod("foo", "p2", &[]));
+    let key = ObjectKey {
+        kind: ResourceType::Listener,
+        namespace: "foo".into(),
+        name: "edge".into(),
+    };
+    let desired = index.desired();
+    let status = &desired.statuses[&key];
+    // Still delivered (Envoy keeps its previous listener and NACKs), but
+    // reported with the node that misses the cluster.
+    assert!(status.accepted, "{status:?}");
+    let (ok, reason, message) = status.resolved_refs().unwrap();
+    assert_eq!((ok, reason), (false, "UnknownCluster"));
+    assert!(
+        message.contains("1 of the 2 nodes this object reaches: p2.foo")
+            && message.contains("Envoy rejects the listener there"),
+        "{message}"
+    );
+    // The EDS cluster misses its endpoints: a warning only.
+    let c = &desired.statuses[&index_key("foo", "web")];
+    assert_eq!(c.resolved_refs().unwrap().1, "UnresolvedReferences");
+
+    // validate_clusters: false: a warning only.
+    index.apply_object(listener_routing_to("foo", "web", Some(false)));
+    let status = index.desired().statuses[&key].clone();
+    assert_eq!(status.resolved_refs().unwrap().1, "UnresolvedReferences");
+
+    // Declared in the bootstrap (for this namespace): resolved.
+    index.apply_object(listener_routing_to("foo", "web", None));
+    index.set_bootstrap_clusters(BootstrapClusters::parse(["foo/web"]).unwrap());
+    let status = index.desired().statuses[&key].clone();
+    assert_eq!(
+        status.resolved_refs(),
+        Some((true, "ResolvedRefs", String::new()))
+    );
+    // A pod that the cluster selects too: resolved without the declaration.
+    index.set_bootstrap_clusters(BootstrapClusters::default());
+    index.apply_pod(mk_pod("foo", "p2", &[("track", "canary")]));
+    let status = index.desired().statuses[&key].clone();
+    assert!(status.resolved_refs().unwrap().0, "{status:?}");
+    // An invalid object has no resource in force: no ResolvedRefs at all.
+    let mut bad = listener_routing_to("foo", "bad", None);
+    bad.key.name = "bad".into();
+    bad.config["name"] = json!("bad");
+    bad.config["address"] = json!("nowhere");
+    index.apply_object(bad.clone());
+    assert_eq!(index.desired().statuses[&bad.key].refs, None);
+}

@@ -19,7 +19,7 @@ mod tests;
 use bootes_proto::envoy::descriptor_pool;
 use bootes_proto::{version, ResourceType};
 use prost::Message;
-use prost_reflect::{DynamicMessage, SerializeOptions};
+use prost_reflect::{DynamicMessage, ReflectMessage, SerializeOptions};
 
 pub use crate::error::{ConfigError, CONFIG_PATH};
 
@@ -33,6 +33,9 @@ pub struct Converted {
     pub value: Vec<u8>,
     /// Content hash of the canonical form (see [`canonical_version`]).
     pub version: String,
+    /// What the warning rules found ([`semantic::warnings`]): reported, not
+    /// a reason to reject.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl Converted {
@@ -60,7 +63,13 @@ pub fn convert(
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
     let version = canonical_version(&message);
+    let desc = message.descriptor();
+    let warnings = semantic::warnings(ty, &message, CONFIG_PATH)
+        .into_iter()
+        .map(|e| crate::sensitive::redact_error(&desc, config, CONFIG_PATH, e))
+        .collect();
     Ok(Converted {
+        warnings,
         ty,
         name,
         value: message.encode_to_vec(),

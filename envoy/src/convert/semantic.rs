@@ -18,7 +18,7 @@ use bootes_proto::ResourceType;
 use prost_reflect::{DynamicMessage, Kind, MapKey, ReflectMessage, Value};
 
 use super::json::type_url_message_name;
-use super::semantic_rules::RULES;
+use super::semantic_rules::{RULES, WARNINGS};
 use super::ConfigError;
 
 /// One rule: on every `message`, when all of `when` hold, `check` must hold.
@@ -74,7 +74,24 @@ pub enum Check {
 /// The problems the rules find in `message`, a resource of type `ty` whose
 /// path is `root`.
 pub fn check(ty: ResourceType, message: &DynamicMessage, root: &str) -> Vec<ConfigError> {
+    walk(RULES, ty, message, root)
+}
+
+/// What the warning rules ([`super::semantic_rules::WARNINGS`]) find: configs
+/// Envoy may accept, or rejects depending on what Bootes cannot see (its
+/// bootstrap), reported without rejecting the object.
+pub fn warnings(ty: ResourceType, message: &DynamicMessage, root: &str) -> Vec<ConfigError> {
+    walk(WARNINGS, ty, message, root)
+}
+
+fn walk(
+    rules: &'static [Rule],
+    ty: ResourceType,
+    message: &DynamicMessage,
+    root: &str,
+) -> Vec<ConfigError> {
     let mut walker = Walker {
+        rules,
         ty,
         errors: Vec::new(),
     };
@@ -86,6 +103,7 @@ pub fn check(ty: ResourceType, message: &DynamicMessage, root: &str) -> Vec<Conf
 const MAX_DEPTH: usize = 200;
 
 struct Walker {
+    rules: &'static [Rule],
     ty: ResourceType,
     errors: Vec<ConfigError>,
 }
@@ -103,7 +121,7 @@ impl Walker {
             }
             return;
         }
-        for rule in RULES.iter().filter(|r| r.message == name) {
+        for rule in self.rules.iter().filter(|r| r.message == name) {
             if rule.when.iter().all(|c| self.holds(c, message, root)) {
                 if let Some((at, problem)) = self.violation(rule, message, root) {
                     self.errors.push(ConfigError::new(

@@ -388,6 +388,26 @@ pub static RULES: &[Rule] = &[
     },
 ];
 
+/// Warnings: what Envoy may accept, or rejects only depending on what Bootes
+/// cannot see. Reported (`validate`'s `warning:` lines, the `Accepted`
+/// message in status), never a reason to reject: when in doubt, warn.
+pub static WARNINGS: &[Rule] = &[
+    Rule {
+        message: "envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig",
+        when: &[],
+        check: Check::Required("sds_config"),
+        problem: "a secret without sds_config is a static secret of the Envoy's bootstrap, which Bootes does not provide",
+        envoy: "Unknown static secret: … unless the bootstrap defines it",
+    },
+    Rule {
+        message: "envoy.extensions.transport_sockets.tls.v3.Secret",
+        when: &[Cond::Resource(ResourceType::Secret)],
+        check: Check::Required("type"),
+        problem: "the secret has none of tls_certificate, session_ticket_keys, validation_context, generic_secret",
+        envoy: "Secret type not implemented, in a bootstrap; over SDS it depends on what the subscriber expects",
+    },
+];
+
 // ---------------------------------------------------------------------------
 // Tests of values.
 

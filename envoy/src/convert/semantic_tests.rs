@@ -8,7 +8,7 @@ use prost_reflect::{Kind, MessageDescriptor};
 use serde_json::{json, Value};
 
 use super::semantic::{Check, Cond};
-use super::semantic_rules::RULES;
+use super::semantic_rules::{RULES, WARNINGS};
 use super::{convert, ConfigError};
 
 fn problems(ty: ResourceType, config: Value) -> Vec<ConfigError> {
@@ -71,7 +71,7 @@ fn every_rule_names_fields_the_envoy_api_has() {
         }
     }
     let pool = descriptor_pool();
-    for rule in RULES {
+    for rule in RULES.iter().chain(WARNINGS) {
         let desc = pool
             .get_message_by_name(rule.message)
             .unwrap_or_else(|| panic!("no message {}", rule.message));
@@ -465,4 +465,47 @@ fn secret_and_tls_rules() {
                 {"san_type": "DNS", "matcher": {"exact": "a"}}]},
             "validation_context_sds_secret_config": {"name": "ca", "sds_config": {"ads": {}}}}})),
     );
+}
+
+#[test]
+fn warnings_report_what_depends_on_the_bootstrap_without_rejecting() {
+    let warnings = |ty: ResourceType, config: Value| -> Vec<ConfigError> {
+        convert(ty, &config)
+            .unwrap_or_else(|e| panic!("warnings never reject: {e:#?}"))
+            .warnings
+    };
+    // A static secret of the bootstrap (Envoy: "Unknown static secret"
+    // unless the bootstrap has it).
+    let w = warnings(
+        ResourceType::Cluster,
+        json!({"name": "c", "type": "STRICT_DNS", "transport_socket": {"name": "tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": {"tls_certificate_sds_secret_configs": [{"name": "client-cert"}]}}}}),
+    );
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_eq!(
+        w[0].path,
+        "spec.config.transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0].sds_config"
+    );
+    assert!(w[0].message.contains("Unknown static secret"), "{w:#?}");
+    // From ADS: nothing to say.
+    let w = warnings(
+        ResourceType::Cluster,
+        json!({"name": "c", "type": "STRICT_DNS", "transport_socket": {"name": "tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": {"tls_certificate_sds_secret_configs": [{"name": "client-cert", "sds_config": {"ads": {}}}]}}}}),
+    );
+    assert!(w.is_empty(), "{w:#?}");
+    // A Secret of no type.
+    let w = warnings(ResourceType::Secret, json!({"name": "s"}));
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(
+        w[0].message.contains("Secret type not implemented"),
+        "{w:#?}"
+    );
+    assert!(warnings(
+        ResourceType::Secret,
+        json!({"name": "s", "generic_secret": {"secret": {"inline_string": "x"}}})
+    )
+    .is_empty());
 }

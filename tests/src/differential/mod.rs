@@ -257,7 +257,14 @@ fn envoy_verdict(
 /// `bootes-controller validate` on every case at once: each is a document of
 /// one file, in a namespace of its own (so that the cases cannot conflict).
 /// Returns each case's verdict (its `error:` lines; warnings do not reject).
-pub fn bootes_verdicts(bin: &Path, dir: &Path, cases: &[Case]) -> Result<Vec<Verdict>> {
+/// `targets` are declared as bootstrap clusters, as the bootstraps that
+/// Envoy validates with have them ([`embed::bootstrap`]).
+pub fn bootes_verdicts(
+    bin: &Path,
+    dir: &Path,
+    cases: &[Case],
+    targets: &[String],
+) -> Result<Vec<Verdict>> {
     let mut text = String::new();
     for (i, case) in cases.iter().enumerate() {
         let doc = json!({
@@ -272,8 +279,15 @@ pub fn bootes_verdicts(bin: &Path, dir: &Path, cases: &[Case]) -> Result<Vec<Ver
     }
     let path = dir.join("mutants.yaml");
     std::fs::write(&path, text)?;
+    let mut bootstrap: Vec<&str> = targets.iter().map(String::as_str).collect();
+    bootstrap.push(embed::XDS_CLUSTER);
     let out = Command::new(bin)
-        .args(["validate", "-f"])
+        .args([
+            "validate",
+            "--bootstrap-clusters",
+            &bootstrap.join(","),
+            "-f",
+        ])
         .arg(&path)
         .output()
         .with_context(|| format!("running {}", bin.display()))?;
