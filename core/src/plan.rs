@@ -109,23 +109,18 @@ pub fn plan(keys: &Keys, current: &Contents, desired: &Desired) -> Plan {
     }
 
     // Deletions last: bindings first, then the snapshots they pointed to.
-    let desired_keys: std::collections::BTreeSet<String> = desired
-        .groups
-        .keys()
-        .map(|s| keys.snapshot(s))
-        .chain(desired.bindings.keys().map(|n| keys.node(n)))
-        .collect();
     let stale = |prefix: String| -> Vec<Op> {
         current
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
-            .filter(|(k, _)| !desired_keys.contains(*k))
-            .filter(|(k, _)| {
+            .filter(|(k, _)| match keys.parse(k) {
                 // A node waiting for an oversized snapshot keeps its binding.
-                keys.parse(k).is_none_or(|parsed| match parsed {
-                    bootes_proto::Key::Node(n) => !skipped_nodes.contains(n),
-                    _ => true,
-                })
+                Some(bootes_proto::Key::Node(n)) => {
+                    !desired.bindings.contains_key(n) && !skipped_nodes.contains(n)
+                }
+                Some(bootes_proto::Key::Snapshot(s)) => !desired.groups.contains_key(s),
+                // Not a key Bootes writes there: nothing desires it.
+                _ => true,
             })
             .map(|(k, _)| Op::Delete { key: k.clone() })
             .collect()
