@@ -8,7 +8,7 @@
 //! stream's protocol state and derives the report only when someone reads it
 //! (CSDS, the `status/` writer); an event only marks its node as changed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -38,7 +38,7 @@ pub struct Clients {
     /// Node → its streams. Only streams that have named their node.
     nodes: Mutex<HashMap<String, NodeStreams>>,
     /// Nodes whose state changed since the last [`Clients::take_changed`].
-    changed: Mutex<BTreeSet<String>>,
+    changed: Mutex<HashSet<String>>,
     notify: Notify,
 }
 
@@ -148,9 +148,10 @@ impl Clients {
 
     /// The nodes whose state changed so far (possibly none).
     pub fn take_changed_now(&self) -> Vec<String> {
-        std::mem::take(&mut *self.changed.lock().expect("clients lock"))
-            .into_iter()
-            .collect()
+        let changed = std::mem::take(&mut *self.changed.lock().expect("clients lock"));
+        let mut nodes: Vec<String> = changed.into_iter().collect();
+        nodes.sort();
+        nodes
     }
 
     fn mark(&self, node: &str) {

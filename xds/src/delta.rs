@@ -22,7 +22,7 @@ use bootes_proto::ResourceType;
 
 use super::response::{Encoded, ResponseCache};
 use super::{Effects, Nack, TypeReport};
-use crate::schedule::{self, TypeStep};
+use crate::schedule::{self, Memo, TypeStep};
 use crate::snapshots::{Resource, Snapshot};
 
 #[derive(Debug)]
@@ -43,6 +43,7 @@ struct TypeState {
     /// Versions the client rejected, not to be sent again.
     rejected: BTreeMap<String, String>,
     nack: Option<Nack>,
+    memo: Memo,
 }
 
 impl TypeState {
@@ -56,6 +57,8 @@ impl TypeState {
 pub struct DeltaStream {
     types: BTreeMap<ResourceType, TypeState>,
     target: Option<Arc<Snapshot>>,
+    /// Counts target changes (what [`Memo`]s refer to).
+    generation: u64,
 }
 
 impl DeltaStream {
@@ -67,6 +70,7 @@ impl DeltaStream {
         if !super::replace_target(&mut self.target, snapshot) {
             return Effects::default();
         }
+        self.generation += 1;
         Effects {
             responses: self.schedule(cache),
             ..Default::default()
@@ -104,6 +108,7 @@ impl DeltaStream {
                 match &req.error_detail {
                     Some(status) => {
                         // The client kept what it had.
+                        state.memo.forget();
                         for (name, previous) in flight.previous {
                             match previous {
                                 Some(v) => state.client.insert(name, v),
@@ -137,6 +142,9 @@ impl DeltaStream {
             }
         }
 
+        if !req.resource_names_subscribe.is_empty() || !req.resource_names_unsubscribe.is_empty() {
+            state.memo.forget();
+        }
         for name in &req.resource_names_subscribe {
             if name == "*" {
                 state.wildcard = true;
@@ -158,7 +166,9 @@ impl DeltaStream {
             names,
             ..
         } = state;
-        client.retain(|name, _| *wildcard || names.contains(name));
+        if !*wildcard {
+            client.retain(|name, _| names.contains(name));
+        }
 
         effects.responses = self.schedule(cache);
         effects
@@ -200,11 +210,15 @@ impl DeltaStream {
         let Some(target) = self.target.clone() else {
             return Vec::new();
         };
-        schedule::schedule(&mut self.types, &target, cache)
+        schedule::schedule(&mut self.types, &target, self.generation, cache)
     }
 }
 
 impl TypeStep for TypeState {
+    fn memo(&mut self) -> &mut Memo {
+        &mut self.memo
+    }
+
     fn in_flight(&self) -> bool {
         self.in_flight.is_some()
     }

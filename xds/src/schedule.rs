@@ -8,6 +8,13 @@
 //! * Break: once every type carries the new state and nothing is in flight,
 //!   what disappeared is removed, most dependent type first, one response at
 //!   a time.
+//!
+//! A type remembers ([`Memo`]) the target for which its make and break
+//! steps found nothing (more) to send: both are functions of the target, the
+//! subscription and what the client holds, so until one of those changes
+//! other than through the step itself, an ACK costs no scan of the type's
+//! resources. A state machine forgets the memo when the subscription or the
+//! client's holdings change otherwise (a NACK, say).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,8 +24,25 @@ use bootes_proto::ResourceType;
 use crate::response::{Encoded, ResponseCache};
 use crate::snapshots::Snapshot;
 
+/// The target generation (see [`schedule`]) at which a type's steps were
+/// last run: once run, a step has nothing more to send for that target.
+#[derive(Debug, Default)]
+pub(crate) struct Memo {
+    made: Option<u64>,
+    taken_apart: Option<u64>,
+}
+
+impl Memo {
+    /// The steps must run again (the subscription or what the client holds
+    /// changed).
+    pub(crate) fn forget(&mut self) {
+        *self = Self::default();
+    }
+}
+
 /// One type's state, as the scheduler sees it.
 pub(crate) trait TypeStep {
+    fn memo(&mut self) -> &mut Memo;
     /// A response of this type is waiting for its ACK or NACK.
     fn in_flight(&self) -> bool;
     /// The response bringing this type to `target` (keeping what other
@@ -39,10 +63,12 @@ pub(crate) trait TypeStep {
     ) -> Option<Arc<Encoded>>;
 }
 
-/// What to send next, in make-before-break order.
+/// What to send next, in make-before-break order. `generation` identifies
+/// `target`: the stream counts its target changes.
 pub(crate) fn schedule<S: TypeStep>(
     types: &mut BTreeMap<ResourceType, S>,
     target: &Snapshot,
+    generation: u64,
     cache: &ResponseCache,
 ) -> Vec<Arc<Encoded>> {
     let mut unsettled: Vec<ResourceType> = types
@@ -52,10 +78,18 @@ pub(crate) fn schedule<S: TypeStep>(
         .collect();
     let mut out = Vec::new();
     for (ty, state) in types.iter_mut() {
-        if state.in_flight() || crate::waits_for(*ty).iter().any(|d| unsettled.contains(d)) {
+        if state.in_flight()
+            || state.memo().made == Some(generation)
+            || crate::waits_for(*ty).iter().any(|d| unsettled.contains(d))
+        {
             continue;
         }
+        // Whether it sends or not, running it again for this target would
+        // find nothing more.
+        state.memo().made = Some(generation);
         if let Some(response) = state.make(*ty, target, cache) {
+            // What the client holds changed: the break step runs again.
+            state.memo().taken_apart = None;
             out.push(response);
             unsettled.push(*ty);
         }
@@ -64,6 +98,10 @@ pub(crate) fn schedule<S: TypeStep>(
         return out;
     }
     for (ty, state) in types.iter_mut().rev() {
+        if state.memo().taken_apart == Some(generation) {
+            continue;
+        }
+        state.memo().taken_apart = Some(generation);
         if let Some(response) = state.take_apart(*ty, target, cache) {
             return vec![response];
         }

@@ -28,7 +28,7 @@ use bootes_proto::ResourceType;
 
 use super::response::{Encoded, ResourceSet, ResponseCache};
 use super::{Effects, Nack, TypeReport};
-use crate::schedule::{self, TypeStep};
+use crate::schedule::{self, Memo, TypeStep};
 use crate::snapshots::{Resource, Snapshot};
 
 /// What a client subscribed to for one type.
@@ -65,6 +65,7 @@ struct TypeState {
     /// The last response the client ACKed.
     acked: Option<Arc<Encoded>>,
     nack: Option<Nack>,
+    memo: Memo,
 }
 
 /// One state-of-the-world ADS stream.
@@ -72,6 +73,8 @@ struct TypeState {
 pub struct SotwStream {
     types: BTreeMap<ResourceType, TypeState>,
     target: Option<Arc<Snapshot>>,
+    /// Counts target changes (what [`Memo`]s refer to).
+    generation: u64,
 }
 
 impl SotwStream {
@@ -85,6 +88,7 @@ impl SotwStream {
         if !super::replace_target(&mut self.target, snapshot) {
             return Effects::default();
         }
+        self.generation += 1;
         Effects {
             responses: self.schedule(cache),
             ..Default::default()
@@ -111,6 +115,7 @@ impl SotwStream {
             answered: false,
             acked: None,
             nack: None,
+            memo: Memo::default(),
         });
 
         if let Some(sent) = state.sent.as_ref().filter(|_| state.answered) {
@@ -145,7 +150,7 @@ impl SotwStream {
             }
         }
 
-        state.subscription = if names.contains("*") {
+        let subscription = if names.contains("*") {
             Subscription::Wildcard
         } else if names.is_empty() && state.subscription == Subscription::Wildcard {
             // Legacy wildcard clients keep sending empty names.
@@ -153,6 +158,12 @@ impl SotwStream {
         } else {
             Subscription::Names(names)
         };
+        // Clients repeat their subscription with every ACK: only a
+        // different one makes the steps run again.
+        if subscription != state.subscription {
+            state.subscription = subscription;
+            state.memo.forget();
+        }
 
         effects.responses = self.schedule(cache);
         effects
@@ -192,11 +203,15 @@ impl SotwStream {
         let Some(target) = self.target.clone() else {
             return Vec::new();
         };
-        schedule::schedule(&mut self.types, &target, cache)
+        schedule::schedule(&mut self.types, &target, self.generation, cache)
     }
 }
 
 impl TypeStep for TypeState {
+    fn memo(&mut self) -> &mut Memo {
+        &mut self.memo
+    }
+
     fn in_flight(&self) -> bool {
         self.in_flight
     }
@@ -208,15 +223,14 @@ impl TypeStep for TypeState {
         target: &Snapshot,
         cache: &ResponseCache,
     ) -> Option<Arc<Encoded>> {
-        let set = ResourceSet::new(make_set(ty, self, target));
-        let changed = self
-            .sent
-            .as_ref()
-            .is_none_or(|s| s.version_info != set.version);
+        let (version, set) = plan(ty, self, target);
+        let changed = self.sent.as_ref().is_none_or(|s| s.version_info != version);
         if !(self.must_answer || changed) {
             return None;
         }
-        let response = cache.state_of_the_world(ty, set);
+        let response = cache.state_of_the_world_with(ty, version, || {
+            set.unwrap_or_else(|| make_set(ty, self, target))
+        });
         if !self.answered && self.claimed.as_ref() == Some(&response.version_info) {
             // The client has exactly this already (it reconnected).
             self.must_answer = false;
@@ -234,6 +248,13 @@ impl TypeStep for TypeState {
         target: &Snapshot,
         cache: &ResponseCache,
     ) -> Option<Arc<Encoded>> {
+        let sent = self.sent.as_ref()?;
+        if self.subscription == Subscription::Wildcard
+            && sent.version_info == target.set_version(ty)
+        {
+            // It holds exactly the target's set: nothing kept.
+            return None;
+        }
         let set = ResourceSet::new(exact_set(ty, self, target));
         self.sent
             .as_ref()
@@ -248,6 +269,43 @@ fn send(state: &mut TypeState, response: Arc<Encoded>) -> Arc<Encoded> {
     state.answered = true;
     state.sent = Some(response.clone());
     response
+}
+
+/// The version of what the make step would send for a type, and the set
+/// when it had to be built to know it. A stream subscribed to the whole
+/// type that keeps nothing takes the snapshot's set version, hashed once for
+/// every stream; the set is built only if the response must be encoded.
+fn plan(
+    ty: ResourceType,
+    state: &TypeState,
+    target: &Snapshot,
+) -> (String, Option<Vec<Arc<Resource>>>) {
+    if state.subscription == Subscription::Wildcard && !keeps(ty, state, target) {
+        return (target.set_version(ty).to_string(), None);
+    }
+    let set = ResourceSet::new(make_set(ty, state, target));
+    (set.version, Some(set.resources))
+}
+
+/// Whether [`make_set`] keeps resources of the last response that `target`
+/// no longer has. Both are sorted by name: one merge walk, no lookups.
+fn keeps(ty: ResourceType, state: &TypeState, target: &Snapshot) -> bool {
+    let Some(sent) = state.sent.as_ref().filter(|_| ty.sotw_full_state()) else {
+        return false;
+    };
+    if sent.version_info == target.set_version(ty) {
+        return false;
+    }
+    let mut present = target.resources(ty).into_iter().flat_map(|m| m.keys());
+    let mut next = present.next();
+    sent.names()
+        .filter(|name| state.subscription.wants(name))
+        .any(|name| {
+            while next.is_some_and(|p| p.as_str() < name) {
+                next = present.next();
+            }
+            next.is_none_or(|p| p != name)
+        })
 }
 
 /// The resources of `ty` in `target` that the subscription asks for.

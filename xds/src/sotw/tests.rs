@@ -430,3 +430,56 @@ fn settles_after_a_random_walk_of_changes() {
         assert_eq!(last_lds.resources.len(), usize::from(i % 3 == 0));
     }
 }
+
+#[test]
+fn the_shared_set_version_plans_what_building_the_set_would() {
+    // The make step takes a wildcard subscriber's version from the snapshot
+    // instead of hashing its own set: it must be the same version, and must
+    // notice when the set keeps resources the target no longer has.
+    let cache = ResponseCache::new();
+    let old = snap(&[
+        (Cluster, "a", "1"),
+        (Cluster, "b", "1"),
+        (Endpoint, "a", "1"),
+    ]);
+    let new = snap(&[
+        (Cluster, "a", "2"),
+        (Cluster, "c", "1"),
+        (Endpoint, "c", "1"),
+    ]);
+    let subscriptions = [
+        Subscription::Wildcard,
+        Subscription::Names(["a".to_string(), "b".to_string()].into()),
+    ];
+    for ty in [Cluster, Endpoint, Listener] {
+        for subscription in &subscriptions {
+            for (sent_name, sent_from) in
+                [("nothing", None), ("old", Some(&old)), ("new", Some(&new))]
+            {
+                let mut state = TypeState {
+                    subscription: subscription.clone(),
+                    sent: None,
+                    in_flight: false,
+                    must_answer: false,
+                    claimed: None,
+                    answered: true,
+                    acked: None,
+                    nack: None,
+                    memo: Memo::default(),
+                };
+                state.sent = sent_from.map(|s| {
+                    cache.state_of_the_world(ty, ResourceSet::new(exact_set(ty, &state, s)))
+                });
+                let (version, _) = plan(ty, &state, &new);
+                let built = make_set(ty, &state, &new);
+                let case = format!("{ty} {subscription:?}, sent {sent_name}");
+                assert_eq!(version, ResourceSet::new(built.clone()).version, "{case}");
+                assert_eq!(
+                    keeps(ty, &state, &new),
+                    built.len() != exact_set(ty, &state, &new).len(),
+                    "{case}"
+                );
+            }
+        }
+    }
+}
