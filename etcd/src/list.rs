@@ -48,12 +48,36 @@ pub fn kv_client(client: &Client) -> KvClient {
         .max_decoding_message_size(MAX_DECODED_MESSAGE)
 }
 
+/// The environment variable of the end-to-end tests' hook: a file path.
+/// While that file exists, [`list`] stops after each page but the last and
+/// writes the revision it lists at into it; it goes on once the test removes
+/// the file. A test compacts etcd in that pause, deterministically in the
+/// middle of a list of a real process.
+pub const HOLD_FILE_ENV: &str = "BOOTES_TEST_HOLD_LIST_FILE";
+
 /// Lists `prefix` in pages of [`DEFAULT_PAGE_SIZE`] keys at one revision.
 pub async fn list(client: &Client, prefix: &str) -> Result<Listing, Error> {
     let mut kv = kv_client(client);
     let mut pager = Pager::new(prefix, DEFAULT_PAGE_SIZE);
-    while !pager.next_page(&mut kv).await? {}
+    let hold = std::env::var_os(HOLD_FILE_ENV).map(std::path::PathBuf::from);
+    while !pager.next_page(&mut kv).await? {
+        if let Some(hold) = hold.as_deref().filter(|h| h.exists()) {
+            hold_while_present(hold, pager.listing.revision).await;
+        }
+    }
     Ok(pager.into_listing())
+}
+
+/// [`HOLD_FILE_ENV`]'s pause.
+async fn hold_while_present(file: &std::path::Path, revision: i64) {
+    tracing::warn!(file = %file.display(), revision, "paged list held by the test hook {HOLD_FILE_ENV}");
+    if let Err(e) = std::fs::write(file, revision.to_string()) {
+        tracing::warn!(error = %e, "test hook: cannot write the hold file");
+        return;
+    }
+    while file.exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// A list in progress, one page per [`Pager::next_page`].

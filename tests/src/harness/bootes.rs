@@ -102,6 +102,8 @@ pub struct XdsServer {
     csds: SocketAddr,
     etcd_endpoint: String,
     extra: Vec<String>,
+    /// Extra environment variables of the process.
+    env: Vec<(String, String)>,
     bin: PathBuf,
     restarts: u32,
     dir: tempfile::TempDir,
@@ -121,6 +123,16 @@ impl XdsServer {
 
     /// Like [`XdsServer::start_with_args`], on `--etcd-endpoints endpoints`.
     pub async fn start_on(endpoints: &str, name: &str, extra: &[&str]) -> Result<Self> {
+        Self::start_with_env(endpoints, name, extra, &[]).await
+    }
+
+    /// Like [`XdsServer::start_on`], with extra environment variables.
+    pub async fn start_with_env(
+        endpoints: &str,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let mut server = Self {
             name: name.to_string(),
             process: None,
@@ -129,6 +141,10 @@ impl XdsServer {
             csds: SocketAddr::from(([127, 0, 0, 1], free_port())),
             etcd_endpoint: endpoints.to_string(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             bin: find_bootes_bin("bootes-xds-server", "BOOTES_XDS_SERVER_BIN")?,
             restarts: 0,
             dir: test_dir(&format!("xds-{name}"))?,
@@ -149,6 +165,7 @@ impl XdsServer {
             cmd.arg("--csds-listen").arg(self.csds.to_string());
         }
         cmd.args(&self.extra);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let log_name = if self.restarts == 0 {
             format!("xds-server-{}", self.name)
         } else {
