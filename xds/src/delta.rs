@@ -15,35 +15,94 @@
 //!   the new state and nothing is in flight, most dependent type first.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bootes_proto::envoy::discovery::DeltaDiscoveryRequest;
 use bootes_proto::ResourceType;
 
-use super::response::{Encoded, ResponseCache};
+use super::response::{Encoded, ResponseCache, Step};
 use super::{Effects, Nack, TypeReport};
 use crate::schedule::{self, Memo, TypeStep};
 use crate::snapshots::{Resource, Snapshot};
 
+/// What a client holds of one type: name → version. Never changed in
+/// place: a change makes a new one, so streams that went through the same
+/// changes share one (see [`ResponseCache::delta_transition`]), and a
+/// response in flight keeps what was held before it for a NACK.
+#[derive(Debug)]
+pub(crate) struct Held {
+    /// Unique in this process: what shared transitions are keyed by.
+    id: u64,
+    versions: BTreeMap<String, String>,
+}
+
+impl Held {
+    fn new(versions: BTreeMap<String, String>) -> Arc<Self> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        Arc::new(Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            versions,
+        })
+    }
+
+    /// Nothing, shared by every stream that starts with nothing.
+    fn nothing() -> Arc<Self> {
+        static NOTHING: OnceLock<Arc<Held>> = OnceLock::new();
+        NOTHING.get_or_init(|| Held::new(BTreeMap::new())).clone()
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// What is held once `response` is applied.
+    fn after(&self, response: &Encoded) -> Arc<Self> {
+        let mut versions = self.versions.clone();
+        for r in &response.resources {
+            versions.insert(r.name.clone(), r.version.clone());
+        }
+        for name in &response.removed {
+            versions.remove(name);
+        }
+        Held::new(versions)
+    }
+}
+
 #[derive(Debug)]
 struct InFlight {
     response: Arc<Encoded>,
-    /// What the client had, before this response, of every name it touches.
-    previous: BTreeMap<String, Option<String>>,
+    /// What the client held before this response.
+    previous: Arc<Held>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct TypeState {
     wildcard: bool,
     names: BTreeSet<String>,
-    /// What the client has: name → version.
-    client: BTreeMap<String, String>,
+    /// What the client has.
+    client: Arc<Held>,
     in_flight: Option<InFlight>,
     must_answer: bool,
     /// Versions the client rejected, not to be sent again.
     rejected: BTreeMap<String, String>,
     nack: Option<Nack>,
     memo: Memo,
+}
+
+impl Default for TypeState {
+    fn default() -> Self {
+        Self {
+            wildcard: false,
+            names: BTreeSet::new(),
+            client: Held::nothing(),
+            in_flight: None,
+            must_answer: false,
+            rejected: BTreeMap::new(),
+            nack: None,
+            memo: Memo::default(),
+        }
+    }
 }
 
 impl TypeState {
@@ -91,11 +150,14 @@ impl DeltaStream {
             state.must_answer = true;
             // A first request that names nothing is a (legacy) wildcard.
             state.wildcard = req.resource_names_subscribe.is_empty();
-            state.client = req
-                .initial_resource_versions
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            if !req.initial_resource_versions.is_empty() {
+                state.client = Held::new(
+                    req.initial_resource_versions
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                );
+            }
         }
 
         if !req.response_nonce.is_empty() {
@@ -109,12 +171,7 @@ impl DeltaStream {
                     Some(status) => {
                         // The client kept what it had.
                         state.memo.forget();
-                        for (name, previous) in flight.previous {
-                            match previous {
-                                Some(v) => state.client.insert(name, v),
-                                None => state.client.remove(&name),
-                            };
-                        }
+                        state.client = flight.previous;
                         for r in &flight.response.resources {
                             state.rejected.insert(r.name.clone(), r.version.clone());
                         }
@@ -166,8 +223,15 @@ impl DeltaStream {
             names,
             ..
         } = state;
-        if !*wildcard {
-            client.retain(|name, _| names.contains(name));
+        if !*wildcard && client.versions.keys().any(|name| !names.contains(name)) {
+            *client = Held::new(
+                client
+                    .versions
+                    .iter()
+                    .filter(|(name, _)| names.contains(*name))
+                    .map(|(n, v)| (n.clone(), v.clone()))
+                    .collect(),
+            );
         }
 
         effects.responses = self.schedule(cache);
@@ -181,15 +245,12 @@ impl DeltaStream {
             .map(|(ty, s)| {
                 // `client` already counts the response in flight; report
                 // what the client had before it.
-                let mut acked = s.client.clone();
-                if let Some(flight) = &s.in_flight {
-                    for (name, previous) in &flight.previous {
-                        match previous {
-                            Some(v) => acked.insert(name.clone(), v.clone()),
-                            None => acked.remove(name),
-                        };
-                    }
-                }
+                let acked = s
+                    .in_flight
+                    .as_ref()
+                    .map_or(&s.client, |f| &f.previous)
+                    .versions
+                    .clone();
                 let report = TypeReport {
                     acked_version: bootes_proto::version::of_set(
                         acked.iter().map(|(n, v)| (n.as_str(), v.as_str())),
@@ -230,17 +291,20 @@ impl TypeStep for TypeState {
         target: &Snapshot,
         cache: &ResponseCache,
     ) -> Option<Arc<Encoded>> {
-        let updates: Vec<Arc<Resource>> = target
-            .resources(ty)
-            .into_iter()
-            .flat_map(|m| m.values())
-            .filter(|r| self.wants(&r.name))
-            .filter(|r| self.client.get(&r.name) != Some(&r.version))
-            .filter(|r| self.rejected.get(&r.name) != Some(&r.version))
-            .cloned()
-            .collect();
-        (self.must_answer || !updates.is_empty())
-            .then(|| send(self, cache.delta(ty, updates, Vec::new())))
+        // A wildcard subscriber that rejected nothing needs exactly what any
+        // other such stream holding the same needs: computed once for all.
+        let (response, held) = if self.wildcard && self.rejected.is_empty() {
+            cache.delta_transition(ty, Step::Make, &self.client, target, || {
+                updates(ty, self, target, cache)
+            })
+        } else {
+            updates(ty, self, target, cache)
+        };
+        let response = response.or_else(|| {
+            self.must_answer
+                .then(|| cache.delta(ty, Vec::new(), Vec::new()))
+        })?;
+        Some(send(self, response, held))
     }
 
     /// What the client has that is gone.
@@ -250,29 +314,59 @@ impl TypeStep for TypeState {
         target: &Snapshot,
         cache: &ResponseCache,
     ) -> Option<Arc<Encoded>> {
-        let present = target.resources(ty);
-        let removed: Vec<String> = self
-            .client
-            .keys()
-            .filter(|name| present.is_none_or(|p| !p.contains_key(*name)))
-            .cloned()
-            .collect();
-        (!removed.is_empty()).then(|| send(self, cache.delta(ty, Vec::new(), removed)))
+        // Depends only on what the client holds: shared by every stream
+        // holding the same.
+        let (response, held) =
+            cache.delta_transition(ty, Step::TakeApart, &self.client, target, || {
+                let present = target.resources(ty);
+                let removed: Vec<String> = self
+                    .client
+                    .versions
+                    .keys()
+                    .filter(|name| present.is_none_or(|p| !p.contains_key(*name)))
+                    .cloned()
+                    .collect();
+                if removed.is_empty() {
+                    return (None, self.client.clone());
+                }
+                let response = cache.delta(ty, Vec::new(), removed);
+                let held = self.client.after(&response);
+                (Some(response), held)
+            });
+        let response = response?;
+        for name in &response.removed {
+            self.rejected.remove(name);
+        }
+        Some(send(self, response, held))
     }
 }
 
-fn send(state: &mut TypeState, response: Arc<Encoded>) -> Arc<Encoded> {
-    let mut previous = BTreeMap::new();
-    for r in &response.resources {
-        previous.insert(
-            r.name.clone(),
-            state.client.insert(r.name.clone(), r.version.clone()),
-        );
+/// The update a type's client needs, and what it holds after it.
+fn updates(
+    ty: ResourceType,
+    state: &TypeState,
+    target: &Snapshot,
+    cache: &ResponseCache,
+) -> (Option<Arc<Encoded>>, Arc<Held>) {
+    let updates: Vec<Arc<Resource>> = target
+        .resources(ty)
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter(|r| state.wants(&r.name))
+        .filter(|r| state.client.versions.get(&r.name) != Some(&r.version))
+        .filter(|r| state.rejected.get(&r.name) != Some(&r.version))
+        .cloned()
+        .collect();
+    if updates.is_empty() {
+        return (None, state.client.clone());
     }
-    for name in &response.removed {
-        previous.insert(name.clone(), state.client.remove(name));
-        state.rejected.remove(name);
-    }
+    let response = cache.delta(ty, updates, Vec::new());
+    let held = state.client.after(&response);
+    (Some(response), held)
+}
+
+fn send(state: &mut TypeState, response: Arc<Encoded>, held: Arc<Held>) -> Arc<Encoded> {
+    let previous = std::mem::replace(&mut state.client, held);
     state.must_answer = false;
     state.in_flight = Some(InFlight {
         response: response.clone(),

@@ -16,7 +16,8 @@ use bootes_proto::{version, ResourceType};
 use bytes::Bytes;
 use prost::Message;
 
-use crate::snapshots::Resource;
+use crate::delta::Held;
+use crate::snapshots::{Resource, Snapshot};
 
 /// Identifies this server in responses (`control_plane.identifier`).
 pub const CONTROL_PLANE_ID: &str = "bootes";
@@ -94,6 +95,26 @@ enum Variant {
     Delta,
 }
 
+/// A step of the delta scheduler whose result is shared ([`ResponseCache::delta_transition`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Step {
+    Make,
+    TakeApart,
+}
+
+/// A transition's key: type, step, what the client holds (by id), the
+/// target snapshot (by id).
+type TransitionKey = (ResourceType, Step, u64, u64);
+
+/// A transition's result, kept while some stream may still ask for it:
+/// while anyone holds its starting point.
+#[derive(Debug)]
+struct Transition {
+    from: Weak<Held>,
+    response: Option<Arc<Encoded>>,
+    to: Arc<Held>,
+}
+
 /// Encodings in use, by (type, variant, version). Entries live as long as
 /// some stream holds the response.
 #[derive(Debug, Default)]
@@ -101,6 +122,8 @@ pub struct ResponseCache {
     entries: Mutex<HashMap<(ResourceType, Variant, String), Weak<Encoded>>>,
     sweep_at: AtomicU64,
     encodes: AtomicU64,
+    transitions: Mutex<HashMap<TransitionKey, Transition>>,
+    transitions_sweep_at: AtomicU64,
 }
 
 impl ResponseCache {
@@ -151,6 +174,43 @@ impl ResponseCache {
         self.get_or_encode((ty, Variant::Delta, id), |id| {
             encode_delta(ty, id, updates, removed)
         })
+    }
+
+    /// The delta response (if any) a step sends a client holding `from`
+    /// towards `target`, and what it holds after: `compute`d once for every
+    /// stream in the same position (10,000 streams of one group, say), not
+    /// once per stream. `compute` must depend only on the key (type, step,
+    /// `from`, `target`).
+    pub(crate) fn delta_transition(
+        &self,
+        ty: ResourceType,
+        step: Step,
+        from: &Arc<Held>,
+        target: &Snapshot,
+        compute: impl FnOnce() -> (Option<Arc<Encoded>>, Arc<Held>),
+    ) -> (Option<Arc<Encoded>>, Arc<Held>) {
+        let key = (ty, step, from.id(), target.id());
+        let mut transitions = self.transitions.lock().expect("transitions lock");
+        if let Some(t) = transitions.get(&key) {
+            return (t.response.clone(), t.to.clone());
+        }
+        // Computed under the lock: the streams waiting for it want the same.
+        let (response, to) = compute();
+        transitions.insert(
+            key,
+            Transition {
+                from: Arc::downgrade(from),
+                response: response.clone(),
+                to: to.clone(),
+            },
+        );
+        let len = transitions.len() as u64;
+        if len >= self.transitions_sweep_at.load(Ordering::Relaxed) {
+            transitions.retain(|_, t| t.from.strong_count() > 0);
+            self.transitions_sweep_at
+                .store((transitions.len() as u64 * 2).max(64), Ordering::Relaxed);
+        }
+        (response, to)
     }
 
     fn get_or_encode(

@@ -5,6 +5,7 @@
 //! applied at once, so a stream never sees half a controller change.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bootes_proto::sealed::{self, SecretKeys};
@@ -22,8 +23,11 @@ pub struct Resource {
 }
 
 /// A decoded snapshot: per type, resources by name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Snapshot {
+    /// Unique in this process: what per-snapshot work shared by streams
+    /// (the delta streams' transitions) is keyed by.
+    id: u64,
     pub key: String,
     pub version: String,
     pub types: BTreeMap<ResourceType, BTreeMap<String, Arc<Resource>>>,
@@ -42,18 +46,31 @@ impl PartialEq for Snapshot {
 
 impl Eq for Snapshot {}
 
+impl Default for Snapshot {
+    fn default() -> Self {
+        Self::new(String::new(), String::new(), BTreeMap::new())
+    }
+}
+
 impl Snapshot {
     pub fn new(
         key: String,
         version: String,
         types: BTreeMap<ResourceType, BTreeMap<String, Arc<Resource>>>,
     ) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             key,
             version,
             types,
             set_versions: OnceLock::new(),
         }
+    }
+
+    /// Unique among the snapshots of this process.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     pub fn resources(&self, ty: ResourceType) -> Option<&BTreeMap<String, Arc<Resource>>> {

@@ -330,3 +330,49 @@ fn settles_on_the_target_after_a_random_walk_of_changes_nacks_and_subscriptions(
         }
     }
 }
+
+#[test]
+fn wildcard_streams_in_the_same_position_share_their_work_and_state() {
+    // Streams of one group go through the same changes: each step is
+    // computed once for all of them, and they hold one shared record of
+    // what the client has, not a copy each.
+    let cache = ResponseCache::new();
+    let first = snap(&[(Cluster, "a", "1"), (Cluster, "b", "1")]);
+    let second = snap(&[(Cluster, "a", "2"), (Cluster, "c", "1")]);
+    let mut streams: Vec<DeltaStream> = (0..3).map(|_| DeltaStream::default()).collect();
+    // Answers every response until the stream is quiet; returns them.
+    let settle = |s: &mut DeltaStream, mut pending: Vec<Arc<Encoded>>| {
+        let mut all = Vec::new();
+        while let Some(e) = pending.pop() {
+            pending.extend(s.on_request(&ack(&e), &cache).responses);
+            all.push(e);
+        }
+        all
+    };
+    let mut sent = Vec::new();
+    for s in &mut streams {
+        s.on_snapshot(Some(first.clone()), &cache);
+        let first_responses = s.on_request(&req(Cluster, &[], &[], ""), &cache).responses;
+        settle(s, first_responses);
+        let pushed = s.on_snapshot(Some(second.clone()), &cache).responses;
+        sent.push(settle(s, pushed));
+    }
+    // The update (a, c), then the removal of b: the same responses.
+    assert_eq!(sent[0].len(), 2);
+    assert_eq!(updates(&sent[0][0]), [("a", "2"), ("c", "1")]);
+    assert_eq!(sent[0][1].removed, ["b"]);
+    for other in &sent[1..] {
+        assert!(other.iter().zip(&sent[0]).all(|(a, b)| Arc::ptr_eq(a, b)));
+    }
+    assert_eq!(cache.encodes(), 3, "first state, update, removal");
+    let held = &streams[0].types[&Cluster].client;
+    assert!(streams
+        .iter()
+        .all(|s| Arc::ptr_eq(&s.types[&Cluster].client, held)));
+    let versions: Vec<(&str, &str)> = held
+        .versions
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(versions, [("a", "2"), ("c", "1")]);
+}
