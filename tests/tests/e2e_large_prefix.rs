@@ -249,7 +249,7 @@ async fn a_hundred_mib_under_the_prefix_is_listed_by_every_reader() {
     load(&etcd, &keys, groups).await.unwrap();
     eprintln!(
         "loaded {groups} groups ({} MiB) in {:?}",
-        groups * RESOURCE_BYTES >> 20,
+        (groups * RESOURCE_BYTES) >> 20,
         t.elapsed()
     );
 
