@@ -252,6 +252,20 @@ async fn a_hundred_mib_under_the_prefix_is_listed_by_every_reader() {
         (groups * RESOURCE_BYTES) >> 20,
         t.elapsed()
     );
+    // etcd's database holds it (once its backend has committed).
+    eventually("etcd's database holds it all", || {
+        let etcd = &etcd;
+        async move {
+            let db_size = etcd.client().await?.status().await?.db_size();
+            ensure!(
+                db_size >= (groups * RESOURCE_BYTES) as i64,
+                "{db_size} bytes"
+            );
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
 
     // A fresh xds-server lists it all and becomes ready (the harness waits
     // for /readyz), then serves every node its own group.
