@@ -288,7 +288,7 @@ impl TypeStep for TypeState {
     fn make(
         &mut self,
         ty: ResourceType,
-        target: &Snapshot,
+        target: &Arc<Snapshot>,
         cache: &ResponseCache,
     ) -> Option<Arc<Encoded>> {
         // A wildcard subscriber that rejected nothing needs exactly what any
@@ -311,7 +311,7 @@ impl TypeStep for TypeState {
     fn take_apart(
         &mut self,
         ty: ResourceType,
-        target: &Snapshot,
+        target: &Arc<Snapshot>,
         cache: &ResponseCache,
     ) -> Option<Arc<Encoded>> {
         // Depends only on what the client holds: shared by every stream

@@ -107,10 +107,11 @@ pub(crate) enum Step {
 type TransitionKey = (ResourceType, Step, u64, u64);
 
 /// A transition's result, kept while some stream may still ask for it:
-/// while anyone holds its starting point.
+/// while anyone holds its starting point and its target snapshot.
 #[derive(Debug)]
 struct Transition {
     from: Weak<Held>,
+    target: Weak<Snapshot>,
     response: Option<Arc<Encoded>>,
     to: Arc<Held>,
 }
@@ -186,7 +187,7 @@ impl ResponseCache {
         ty: ResourceType,
         step: Step,
         from: &Arc<Held>,
-        target: &Snapshot,
+        target: &Arc<Snapshot>,
         compute: impl FnOnce() -> (Option<Arc<Encoded>>, Arc<Held>),
     ) -> (Option<Arc<Encoded>>, Arc<Held>) {
         let key = (ty, step, from.id(), target.id());
@@ -200,17 +201,24 @@ impl ResponseCache {
             key,
             Transition {
                 from: Arc::downgrade(from),
+                target: Arc::downgrade(target),
                 response: response.clone(),
                 to: to.clone(),
             },
         );
         let len = transitions.len() as u64;
         if len >= self.transitions_sweep_at.load(Ordering::Relaxed) {
-            transitions.retain(|_, t| t.from.strong_count() > 0);
+            transitions.retain(|_, t| t.from.strong_count() > 0 && t.target.strong_count() > 0);
             self.transitions_sweep_at
                 .store((transitions.len() as u64 * 2).max(64), Ordering::Relaxed);
         }
         (response, to)
+    }
+
+    /// Transitions remembered now.
+    #[cfg(test)]
+    pub(crate) fn transition_count(&self) -> usize {
+        self.transitions.lock().expect("transitions lock").len()
     }
 
     fn get_or_encode(

@@ -50,7 +50,7 @@ pub(crate) trait TypeStep {
     fn make(
         &mut self,
         ty: ResourceType,
-        target: &Snapshot,
+        target: &Arc<Snapshot>,
         cache: &ResponseCache,
     ) -> Option<Arc<Encoded>>;
     /// The response removing what `target` no longer has, if any; marks it
@@ -58,7 +58,7 @@ pub(crate) trait TypeStep {
     fn take_apart(
         &mut self,
         ty: ResourceType,
-        target: &Snapshot,
+        target: &Arc<Snapshot>,
         cache: &ResponseCache,
     ) -> Option<Arc<Encoded>>;
 }
@@ -67,7 +67,7 @@ pub(crate) trait TypeStep {
 /// `target`: the stream counts its target changes.
 pub(crate) fn schedule<S: TypeStep>(
     types: &mut BTreeMap<ResourceType, S>,
-    target: &Snapshot,
+    target: &Arc<Snapshot>,
     generation: u64,
     cache: &ResponseCache,
 ) -> Vec<Arc<Encoded>> {

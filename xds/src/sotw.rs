@@ -220,7 +220,7 @@ impl TypeStep for TypeState {
     fn make(
         &mut self,
         ty: ResourceType,
-        target: &Snapshot,
+        target: &Arc<Snapshot>,
         cache: &ResponseCache,
     ) -> Option<Arc<Encoded>> {
         let (version, set) = plan(ty, self, target);
@@ -245,7 +245,7 @@ impl TypeStep for TypeState {
     fn take_apart(
         &mut self,
         ty: ResourceType,
-        target: &Snapshot,
+        target: &Arc<Snapshot>,
         cache: &ResponseCache,
     ) -> Option<Arc<Encoded>> {
         let sent = self.sent.as_ref()?;

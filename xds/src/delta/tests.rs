@@ -376,3 +376,35 @@ fn wildcard_streams_in_the_same_position_share_their_work_and_state() {
         .collect();
     assert_eq!(versions, [("a", "2"), ("c", "1")]);
 }
+
+#[test]
+fn shared_steps_are_forgotten_once_their_snapshot_is_gone() {
+    // A long-lived stream through many snapshots, and a new stream for
+    // each: the shared steps of snapshots nobody holds any more go.
+    let cache = ResponseCache::new();
+    let mut stream = DeltaStream::default();
+    let mut pending = Vec::new();
+    for i in 0..300 {
+        let v = i.to_string();
+        let target = snap(&[(Cluster, "a", &v), (Cluster, &format!("n{i}"), "1")]);
+        pending.extend(stream.on_snapshot(Some(target.clone()), &cache).responses);
+        if i == 0 {
+            pending.extend(
+                stream
+                    .on_request(&req(Cluster, &[], &[], ""), &cache)
+                    .responses,
+            );
+        }
+        let mut newcomer = DeltaStream::default();
+        newcomer.on_snapshot(Some(target), &cache);
+        newcomer.on_request(&req(Cluster, &[], &[], ""), &cache);
+        while let Some(e) = pending.pop() {
+            pending.extend(stream.on_request(&ack(&e), &cache).responses);
+        }
+    }
+    assert!(
+        cache.transition_count() < 150,
+        "{} transitions remembered",
+        cache.transition_count()
+    );
+}
