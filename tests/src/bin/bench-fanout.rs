@@ -185,14 +185,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
 type Seen = mpsc::UnboundedSender<(usize, String, Instant)>;
 
 fn node(index: usize) -> Option<Node> {
@@ -334,7 +326,7 @@ async fn main() -> Result<()> {
         Ok(())
     })
     .await?;
-    let rss_before = rss_kib(pid).unwrap_or_default();
+    let rss_before = bootes_tests::harness::rss_kib(pid).unwrap_or_default();
 
     let connections = args.streams.div_ceil(args.per_connection.max(1));
     let mut channels = Vec::with_capacity(connections);
@@ -375,7 +367,7 @@ async fn main() -> Result<()> {
         .map(|at| at.saturating_duration_since(t_open))
         .max()
         .unwrap_or_default();
-    let rss_with = rss_kib(pid).unwrap_or_default();
+    let rss_with = bootes_tests::harness::rss_kib(pid).unwrap_or_default();
 
     let mut all = Vec::new();
     for round in 1..=args.rounds {
@@ -397,7 +389,7 @@ async fn main() -> Result<()> {
     }
     all.sort();
     drop(seen);
-    let rss_after = rss_kib(pid).unwrap_or_default();
+    let rss_after = bootes_tests::harness::rss_kib(pid).unwrap_or_default();
     let per_stream = |rss: u64| rss.saturating_sub(rss_before) as f64 / args.streams as f64;
     println!("| variant | streams | per conn | clusters | rounds | full sync | update p50 | p99 | max | RSS/stream after sync | after updates |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");

@@ -46,7 +46,7 @@ pub use manifests::{
 };
 pub use metrics::{metric, metric_sum};
 pub use ports::free_port;
-pub use process::{find_bootes_bin, find_envoy, find_etcd, test_dir, ChildProcess};
+pub use process::{find_bootes_bin, find_envoy, find_etcd, rss_kib, test_dir, ChildProcess};
 pub use stack::{expect_routed, expect_spread, expect_status, local, Stack};
 pub use upstream::Upstream;
 pub use wait::{eventually, eventually_with, DEFAULT_TIMEOUT};

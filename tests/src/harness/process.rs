@@ -69,13 +69,9 @@ impl ChildProcess {
         self.child.id()
     }
 
-    /// Resident memory (KiB, `VmRSS`), while the process runs.
+    /// Resident memory (KiB), while the process runs.
     pub fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        rss_kib(self.pid())
     }
 
     pub fn stderr_path(&self) -> &Path {
@@ -265,4 +261,13 @@ pub fn find_etcd() -> Result<PathBuf> {
                  or set ETCD_BIN"
             )
         })
+}
+
+/// Resident memory of process `pid` (KiB, `VmRSS`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
