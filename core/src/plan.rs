@@ -56,8 +56,10 @@ impl Plan {
     }
 }
 
-/// The etcd contents `desired` stands for.
-pub fn contents(keys: &Keys, desired: &Desired) -> Contents {
+/// The etcd contents `desired` stands for: what the tests compare etcd
+/// with after applying a plan (the plan itself never needs it whole).
+#[cfg(test)]
+pub(crate) fn contents(keys: &Keys, desired: &Desired) -> Contents {
     let mut out = Contents::new();
     for (snapshot_ref, group) in &desired.groups {
         out.insert(keys.snapshot(snapshot_ref), group.encoded.to_vec());
