@@ -9,36 +9,20 @@ use std::net::SocketAddr;
 
 use anyhow::{ensure, Result};
 use bootes_tests::harness::{
-    cluster_eds, endpoint, eventually, expect_routed, free_port, http_get, listener_http, pod,
-    route, Controller, Envoy, EtcdCluster, ManifestDir, Upstream, VirtualHost, XdsServer,
+    endpoint_a, eventually, expect_routed, free_port, http_get, pod, route_all_to_cluster_a,
+    Controller, Envoy, EtcdCluster, ManifestDir, Upstream, XdsServer,
 };
 
 const PREFIX: &str = "/bootes/v1/";
 
 fn write_fixture(m: &ManifestDir, port: u16, to: SocketAddr) -> Result<()> {
     m.write_docs("pod.yaml", &[pod("demo", "envoy-0", &[("app", "edge")])])?;
-    m.write_docs(
-        "objects.yaml",
-        &[
-            listener_http("demo", "listener-1", "listener_1", port, "route-1", &[]),
-            route(
-                "demo",
-                "route-1",
-                "route-1",
-                &[VirtualHost::new("all", &["*"], &[("/", "cluster-a")])],
-                &[],
-            ),
-            cluster_eds("demo", "cluster-a", "cluster-a", &[]),
-        ],
-    )?;
+    m.write_docs("objects.yaml", &route_all_to_cluster_a("demo", port))?;
     point_at(m, to)
 }
 
 fn point_at(m: &ManifestDir, to: SocketAddr) -> Result<()> {
-    m.write_docs(
-        "endpoint.yaml",
-        &[endpoint("demo", "endpoint-a", "cluster-a", &[to], &[])],
-    )
+    m.write_docs("endpoint.yaml", &[endpoint_a("demo", &[to])])
 }
 
 /// The status records the xds-server keeps for envoy-0.demo, read through a

@@ -11,9 +11,8 @@ use std::process::Command;
 use anyhow::{ensure, Context, Result};
 use bootes_tests::harness::find_etcd;
 use bootes_tests::harness::{
-    cluster_eds, endpoint, eventually, expect_routed, find_bootes_bin, free_port, listener_http,
-    pod, route, CertFiles, Controller, Envoy, Etcd, ManifestDir, TestCa, Upstream, VirtualHost,
-    XdsServer,
+    endpoint_a, eventually, expect_routed, find_bootes_bin, free_port, pod, route_all_to_cluster_a,
+    CertFiles, Controller, Envoy, Etcd, ManifestDir, TestCa, Upstream, XdsServer,
 };
 use etcd_client::PutOptions;
 use prost::Message;
@@ -87,23 +86,14 @@ async fn expect_write_denied(client: &mut etcd_client::Client, key: &str) -> Res
 }
 
 fn objects(port: u16, upstream: std::net::SocketAddr) -> Vec<Value> {
-    vec![
-        pod("demo", "envoy-0", &[]),
-        listener_http("demo", "listener-1", "listener-1", port, "route-1", &[]),
-        route(
-            "demo",
-            "route-1",
-            "route-1",
-            &[VirtualHost::new("all", &["*"], &[("/", "cluster-a")])],
-            &[],
-        ),
-        cluster_eds("demo", "cluster-a", "cluster-a", &[]),
-        endpoint("demo", "cluster-a-endpoints", "cluster-a", &[upstream], &[]),
-        json!({"apiVersion": "bootes.io/v1", "kind": "Secret",
+    let mut docs = vec![pod("demo", "envoy-0", &[])];
+    docs.extend(route_all_to_cluster_a("demo", port));
+    docs.push(endpoint_a("demo", &[upstream]));
+    docs.push(json!({"apiVersion": "bootes.io/v1", "kind": "Secret",
                "metadata": {"name": "api-token", "namespace": "demo"},
                "spec": {"config": {"name": "api-token", "generic_secret": {
-                   "secret": {"inline_string": "TOPSECRET-TOKEN"}}}}}),
-    ]
+                   "secret": {"inline_string": "TOPSECRET-TOKEN"}}}}}));
+    docs
 }
 
 fn etcd_args(etcd_ca: &Path, client: &CertFiles) -> Vec<String> {

@@ -3,25 +3,16 @@
 
 use anyhow::{ensure, Context, Result};
 use bootes_tests::harness::{
-    cluster_eds, endpoint, eventually, expect_routed, free_port, listener_http, pod, route,
-    Controller, Envoy, Etcd, ManifestDir, Upstream, VirtualHost, XdsServer,
+    endpoint_a, eventually, expect_routed, free_port, pod, route_all_to_cluster_a, Controller,
+    Envoy, Etcd, ManifestDir, Upstream, XdsServer,
 };
 use serde_json::Value;
 
 fn routing(port: u16, upstream: std::net::SocketAddr) -> Vec<Value> {
-    vec![
-        pod("demo", "envoy-0", &[]),
-        listener_http("demo", "listener-1", "listener-1", port, "route-1", &[]),
-        route(
-            "demo",
-            "route-1",
-            "route-1",
-            &[VirtualHost::new("all", &["*"], &[("/", "cluster-a")])],
-            &[],
-        ),
-        cluster_eds("demo", "cluster-a", "cluster-a", &[]),
-        endpoint("demo", "endpoint-a", "cluster-a", &[upstream], &[]),
-    ]
+    let mut docs = vec![pod("demo", "envoy-0", &[])];
+    docs.extend(route_all_to_cluster_a("demo", port));
+    docs.push(endpoint_a("demo", &[upstream]));
+    docs
 }
 
 /// The identity stored in the leader key, and the process ID it ends with.

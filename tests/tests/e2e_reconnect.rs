@@ -10,32 +10,15 @@ use std::net::SocketAddr;
 
 use anyhow::{ensure, Result};
 use bootes_tests::harness::{
-    cluster_eds, endpoint, eventually, expect_routed, free_port, listener_http, pod, route, Envoy,
-    ManifestDir, Stack, Upstream, VirtualHost,
+    endpoint_a, eventually, expect_routed, free_port, pod, route_all_to_cluster_a, Envoy,
+    ManifestDir, Stack, Upstream,
 };
-
-fn endpoint_a(addr: SocketAddr) -> serde_json::Value {
-    endpoint("demo", "endpoint-a", "cluster-a", &[addr], &[])
-}
 
 /// Pod envoy-0.demo; listener_1 → route-1 → cluster-a (EDS) → `a`.
 fn write_fixture(m: &ManifestDir, port: u16, a: SocketAddr) -> Result<()> {
     m.write_docs("pod.yaml", &[pod("demo", "envoy-0", &[("app", "edge")])])?;
-    m.write_docs(
-        "objects.yaml",
-        &[
-            listener_http("demo", "listener-1", "listener_1", port, "route-1", &[]),
-            route(
-                "demo",
-                "route-1",
-                "route-1",
-                &[VirtualHost::new("all", &["*"], &[("/", "cluster-a")])],
-                &[],
-            ),
-            cluster_eds("demo", "cluster-a", "cluster-a", &[]),
-        ],
-    )?;
-    m.write_docs("endpoint-a.yaml", &[endpoint_a(a)])
+    m.write_docs("objects.yaml", &route_all_to_cluster_a("demo", port))?;
+    m.write_docs("endpoint-a.yaml", &[endpoint_a("demo", &[a])])
 }
 
 /// Envoy's counters of accepted xDS updates, per type.
@@ -90,17 +73,8 @@ async fn an_envoy_moving_to_another_replica_is_not_sent_what_it_already_has() {
     assert_ne!(first, second);
 
     // One change, to the Endpoint only.
-    m.write_docs(
-        "endpoint-a.yaml",
-        &[endpoint(
-            "demo",
-            "endpoint-a",
-            "cluster-a",
-            &[up_c.addr()],
-            &[],
-        )],
-    )
-    .unwrap();
+    m.write_docs("endpoint-a.yaml", &[endpoint_a("demo", &[up_c.addr()])])
+        .unwrap();
     expect_routed(port, "example.com", "/", "upstream-c")
         .await
         .unwrap();

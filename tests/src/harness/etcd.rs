@@ -135,21 +135,9 @@ impl Etcd {
             .await
             .context("etcd did not become healthy");
         }
-        let addr = self.client_addr;
-        let process = &mut self.process;
-        eventually("etcd answers /health", || {
-            let running = process.check_running();
-            async move {
-                running?;
-                let r = http_get(addr, "127.0.0.1", "/health").await?;
-                if r.status != 200 || !r.body.contains("true") {
-                    bail!("/health: {} {}", r.status, r.body);
-                }
-                Ok(())
-            }
-        })
-        .await
-        .context("etcd did not become healthy")
+        wait_for_health("etcd", self.client_addr, &mut self.process)
+            .await
+            .context("etcd did not become healthy")
     }
 
     /// The client URL, e.g. `http://127.0.0.1:23790`.
@@ -209,4 +197,25 @@ impl Etcd {
         keys.sort();
         Ok(keys)
     }
+}
+
+/// Waits until the etcd at `addr` answers `/health` with `true`, failing
+/// early if its process ends (one etcd, or a member of a cluster).
+pub(crate) async fn wait_for_health(
+    name: &str,
+    addr: SocketAddr,
+    process: &mut ChildProcess,
+) -> Result<()> {
+    eventually(&format!("{name} answers /health"), || {
+        let running = process.check_running();
+        async move {
+            running?;
+            let r = http_get(addr, "127.0.0.1", "/health").await?;
+            if r.status != 200 || !r.body.contains("true") {
+                bail!("/health: {} {}", r.status, r.body);
+            }
+            Ok(())
+        }
+    })
+    .await
 }

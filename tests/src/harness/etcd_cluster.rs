@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use super::{eventually, find_etcd, free_port, http_get, test_dir, ChildProcess};
+use super::{find_etcd, free_port, test_dir, ChildProcess};
 
 #[derive(Debug)]
 struct Member {
@@ -96,20 +96,9 @@ impl EtcdCluster {
 
     async fn wait_healthy(&mut self, i: usize) -> Result<()> {
         let m = &mut self.members[i];
-        let addr = m.client_addr;
         let process = m.process.as_mut().context("member not running")?;
-        eventually(&format!("etcd member {} answers /health", m.name), || {
-            let running = process.check_running();
-            async move {
-                running?;
-                let r = http_get(addr, "127.0.0.1", "/health").await?;
-                if r.status != 200 || !r.body.contains("true") {
-                    bail!("/health: {} {}", r.status, r.body);
-                }
-                Ok(())
-            }
-        })
-        .await
+        super::etcd::wait_for_health(&format!("etcd member {}", m.name), m.client_addr, process)
+            .await
     }
 
     /// Every member's client URL, comma separated (for `--etcd-endpoints`).

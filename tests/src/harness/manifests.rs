@@ -222,6 +222,31 @@ pub fn cluster_eds(
     )
 }
 
+/// The routing most end-to-end tests start from, for every pod of
+/// `namespace`: Listener `listener-1` (xDS name `listener_1`) on
+/// 127.0.0.1:`port` sends every path through Route `route-1` to the EDS
+/// Cluster `cluster-a`, whose endpoints are [`endpoint_a`] (kept apart, so
+/// that a test can move them).
+pub fn route_all_to_cluster_a(namespace: &str, port: u16) -> Vec<Value> {
+    vec![
+        listener_http(namespace, "listener-1", "listener_1", port, "route-1", &[]),
+        route(
+            namespace,
+            "route-1",
+            "route-1",
+            &[VirtualHost::new("all", &["*"], &[("/", "cluster-a")])],
+            &[],
+        ),
+        cluster_eds(namespace, "cluster-a", "cluster-a", &[]),
+    ]
+}
+
+/// The endpoints of [`route_all_to_cluster_a`]'s `cluster-a`: Endpoint
+/// `endpoint-a` listing `addrs`.
+pub fn endpoint_a(namespace: &str, addrs: &[SocketAddr]) -> Value {
+    endpoint(namespace, "endpoint-a", "cluster-a", addrs, &[])
+}
+
 /// An Endpoint (ClusterLoadAssignment for `cluster_name`) listing `addrs`.
 pub fn endpoint(
     namespace: &str,

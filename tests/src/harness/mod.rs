@@ -41,8 +41,8 @@ pub use etcd::Etcd;
 pub use etcd_cluster::EtcdCluster;
 pub use http::{http_get, HttpResponse};
 pub use manifests::{
-    cluster_eds, endpoint, endpoint_for_service, endpoint_slice, listener_http, pod, route,
-    yaml_stream, ManifestDir, SliceEndpoint, VirtualHost,
+    cluster_eds, endpoint, endpoint_a, endpoint_for_service, endpoint_slice, listener_http, pod,
+    route, route_all_to_cluster_a, yaml_stream, ManifestDir, SliceEndpoint, VirtualHost,
 };
 pub use metrics::{metric, metric_sum};
 pub use ports::free_port;
