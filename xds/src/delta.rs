@@ -23,7 +23,7 @@ use bootes_proto::ResourceType;
 
 use super::response::{Encoded, ResponseCache, Step};
 use super::{Effects, Nack, TypeReport};
-use crate::schedule::{self, Memo, TypeStep};
+use crate::schedule::{Memo, Scheduled, TypeStep};
 use crate::snapshots::{Resource, Snapshot};
 
 /// What a client holds of one type: name → version. Never changed in
@@ -114,10 +114,7 @@ impl TypeState {
 /// One delta ADS stream.
 #[derive(Debug, Default)]
 pub struct DeltaStream {
-    types: BTreeMap<ResourceType, TypeState>,
-    target: Option<Arc<Snapshot>>,
-    /// Counts target changes (what [`Memo`]s refer to).
-    generation: u64,
+    scheduled: Scheduled<TypeState>,
 }
 
 impl DeltaStream {
@@ -126,14 +123,7 @@ impl DeltaStream {
         snapshot: Option<Arc<Snapshot>>,
         cache: &ResponseCache,
     ) -> Effects {
-        if !super::replace_target(&mut self.target, snapshot) {
-            return Effects::default();
-        }
-        self.generation += 1;
-        Effects {
-            responses: self.schedule(cache),
-            ..Default::default()
-        }
+        self.scheduled.on_snapshot(snapshot, cache)
     }
 
     pub fn on_request(&mut self, req: &DeltaDiscoveryRequest, cache: &ResponseCache) -> Effects {
@@ -144,8 +134,8 @@ impl DeltaStream {
                 .push(format!("unknown type URL {:?}", req.type_url));
             return effects;
         };
-        let first = !self.types.contains_key(&ty);
-        let state = self.types.entry(ty).or_default();
+        let first = !self.scheduled.types.contains_key(&ty);
+        let state = self.scheduled.types.entry(ty).or_default();
         if first {
             state.must_answer = true;
             // A first request that names nothing is a (legacy) wildcard.
@@ -234,13 +224,14 @@ impl DeltaStream {
             );
         }
 
-        effects.responses = self.schedule(cache);
+        effects.responses = self.scheduled.next(cache);
         effects
     }
 
     /// Per-type state of this stream.
     pub fn report(&self) -> BTreeMap<ResourceType, TypeReport> {
-        self.types
+        self.scheduled
+            .types
             .iter()
             .map(|(ty, s)| {
                 // `client` already counts the response in flight; report
@@ -265,13 +256,6 @@ impl DeltaStream {
                 (*ty, report)
             })
             .collect()
-    }
-
-    fn schedule(&mut self, cache: &ResponseCache) -> Vec<Arc<Encoded>> {
-        let Some(target) = self.target.clone() else {
-            return Vec::new();
-        };
-        schedule::schedule(&mut self.types, &target, self.generation, cache)
     }
 }
 

@@ -18,12 +18,9 @@ pub mod sotw;
 mod test_support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use bootes_proto::envoy::core::Node;
 use bootes_proto::ResourceType;
-
-use crate::snapshots::Snapshot;
 
 /// Make-before-break ordering: the types whose responses must be ACKed
 /// before a response of `ty` may go out.
@@ -40,18 +37,6 @@ pub fn waits_for(ty: ResourceType) -> &'static [ResourceType] {
         Runtime | Cluster | Endpoint | Secret | ExtensionConfig => &[],
         Listener | ScopedRoute | Route | VirtualHost => &[Cluster, Endpoint],
     }
-}
-
-/// Sets a stream's target snapshot; false when it is the same one (the
-/// stream has nothing to reconsider).
-fn replace_target(target: &mut Option<Arc<Snapshot>>, new: Option<Arc<Snapshot>>) -> bool {
-    let same = match (&*target, &new) {
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-        (None, None) => true,
-        _ => false,
-    };
-    *target = new;
-    !same
 }
 
 /// A NACK observed on a stream.

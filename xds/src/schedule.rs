@@ -23,6 +23,7 @@ use bootes_proto::ResourceType;
 
 use crate::response::{Encoded, ResponseCache};
 use crate::snapshots::Snapshot;
+use crate::Effects;
 
 /// The target generation (see [`schedule`]) at which a type's steps were
 /// last run: once run, a step has nothing more to send for that target.
@@ -63,9 +64,63 @@ pub(crate) trait TypeStep {
     ) -> Option<Arc<Encoded>>;
 }
 
+/// A stream's per-type states and the snapshot they are brought to: what the
+/// state-of-the-world and delta machines share.
+#[derive(Debug)]
+pub(crate) struct Scheduled<S> {
+    pub(crate) types: BTreeMap<ResourceType, S>,
+    target: Option<Arc<Snapshot>>,
+    /// Counts target changes (what [`Memo`]s refer to).
+    generation: u64,
+}
+
+impl<S> Default for Scheduled<S> {
+    fn default() -> Self {
+        Self {
+            types: BTreeMap::new(),
+            target: None,
+            generation: 0,
+        }
+    }
+}
+
+impl<S: TypeStep> Scheduled<S> {
+    /// A new snapshot for the node (or none: it has no binding, and the
+    /// stream waits with what it has): what to send for it.
+    pub(crate) fn on_snapshot(
+        &mut self,
+        snapshot: Option<Arc<Snapshot>>,
+        cache: &ResponseCache,
+    ) -> Effects {
+        let same = match (&self.target, &snapshot) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        self.target = snapshot;
+        if same {
+            // Nothing to reconsider.
+            return Effects::default();
+        }
+        self.generation += 1;
+        Effects {
+            responses: self.next(cache),
+            ..Default::default()
+        }
+    }
+
+    /// What to send next, in make-before-break order.
+    pub(crate) fn next(&mut self, cache: &ResponseCache) -> Vec<Arc<Encoded>> {
+        let Some(target) = self.target.clone() else {
+            return Vec::new();
+        };
+        schedule(&mut self.types, &target, self.generation, cache)
+    }
+}
+
 /// What to send next, in make-before-break order. `generation` identifies
 /// `target`: the stream counts its target changes.
-pub(crate) fn schedule<S: TypeStep>(
+fn schedule<S: TypeStep>(
     types: &mut BTreeMap<ResourceType, S>,
     target: &Arc<Snapshot>,
     generation: u64,

@@ -28,7 +28,7 @@ use bootes_proto::ResourceType;
 
 use super::response::{Encoded, ResourceSet, ResponseCache};
 use super::{Effects, Nack, TypeReport};
-use crate::schedule::{self, Memo, TypeStep};
+use crate::schedule::{Memo, Scheduled, TypeStep};
 use crate::snapshots::{Resource, Snapshot};
 
 /// What a client subscribed to for one type.
@@ -71,10 +71,7 @@ struct TypeState {
 /// One state-of-the-world ADS stream.
 #[derive(Debug, Default)]
 pub struct SotwStream {
-    types: BTreeMap<ResourceType, TypeState>,
-    target: Option<Arc<Snapshot>>,
-    /// Counts target changes (what [`Memo`]s refer to).
-    generation: u64,
+    scheduled: Scheduled<TypeState>,
 }
 
 impl SotwStream {
@@ -85,14 +82,7 @@ impl SotwStream {
         snapshot: Option<Arc<Snapshot>>,
         cache: &ResponseCache,
     ) -> Effects {
-        if !super::replace_target(&mut self.target, snapshot) {
-            return Effects::default();
-        }
-        self.generation += 1;
-        Effects {
-            responses: self.schedule(cache),
-            ..Default::default()
-        }
+        self.scheduled.on_snapshot(snapshot, cache)
     }
 
     /// A request from the client (after [`Self::identify`]).
@@ -105,7 +95,7 @@ impl SotwStream {
             return effects;
         };
         let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
-        let state = self.types.entry(ty).or_insert_with(|| TypeState {
+        let state = self.scheduled.types.entry(ty).or_insert_with(|| TypeState {
             // An empty first request is a (legacy) wildcard subscription.
             subscription: Subscription::Wildcard,
             sent: None,
@@ -165,13 +155,14 @@ impl SotwStream {
             state.memo.forget();
         }
 
-        effects.responses = self.schedule(cache);
+        effects.responses = self.scheduled.next(cache);
         effects
     }
 
     /// Per-type state of this stream.
     pub fn report(&self) -> BTreeMap<ResourceType, TypeReport> {
-        self.types
+        self.scheduled
+            .types
             .iter()
             .map(|(ty, s)| {
                 let report = TypeReport {
@@ -196,14 +187,6 @@ impl SotwStream {
                 (*ty, report)
             })
             .collect()
-    }
-
-    /// Decides what to send next, in make-before-break order.
-    fn schedule(&mut self, cache: &ResponseCache) -> Vec<Arc<Encoded>> {
-        let Some(target) = self.target.clone() else {
-            return Vec::new();
-        };
-        schedule::schedule(&mut self.types, &target, self.generation, cache)
     }
 }
 

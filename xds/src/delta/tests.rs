@@ -298,7 +298,7 @@ fn settles_on_the_target_after_a_random_walk_of_changes_nacks_and_subscriptions(
         }
         let report = c.stream.report();
         for ty in [Cluster, Endpoint] {
-            let state = &c.stream.types[&ty];
+            let state = &c.stream.scheduled.types[&ty];
             let mine: BTreeMap<&str, &str> = held
                 .iter()
                 .filter(|((t, _), _)| *t == ty)
@@ -365,10 +365,10 @@ fn wildcard_streams_in_the_same_position_share_their_work_and_state() {
         assert!(other.iter().zip(&sent[0]).all(|(a, b)| Arc::ptr_eq(a, b)));
     }
     assert_eq!(cache.encodes(), 3, "first state, update, removal");
-    let held = &streams[0].types[&Cluster].client;
+    let held = &streams[0].scheduled.types[&Cluster].client;
     assert!(streams
         .iter()
-        .all(|s| Arc::ptr_eq(&s.types[&Cluster].client, held)));
+        .all(|s| Arc::ptr_eq(&s.scheduled.types[&Cluster].client, held)));
     let versions: Vec<(&str, &str)> = held
         .versions
         .iter()
