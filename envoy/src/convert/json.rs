@@ -49,17 +49,73 @@ pub fn parse(
 ) -> (DynamicMessage, Vec<ConfigError>) {
     let mut parser = Parser {
         pool: desc.parent_pool().clone(),
-        path: root.to_string(),
-        errors: Vec::new(),
-        dropped: 0,
+        problems: Problems::new(root),
         depth: 0,
     };
     let message = parser.message(desc, json);
-    let mut errors = parser.errors;
-    if parser.dropped > 0 {
-        errors.push(more_not_shown(root, parser.dropped));
+    (message, parser.problems.into_errors(root))
+}
+
+/// What a walk over a message (the JSON parser, the protoc-gen-validate
+/// checker) found, each problem at the path being walked, cut at
+/// [`MAX_ERRORS`].
+pub(crate) struct Problems {
+    path: String,
+    errors: Vec<ConfigError>,
+    dropped: usize,
+}
+
+impl Problems {
+    pub(crate) fn new(root: &str) -> Self {
+        Self {
+            path: root.to_string(),
+            errors: Vec::new(),
+            dropped: 0,
+        }
     }
-    (message, errors)
+
+    /// A problem at the current path.
+    pub(crate) fn add(&mut self, message: impl Into<String>) {
+        if self.errors.len() < MAX_ERRORS {
+            self.errors
+                .push(ConfigError::new(self.path.clone(), message));
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// Every problem, and a last line counting those cut.
+    pub(crate) fn into_errors(self, root: &str) -> Vec<ConfigError> {
+        let mut errors = self.errors;
+        if self.dropped > 0 {
+            errors.push(more_not_shown(root, self.dropped));
+        }
+        errors
+    }
+}
+
+/// A walker keeping [`Problems`]: steps run with their path segment appended.
+pub(crate) trait Walk: Sized {
+    fn problems(&mut self) -> &mut Problems;
+
+    /// Runs `f` with `segment` appended to the path.
+    fn at<R>(&mut self, segment: &str, f: impl FnOnce(&mut Self) -> R) -> R {
+        let len = self.problems().path.len();
+        self.problems().path.push_str(segment);
+        let r = f(self);
+        self.problems().path.truncate(len);
+        r
+    }
+
+    /// Runs `f` with `.name` appended to the path.
+    fn at_field<R>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> R) -> R {
+        let len = self.problems().path.len();
+        self.problems().path.push('.');
+        self.problems().path.push_str(name);
+        let r = f(self);
+        self.problems().path.truncate(len);
+        r
+    }
 }
 
 const MORE: &str = " more problems not shown";
@@ -135,6 +191,18 @@ fn describe(json: &Json) -> String {
     }
 }
 
+/// A map key as text, as a JSON object spells it (problem paths show it so).
+pub(crate) fn map_key_text(key: &MapKey) -> String {
+    match key {
+        MapKey::Bool(b) => b.to_string(),
+        MapKey::I32(n) => n.to_string(),
+        MapKey::I64(n) => n.to_string(),
+        MapKey::U32(n) => n.to_string(),
+        MapKey::U64(n) => n.to_string(),
+        MapKey::String(s) => s.clone(),
+    }
+}
+
 /// A string quoted for a message, shortened when long.
 pub(crate) fn quote(s: &str) -> String {
     const MAX: usize = 64;
@@ -148,38 +216,19 @@ pub(crate) fn quote(s: &str) -> String {
 
 struct Parser {
     pool: DescriptorPool,
-    path: String,
-    errors: Vec<ConfigError>,
-    dropped: usize,
+    problems: Problems,
     depth: usize,
+}
+
+impl Walk for Parser {
+    fn problems(&mut self) -> &mut Problems {
+        &mut self.problems
+    }
 }
 
 impl Parser {
     fn error(&mut self, message: impl Into<String>) {
-        if self.errors.len() < MAX_ERRORS {
-            self.errors
-                .push(ConfigError::new(self.path.clone(), message));
-        } else {
-            self.dropped += 1;
-        }
-    }
-
-    /// Runs `f` with `segment` appended to the path.
-    fn at<R>(&mut self, segment: &str, f: impl FnOnce(&mut Self) -> R) -> R {
-        let len = self.path.len();
-        self.path.push_str(segment);
-        let r = f(self);
-        self.path.truncate(len);
-        r
-    }
-
-    fn at_field<R>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> R) -> R {
-        let len = self.path.len();
-        self.path.push('.');
-        self.path.push_str(name);
-        let r = f(self);
-        self.path.truncate(len);
-        r
+        self.problems.add(message);
     }
 
     fn at_index<R>(&mut self, i: usize, f: impl FnOnce(&mut Self) -> R) -> R {

@@ -28,7 +28,7 @@ use prost_reflect::{
     MessageDescriptor, OneofDescriptor, ReflectMessage, Value,
 };
 
-use super::json::{more_not_shown, quote, MAX_ERRORS};
+use super::json::{map_key_text, quote, Problems, Walk};
 use super::ConfigError;
 use crate::any::AnyError;
 
@@ -36,18 +36,12 @@ use crate::any::AnyError;
 /// message itself.
 pub fn validate(message: &DynamicMessage, root: &str) -> Vec<ConfigError> {
     let mut checker = Checker {
-        path: root.to_string(),
-        errors: Vec::new(),
-        dropped: 0,
+        problems: Problems::new(root),
         depth: 0,
         now: None,
     };
     checker.message(message);
-    let mut errors = checker.errors;
-    if checker.dropped > 0 {
-        errors.push(more_not_shown(root, checker.dropped));
-    }
-    errors
+    checker.problems.into_errors(root)
 }
 
 /// Recursion guard for messages that did not come from the JSON parser
@@ -639,32 +633,21 @@ fn compile_bytes(r: &DynamicMessage) -> BytesRules {
 // Checking.
 
 struct Checker {
-    path: String,
-    errors: Vec<ConfigError>,
-    dropped: usize,
+    problems: Problems,
     depth: usize,
     /// "now" in Unix nanoseconds, taken once per validation when needed.
     now: Option<i128>,
 }
 
+impl Walk for Checker {
+    fn problems(&mut self) -> &mut Problems {
+        &mut self.problems
+    }
+}
+
 impl Checker {
     fn fail(&mut self, detail: impl std::fmt::Display, rule: impl std::fmt::Display) {
-        if self.errors.len() < MAX_ERRORS {
-            self.errors.push(ConfigError::new(
-                self.path.clone(),
-                format!("{detail} ({rule})"),
-            ));
-        } else {
-            self.dropped += 1;
-        }
-    }
-
-    fn at<R>(&mut self, segment: &str, f: impl FnOnce(&mut Self) -> R) -> R {
-        let len = self.path.len();
-        self.path.push_str(segment);
-        let r = f(self);
-        self.path.truncate(len);
-        r
+        self.problems.add(format!("{detail} ({rule})"));
     }
 
     fn now(&mut self) -> i128 {
@@ -700,12 +683,7 @@ impl Checker {
             }
         }
         for fp in &plan.fields {
-            let name = fp.field.name();
-            let len = self.path.len();
-            self.path.push('.');
-            self.path.push_str(name);
-            self.field(message, fp);
-            self.path.truncate(len);
+            self.at_field(fp.field.name(), |c| c.field(message, fp));
         }
         self.depth -= 1;
     }
@@ -759,9 +737,9 @@ impl Checker {
             }
             // Sorted for a stable report.
             let mut entries: Vec<(&MapKey, &Value)> = map.iter().collect();
-            entries.sort_by_cached_key(|e| map_key_string(e.0));
+            entries.sort_by_cached_key(|e| map_key_text(e.0));
             for (k, v) in entries {
-                let key = map_key_string(k);
+                let key = map_key_text(k);
                 self.at(
                     &format!("[{}]", serde_json::Value::from(key.as_str())),
                     |c| {
@@ -1403,17 +1381,6 @@ fn plural(n: u64, word: &str) -> String {
         format!("1 {word}")
     } else {
         format!("{n} {word}s")
-    }
-}
-
-fn map_key_string(k: &MapKey) -> String {
-    match k {
-        MapKey::Bool(b) => b.to_string(),
-        MapKey::I32(n) => n.to_string(),
-        MapKey::I64(n) => n.to_string(),
-        MapKey::U32(n) => n.to_string(),
-        MapKey::U64(n) => n.to_string(),
-        MapKey::String(s) => s.clone(),
     }
 }
 

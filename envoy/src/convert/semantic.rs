@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use bootes_proto::ResourceType;
 use prost_reflect::{DynamicMessage, Kind, MapKey, ReflectMessage, Value};
 
-use super::json::type_url_message_name;
+use super::json::{map_key_text, type_url_message_name};
 use super::semantic_rules::{RULES, WARNINGS};
 use super::ConfigError;
 
@@ -217,15 +217,7 @@ fn first(path: &str) -> &str {
 }
 
 fn map_key(key: &MapKey) -> String {
-    let s = match key {
-        MapKey::Bool(b) => b.to_string(),
-        MapKey::I32(n) => n.to_string(),
-        MapKey::I64(n) => n.to_string(),
-        MapKey::U32(n) => n.to_string(),
-        MapKey::U64(n) => n.to_string(),
-        MapKey::String(s) => s.clone(),
-    };
-    serde_json::Value::from(s).to_string()
+    serde_json::Value::from(map_key_text(key)).to_string()
 }
 
 /// The payload of an `Any` whose type the Envoy API has.
