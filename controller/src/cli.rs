@@ -17,8 +17,8 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Log format.
-    #[arg(long, global = true, env = "BOOTES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    #[arg(long, global = true, env = "BOOTES_LOG_FORMAT", value_enum, default_value_t = bootes_runtime::LogFormat::Text)]
+    pub log_format: bootes_runtime::LogFormat,
 }
 
 impl Cli {
@@ -148,12 +148,6 @@ pub struct InspectCommon {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum InspectOutput {
     Yaml,
-    Json,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
     Json,
 }
 

@@ -316,10 +316,7 @@ impl Metrics {
     /// The OpenMetrics text of every series.
     pub fn encode(&self) -> String {
         self.leader.set(i64::from(self.is_leader()));
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
-        out
+        bootes_runtime::admin::encode(&self.registry)
     }
 }
 

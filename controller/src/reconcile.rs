@@ -17,6 +17,7 @@ use bootes_core::model::ObjectKey;
 use bootes_core::report;
 pub use bootes_core::status::{LogStatus, StatusSink};
 use bootes_core::store::{SnapshotStore, StoreError};
+use bootes_core::xref::BootstrapClusters;
 use bootes_envoy::convert::ConfigError;
 
 #[derive(Clone, Copy, Debug)]
@@ -27,32 +28,48 @@ pub struct Timing {
     pub max_delay: Duration,
 }
 
-pub struct Reconciler<S> {
-    pub index: Index,
-    pub writer: S,
+/// Everything a reconcile loop is built from.
+pub struct Config<S> {
+    /// Where the desired state is written (etcd, or a fake in tests).
+    pub store: S,
+    /// Where object statuses go.
     pub status: Box<dyn StatusSink>,
     pub timing: Timing,
     /// Leadership, when several replicas run; `None` writes unconditionally.
     pub leadership: Option<Leadership>,
+    /// Clusters the Envoys' bootstrap defines (`--bootstrap-clusters`).
+    pub bootstrap_clusters: BootstrapClusters,
     /// Set after the first successful write: the readiness signal.
     pub synced: Arc<AtomicBool>,
     /// Prometheus metrics, observed after every sync.
     pub metrics: Arc<Metrics>,
+}
+
+pub struct Reconciler<S> {
+    index: Index,
+    writer: S,
+    status: Box<dyn StatusSink>,
+    timing: Timing,
+    leadership: Option<Leadership>,
+    synced: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
     /// Problems last logged per object, with the config they were found
     /// in: each is logged once per change of the object.
     logged: BTreeMap<ObjectKey, (serde_json::Value, Vec<ConfigError>)>,
 }
 
 impl<S: SnapshotStore> Reconciler<S> {
-    pub fn new(writer: S, status: Box<dyn StatusSink>, timing: Timing) -> Self {
+    pub fn new(config: Config<S>) -> Self {
+        let mut index = Index::new();
+        index.set_bootstrap_clusters(config.bootstrap_clusters);
         Self {
-            index: Index::new(),
-            writer,
-            status,
-            timing,
-            leadership: None,
-            synced: Arc::new(AtomicBool::new(false)),
-            metrics: Arc::new(Metrics::new()),
+            index,
+            writer: config.store,
+            status: config.status,
+            timing: config.timing,
+            leadership: config.leadership,
+            synced: config.synced,
+            metrics: config.metrics,
             logged: BTreeMap::new(),
         }
     }

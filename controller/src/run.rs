@@ -5,8 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
-use axum::http::StatusCode;
-use axum::routing::get;
 use bootes_proto::Keys;
 use tokio::sync::mpsc;
 
@@ -14,7 +12,7 @@ use crate::cli::RunArgs;
 use crate::etcd_writer::EtcdWriter;
 use crate::leader::Election;
 use crate::metrics::{self, Metrics};
-use crate::reconcile::{LogStatus, Reconciler, StatusSink, Timing};
+use crate::reconcile::{Config, LogStatus, Reconciler, StatusSink, Timing};
 use crate::source;
 use crate::status_kube::{KubeStatus, ObservedStatuses};
 use bootes_core::store::SnapshotStore;
@@ -27,11 +25,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let synced = Arc::new(AtomicBool::new(false));
     let etcd_client = Arc::new(OnceLock::new());
-    serve_health(
+    bootes_runtime::admin::serve(
         args.metrics_addr,
-        synced.clone(),
-        metrics.clone(),
-        etcd_client.clone(),
+        bootes_runtime::admin::router(Arc::new(Health {
+            synced: synced.clone(),
+            metrics: metrics.clone(),
+            etcd: etcd_client.clone(),
+        })),
     )
     .await?;
 
@@ -83,17 +83,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         None => Box::new(LogStatus::default()),
     };
-    let mut reconciler = Reconciler::new(writer, status, timing);
-    reconciler
-        .index
-        .set_bootstrap_clusters(crate::cli::bootstrap_clusters(&args.bootstrap_clusters));
-    reconciler.metrics = metrics;
-    reconciler.synced = synced;
-    reconciler.leadership = Some(election.leadership());
-    reconciler.metrics.set_leadership(election.leadership());
+    metrics.set_leadership(election.leadership());
+    let reconciler = Reconciler::new(Config {
+        store: writer,
+        status,
+        timing,
+        leadership: Some(election.leadership()),
+        bootstrap_clusters: crate::cli::bootstrap_clusters(&args.bootstrap_clusters),
+        synced,
+        metrics,
+    });
     tokio::select! {
         () = reconciler.run(rx) => tracing::info!("sources ended"),
-        () = shutdown_signal() => tracing::info!("stopping"),
+        () = bootes_runtime::shutdown_signal() => tracing::info!("stopping"),
     }
     // Hand over at once instead of after the lease TTL.
     election.resign().await;
@@ -136,63 +138,27 @@ async fn connect_and_load(
     }
 }
 
-/// `/metrics` (Prometheus); `/livez`: 200 while the process serves HTTP
-/// (never depends on etcd or Kubernetes: a restart would not fix them);
-/// `/readyz`: 200 once the first reconcile finished (the leader wrote to
-/// etcd, a follower loaded its index), while etcd answers and the leader's
-/// writes succeed.
-async fn serve_health(
-    addr: std::net::SocketAddr,
+/// What the admin listener answers: `/readyz` is 200 once the first
+/// reconcile finished (the leader wrote to etcd, a follower loaded its
+/// index), while etcd answers and the leader's writes succeed.
+struct Health {
     synced: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     etcd: Arc<OnceLock<etcd_client::Client>>,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    let app = axum::Router::new()
-        .route("/livez", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get({
-                let metrics = metrics.clone();
-                move || {
-                    let (metrics, synced, etcd) =
-                        (metrics.clone(), synced.clone(), etcd.get().cloned());
-                    async move {
-                        let etcd = match etcd {
-                            Some(mut client) => etcd_reachable(&mut client).await,
-                            None => Err("connecting to etcd".to_string()),
-                        };
-                        match metrics::readiness(&metrics, synced.load(Ordering::Acquire), etcd) {
-                            (true, body) => (StatusCode::OK, body),
-                            (false, body) => (StatusCode::SERVICE_UNAVAILABLE, body),
-                        }
-                    }
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(move || {
-                let text = metrics.encode();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        text,
-                    )
-                }
-            }),
-        );
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "health server failed");
-        }
-    });
-    Ok(())
+}
+
+impl bootes_runtime::admin::Probe for Health {
+    async fn readiness(&self) -> (bool, String) {
+        let etcd = match self.etcd.get().cloned() {
+            Some(mut client) => etcd_reachable(&mut client).await,
+            None => Err("connecting to etcd".to_string()),
+        };
+        metrics::readiness(&self.metrics, self.synced.load(Ordering::Acquire), etcd)
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics.encode()
+    }
 }
 
 /// Whether etcd answers (a Status call), for `/readyz`.
@@ -201,14 +167,5 @@ async fn etcd_reachable(client: &mut etcd_client::Client) -> Result<(), String> 
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("no answer within 2s".into()),
-    }
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
     }
 }

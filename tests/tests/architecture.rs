@@ -26,6 +26,7 @@ const IO: &[&str] = &[
     "backon",
     "prometheus-client",
     "bootes-etcd",
+    "bootes-runtime",
     "kube-standin",
 ];
 
@@ -37,13 +38,25 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("bootes-core", &["bootes-proto", "bootes-envoy"][..]),
         ("bootes-xds", &["bootes-proto"][..]),
         ("bootes-etcd", &["bootes-proto"][..]),
+        ("bootes-runtime", &[][..]),
         (
             "bootes-controller",
-            &["bootes-proto", "bootes-envoy", "bootes-core", "bootes-etcd"][..],
+            &[
+                "bootes-proto",
+                "bootes-envoy",
+                "bootes-core",
+                "bootes-etcd",
+                "bootes-runtime",
+            ][..],
         ),
         (
             "bootes-xds-server",
-            &["bootes-proto", "bootes-xds", "bootes-etcd"][..],
+            &[
+                "bootes-proto",
+                "bootes-xds",
+                "bootes-etcd",
+                "bootes-runtime",
+            ][..],
         ),
         ("kube-standin", &[][..]),
         ("bootes-tests", &["bootes-proto", "kube-standin"][..]),

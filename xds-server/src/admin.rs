@@ -1,51 +1,33 @@
-//! The admin HTTP listener: `/livez`, `/readyz`, `/metrics`.
+//! What the admin listener (`bootes_runtime::admin`) answers for the
+//! xds-server.
 
 use std::sync::Arc;
-
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 
 use crate::etcd_sync::Shared;
 use crate::metrics::Metrics;
 
-pub fn router(shared: Arc<Shared>, metrics: Arc<Metrics>) -> Router {
-    Router::new()
-        .route("/livez", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(shared)
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        metrics.encode(),
-                    )
-                }
-            }),
-        )
+pub struct Admin {
+    pub shared: Arc<Shared>,
+    pub metrics: Arc<Metrics>,
 }
 
-/// Ready once the first etcd listing is loaded; it stays ready while etcd is
-/// unreachable afterwards, because the last snapshots keep being served.
-async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
-    if shared.is_ready() {
-        let (nodes, snapshots) = shared.counts();
-        let revision = shared.revision();
-        (
-            StatusCode::OK,
-            format!("ok: etcd revision {revision}, {nodes} nodes, {snapshots} snapshots\n"),
-        )
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "etcd not loaded yet\n".into(),
-        )
+impl bootes_runtime::admin::Probe for Admin {
+    /// Ready once the first etcd listing is loaded; it stays ready while etcd
+    /// is unreachable afterwards, because the last snapshots keep being served.
+    async fn readiness(&self) -> (bool, String) {
+        if self.shared.is_ready() {
+            let (nodes, snapshots) = self.shared.counts();
+            let revision = self.shared.revision();
+            (
+                true,
+                format!("ok: etcd revision {revision}, {nodes} nodes, {snapshots} snapshots\n"),
+            )
+        } else {
+            (false, "etcd not loaded yet\n".into())
+        }
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics.encode()
     }
 }

@@ -118,11 +118,18 @@ impl Harness {
             debounce: DEBOUNCE,
             max_delay: MAX_DELAY,
         };
-        let mut reconciler = Reconciler::new(store, Box::new(LogStatus::default()), timing);
         let initial = leading.then(|| fence(1));
         fake.lock().unwrap().valid_fence = initial.clone();
         let (leader, leadership) = watch::channel(initial);
-        reconciler.leadership = Some(leadership);
+        let reconciler = Reconciler::new(Config {
+            store,
+            status: Box::new(LogStatus::default()),
+            timing,
+            leadership: Some(leadership),
+            bootstrap_clusters: Default::default(),
+            synced: Default::default(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+        });
         let (events, rx) = mpsc::channel(16);
         tokio::spawn(reconciler.run(rx));
         Self {
