@@ -1,6 +1,6 @@
 //! The etcd shell of the controller: the [`SnapshotStore`] the reconcile loop
 //! writes to. It reads what is under the prefix, writes the transactions
-//! [`plan`](bootes_core::plan) computes, and watches the prefix so that a
+//! [`bootes_core::plan`] computes, and watches the prefix so that a
 //! change it did not make (another writer, a damaged value) makes the loop
 //! read etcd again: plans are diffs against etcd's actual contents, not
 //! against a cache that may have drifted.
@@ -23,9 +23,9 @@ use tokio::sync::Notify;
 
 /// Seals Secrets into etcd values and opens them back.
 #[derive(Clone, Debug)]
-struct Sealer {
-    keys: Keys,
-    secrets: Option<Arc<SecretKeys>>,
+pub(crate) struct Sealer {
+    pub(crate) keys: Keys,
+    pub(crate) secrets: Option<Arc<SecretKeys>>,
 }
 
 impl Sealer {
@@ -53,6 +53,18 @@ impl Sealer {
             },
             None => value,
         }
+    }
+
+    /// A value read by `load`, as the plan compares it ([`Sealer::opened`]),
+    /// and the verdict on it (`bootes_proto::values`).
+    pub(crate) fn loaded(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+    ) -> (Vec<u8>, Result<(), values::ValueError>) {
+        let value = self.opened(key, value);
+        let verdict = values::check(&self.keys, key, &value, self.secrets.as_deref());
+        (value, verdict)
     }
 
     /// What is stored for a planned value: Secrets sealed.
@@ -138,14 +150,12 @@ impl SnapshotStore for EtcdWriter {
                 .await
                 .map_err(|e| StoreError::Unavailable(e.into()))?;
             contents.extend(listing.kvs.into_iter().map(|kv| {
-                let value = self.sealer.opened(&kv.key, kv.value);
+                let (value, verdict) = self.sealer.loaded(&kv.key, kv.value);
+                if let Err(e) = verdict {
+                    tracing::warn!(key = %kv.key, error = %e, "damaged or foreign value in etcd; it will be overwritten or deleted");
+                }
                 (kv.key, value)
             }));
-        }
-        for (key, value) in &contents {
-            if let Err(e) = values::check(&self.keys, key, value) {
-                tracing::warn!(key, error = %e, "damaged or foreign value in etcd; it will be overwritten or deleted");
-            }
         }
         tracing::info!(keys = contents.len(), "read current etcd contents");
         *self.contents() = contents;

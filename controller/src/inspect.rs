@@ -20,8 +20,7 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use bootes_proto::sealed::SecretKeys;
-use bootes_proto::{envoy, store, version, Key, Keys, ResourceType};
-use prost::Message;
+use bootes_proto::{envoy, store, values, version, Key, Keys, ResourceType};
 use prost_reflect::{DynamicMessage, SerializeOptions};
 use serde_json::{json, Map, Value};
 
@@ -80,42 +79,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// Decrypts sealed resources with `secrets`. Those that do not open stay
-    /// sealed (shown as encrypted) and are recorded in `errors`.
-    pub fn open_sealed(&mut self, secrets: &SecretKeys) {
-        for (snapshot_ref, s) in &mut self.snapshots {
-            for t in &mut s.types {
-                for r in &mut t.resources {
-                    let Some(sealed) = &r.sealed else { continue };
-                    let binding = bootes_proto::sealed::Binding {
-                        namespace: &s.namespace,
-                        type_url: &t.type_url,
-                        name: &r.name,
-                    };
-                    match secrets.open(binding, sealed) {
-                        Ok(value) => {
-                            r.value = value;
-                            r.sealed = None;
-                        }
-                        Err(e) => {
-                            self.errors.insert(
-                                format!(
-                                    "{} ({} {})",
-                                    self.keys.snapshot(snapshot_ref),
-                                    type_label(&t.type_url),
-                                    r.name
-                                ),
-                                e.to_string(),
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Decodes every key/value under the prefix of `keys`.
-    pub fn decode<K, V>(keys: &Keys, kvs: impl IntoIterator<Item = (K, V)>) -> Self
+    /// Decodes every key/value under the prefix of `keys` as every reader
+    /// does (`bootes_proto::values`): a value refused is in `errors` with the
+    /// verdict the xds-servers and the controller give it. With `secrets`,
+    /// sealed resources are opened; without, they show as encrypted.
+    pub fn decode<K, V>(
+        keys: &Keys,
+        kvs: impl IntoIterator<Item = (K, V)>,
+        secrets: Option<&SecretKeys>,
+    ) -> Self
     where
         K: AsRef<[u8]>,
         V: AsRef<[u8]>,
@@ -128,23 +100,23 @@ impl Store {
             let key = String::from_utf8_lossy(key.as_ref()).into_owned();
             let value = value.as_ref();
             match keys.parse(&key) {
-                Some(Key::Node(node)) => match decode_binding(value) {
+                Some(Key::Node(node)) => match values::binding(value) {
                     Ok(b) => {
                         out.nodes.insert(node.to_string(), b);
                     }
                     Err(e) => {
-                        out.errors.insert(key.clone(), e);
+                        out.errors.insert(key.clone(), e.to_string());
                     }
                 },
-                Some(Key::Snapshot(name)) => match decode_snapshot(name, value) {
+                Some(Key::Snapshot(name)) => match values::snapshot(name, value, secrets) {
                     Ok(s) => {
                         out.snapshots.insert(name.to_string(), s);
                     }
                     Err(e) => {
-                        out.errors.insert(key.clone(), e);
+                        out.errors.insert(key.clone(), e.to_string());
                     }
                 },
-                Some(Key::Status { node, replica }) => match decode_status(node, replica, value) {
+                Some(Key::Status { node, replica }) => match values::status(node, replica, value) {
                     Ok(s) => {
                         out.statuses
                             .entry(node.to_string())
@@ -152,7 +124,7 @@ impl Store {
                             .insert(replica.to_string(), s);
                     }
                     Err(e) => {
-                        out.errors.insert(key.clone(), e);
+                        out.errors.insert(key.clone(), e.to_string());
                     }
                 },
                 Some(Key::Leader) => {}
@@ -172,42 +144,6 @@ impl Store {
     fn error_of(&self, key: &str) -> Option<&String> {
         self.errors.get(key)
     }
-}
-
-fn decode_binding(value: &[u8]) -> Result<store::NodeBinding, String> {
-    let b = store::NodeBinding::decode(value).map_err(|e| format!("not a NodeBinding: {e}"))?;
-    if b.snapshot
-        .split_once('/')
-        .is_none_or(|(ns, g)| ns.is_empty() || g.is_empty())
-    {
-        return Err(format!(
-            "not a NodeBinding: snapshot key {:?} is not <namespace>/<group>",
-            b.snapshot
-        ));
-    }
-    Ok(b)
-}
-
-fn decode_snapshot(name: &str, value: &[u8]) -> Result<store::Snapshot, String> {
-    let s = store::Snapshot::decode(value).map_err(|e| format!("not a Snapshot: {e}"))?;
-    let expected = format!("{}/{}", s.namespace, s.group);
-    if expected != name {
-        return Err(format!(
-            "not a Snapshot for this key: it names {expected:?} (namespace/group)"
-        ));
-    }
-    Ok(s)
-}
-
-fn decode_status(node: &str, replica: &str, value: &[u8]) -> Result<store::NodeStatus, String> {
-    let s = store::NodeStatus::decode(value).map_err(|e| format!("not a NodeStatus: {e}"))?;
-    if s.node_id != node || s.replica != replica {
-        return Err(format!(
-            "not a NodeStatus for this key: it names node {:?}, replica {:?}",
-            s.node_id, s.replica
-        ));
-    }
-    Ok(s)
 }
 
 /// `CDS`, `EDS`, …, or the type URL itself for a type Bootes does not know.
@@ -779,16 +715,15 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
     let listing = bootes_etcd::list(&client, keys.prefix())
         .await
         .with_context(|| format!("reading {} from etcd", keys.prefix()))?;
+    let secrets = common.etcd.secret_keys()?;
     let mut store = Store::decode(
         &keys,
         listing
             .kvs
             .iter()
             .map(|kv| (kv.key.as_bytes(), kv.value.as_slice())),
+        secrets.as_deref(),
     );
-    if let Some(secrets) = common.etcd.secret_keys()? {
-        store.open_sealed(&secrets);
-    }
     store.bootstrap = crate::cli::bootstrap_clusters(&common.bootstrap_clusters);
     let options = Options {
         show_secrets: common.show_secrets,

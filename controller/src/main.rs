@@ -10,6 +10,8 @@ mod reconcile;
 mod run;
 mod source;
 mod status_kube;
+#[cfg(test)]
+mod stored_values_tests;
 mod validate_cmd;
 
 use std::process::ExitCode;

@@ -1,4 +1,4 @@
-//! etcd key layout (DESIGN.md §4). Every key lives under one prefix:
+//! etcd key layout (docs/DESIGN.md §4). Every key lives under one prefix:
 //!
 //! ```text
 //! <prefix>nodes/<node-id>                → store::NodeBinding
@@ -9,6 +9,13 @@
 
 /// Default prefix for all Bootes keys.
 pub const DEFAULT_PREFIX: &str = "/bootes/v1/";
+
+/// Whether `s` is `<namespace>/<group>`, as a snapshot key and a binding
+/// name it.
+pub fn is_snapshot_ref(s: &str) -> bool {
+    s.split_once('/')
+        .is_some_and(|(ns, group)| !ns.is_empty() && !group.is_empty() && !group.contains('/'))
+}
 
 /// Builds and parses keys under one prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,9 +89,7 @@ impl Keys {
             return (!node.is_empty() && !node.contains('/')).then_some(Key::Node(node));
         }
         if let Some(snap) = rest.strip_prefix("snapshots/") {
-            let (ns, group) = snap.split_once('/')?;
-            return (!ns.is_empty() && !group.is_empty() && !group.contains('/'))
-                .then_some(Key::Snapshot(snap));
+            return is_snapshot_ref(snap).then_some(Key::Snapshot(snap));
         }
         if let Some(status) = rest.strip_prefix("status/") {
             let (node, replica) = status.split_once('/')?;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use bootes_proto::sealed::{self, SecretKeys};
+use bootes_proto::sealed::SecretKeys;
 use bootes_proto::{version, Key, Keys, ResourceType};
 use bytes::Bytes;
 
@@ -109,7 +109,7 @@ impl Snapshot {
         value: &[u8],
         secrets: Option<&SecretKeys>,
     ) -> Result<Self, SnapshotError> {
-        let snap = bootes_proto::values::snapshot(key, value)?;
+        let snap = bootes_proto::values::snapshot(key, value, secrets)?;
         let mut types = BTreeMap::new();
         for t in snap.types {
             let Some(ty) = ResourceType::from_type_url(&t.type_url) else {
@@ -122,26 +122,11 @@ impl Snapshot {
                     .source
                     .map(|s| format!("{} {}/{}", s.kind, s.namespace, s.name))
                     .unwrap_or_default();
-                let value = match &r.sealed {
-                    None => r.value,
-                    Some(sealed) => {
-                        let binding = sealed::Binding {
-                            namespace: &snap.namespace,
-                            type_url: &t.type_url,
-                            name: &r.name,
-                        };
-                        let keys = secrets.ok_or_else(|| SnapshotError::Sealed {
-                            name: r.name.clone(),
-                            reason: "it is encrypted and this server has no --secret-key-file"
-                                .into(),
-                        })?;
-                        keys.open(binding, sealed)
-                            .map_err(|e| SnapshotError::Sealed {
-                                name: r.name.clone(),
-                                reason: e.to_string(),
-                            })?
-                    }
-                };
+                // With a key file every sealed resource was opened above.
+                if r.sealed.is_some() {
+                    return Err(SnapshotError::NoKeyFile { name: r.name });
+                }
+                let value = r.value;
                 let resource = Resource {
                     name: r.name,
                     version: r.version,
@@ -161,8 +146,10 @@ impl Snapshot {
 pub enum SnapshotError {
     #[error(transparent)]
     Value(#[from] bootes_proto::values::ValueError),
-    #[error("resource {name:?} cannot be decrypted: {reason}")]
-    Sealed { name: String, reason: String },
+    #[error(
+        "holds resource {name:?}, which is encrypted, and this server has no --secret-key-file"
+    )]
+    NoKeyFile { name: String },
 }
 
 /// What a node's binding says about who may claim it.
@@ -281,37 +268,37 @@ impl Snapshots {
         applied
     }
 
-    /// Stores one value; false when it cannot be decoded (nothing changes).
+    /// Stores one value; false when it is refused (nothing changes).
     fn put(&mut self, key: &str, value: &[u8]) -> bool {
-        match self.keys.parse(key) {
-            Some(Key::Node(node)) => match bootes_proto::values::binding(value) {
-                Ok(b) => {
-                    let binding = Binding {
-                        snapshot: b.snapshot,
-                        namespace: b.namespace,
-                        service_account: b.service_account,
-                    };
-                    self.bindings.insert(node.to_string(), binding);
-                    true
-                }
-                Err(e) => {
-                    tracing::error!(key, error = %e, "invalid node binding in etcd; keeping the previous one");
-                    false
-                }
-            },
-            Some(Key::Snapshot(s)) => match Snapshot::decode(s, value, self.secrets.as_deref()) {
-                Ok(snap) => {
-                    self.snapshots.insert(s.to_string(), Arc::new(snap));
-                    true
-                }
-                Err(e) => {
-                    tracing::error!(key, error = %e, "invalid snapshot in etcd; keeping the previous one");
-                    false
-                }
-            },
-            // status/, leader and foreign keys are not ours to serve.
-            _ => true,
+        match self.store(key, value) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(key, error = %e, "value in etcd refused; keeping the previous one");
+                false
+            }
         }
+    }
+
+    /// Stores one value, or says why it is refused.
+    fn store(&mut self, key: &str, value: &[u8]) -> Result<(), SnapshotError> {
+        match self.keys.parse(key) {
+            Some(Key::Node(node)) => {
+                let b = bootes_proto::values::binding(value)?;
+                let binding = Binding {
+                    snapshot: b.snapshot,
+                    namespace: b.namespace,
+                    service_account: b.service_account,
+                };
+                self.bindings.insert(node.to_string(), binding);
+            }
+            Some(Key::Snapshot(s)) => {
+                let snap = Snapshot::decode(s, value, self.secrets.as_deref())?;
+                self.snapshots.insert(s.to_string(), Arc::new(snap));
+            }
+            // status/, leader and foreign keys are not ours to serve.
+            _ => {}
+        }
+        Ok(())
     }
 
     fn restore(
@@ -339,7 +326,7 @@ impl Snapshots {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bootes_proto::store;
+    use bootes_proto::{sealed, store};
     use prost::Message;
 
     fn binding(snapshot: &str) -> Vec<u8> {
@@ -607,6 +594,32 @@ mod tests {
         .unwrap();
         let err = Snapshot::decode("ns/g1", &value, Some(&other)).unwrap_err();
         assert!(err.to_string().contains("k1"), "{err}");
+    }
+
+    /// The table every reader of the prefix is tested against
+    /// (`bootes_proto::values::damaged`): the same verdict, the same words.
+    #[test]
+    fn damaged_values_are_refused_with_the_shared_verdict() {
+        let keys = Keys::default();
+        let secrets = Arc::new(bootes_proto::values::damaged::secret_keys());
+        let mut read = 0;
+        for case in bootes_proto::values::damaged::cases(&keys) {
+            if !matches!(keys.parse(&case.key), Some(Key::Node(_) | Key::Snapshot(_))) {
+                continue; // status/ is not read by the xds-server
+            }
+            read += 1;
+            let mut s = Snapshots::new(keys.clone(), Some(secrets.clone()));
+            let err = s.store(&case.key, &case.value).unwrap_err();
+            assert_eq!(err.to_string(), case.verdict.to_string(), "{}", case.what);
+            let applied = s.apply(vec![put(&case.key, case.value)], 2);
+            assert_eq!(
+                applied.rejected,
+                std::slice::from_ref(&case.key),
+                "{}",
+                case.what
+            );
+        }
+        assert!(read >= 10, "the table covers nodes/ and snapshots/");
     }
 
     #[test]

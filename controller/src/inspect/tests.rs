@@ -1,6 +1,7 @@
 //! The rendering core of `inspect`: etcd key/values in, JSON out.
 
 use super::*;
+use prost::Message;
 use serde_json::json;
 
 const PREFIX: &str = "/bootes/v1/";
@@ -164,7 +165,7 @@ fn fixture() -> Vec<(String, Vec<u8>)> {
 }
 
 fn decode(kvs: &[(String, Vec<u8>)]) -> Store {
-    Store::decode(&Keys::new(PREFIX), kvs.iter().map(|(k, v)| (k, v)))
+    Store::decode(&Keys::new(PREFIX), kvs.iter().map(|(k, v)| (k, v)), None)
 }
 
 fn g1_type_version(store: &Store, ty: ResourceType) -> String {
@@ -663,8 +664,11 @@ fn sealed_secrets_show_as_encrypted_without_the_key_and_decoded_with_it() {
         "nothing more"
     );
 
-    let mut store = decode(&kvs);
-    store.open_sealed(&secrets);
+    let store = Store::decode(
+        &Keys::new(PREFIX),
+        kvs.iter().map(|(k, v)| (k, v)),
+        Some(&secrets),
+    );
     let v = snapshot(&store, "n.shop", Options::default()).unwrap();
     let tls = &v["types"][0]["resources"][0]["config"]["tls_certificate"];
     assert_eq!(tls["private_key"]["inline_string"], REDACTED);
@@ -677,8 +681,11 @@ fn sealed_secrets_show_as_encrypted_without_the_key_and_decoded_with_it() {
         "k2 0202020202020202020202020202020202020202020202020202020202020202",
     )
     .unwrap();
-    let mut store = decode(&kvs);
-    store.open_sealed(&wrong);
+    let store = Store::decode(
+        &Keys::new(PREFIX),
+        kvs.iter().map(|(k, v)| (k, v)),
+        Some(&wrong),
+    );
     assert!(
         store.errors.values().any(|e| e.contains("\"k1\"")),
         "{:?}",
@@ -688,7 +695,7 @@ fn sealed_secrets_show_as_encrypted_without_the_key_and_decoded_with_it() {
 
 #[test]
 fn the_pool_knows_which_fields_are_sensitive() {
-    assert!(bootes_envoy::sensitive::annotation_known());
+    assert!(bootes_proto::redact::annotation_known());
 }
 
 #[test]
@@ -715,7 +722,7 @@ fn another_prefix_is_honoured() {
             binding("shop/g", "m").encode_to_vec(),
         ),
     ];
-    let store = Store::decode(&keys, kvs.iter().map(|(k, v)| (k, v)));
+    let store = Store::decode(&keys, kvs.iter().map(|(k, v)| (k, v)), None);
     assert_eq!(store.nodes.keys().collect::<Vec<_>>(), ["n.shop"]);
     assert_eq!(
         store.errors.keys().collect::<Vec<_>>(),

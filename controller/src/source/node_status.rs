@@ -3,11 +3,11 @@
 
 use bootes_etcd::etcd_client::Client;
 use bootes_etcd::{Event, Update};
+use bootes_proto::values::{self, ValueError};
 use bootes_proto::{store, Key, Keys};
-use prost::Message;
 use tokio::sync::mpsc;
 
-use super::SourceEvent;
+use bootes_core::source::SourceEvent;
 
 /// Runs until the receiver is gone; relists after any error.
 pub async fn run(client: Client, keys: Keys, tx: mpsc::Sender<SourceEvent>) {
@@ -27,10 +27,12 @@ pub async fn run(client: Client, keys: Keys, tx: mpsc::Sender<SourceEvent>) {
                 .filter_map(|event| {
                     let (node, replica, status) = match event {
                         Event::Put(kv) => decode(&keys, &kv.key, &kv.value)?,
-                        Event::Delete { key, .. } => {
-                            let (node, replica, _) = decode(&keys, key, &[])?;
-                            (node, replica, None)
-                        }
+                        Event::Delete { key, .. } => match keys.parse(key)? {
+                            Key::Status { node, replica } => {
+                                (node.to_string(), replica.to_string(), None)
+                            }
+                            _ => return None,
+                        },
                     };
                     Some(SourceEvent::NodeStatus {
                         node,
@@ -52,8 +54,8 @@ pub async fn run(client: Client, keys: Keys, tx: mpsc::Sender<SourceEvent>) {
     }
 }
 
-/// (node, replica, decoded record); the record is `None` when the value is
-/// not a valid `NodeStatus` (logged: never trusted, never fatal).
+/// (node, replica, decoded record) of a key under `status/`; the record is
+/// `None` when the value is refused (logged: never trusted, never fatal).
 fn decode(
     keys: &Keys,
     key: &str,
@@ -62,31 +64,32 @@ fn decode(
     let Some(Key::Status { node, replica }) = keys.parse(key) else {
         return None;
     };
-    let status = if value.is_empty() {
-        None
-    } else {
-        match store::NodeStatus::decode(value) {
-            Ok(mut s) => {
-                // The key is authoritative for identity.
-                s.node_id = node.to_string();
-                s.replica = replica.to_string();
-                // Written by whoever can write status/: bounded again here
-                // before it reaches logs and object status.
-                for t in &mut s.types {
-                    let max = bootes_proto::limits::DEFAULT_MAX_NACK_DETAIL;
-                    if t.nack_detail.len() > max {
-                        t.nack_detail = bootes_proto::limits::nack_detail(&t.nack_detail, max);
-                    }
-                }
-                Some(s)
-            }
-            Err(e) => {
-                tracing::warn!(key, error = %e, "undecodable node status in etcd");
-                None
-            }
+    let status = match read(node, replica, value) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(key, error = %e, "node status in etcd refused");
+            None
         }
     };
     Some((node.to_string(), replica.to_string(), status))
+}
+
+/// The record of `status/<node>/<replica>` (`bootes_proto::values`), its
+/// NACK details bounded again: whoever can write `status/` wrote them,
+/// and they reach logs and object status.
+pub(crate) fn read(
+    node: &str,
+    replica: &str,
+    value: &[u8],
+) -> Result<store::NodeStatus, ValueError> {
+    let mut s = values::status(node, replica, value)?;
+    for t in &mut s.types {
+        let max = bootes_proto::limits::DEFAULT_MAX_NACK_DETAIL;
+        if t.nack_detail.len() > max {
+            t.nack_detail = bootes_proto::limits::nack_detail(&t.nack_detail, max);
+        }
+    }
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -99,11 +102,12 @@ mod tests {
     fn nack_details_read_from_etcd_are_cut() {
         let keys = Keys::default();
         let value = store::NodeStatus {
+            node_id: "n.ns".into(),
+            replica: "r1".into(),
             types: vec![store::TypeStatus {
                 nack_detail: "x".repeat(1 << 20),
                 ..Default::default()
             }],
-            ..Default::default()
         }
         .encode_to_vec();
         let key = keys.status("n.ns", "r1");
