@@ -1,4 +1,4 @@
-//! The command line (DESIGN.md §9): these names are an interface users script
+//! The command line (docs/DESIGN.md §9): these names are an interface users script
 //! against. Every flag also reads a `BOOTES_*` environment variable.
 
 use std::net::SocketAddr;
@@ -17,8 +17,8 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Log format.
-    #[arg(long, global = true, env = "BOOTES_LOG_FORMAT", value_enum, default_value_t = bootes_runtime::LogFormat::Text)]
-    pub log_format: bootes_runtime::LogFormat,
+    #[arg(long, global = true, env = "BOOTES_LOG_FORMAT", value_enum, default_value_t = bootes_runtime::logging::LogFormat::Text)]
+    pub log_format: bootes_runtime::logging::LogFormat,
 }
 
 impl Cli {
@@ -56,7 +56,7 @@ pub enum Command {
 }
 
 /// How to reach etcd: the flags every Bootes command shares.
-pub use bootes_etcd::EtcdArgs;
+use bootes_etcd::EtcdArgs;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -138,6 +138,8 @@ pub struct InspectCommon {
     #[arg(short = 'o', long, global = true, env = "BOOTES_OUTPUT", value_enum, default_value_t = InspectOutput::Yaml)]
     pub output: InspectOutput,
     /// Show secret material (private keys, passwords, …) instead of "[redacted]".
+    // The help text, not a link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, global = true, env = "BOOTES_SHOW_SECRETS")]
     pub show_secrets: bool,
     /// Clusters the Envoys' bootstrap defines (as for `run`): references to them are not listed as unresolved.

@@ -14,7 +14,7 @@ use bootes_etcd::etcd_client::{
     Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use bootes_etcd::Backoff;
-pub use bootes_proto::Fence;
+use bootes_proto::Fence;
 use tokio::sync::watch;
 
 /// `Some` while this replica leads.

@@ -9,16 +9,17 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::leader::{Fence, Leadership};
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
-use crate::source::SourceEvent;
 use bootes_core::index::Index;
 use bootes_core::model::ObjectKey;
 use bootes_core::report;
-pub use bootes_core::status::{LogStatus, StatusSink};
+use bootes_core::source::SourceEvent;
+use bootes_core::status::StatusSink;
 use bootes_core::store::{SnapshotStore, StoreError};
 use bootes_core::xref::BootstrapClusters;
 use bootes_envoy::convert::ConfigError;
+use bootes_proto::Fence;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {

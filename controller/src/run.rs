@@ -12,9 +12,10 @@ use crate::cli::RunArgs;
 use crate::etcd_writer::EtcdWriter;
 use crate::leader::Election;
 use crate::metrics::{self, Metrics};
-use crate::reconcile::{Config, LogStatus, Reconciler, StatusSink, Timing};
+use crate::reconcile::{Config, Reconciler, Timing};
 use crate::source;
 use crate::status_kube::{KubeStatus, ObservedStatuses};
+use bootes_core::status::{LogStatus, StatusSink};
 use bootes_core::store::SnapshotStore;
 use bootes_etcd::{etcd_client, Backoff};
 

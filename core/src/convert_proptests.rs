@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
-use bootes_envoy::descriptor_pool;
+use bootes_proto::envoy::descriptor_pool;
 use bootes_proto::ResourceType;
 use proptest::prelude::*;
 use prost_reflect::{Kind, MessageDescriptor};

@@ -14,10 +14,10 @@ use bootes_proto::{store, version, ResourceType};
 use prost::Message;
 
 use crate::model::{BootesObject, ObjectKey, Pod, PodKey};
-use crate::plan::MAX_VALUE_BYTES;
 use crate::service_endpoints::{self, EndpointSlice, SliceKey};
 use crate::xref::{self, BootstrapClusters, Gaps, Reference, Unresolved};
 use bootes_envoy::convert::{self, ConfigError, Converted};
+use bootes_proto::limits::MAX_VALUE_BYTES;
 
 /// An object as the index keeps it: its latest spec, the last valid version of
 /// its resource (which stays in force while a newer spec is invalid), and the
@@ -995,4 +995,4 @@ mod size;
 #[cfg(test)]
 mod tests;
 
-pub use size::too_large;
+use size::too_large;

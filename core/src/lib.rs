@@ -10,7 +10,8 @@
 //! * [`status`] — where statuses go; [`store`] — where snapshots go.
 //! * [`xref`] — cross-references nothing provides (warnings).
 //! * [`service_endpoints`] — an Endpoint naming a Service: its
-//!   EndpointSlices → the ClusterLoadAssignment.
+//!   EndpointSlices → the ClusterLoadAssignment; [`service_ref`] — how it
+//!   names the Service (`spec.service`).
 //! * [`validate`] — the offline checks of `bootes-controller validate`.
 //! * [`report`] — one line per problem.
 //!
@@ -23,6 +24,7 @@ pub mod model;
 pub mod plan;
 pub mod report;
 pub mod service_endpoints;
+pub mod service_ref;
 pub mod source;
 pub mod status;
 pub mod store;

@@ -9,7 +9,8 @@ use bootes_proto::ResourceType;
 use serde::Deserialize;
 
 use crate::model::{BootesObject, ObjectKey, Pod};
-use crate::service_endpoints::{self, EndpointSlice, ServiceRef};
+use crate::service_endpoints::{self, EndpointSlice};
+use crate::service_ref::ServiceRef;
 
 /// API group/version of Bootes objects.
 pub const API_VERSION: &str = "bootes.io/v1";
@@ -311,7 +312,7 @@ spec:
         assert_eq!(service.name, "web");
         assert_eq!(
             service.port,
-            crate::service_endpoints::ServicePort::Name("http".into())
+            crate::service_ref::ServicePort::Name("http".into())
         );
         let Ok(Document::EndpointSlice(s)) = &docs[1] else {
             panic!("{:?}", docs[1])

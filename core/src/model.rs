@@ -6,7 +6,7 @@ use std::fmt;
 
 use bootes_proto::ResourceType;
 
-use crate::service_endpoints::ServiceRef;
+use crate::service_ref::ServiceRef;
 
 /// Identity of a Bootes object: kind, namespace, name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -14,7 +14,7 @@ use prost::Message;
 
 use crate::index::Desired;
 
-pub use bootes_proto::limits::{MAX_TXN_OPS, MAX_VALUE_BYTES};
+use bootes_proto::limits::{MAX_TXN_OPS, MAX_VALUE_BYTES};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {

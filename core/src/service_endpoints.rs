@@ -12,12 +12,13 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use bootes_proto::ResourceType;
 
 use crate::model::BootesObject;
+use crate::service_ref::{ServicePort, ServiceRef};
 use bootes_envoy::convert::{ConfigError, CONFIG_PATH};
 
 /// Label naming the Service an EndpointSlice belongs to.
@@ -28,50 +29,6 @@ pub const SLICE_KIND: &str = "EndpointSlice";
 /// Topology keys of the (deprecated) per-endpoint topology map.
 const ZONE_KEY: &str = "topology.kubernetes.io/zone";
 const REGION_KEY: &str = "topology.kubernetes.io/region";
-
-/// `spec.service` of an Endpoint: which Service, which of its ports.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceRef {
-    pub name: String,
-    pub port: ServicePort,
-}
-
-/// A port of the Service, as its EndpointSlices list it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum ServicePort {
-    /// The slice port with this number: the port the pods listen on (the
-    /// Service's target port; slices do not record the Service's own port).
-    Number(i32),
-    /// The slice port with this name: the name of the Service's port.
-    Name(String),
-}
-
-impl ServiceRef {
-    /// Problems of the reference itself, with their paths.
-    pub fn check(&self) -> Vec<ConfigError> {
-        let mut errors = Vec::new();
-        if self.name.is_empty() {
-            errors.push(ConfigError::new(
-                "spec.service.name",
-                "the name of a Service in the object's namespace is required",
-            ));
-        }
-        match &self.port {
-            ServicePort::Number(n) if !(1..=65535).contains(n) => errors.push(ConfigError::new(
-                "spec.service.port",
-                format!("{n} is not a port number (1-65535)"),
-            )),
-            ServicePort::Name(n) if n.is_empty() => errors.push(ConfigError::new(
-                "spec.service.port",
-                "a port name or number is required",
-            )),
-            _ => {}
-        }
-        errors
-    }
-}
 
 /// Where an Endpoint's addresses come from: written in `spec.config.endpoints`
 /// or taken from the Service named by `spec.service` — exactly one of them.

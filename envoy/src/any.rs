@@ -5,7 +5,7 @@
 use prost::Message;
 use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage, Value};
 
-use crate::descriptor_pool;
+use bootes_proto::envoy::descriptor_pool;
 
 /// The full name of `Any`.
 pub const ANY: &str = "google.protobuf.Any";

@@ -5,16 +5,13 @@
 //! * [`convert`] — `spec.config` into an encoded, validated, versioned message.
 //! * [`sensitive`] — fields Envoy marks `(udpa.annotations.sensitive)`, and
 //!   the redaction of their values in reports.
-//! * [`error`] — a problem with one place in `spec.config`.
+//! * [`convert::ConfigError`] — a problem with one place in `spec.config`
+//!   (its own module, `error`, which both `convert` and `sensitive` use).
 //! * [`any`] — reading and replacing `google.protobuf.Any` payloads.
 //!
 //! Pure: no I/O, no async runtime (checked by `tests/tests/architecture.rs`).
 
 pub mod any;
 pub mod convert;
-pub mod error;
+mod error;
 pub mod sensitive;
-
-pub use bootes_proto::envoy::descriptor_pool;
-pub use convert::{convert, Converted};
-pub use error::{ConfigError, CONFIG_PATH};

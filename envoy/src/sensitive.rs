@@ -8,7 +8,7 @@ use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use crate::error::ConfigError;
 
 // One definition of what is sensitive, shared with the xds-server (CSDS).
-pub use bootes_proto::redact::{annotation_known, is_sensitive, REDACTED};
+use bootes_proto::redact::{is_sensitive, REDACTED};
 
 /// One step of a reported path: `.field`, `[index]` or `["key"]`.
 #[derive(Debug, PartialEq)]

@@ -1,6 +1,6 @@
 //! The etcd flags every Bootes command accepts (the controller's `run` and
 //! `inspect`, and the xds-server), in one place, so that the names, variables
-//! and meaning never drift between binaries (DESIGN.md §9).
+//! and meaning never drift between binaries (docs/DESIGN.md §9).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,7 +25,7 @@ pub struct EtcdArgs {
     )]
     pub etcd_endpoints: Vec<String>,
     /// Prefix of every Bootes key in etcd.
-    #[arg(long, global = true, env = "BOOTES_ETCD_PREFIX", default_value = bootes_proto::keys::DEFAULT_PREFIX)]
+    #[arg(long, global = true, env = "BOOTES_ETCD_PREFIX", default_value = bootes_proto::DEFAULT_PREFIX)]
     pub etcd_prefix: String,
     #[command(flatten)]
     pub security: SecurityArgs,

@@ -32,7 +32,6 @@ pub use connect::{connect, EtcdConfig};
 pub use etcd_client;
 pub use list::{list, Kv, Listing, Pager};
 pub use security::{EtcdTls, EtcdUser, SecurityArgs, SecurityError};
-pub use txn::Fence;
 pub use watch::{Event, ListWatch, Update};
 
 /// What can go wrong talking to etcd.

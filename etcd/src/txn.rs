@@ -5,7 +5,7 @@ use etcd_client::{Compare, CompareOp, KvClient, Txn, TxnOp, TxnResponse};
 
 use crate::Error;
 
-pub use bootes_proto::Fence;
+use bootes_proto::Fence;
 
 /// The comparison a write transaction fenced on `fence` must pass.
 pub fn compare(fence: &Fence) -> Compare {

@@ -8,8 +8,6 @@
 pub mod admin;
 pub mod logging;
 
-pub use logging::LogFormat;
-
 /// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

@@ -244,7 +244,7 @@ fn inspect(etcd: &Etcd, args: &[&str]) -> Result<Value> {
 async fn a_hundred_mib_under_the_prefix_is_listed_by_every_reader() {
     let groups = groups();
     let etcd = Etcd::start().await.unwrap();
-    let keys = Keys::new(bootes_proto::keys::DEFAULT_PREFIX);
+    let keys = Keys::new(bootes_proto::DEFAULT_PREFIX);
     let t = Instant::now();
     load(&etcd, &keys, groups).await.unwrap();
     eprintln!(

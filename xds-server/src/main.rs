@@ -13,8 +13,8 @@ struct Cli {
     #[command(flatten)]
     config: bootes_xds_server::config::Config,
     /// Log format.
-    #[arg(long, env = "BOOTES_LOG_FORMAT", value_enum, default_value_t = bootes_runtime::LogFormat::Text)]
-    log_format: bootes_runtime::LogFormat,
+    #[arg(long, env = "BOOTES_LOG_FORMAT", value_enum, default_value_t = bootes_runtime::logging::LogFormat::Text)]
+    log_format: bootes_runtime::logging::LogFormat,
 }
 
 #[tokio::main]

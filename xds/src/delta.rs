@@ -15,58 +15,27 @@
 //!   the new state and nothing is in flight, most dependent type first.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bootes_proto::envoy::discovery::DeltaDiscoveryRequest;
 use bootes_proto::ResourceType;
 
 use super::response::{Encoded, ResponseCache, Step};
 use super::{Effects, Nack, TypeReport};
+use crate::held::Held;
 use crate::schedule::{Memo, Scheduled, TypeStep};
 use crate::snapshots::{Resource, Snapshot};
 
-/// What a client holds of one type: name → version. Never changed in
-/// place: a change makes a new one, so streams that went through the same
-/// changes share one (see [`ResponseCache::delta_transition`]), and a
-/// response in flight keeps what was held before it for a NACK.
-#[derive(Debug)]
-pub(crate) struct Held {
-    /// Unique in this process: what shared transitions are keyed by.
-    id: u64,
-    versions: BTreeMap<String, String>,
-}
-
-impl Held {
-    fn new(versions: BTreeMap<String, String>) -> Arc<Self> {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-        Arc::new(Self {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            versions,
-        })
+/// What is held once `response` is applied.
+fn after(held: &Held, response: &Encoded) -> Arc<Held> {
+    let mut versions = held.versions.clone();
+    for r in &response.resources {
+        versions.insert(r.name.clone(), r.version.clone());
     }
-
-    /// Nothing, shared by every stream that starts with nothing.
-    fn nothing() -> Arc<Self> {
-        static NOTHING: OnceLock<Arc<Held>> = OnceLock::new();
-        NOTHING.get_or_init(|| Held::new(BTreeMap::new())).clone()
+    for name in &response.removed {
+        versions.remove(name);
     }
-
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// What is held once `response` is applied.
-    fn after(&self, response: &Encoded) -> Arc<Self> {
-        let mut versions = self.versions.clone();
-        for r in &response.resources {
-            versions.insert(r.name.clone(), r.version.clone());
-        }
-        for name in &response.removed {
-            versions.remove(name);
-        }
-        Held::new(versions)
-    }
+    Held::new(versions)
 }
 
 #[derive(Debug)]
@@ -314,7 +283,7 @@ impl TypeStep for TypeState {
                     return (None, self.client.clone());
                 }
                 let response = cache.delta(ty, Vec::new(), removed);
-                let held = self.client.after(&response);
+                let held = after(&self.client, &response);
                 (Some(response), held)
             });
         let response = response?;
@@ -345,7 +314,7 @@ fn updates(
         return (None, state.client.clone());
     }
     let response = cache.delta(ty, updates, Vec::new());
-    let held = state.client.after(&response);
+    let held = after(&state.client, &response);
     (Some(response), held)
 }
 

@@ -5,11 +5,13 @@
 //! * [`snapshots`] — etcd's key-values → the snapshot each node gets.
 //! * [`sotw`], [`delta`] — one stream's state machine per protocol variant.
 //! * [`response`] — responses encoded once and shared by every stream.
-//! * `schedule` — the make-before-break order both state machines follow.
+//! * `schedule` — the make-before-break order both state machines follow;
+//!   `held` — what a delta client holds, as the cache shares it.
 //!
 //! No async runtime, no gRPC, no etcd (checked by `tests/tests/architecture.rs`).
 
 pub mod delta;
+mod held;
 pub mod response;
 mod schedule;
 pub mod snapshots;

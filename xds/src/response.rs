@@ -16,7 +16,7 @@ use bootes_proto::{version, ResourceType};
 use bytes::Bytes;
 use prost::Message;
 
-use crate::delta::Held;
+use crate::held::Held;
 use crate::snapshots::{Resource, Snapshot};
 
 /// Identifies this server in responses (`control_plane.identifier`).

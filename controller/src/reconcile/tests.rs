@@ -12,6 +12,7 @@ use serde_json::json;
 use tokio::sync::{watch, Notify};
 
 use super::*;
+use bootes_core::status::LogStatus;
 
 /// One write the loop attempted.
 #[derive(Debug, Clone)]
@@ -169,7 +170,8 @@ impl Harness {
             <bootes_proto::store::Snapshot as prost::Message>::decode(value.as_slice()).ok()?;
         let bytes = &snap.types.first()?.resources.first()?.value;
         (1..100).find(|s| {
-            let c = bootes_envoy::convert(ResourceType::Cluster, &cluster(*s).config).unwrap();
+            let c =
+                bootes_envoy::convert::convert(ResourceType::Cluster, &cluster(*s).config).unwrap();
             &c.value == bytes
         })
     }

@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 
-use super::SourceEvent;
 use bootes_core::manifest::{self, Document, ManifestError};
 use bootes_core::model::{BootesObject, ObjectKey, Pod, PodKey};
 use bootes_core::service_endpoints::{EndpointSlice, SliceKey};
+use bootes_core::source::SourceEvent;
 use bootes_core::validate::manifest_files;
 
 /// Files modified less than this long ago are compared by content.

@@ -30,11 +30,12 @@ use kube::runtime::WatchStreamExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::SourceEvent;
 use crate::crd;
 use crate::status_kube::{parse_status, rfc3339, Observed, ObservedStatuses};
 use bootes_core::model::{BootesObject, ObjectKey, Pod, PodKey};
-use bootes_core::service_endpoints::{self, EndpointSlice, ServiceRef, SliceKey};
+use bootes_core::service_endpoints::{self, EndpointSlice, SliceKey};
+use bootes_core::service_ref::ServiceRef;
+use bootes_core::source::SourceEvent;
 
 /// Watches every Bootes kind and pods until `tx` closes.
 pub async fn run(client: kube::Client, tx: mpsc::Sender<SourceEvent>, observed: ObservedStatuses) {

@@ -11,8 +11,8 @@ use prost::Message;
 
 use super::{build_snapshot, Accepted, Entry};
 use crate::model::BootesObject;
-use crate::plan::MAX_VALUE_BYTES;
 use bootes_envoy::convert::{ConfigError, Converted, CONFIG_PATH};
+use bootes_proto::limits::MAX_VALUE_BYTES;
 
 /// The problem, when `resource` (converted from `object`) is too large alone.
 pub fn too_large(object: &BootesObject, resource: &Arc<Converted>) -> Option<ConfigError> {

@@ -403,7 +403,8 @@ mod service_endpoints {
 
     use super::*;
     use crate::plan;
-    use crate::service_endpoints::{EndpointSlice, ServicePort, ServiceRef, SliceKey};
+    use crate::service_endpoints::{EndpointSlice, SliceKey};
+    use crate::service_ref::{ServicePort, ServiceRef};
 
     /// An Endpoint for cluster `web` naming Service `web`, port `http`.
     fn web_endpoint(ns: &str, selector: Option<&[(&str, &str)]>) -> BootesObject {
@@ -642,10 +643,10 @@ fn an_object_too_large_for_etcd_alone_is_rejected_and_its_previous_version_stays
     assert_eq!(status.reason, Reason::TooLarge);
     assert!(!status.accepted);
     assert!(
-        status
-            .message
-            .contains(&format!("({} bytes)", crate::plan::MAX_VALUE_BYTES))
-            && status.message.contains("1500"),
+        status.message.contains(&format!(
+            "({} bytes)",
+            bootes_proto::limits::MAX_VALUE_BYTES
+        )) && status.message.contains("1500"),
         "names the size and the limit: {}",
         status.message
     );
@@ -815,7 +816,7 @@ fn a_group_too_large_only_combined_leaves_out_the_youngest_objects_and_sends_the
     // precedence) still fits after it is left out.
     assert_eq!(cluster_names(&desired, "p1.foo"), ["mid", "old", "small"]);
     let group = desired.groups.values().next().unwrap();
-    assert!(group.snapshot.encoded_len() <= crate::plan::MAX_VALUE_BYTES);
+    assert!(group.snapshot.encoded_len() <= bootes_proto::limits::MAX_VALUE_BYTES);
     let status = &desired.statuses[&index_key("foo", "new")];
     assert_eq!(
         (status.accepted, &status.reason),
@@ -833,7 +834,7 @@ fn a_group_too_large_only_combined_leaves_out_the_youngest_objects_and_sends_the
     }
     // The plan writes it: nothing is oversized any more.
     let plan = crate::plan::plan(
-        &bootes_proto::Keys::new(bootes_proto::keys::DEFAULT_PREFIX),
+        &bootes_proto::Keys::new(bootes_proto::DEFAULT_PREFIX),
         &Default::default(),
         &desired,
     );
