@@ -2,7 +2,7 @@
 //! `manifests/crds/` are generated from these (`bootes-controller crds`),
 //! never edited by hand.
 //!
-//! Every kind has the shape of the original Bootes project (DESIGN.md §2):
+//! Every kind has the shape of the original Bootes project (docs/DESIGN.md §2):
 //! an optional `spec.workloadSelector.labels` and a free-form `spec.config`
 //! holding one Envoy resource in proto3 JSON. The status is the same for all.
 

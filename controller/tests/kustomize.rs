@@ -1,4 +1,4 @@
-//! `manifests/` renders with `kubectl kustomize`, has every piece DESIGN.md §7
+//! `manifests/` renders with `kubectl kustomize`, has every piece docs/DESIGN.md §7
 //! asks for, grants exactly the permissions each process needs, and its
 //! probes and ports match the flags the real binaries take.
 

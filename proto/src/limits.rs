@@ -1,5 +1,5 @@
 //! Bounds every writer to etcd must respect, and bounds on what a client
-//! can make Bootes store or repeat (DESIGN.md §4, §5).
+//! can make Bootes store or repeat (docs/DESIGN.md §4, §5).
 //!
 //! * etcd's own limits, which both the controller's plan and the
 //!   xds-servers' status records respect.

@@ -1,4 +1,4 @@
-//! Secrets encrypted at rest (DESIGN.md §4): with a key file, the controller
+//! Secrets encrypted at rest (docs/DESIGN.md §4): with a key file, the controller
 //! stores Secret resources as [`store::Sealed`] (AES-256-GCM), and
 //! xds-servers and `inspect` open them with the same file.
 //!

@@ -1,4 +1,4 @@
-//! End to end on a 3-member etcd cluster (DESIGN.md §1: etcd is the one
+//! End to end on a 3-member etcd cluster (docs/DESIGN.md §1: etcd is the one
 //! shared state, and it scales out too). Both processes get every member in
 //! `--etcd-endpoints a,b,c`. Killing a member — the Raft leader, then a
 //! follower — and later restarting it loses nothing: writes, watches,

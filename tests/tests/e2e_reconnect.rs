@@ -1,5 +1,5 @@
 //! End to end: an Envoy that moves to another xds-server replica is not sent
-//! again what it already has (DESIGN.md §1, §4: versions are content hashes,
+//! again what it already has (docs/DESIGN.md §1, §4: versions are content hashes,
 //! so every replica computes the same ones and honours the `version_info`
 //! Envoy reconnects with).
 //!

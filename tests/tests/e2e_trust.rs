@@ -1,4 +1,4 @@
-//! Who may read what, with real clients (DESIGN.md §5, docs/SECURITY.md):
+//! Who may read what, with real clients (docs/DESIGN.md §5, docs/SECURITY.md):
 //! Envoy over mutual TLS with certificates made by the test, clients with
 //! the wrong certificate or none refused, Secrets only to authenticated
 //! streams, CSDS for operators, and hostile clients (forged and 1 MB NACKs,

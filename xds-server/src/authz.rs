@@ -1,4 +1,4 @@
-//! Who may claim which node ID (DESIGN.md §5, "Who may read what").
+//! Who may claim which node ID (docs/DESIGN.md §5, "Who may read what").
 //!
 //! With mutual TLS, the client certificate names the workload. A stream may
 //! claim a node ID when the certificate carries either

@@ -1,4 +1,4 @@
-//! The server's configuration: its command-line flags (DESIGN.md §9), also
+//! The server's configuration: its command-line flags (docs/DESIGN.md §9), also
 //! built directly by tests.
 
 use std::net::SocketAddr;

@@ -1,5 +1,5 @@
 //! Keeps [`Snapshots`] in step with etcd through
-//! [`bootes_etcd::list_then_watch`]. On any error (etcd unreachable, watch
+//! [`bootes_etcd::ListWatch`]. On any error (etcd unreachable, watch
 //! cancelled, compacted revision) the last contents keep being served and the
 //! loop relists once etcd answers again.
 

@@ -1,5 +1,5 @@
 //! Records what each node connected to this replica ACKed and NACKed in etcd
-//! (`<prefix>status/<node>/<replica>`, DESIGN.md §4), attached to a lease so
+//! (`<prefix>status/<node>/<replica>`, docs/DESIGN.md §4), attached to a lease so
 //! the records vanish with the replica. The controller maps NACKs back to the
 //! objects that produced the rejected resources.
 
@@ -16,7 +16,7 @@ use crate::clients::Clients;
 /// Status transactions stay well under etcd's request limit.
 const MAX_TXN_BYTES: usize = bootes_proto::limits::ETCD_REQUEST_LIMIT / 2;
 
-/// Bounds on what this replica writes under `status/` (DESIGN.md §4).
+/// Bounds on what this replica writes under `status/` (docs/DESIGN.md §4).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// At most one round of writes per interval; changes in between are

@@ -1,5 +1,5 @@
 //! Writing Bootes manifests for tests: a watched directory, and builders for
-//! the documents (the shape of the original Bootes project, DESIGN.md §2).
+//! the documents (the shape of the original Bootes project, docs/DESIGN.md §2).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

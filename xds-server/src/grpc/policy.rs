@@ -1,4 +1,4 @@
-//! Who may read what, and what a client may cost (DESIGN.md §5): the checks
+//! Who may read what, and what a client may cost (docs/DESIGN.md §5): the checks
 //! every xDS RPC applies to its peer and requests, on top of the pure rule
 //! in [`crate::authz`].
 
