@@ -51,7 +51,9 @@ fn citations(line: &str) -> Vec<Citation<'_>> {
             .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | '.')))
             .map_or(0, |i| i + 1);
         let doc = &line[start..end];
-        if doc.len() > 3 && !doc.contains("://") {
+        // `[NAME.md](path)`: the text of a link; its target is the citation.
+        let link_text = line[..start].ends_with('[') && line[end..].starts_with(']');
+        if doc.len() > 3 && !doc.contains("://") && !link_text {
             out.push(Citation {
                 doc,
                 rest: &line[end..],
@@ -159,6 +161,11 @@ fn every_cited_document_and_section_exists() {
 
 #[test]
 fn the_citation_reader_finds_files_numbers_and_names() {
+    let c = citations("[DESIGN.md](docs/DESIGN.md)");
+    assert_eq!(
+        c.iter().map(|c| c.doc).collect::<Vec<_>>(),
+        ["docs/DESIGN.md"]
+    );
     let c = citations("see (docs/DESIGN.md §4, §5) and README.md's help");
     let docs: Vec<_> = c.iter().map(|c| c.doc).collect();
     assert_eq!(docs, ["docs/DESIGN.md", "README.md"]);
