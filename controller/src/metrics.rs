@@ -76,6 +76,7 @@ pub struct Metrics {
     etcd_bytes: Counter,
     last_write: Gauge,
     leader: Gauge,
+    webhook_reviews: Family<ResultLabel, Counter>,
     /// Set by the election; read when scraped.
     leadership: Mutex<Option<Leadership>>,
     health: Mutex<Health>,
@@ -168,6 +169,12 @@ impl Metrics {
             "1 while this replica is the leader (the one that writes to etcd)",
             leader.clone(),
         );
+        let webhook_reviews = Family::<ResultLabel, Counter>::default();
+        r.register(
+            "webhook_reviews",
+            "AdmissionReviews answered by the validating webhook: allowed, warned (allowed with warnings), denied, error (malformed, answered 400)",
+            webhook_reviews.clone(),
+        );
         let m = Self {
             registry: r,
             objects,
@@ -185,6 +192,7 @@ impl Metrics {
             etcd_bytes,
             last_write,
             leader,
+            webhook_reviews,
             leadership: Mutex::new(None),
             health: Mutex::new(Health::default()),
         };
@@ -195,6 +203,9 @@ impl Metrics {
         }
         for result in ["written", "unchanged", "error", "follower"] {
             let _ = m.syncs.get_or_create(&ResultLabel { result });
+        }
+        for result in ["allowed", "warned", "denied", "error"] {
+            let _ = m.webhook_reviews.get_or_create(&ResultLabel { result });
         }
         m
     }
@@ -255,6 +266,13 @@ impl Metrics {
     }
 
     /// A reconcile of a follower: nothing written, but the index is warm.
+    /// One AdmissionReview answered (`allowed`, `warned`, `denied`, `error`).
+    pub fn observe_review(&self, result: &'static str) {
+        self.webhook_reviews
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
     pub fn observe_follower(&self) {
         self.syncs
             .get_or_create(&ResultLabel { result: "follower" })

@@ -188,11 +188,14 @@ async fn main() -> anyhow::Result<()> {
     let secrets = cli.etcd.secret_keys()?;
     let tls = match (&cli.tls.tls_cert, &cli.tls.tls_key) {
         (Some(cert), Some(key)) => {
-            let tls = tls::ReloadingTls::load(tls::TlsFiles {
+            let tls = bootes_tls::ReloadingTls::load(
+                bootes_tls::TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
                 client_ca: cli.tls.tls_client_ca.clone(),
-            })
+                },
+                tls::ALPN,
+            )
             .context("TLS")?;
             tokio::spawn(tls.clone().watch(cli.tls.tls_reload_interval));
             Some(tls)
