@@ -16,8 +16,8 @@ use crate::leader::Election;
 use crate::metrics::{self, Metrics};
 use crate::reconcile::{LogStatus, Reconciler, StatusSink, Timing};
 use crate::source;
-use crate::webhook::{self, Views};
 use crate::status_kube::{KubeStatus, ObservedStatuses};
+use crate::webhook::{self, Views};
 use bootes_core::store::SnapshotStore;
 use bootes_etcd::{etcd_client, Backoff};
 

@@ -185,12 +185,7 @@ pub fn selector_matches(selector: &Value, labels: &Value) -> bool {
 
 /// The AdmissionReview the API server sends for a write: `object` is the
 /// object as it would be stored, `old` the stored one (UPDATE).
-pub fn review_request(
-    uid: &str,
-    attrs: &Attributes,
-    object: &Value,
-    old: Option<&Value>,
-) -> Value {
+pub fn review_request(uid: &str, attrs: &Attributes, object: &Value, old: Option<&Value>) -> Value {
     let kind = json!({"group": attrs.group, "version": attrs.version, "kind": attrs.kind});
     let resource =
         json!({"group": attrs.group, "version": attrs.version, "resource": attrs.resource});
@@ -266,7 +261,11 @@ pub async fn admit(
             Ok(response) => response,
             Err(why) => {
                 if hook.spec["failurePolicy"].as_str() == Some("Ignore") {
-                    tracing::warn!(webhook = hook.name, error = why, "failed calling webhook; failurePolicy Ignore");
+                    tracing::warn!(
+                        webhook = hook.name,
+                        error = why,
+                        "failed calling webhook; failurePolicy Ignore"
+                    );
                     continue;
                 }
                 let message = format!(
@@ -462,7 +461,11 @@ mod tests {
         assert!(hit(&attrs(Operation::Create, None, Some("shop"))));
         assert!(hit(&attrs(Operation::Update, None, Some("shop"))));
         // `*` is every resource, not their subresources: status writes pass.
-        assert!(!hit(&attrs(Operation::Update, Some("status"), Some("shop"))));
+        assert!(!hit(&attrs(
+            Operation::Update,
+            Some("status"),
+            Some("shop")
+        )));
         assert!(!hit(&Attributes {
             group: "apps".into(),
             ..attrs(Operation::Create, None, Some("shop"))
@@ -472,7 +475,12 @@ mod tests {
             json!([{"apiGroups": ["*"], "apiVersions": ["*"], "operations": ["*"], "resources": ["*/*"]}]),
             json!({}),
         )];
-        assert!(!matching(&all, &attrs(Operation::Update, Some("status"), Some("x")), &json!({})).is_empty());
+        assert!(!matching(
+            &all,
+            &attrs(Operation::Update, Some("status"), Some("x")),
+            &json!({})
+        )
+        .is_empty());
     }
 
     #[test]
@@ -484,22 +492,44 @@ mod tests {
         )];
         let a = attrs(Operation::Create, None, Some("shop"));
         assert_eq!(matching(&c, &a, &json!({})).len(), 1);
-        assert_eq!(matching(&c, &a, &json!({"bootes.io/webhook": "enabled"})).len(), 1);
+        assert_eq!(
+            matching(&c, &a, &json!({"bootes.io/webhook": "enabled"})).len(),
+            1
+        );
         assert!(matching(&c, &a, &json!({"bootes.io/webhook": "disabled"})).is_empty());
         for (selector, labels, expected) in [
             (json!({"matchLabels": {"a": "1"}}), json!({"a": "1"}), true),
             (json!({"matchLabels": {"a": "1"}}), json!({"a": "2"}), false),
-            (json!({"matchExpressions": [{"key": "a", "operator": "In", "values": ["1"]}]}), json!({}), false),
-            (json!({"matchExpressions": [{"key": "a", "operator": "Exists"}]}), json!({"a": ""}), true),
-            (json!({"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}), json!({"a": ""}), false),
+            (
+                json!({"matchExpressions": [{"key": "a", "operator": "In", "values": ["1"]}]}),
+                json!({}),
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "a", "operator": "Exists"}]}),
+                json!({"a": ""}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}),
+                json!({"a": ""}),
+                false,
+            ),
         ] {
-            assert_eq!(selector_matches(&selector, &labels), expected, "{selector} {labels}");
+            assert_eq!(
+                selector_matches(&selector, &labels),
+                expected,
+                "{selector} {labels}"
+            );
         }
     }
 
     #[test]
     fn denials_read_as_the_api_server_words_them() {
-        let r = denial("v.bootes.io", &json!({"message": "Cluster shop/db: spec.config.x: bad", "code": 0}));
+        let r = denial(
+            "v.bootes.io",
+            &json!({"message": "Cluster shop/db: spec.config.x: bad", "code": 0}),
+        );
         assert_eq!(r.code, 400);
         assert_eq!(
             r.status["message"],
@@ -508,14 +538,19 @@ mod tests {
         assert_eq!(r.status["status"], "Failure");
         let r = denial("v", &json!({"code": 403}));
         assert_eq!(r.code, 403);
-        assert_eq!(r.status["message"], "admission webhook \"v\" denied the request without explanation");
+        assert_eq!(
+            r.status["message"],
+            "admission webhook \"v\" denied the request without explanation"
+        );
     }
 
     #[test]
     fn responses_must_answer_the_request() {
         let ok = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u", "allowed": true}});
         assert!(response_of(&ok, "u").is_ok());
-        assert!(response_of(&ok, "other").unwrap_err().contains("response.uid"));
+        assert!(response_of(&ok, "other")
+            .unwrap_err()
+            .contains("response.uid"));
         let wrong = json!({"apiVersion": "v1", "kind": "Status"});
         assert!(response_of(&wrong, "u").is_err());
     }

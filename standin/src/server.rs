@@ -234,11 +234,19 @@ async fn admit(
     };
     let (configurations, namespace_labels, kind) = {
         let store = app.store();
-        let Some(kind) = store.find(&group, &version, &plural).map(|rt| rt.kind.clone()) else {
+        let Some(kind) = store
+            .find(&group, &version, &plural)
+            .map(|rt| rt.kind.clone())
+        else {
             return Ok(Vec::new());
         };
         let configurations = store
-            .target(admission::GROUP, admission::VERSION, admission::PLURAL, None)
+            .target(
+                admission::GROUP,
+                admission::VERSION,
+                admission::PLURAL,
+                None,
+            )
             .map(|t| store.list(&t, &Selectors::default()).0)
             .unwrap_or_default();
         if configurations.is_empty() {
@@ -246,7 +254,11 @@ async fn admit(
         }
         let labels = namespace
             .as_deref()
-            .and_then(|ns| store.get(&store.target("", "v1", "namespaces", None)?, ns).ok())
+            .and_then(|ns| {
+                store
+                    .get(&store.target("", "v1", "namespaces", None)?, ns)
+                    .ok()
+            })
             .map(|n| n["metadata"]["labels"].clone())
             .unwrap_or(Value::Null);
         (configurations, labels, kind)
@@ -260,8 +272,18 @@ async fn admit(
     };
     let old = match &name {
         Some(_) => {
-            let path: Uri = uri.path().parse().map_err(|_| error_response(&ApiError::no_route()))?;
-            as_json(dispatch(app, &Method::GET, &path, &json_headers, Bytes::new())).await
+            let path: Uri = uri
+                .path()
+                .parse()
+                .map_err(|_| error_response(&ApiError::no_route()))?;
+            as_json(dispatch(
+                app,
+                &Method::GET,
+                &path,
+                &json_headers,
+                Bytes::new(),
+            ))
+            .await
         }
         None => None,
     };

@@ -190,9 +190,9 @@ async fn main() -> anyhow::Result<()> {
         (Some(cert), Some(key)) => {
             let tls = bootes_tls::ReloadingTls::load(
                 bootes_tls::TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-                client_ca: cli.tls.tls_client_ca.clone(),
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: cli.tls.tls_client_ca.clone(),
                 },
                 tls::ALPN,
             )

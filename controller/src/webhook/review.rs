@@ -55,8 +55,7 @@ impl Answer {
 pub fn answer(views: &Views, body: &[u8]) -> Result<Answer, String> {
     let parsed: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
         .map_err(|e| format!("the body is not an admission.k8s.io/v1 AdmissionReview: {e}"))?;
-    if parsed.types.api_version != "admission.k8s.io/v1" || parsed.types.kind != "AdmissionReview"
-    {
+    if parsed.types.api_version != "admission.k8s.io/v1" || parsed.types.kind != "AdmissionReview" {
         return Err(format!(
             "expected apiVersion admission.k8s.io/v1, kind AdmissionReview; got apiVersion {:?}, kind {:?}",
             parsed.types.api_version, parsed.types.kind
@@ -158,3 +157,6 @@ fn deny(request: &AdmissionRequest<DynamicObject>, message: String) -> Admission
     response.result.reason = "Invalid".into();
     response
 }
+
+#[cfg(test)]
+mod tests;

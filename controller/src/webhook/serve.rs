@@ -82,7 +82,12 @@ async fn handle(State(webhook): State<Webhook>, body: Bytes) -> Response {
     let uid = &answer.response.uid;
     match answer.verdict {
         Verdict::Allowed => {
-            tracing::info!(uid, object = answer.object, result = "allowed", "admission review")
+            tracing::info!(
+                uid,
+                object = answer.object,
+                result = "allowed",
+                "admission review"
+            )
         }
         Verdict::Warned => tracing::info!(
             uid,
@@ -99,11 +104,7 @@ async fn handle(State(webhook): State<Webhook>, body: Bytes) -> Response {
             "admission review"
         ),
     }
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        answer.body(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], answer.body()).into_response()
 }
 
 /// Connections whose TLS handshake finished, for `axum::serve`: each
@@ -134,7 +135,9 @@ impl TlsListener {
                         Ok(Ok(stream)) => {
                             let _ = tx.send((stream, peer)).await;
                         }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "webhook TLS handshake failed"),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "webhook TLS handshake failed")
+                        }
                         Err(_) => tracing::debug!(%peer, "webhook TLS handshake timed out"),
                     }
                 });
