@@ -122,9 +122,9 @@ pub struct WebhookCertArgs {
     #[arg(long, default_value = "bootes-webhook")]
     pub service: String,
     /// Namespace of the Service (and of the Secret to create).
-    #[arg(long, default_value = "bootes")]
+    #[arg(long, default_value = "bootes-system")]
     pub namespace: String,
-    /// The Secret the printed command creates (manifests/webhook.yaml mounts bootes-webhook-tls).
+    /// The Secret the printed command creates (manifests/webhook/ mounts bootes-webhook-tls).
     #[arg(long, default_value = "bootes-webhook-tls")]
     pub secret: String,
     /// The ValidatingWebhookConfiguration the printed command patches.

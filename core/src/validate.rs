@@ -153,7 +153,13 @@ pub fn findings(index: &Index, desired: &Desired, key: &ObjectKey, invalid: bool
             )));
         }
         // The warning rules' findings on the resource now in force.
-        out.extend(index.warnings(key).into_iter().cloned().map(Finding::Warning));
+        out.extend(
+            index
+                .warnings(key)
+                .into_iter()
+                .cloned()
+                .map(Finding::Warning),
+        );
     }
     for u in status.refs.iter().flatten() {
         out.push(Finding::Unresolved(u.problem.clone(), u.envoy_rejects));

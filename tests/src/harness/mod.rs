@@ -33,6 +33,7 @@ mod prometheus;
 mod stack;
 mod upstream;
 mod wait;
+mod webhook;
 
 pub use bootes::{Controller, XdsServer};
 pub use certs::{CertFiles, Issued, San, TestCa};
@@ -57,3 +58,4 @@ pub use prometheus::{
 pub use stack::{expect_routed, expect_spread, expect_status, local, Stack};
 pub use upstream::Upstream;
 pub use wait::{eventually, eventually_with, DEFAULT_TIMEOUT};
+pub use webhook::WebhookClient;
