@@ -319,7 +319,7 @@ fn the_webhook_configuration_reaches_the_controller() {
     assert_eq!(hook["sideEffects"], "None");
     assert!(hook["timeoutSeconds"].as_i64().unwrap() <= 30);
     assert_eq!(strs(&hook["admissionReviewVersions"]), ["v1"]);
-    assert!(hook["namespaceSelector"]["matchExpressions"].is_array());
+    assert!(hook["namespaceSelector"]["matchExpressions"].is_sequence());
     let rule = &hook["rules"][0];
     assert_eq!(strs(&rule["apiGroups"]), ["bootes.io"]);
     assert_eq!(strs(&rule["operations"]), ["CREATE", "UPDATE"]);
@@ -327,7 +327,7 @@ fn the_webhook_configuration_reaches_the_controller() {
     let service = find(&docs, "Service", client["name"].as_str().unwrap());
     assert_eq!(service["metadata"]["namespace"], client["namespace"]);
     let port = service["spec"]["ports"]
-        .as_array()
+        .as_sequence()
         .unwrap()
         .iter()
         .find(|p| p["port"] == client["port"])
@@ -340,7 +340,7 @@ fn the_webhook_configuration_reaches_the_controller() {
     );
     let container = only_container(controller);
     let env: BTreeMap<String, String> = container["env"]
-        .as_array()
+        .as_sequence()
         .unwrap()
         .iter()
         .filter_map(|e| {
@@ -397,13 +397,13 @@ fn the_webhook_configuration_reaches_the_controller() {
     let secret = certificate["spec"]["secretName"].as_str().unwrap();
     let pod = &controller["spec"]["template"]["spec"];
     let volume = pod["volumes"]
-        .as_array()
+        .as_sequence()
         .unwrap()
         .iter()
         .find(|v| v["secret"]["secretName"].as_str() == Some(secret))
         .expect("the Certificate's Secret mounted");
     let mount = container["volumeMounts"]
-        .as_array()
+        .as_sequence()
         .unwrap()
         .iter()
         .find(|m| m["name"] == volume["name"])
