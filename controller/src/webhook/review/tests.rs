@@ -88,7 +88,7 @@ fn an_invalid_create_is_denied_in_the_words_of_validate() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("db.yaml");
     std::fs::write(&file, serde_yaml::to_string(&bad).unwrap()).unwrap();
-    let outcome = bootes_core::validate::check(&[file.clone()], &Default::default());
+    let outcome = bootes_core::validate::check(std::slice::from_ref(&file), &Default::default());
     assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
     let line = outcome.errors[0]
         .strip_prefix(&format!("{}: ", file.display()))
@@ -121,7 +121,7 @@ fn updates_and_dry_runs_are_judged_on_the_new_object() {
         );
         assert_eq!(review["request"]["oldObject"], old);
         assert_eq!(review["request"]["dryRun"], dry_run);
-        let a = ask(&views_with(&[old.clone()]), &review);
+        let a = ask(&views_with(std::slice::from_ref(&old)), &review);
         assert_eq!(a.verdict, Verdict::Denied, "dry run {dry_run}");
         assert!(
             a.response
@@ -138,7 +138,7 @@ fn updates_and_dry_runs_are_judged_on_the_new_object() {
             &old,
             Some(&new),
         );
-        let a = ask(&views_with(&[old.clone()]), &fixed);
+        let a = ask(&views_with(std::slice::from_ref(&old)), &fixed);
         assert_eq!(a.verdict, Verdict::Allowed, "{:?}", a.response.warnings);
         assert!(a.response.allowed);
         assert_eq!(a.response.warnings, None);
