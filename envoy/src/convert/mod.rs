@@ -9,7 +9,6 @@
 
 pub mod json;
 pub mod pgv;
-pub mod rule;
 pub mod semantic;
 mod semantic_rules;
 #[cfg(test)]
