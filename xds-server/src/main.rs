@@ -227,13 +227,14 @@ async fn main() -> anyhow::Result<()> {
         keys,
         replica,
         clients.clone(),
-        cli.status_lease_ttl,
         status_report::Limits {
+            lease_ttl: cli.status_lease_ttl,
             interval: cli.limits.status_write_interval,
             max_record: cli.limits.max_status_record_bytes,
             max_detail: cli.limits.max_nack_detail_bytes,
         },
         move |node| bound.binding(node).is_some(),
+        metrics.clone(),
     ));
 
     let (drain_tx, draining) = watch::channel(false);
