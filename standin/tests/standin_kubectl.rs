@@ -558,7 +558,7 @@ fn kubectl_applies_the_project_manifests() {
         return;
     }
     let s = standin();
-    // The base needs cert-manager (the webhook's Certificate and Issuer):
+X
     // its CRDs, as a cluster with cert-manager has them.
     let crds: String = ["certificates/Certificate", "issuers/Issuer"]
         .iter()
