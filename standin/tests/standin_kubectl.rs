@@ -558,8 +558,8 @@ fn kubectl_applies_the_project_manifests() {
         return;
     }
     let s = standin();
-X
-    // its CRDs, as a cluster with cert-manager has them.
+    // The base needs cert-manager (pki/, the webhook's Certificate): its
+    // CRDs, as a cluster with cert-manager has them.
     let crds: String = ["certificates/Certificate", "issuers/Issuer"]
         .iter()
         .map(|pk| {
