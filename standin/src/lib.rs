@@ -12,7 +12,7 @@
 //!   the server validates fields itself;
 //! * built-in namespaces, pods, configmaps, secrets, services, serviceaccounts, events,
 //!   endpoints, EndpointSlices (`discovery.k8s.io/v1`), persistentvolumeclaims,
-//!   deployments, statefulsets, daemonsets, replicasets, poddisruptionbudgets, RBAC
+//!   deployments, statefulsets, daemonsets, replicasets, jobs, poddisruptionbudgets, networkpolicies, RBAC
 //!   roles and bindings, leases (stored as given: no controllers run, so tests write
 //!   EndpointSlices themselves), and CustomResourceDefinitions, whose resources are
 //!   served once created;
