@@ -13,6 +13,7 @@ mod status_kube;
 #[cfg(test)]
 mod stored_values_tests;
 mod validate_cmd;
+mod webhook;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
             print!("{}", crd::crds_yaml());
             Ok(ExitCode::SUCCESS)
         }
+        cli::Command::WebhookCert(args) => webhook::cert::run(&args).map(|()| ExitCode::SUCCESS),
         cli::Command::Inspect(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(inspect::run(args)))

@@ -39,6 +39,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("bootes-xds", &["bootes-proto"][..]),
         ("bootes-etcd", &["bootes-proto"][..]),
         ("bootes-runtime", &[][..]),
+        ("bootes-tls", &[][..]),
         (
             "bootes-controller",
             &[
@@ -47,6 +48,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "bootes-core",
                 "bootes-etcd",
                 "bootes-runtime",
+                "bootes-tls",
             ][..],
         ),
         (
@@ -56,6 +58,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "bootes-xds",
                 "bootes-etcd",
                 "bootes-runtime",
+                "bootes-tls",
             ][..],
         ),
         ("kube-standin", &[][..]),

@@ -67,22 +67,33 @@ impl Running {
 /// the `status/` writer run as tasks of the current runtime.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let keys = config.etcd.keys();
-    let etcd = bootes_etcd::connect(&config.etcd.config()?.with_request_timeout(None))
+    let etcd_config = config.etcd.config()?.with_request_timeout(None);
+    etcd_config.warn_if_plaintext();
+    let etcd = bootes_etcd::connect(&etcd_config)
         .await
         .context("etcd client")?;
     let secrets = config.etcd.secret_keys()?;
     let tls = match (&config.tls.tls_cert, &config.tls.tls_key) {
         (Some(cert), Some(key)) => {
-            let tls = tls::ReloadingTls::load(tls::TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-                client_ca: config.tls.tls_client_ca.clone(),
-            })
+            let tls = bootes_tls::ReloadingTls::load(
+                bootes_tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: config.tls.tls_client_ca.clone(),
+                },
+                tls::ALPN,
+            )
             .context("TLS")?;
             tokio::spawn(tls.clone().watch(config.tls.tls_reload_interval));
             Some(tls)
         }
-        _ => None,
+        _ => {
+            tracing::warn!(
+                listen = %config.listen,
+                "serving xDS without TLS (no --tls-cert/--tls-key): configuration crosses the network in the clear and Envoys cannot verify this server; see docs/SECURITY.md"
+            );
+            None
+        }
     };
     let client_auth = tls.as_ref().is_some_and(|t| t.requires_client_auth());
     if !config.tls.csds_operator.is_empty() && !client_auth {
@@ -104,13 +115,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         keys,
         replica,
         clients.clone(),
-        config.status_lease_ttl,
         status_report::Limits {
+            lease_ttl: config.status_lease_ttl,
             interval: config.limits.status_write_interval,
             max_record: config.limits.max_status_record_bytes,
             max_detail: config.limits.max_nack_detail_bytes,
         },
         move |node| bound.binding(node).is_some(),
+        metrics.clone(),
     ));
 
     let (drain_tx, draining) = watch::channel(false);

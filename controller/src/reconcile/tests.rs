@@ -130,6 +130,7 @@ impl Harness {
             bootstrap_clusters: Default::default(),
             synced: Default::default(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            views: None,
         });
         let (events, rx) = mpsc::channel(16);
         tokio::spawn(reconciler.run(rx));
