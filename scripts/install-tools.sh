@@ -17,6 +17,10 @@
 #   grpcio     PyPI grpcio==1.85.3 in the same venv (the proxyless gRPC xDS
 #              client of the end-to-end tests)
 #              check: `import grpc` gives 1.85.3
+#   kubernetes-validate  PyPI kubernetes-validate==1.37.0 in the same venv
+#              (offline Kubernetes schemas; tests/tests/manifests_check.rs)
+#              check: `kubernetes-validate --version` is 1.37.0 and it rejects
+#              an invalid Service
 #   kubectl    the machine image's kubectl, else Debian kubernetes-client
 #              check: `kubectl version --client` runs; the Kubernetes-mode tests
 #              say themselves when they need a newer one (see README "Tests")
@@ -28,6 +32,7 @@ ETCD_PKG_VERSION=3.4.23-4+b4
 ETCD_VERSION=3.4.23
 ENVOY_VERSION=1.40.0
 GRPCIO_VERSION=1.85.3
+KUBERNETES_VALIDATE_VERSION=1.37.0
 TOOLS_DIR=${BOOTES_TOOLS_DIR:-$HOME/.cache/bootes-tools}
 VENV=$TOOLS_DIR/venv
 
@@ -151,6 +156,21 @@ check_grpcio() {
 }
 ensure grpcio check_grpcio pip_install "grpcio==$GRPCIO_VERSION"
 
+check_kubernetes_validate() {
+  local kv=$VENV/bin/kubernetes-validate v
+  [ -x "$kv" ] || { echo "no $kv"; return 1; }
+  v=$("$kv" --version 2>/dev/null || true)
+  [ "$v" = "$KUBERNETES_VALIDATE_VERSION" ] || { echo "kubernetes-validate is '${v:-missing}', want $KUBERNETES_VALIDATE_VERSION"; return 1; }
+  # Its schemas are there and used: an unknown field of a Service fails.
+  if printf 'apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {portz: []}\n' |
+    "$kv" --strict --quiet -k 1.32.0 - >/dev/null 2>&1; then
+    echo "kubernetes-validate accepted an invalid Service"
+    return 1
+  fi
+}
+ensure kubernetes-validate check_kubernetes_validate \
+  pip_install "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+
 # --- kubectl -----------------------------------------------------------------------
 # The Kubernetes-mode tests drive a real kubectl against kube-standin. These
 # machines' image ships a current one; Debian's kubernetes-client (1.20) is
@@ -167,6 +187,7 @@ log "protoc:  $(command -v protoc) ($(protoc --version)), well-known types OK"
 log "etcd:    $(command -v etcd) ($ETCD_VERSION), etcdctl $(command -v etcdctl)"
 log "envoy:   $VENV/bin/envoy ($ENVOY_VERSION); tests find it there, or: export ENVOY_BIN=$VENV/bin/envoy"
 log "grpcio:  $GRPCIO_VERSION in $VENV"
+log "kubernetes-validate: $KUBERNETES_VALIDATE_VERSION in $VENV"
 log "kubectl: $(command -v kubectl) ($(kubectl version --client 2>/dev/null | head -1))"
 if [ "${#did[@]}" -eq 0 ]; then
   log "nothing to do: every tool passed its check"

@@ -37,6 +37,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let keys = args.etcd.keys();
     let config = args.etcd.config()?;
+    config.warn_if_plaintext();
     let secrets = args.etcd.secret_keys()?;
     let writer = connect_and_load(&config, keys, secrets).await;
     let _ = etcd_client.set(writer.client().clone());

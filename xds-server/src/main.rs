@@ -188,7 +188,9 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(?cli, "starting");
 
     let keys = cli.etcd.keys();
-    let etcd = bootes_etcd::connect(&cli.etcd.config()?.with_request_timeout(None))
+    let etcd_config = cli.etcd.config()?.with_request_timeout(None);
+    etcd_config.warn_if_plaintext();
+    let etcd = bootes_etcd::connect(&etcd_config)
         .await
         .context("etcd client")?;
     let secrets = cli.etcd.secret_keys()?;
@@ -203,7 +205,13 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(tls.clone().watch(cli.tls.tls_reload_interval));
             Some(tls)
         }
-        _ => None,
+        _ => {
+            tracing::warn!(
+                listen = %cli.listen,
+                "serving xDS without TLS (no --tls-cert/--tls-key): configuration crosses the network in the clear and Envoys cannot verify this server; see docs/SECURITY.md"
+            );
+            None
+        }
     };
     let client_auth = tls.as_ref().is_some_and(|t| t.requires_client_auth());
     if !cli.tls.csds_operator.is_empty() && !client_auth {
