@@ -196,11 +196,14 @@ async fn main() -> anyhow::Result<()> {
     let secrets = cli.etcd.secret_keys()?;
     let tls = match (&cli.tls.tls_cert, &cli.tls.tls_key) {
         (Some(cert), Some(key)) => {
-            let tls = tls::ReloadingTls::load(tls::TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-                client_ca: cli.tls.tls_client_ca.clone(),
-            })
+            let tls = bootes_tls::ReloadingTls::load(
+                bootes_tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: cli.tls.tls_client_ca.clone(),
+                },
+                tls::ALPN,
+            )
             .context("TLS")?;
             tokio::spawn(tls.clone().watch(cli.tls.tls_reload_interval));
             Some(tls)
@@ -233,13 +236,14 @@ async fn main() -> anyhow::Result<()> {
         keys,
         replica,
         clients.clone(),
-        cli.status_lease_ttl,
         status_report::Limits {
+            lease_ttl: cli.status_lease_ttl,
             interval: cli.limits.status_write_interval,
             max_record: cli.limits.max_status_record_bytes,
             max_detail: cli.limits.max_nack_detail_bytes,
         },
         move |node| bound.binding(node).is_some(),
+        metrics.clone(),
     ));
 
     let (drain_tx, draining) = watch::channel(false);

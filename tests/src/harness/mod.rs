@@ -15,7 +15,9 @@
 //!   (`target/<profile>/`), built by `cargo build --bins`;
 //! * Envoy: `ENVOY_BIN`, else `${BOOTES_TOOLS_DIR:-$HOME/.cache/bootes-tools}/venv/bin/envoy`,
 //!   else `envoy` on `PATH` (`scripts/install-tools.sh` installs it);
-//! * etcd: `ETCD_BIN`, else `etcd` on `PATH` (Debian's `etcd-server`).
+//! * etcd: `ETCD_BIN`, else `etcd` on `PATH` (Debian's `etcd-server`);
+//! * Prometheus and promtool: `PROMETHEUS_BIN` / `PROMTOOL_BIN`, else on
+//!   `PATH` (Debian's `prometheus`).
 
 mod bootes;
 mod certs;
@@ -27,10 +29,12 @@ mod manifests;
 mod metrics;
 mod ports;
 mod process;
+mod prometheus;
 mod rendered;
 mod stack;
 mod upstream;
 mod wait;
+mod webhook;
 
 pub use bootes::{Controller, XdsServer};
 pub use certs::{CertFiles, Issued, San, TestCa};
@@ -50,6 +54,10 @@ pub use ports::free_port;
 pub use process::{
     find_bootes_bin, find_envoy, find_etcd, find_venv_tool, rss_kib, test_dir, ChildProcess,
 };
+pub use prometheus::{
+    dashboard_exprs, find_prometheus, find_promtool, metric_names_in, monitoring_dir, rule_exprs,
+    rules_spec, write_rules_file, Prometheus,
+};
 pub use rendered::{
     find_doc, flag_value, flags_of, flags_used, pod_spec, render, repo_dir, workloads, yaml_docs,
     yaml_stream_of, Container,
@@ -57,3 +65,4 @@ pub use rendered::{
 pub use stack::{expect_routed, expect_spread, expect_status, local, Stack};
 pub use upstream::Upstream;
 pub use wait::{eventually, eventually_with, DEFAULT_TIMEOUT};
+pub use webhook::WebhookClient;

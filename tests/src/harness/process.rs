@@ -205,7 +205,7 @@ pub fn find_bootes_bin(name: &str, env_var: &str) -> Result<PathBuf> {
     ))
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
+pub(super) fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
