@@ -79,9 +79,7 @@ pub async fn connect(config: &EtcdConfig) -> Result<Client, etcd_client::Error> 
 }
 
 /// [`connect`], with the channel's view of the members.
-pub async fn connect_members(
-    config: &EtcdConfig,
-) -> Result<(Members, Client), etcd_client::Error> {
+pub async fn connect_members(config: &EtcdConfig) -> Result<(Members, Client), etcd_client::Error> {
     let members =
         Members::new(config).map_err(|e| etcd_client::Error::InvalidArgs(e.to_string()))?;
     if members.endpoints().is_empty() {

@@ -15,8 +15,8 @@ const RETRY_MIN: Duration = Duration::from_millis(50);
 /// Renews lease `id` every third of `ttl` until it is lost. Returns `Ok(())`
 /// when the lease is gone (etcd answers with no TTL left: the keys on it
 /// have been deleted) and `Err` when no renewal succeeded for a whole TTL
-/// (the lease may still be alive, e.g. if etcd extended it across its own
-/// leader election).
+/// and etcd does not answer how much is left (the lease may still be
+/// alive).
 ///
 /// A keep-alive stream that breaks (its member died or hangs) is opened
 /// again at once, on another member: losing one member costs the lease
@@ -31,23 +31,34 @@ pub async fn keep_alive(client: Client, id: i64, ttl: Duration) -> Result<(), et
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
-        let now = Instant::now();
-        if now >= expires {
-            return Err(error);
-        }
         tracing::warn!(lease = id, error = %error, "lease keep-alive broke; renewing through another member");
-        tokio::time::sleep(retry.min(expires - now)).await;
+        tokio::time::sleep(retry.min(expires.saturating_duration_since(Instant::now()))).await;
         retry = (retry * 2).clamp(RETRY_MIN, period);
         if Instant::now() >= expires {
-            return Err(error);
+            // No renewal answered for a whole TTL. etcd extends every lease
+            // when it elects a new leader, so ask it before giving up.
+            match remaining(client.clone(), id, period).await {
+                Some(0) => return Ok(()),
+                Some(ttl) => expires = Instant::now() + Duration::from_secs(ttl),
+                None => return Err(error),
+            }
         }
+    }
+}
+
+/// What etcd says is left of lease `id` (`Some(0)`: gone), or `None` when
+/// it does not answer within `within`.
+async fn remaining(mut client: Client, id: i64, within: Duration) -> Option<u64> {
+    match tokio::time::timeout(within, client.lease_time_to_live(id, None)).await {
+        Ok(Ok(r)) => Some(r.ttl().max(0) as u64),
+        _ => None,
     }
 }
 
 /// One keep-alive stream, renewing every `period` (the first at once);
 /// moves `expires` on with every renewal. `Ok` when etcd says the lease is
-/// gone; `Err` when the stream fails or a renewal goes unanswered until the
-/// lease would expire.
+/// gone; `Err` when the stream fails or a renewal goes unanswered for a
+/// period.
 async fn renew(
     mut client: Client,
     id: i64,
@@ -58,10 +69,15 @@ async fn renew(
     loop {
         let sent = Instant::now();
         keeper.keep_alive().await?;
-        let answer = tokio::time::timeout_at(*expires, responses.message())
+        // A renewal unanswered for a period gives the stream up: the next
+        // one, maybe through another member, still has time before the
+        // lease would expire.
+        let answer = tokio::time::timeout_at((sent + period).min(*expires), responses.message())
             .await
             .map_err(|_| {
-                etcd_client::Error::LeaseKeepAliveError("no renewal answer within the TTL".into())
+                etcd_client::Error::LeaseKeepAliveError(format!(
+                    "no renewal answer within {period:?}"
+                ))
             })??;
         match answer {
             Some(r) if r.ttl() > 0 => {

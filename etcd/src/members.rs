@@ -264,7 +264,11 @@ impl Inner {
             let mut h = member.health();
             if h.aside_since.is_none() {
                 h.aside_since = Some(Instant::now());
-                tracing::warn!(endpoint = member.endpoint, reason = why, "etcd member set aside");
+                tracing::warn!(
+                    endpoint = member.endpoint,
+                    reason = why,
+                    "etcd member set aside"
+                );
             }
             !std::mem::replace(&mut h.probing, true)
         };

@@ -5,9 +5,7 @@
 //! watch cannot go on (etcd unreachable, watch cancelled, revision
 //! compacted) back off and list again.
 
-use etcd_client::{
-    Client, EventType, WatchClient, WatchOptions, WatchResponse, WatchStream,
-};
+use etcd_client::{Client, EventType, WatchClient, WatchOptions, WatchResponse, WatchStream};
 
 use crate::backoff::Backoff;
 use crate::list::{self, prefix_end, Kv, Listing, MAX_DECODED_MESSAGE};
@@ -131,7 +129,13 @@ impl Watch {
                     });
                 }
                 Ok(Some(response)) => {
-                    if let Some(last) = response.events().iter().filter_map(|e| e.kv()).map(|kv| kv.mod_revision()).max() {
+                    if let Some(last) = response
+                        .events()
+                        .iter()
+                        .filter_map(|e| e.kv())
+                        .map(|kv| kv.mod_revision())
+                        .max()
+                    {
                         self.from = last + 1;
                         return Ok(response);
                     }

@@ -74,7 +74,9 @@ async fn losing_the_preferred_member(loss: Loss) {
         client.get("/k/0", None).await.unwrap();
     }
     assert!(
-        members.set_aside().contains(&cluster.endpoint(victim).as_str()),
+        members
+            .set_aside()
+            .contains(&cluster.endpoint(victim).as_str()),
         "{loss:?}: member {victim} not set aside: {members:?}"
     );
     // The watch resumed after the last event it delivered: the next one is

@@ -178,7 +178,10 @@ impl EtcdCluster {
     /// worst way for a member to fail.
     pub fn pause(&mut self, i: usize) -> Result<()> {
         let m = &mut self.members[i];
-        m.process.as_ref().context("member not running")?.signal("STOP")?;
+        m.process
+            .as_ref()
+            .context("member not running")?
+            .signal("STOP")?;
         m.paused = true;
         Ok(())
     }
@@ -186,7 +189,10 @@ impl EtcdCluster {
     /// Lets a paused member `i` go on (SIGCONT) and waits until it is healthy.
     pub async fn resume(&mut self, i: usize) -> Result<()> {
         let m = &mut self.members[i];
-        m.process.as_ref().context("member not running")?.signal("CONT")?;
+        m.process
+            .as_ref()
+            .context("member not running")?
+            .signal("CONT")?;
         m.paused = false;
         self.wait_healthy(i).await
     }
