@@ -38,6 +38,8 @@ pub struct Reconciler<S> {
     pub synced: Arc<AtomicBool>,
     /// Prometheus metrics, observed after every sync.
     pub metrics: Arc<Metrics>,
+    /// What the admission webhook judges objects against, renewed here.
+    pub views: Option<crate::webhook::Views>,
     /// Problems last logged per object, with the config they were found
     /// in: each is logged once per change of the object.
     logged: BTreeMap<ObjectKey, (serde_json::Value, Vec<ConfigError>)>,
@@ -54,6 +56,7 @@ impl<S: SnapshotStore> Reconciler<S> {
             synced: Arc::new(AtomicBool::new(false)),
             metrics: Arc::new(Metrics::new()),
             logged: BTreeMap::new(),
+            views: None,
         }
     }
 
@@ -103,6 +106,7 @@ impl<S: SnapshotStore> Reconciler<S> {
                     // Someone else changed what we wrote (or damaged it):
                     // read etcd again and write what differs.
                     if let Err(e) = self.writer.load().await {
+                        self.observe_store_error("read", &e);
                         tracing::warn!(error = %e, "reading etcd failed");
                     }
                     if self.may_write() {
@@ -114,16 +118,26 @@ impl<S: SnapshotStore> Reconciler<S> {
                         leadership = None;
                         continue;
                     }
+                    self.metrics.observe_leadership(self.fence().is_some());
                     if self.fence().is_some() {
                         // A new leader first reads what the previous one wrote.
                         tracing::info!("leading: reading etcd and writing the current state");
                         if let Err(e) = self.writer.load().await {
+                            self.observe_store_error("read", &e);
                             tracing::warn!(error = %e, "reading etcd failed");
                         }
                         retry_at = Some(Instant::now());
                     }
                 }
             }
+        }
+    }
+
+    /// Counts a failed etcd request; a write refused because another
+    /// replica leads is no etcd error.
+    fn observe_store_error(&self, op: &'static str, e: &StoreError) {
+        if matches!(e, StoreError::Unavailable(_)) {
+            self.metrics.observe_etcd_error(op);
         }
     }
 
@@ -211,6 +225,9 @@ impl<S: SnapshotStore> Reconciler<S> {
         )
     )]
     async fn sync(&mut self) -> Result<(), StoreError> {
+        if let Some(views) = &self.views {
+            views.publish(&self.index);
+        }
         if !self.may_write() {
             // Followers keep their index warm (and are ready once it is);
             // the leader writes.
@@ -236,7 +253,10 @@ impl<S: SnapshotStore> Reconciler<S> {
         let result = if plan.is_empty() {
             Ok(Default::default())
         } else {
-            self.writer.write(&plan, fence.as_ref()).await
+            let writing = std::time::Instant::now();
+            let result = self.writer.write(&plan, fence.as_ref()).await;
+            self.metrics.observe_etcd_write(writing.elapsed());
+            result
         };
         // Report statuses even if etcd failed: validation results stand.
         self.status.report(&desired.statuses);
@@ -244,8 +264,10 @@ impl<S: SnapshotStore> Reconciler<S> {
             Ok(stats) => stats,
             Err(e) => {
                 self.metrics.observe_write_error(&e, started.elapsed());
+                self.observe_store_error("write", &e);
                 // Re-read etcd before retrying: our picture of it may be off.
                 if let Err(load) = self.writer.load().await {
+                    self.observe_store_error("read", &load);
                     tracing::debug!(error = %load, "reloading etcd contents failed");
                 }
                 return Err(e);

@@ -17,6 +17,7 @@ use crate::metrics::{self, Metrics};
 use crate::reconcile::{LogStatus, Reconciler, StatusSink, Timing};
 use crate::source;
 use crate::status_kube::{KubeStatus, ObservedStatuses};
+use crate::webhook::{self, Views};
 use bootes_core::store::SnapshotStore;
 use bootes_etcd::{etcd_client, Backoff};
 
@@ -34,11 +35,37 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         etcd_client.clone(),
     )
     .await?;
+    // Every replica answers the webhook, from the start: an object's own
+    // problems need no index; the others' are known once it is published.
+    let bootstrap = crate::cli::bootstrap_clusters(&args.bootstrap_clusters);
+    let views = Views::new(bootstrap.clone());
+    if let Some(listen) = args.webhook.webhook_listen {
+        let (Some(cert), Some(key)) = (&args.webhook.webhook_cert, &args.webhook.webhook_key)
+        else {
+            anyhow::bail!("--webhook-listen needs --webhook-cert and --webhook-key");
+        };
+        webhook::serve::start(
+            listen,
+            bootes_tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: None,
+            },
+            args.webhook.webhook_reload_interval,
+            args.webhook.webhook_max_body,
+            webhook::serve::Webhook {
+                views: views.clone(),
+                metrics: metrics.clone(),
+            },
+        )
+        .await?;
+    }
 
     let keys = args.etcd.keys();
     let config = args.etcd.config()?;
+    config.warn_if_plaintext();
     let secrets = args.etcd.secret_keys()?;
-    let writer = connect_and_load(&config, keys, secrets).await;
+    let writer = connect_and_load(&config, keys, secrets, &metrics).await;
     let _ = etcd_client.set(writer.client().clone());
 
     let (tx, rx) = mpsc::channel(1024);
@@ -47,6 +74,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         writer.client().clone(),
         writer.keys().clone(),
         tx.clone(),
+        metrics.clone(),
     ));
     let kube = match args.manifests.clone() {
         Some(dir) => {
@@ -84,9 +112,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => Box::new(LogStatus::default()),
     };
     let mut reconciler = Reconciler::new(writer, status, timing);
-    reconciler
-        .index
-        .set_bootstrap_clusters(crate::cli::bootstrap_clusters(&args.bootstrap_clusters));
+    reconciler.index.set_bootstrap_clusters(bootstrap);
+    reconciler.views = Some(views);
     reconciler.metrics = metrics;
     reconciler.synced = synced;
     reconciler.leadership = Some(election.leadership());
@@ -113,6 +140,7 @@ async fn connect_and_load(
     config: &bootes_etcd::EtcdConfig,
     keys: Keys,
     secrets: Option<Arc<bootes_proto::sealed::SecretKeys>>,
+    metrics: &Metrics,
 ) -> EtcdWriter {
     let endpoints = &config.endpoints;
     let mut backoff = Backoff::default();
@@ -122,6 +150,7 @@ async fn connect_and_load(
             match EtcdWriter::connect(config, keys.clone(), secrets.clone()).await {
                 Ok(w) => writer = Some(w),
                 Err(e) => {
+                    metrics.observe_etcd_error("connect");
                     tracing::warn!(error = %e, endpoints = %endpoints.join(","), "etcd not reachable yet")
                 }
             }
@@ -129,7 +158,10 @@ async fn connect_and_load(
         if let Some(w) = writer.as_mut() {
             match w.load().await {
                 Ok(()) => return writer.expect("connected"),
-                Err(e) => tracing::warn!(error = %e, "reading the prefix from etcd failed"),
+                Err(e) => {
+                    metrics.observe_etcd_error("read");
+                    tracing::warn!(error = %e, "reading the prefix from etcd failed")
+                }
             }
         }
         backoff.wait().await;

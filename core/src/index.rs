@@ -33,6 +33,9 @@ struct Entry {
     errors: Vec<ConfigError>,
     /// The errors are that the resource is too large for etcd on its own.
     too_large: bool,
+    /// What of the Service's EndpointSlices could not be used (see
+    /// [`service_endpoints::load_assignment`]), for the latest spec.
+    slice_warnings: Vec<ConfigError>,
 }
 
 #[derive(Clone, Debug)]
@@ -200,6 +203,7 @@ impl Index {
                     accepted: previous.and_then(|p| p.accepted),
                     errors,
                     too_large: false,
+                    slice_warnings: Vec::new(),
                 }
             }
         };
@@ -250,6 +254,7 @@ impl Index {
             accepted,
             errors,
             too_large,
+            slice_warnings: effective.warnings,
         }
     }
 
@@ -340,12 +345,64 @@ impl Index {
         (self.slices.len(), endpoints)
     }
 
-    /// What the warning rules found in an object's resource in force.
-    pub fn warnings(&self, key: &ObjectKey) -> &[ConfigError] {
+    /// What the warning rules found in an object's resource in force, then
+    /// what of its Service's EndpointSlices could not be used.
+    pub fn warnings(&self, key: &ObjectKey) -> Vec<&ConfigError> {
         self.objects
             .get(key)
-            .and_then(|e| e.accepted.as_ref())
-            .map(|a| a.resource.warnings.as_slice())
+            .map(Entry::warnings)
+            .unwrap_or_default()
+    }
+
+    /// Objects, pods and EndpointSlices of one namespace only, as a new
+    /// index (conversions shared, not redone): what the admission webhook
+    /// judges a candidate object against. A group never spans namespaces,
+    /// so the namespace's statuses come out as in the whole index.
+    pub fn namespace_view(&self, namespace: &str) -> Index {
+        let mut view = Index {
+            bootstrap: self.bootstrap.clone(),
+            ..Index::default()
+        };
+        view.objects = self
+            .objects
+            .iter()
+            .filter(|(k, _)| k.namespace == namespace)
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        view.pods = self
+            .pods
+            .iter()
+            .filter(|(k, _)| k.namespace == namespace)
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect();
+        view.slices = self
+            .slices_of_namespace(namespace)
+            .map(|s| (s.key.clone(), s.clone()))
+            .collect();
+        view.touch(namespace);
+        view
+    }
+
+    /// Per namespace, a number that changes whenever anything in it does.
+    pub fn namespace_stamps(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.changed.iter().map(|(ns, s)| (ns.as_str(), *s))
+    }
+
+    /// Every object's latest spec.
+    pub fn objects(&self) -> impl Iterator<Item = &BootesObject> {
+        self.objects.values().map(|e| &e.object)
+    }
+
+    /// Whether any pod of `namespace` is known.
+    pub fn has_pods(&self, namespace: &str) -> bool {
+        self.pods.keys().any(|k| k.namespace == namespace)
+    }
+
+    /// The problems of an object's latest spec (empty when it is valid).
+    pub fn object_errors(&self, key: &ObjectKey) -> &[ConfigError] {
+        self.objects
+            .get(key)
+            .map(|e| e.errors.as_slice())
             .unwrap_or_default()
     }
 
@@ -537,12 +594,8 @@ impl Index {
                 );
                 (false, Reason::Rejected, message)
             } else {
-                // Valid; what the warning rules found goes in the message.
-                let warnings = entry
-                    .accepted
-                    .as_ref()
-                    .map(|a| a.resource.warnings.as_slice())
-                    .unwrap_or_default();
+                // Valid; its warnings go in the message.
+                let warnings = entry.warnings();
                 let message = if warnings.is_empty() {
                     String::new()
                 } else {
@@ -800,12 +853,25 @@ impl Index {
 }
 
 /// One line naming every problem of an object's spec.
-pub fn join_errors(errors: &[ConfigError]) -> String {
+pub fn join_errors<'a>(errors: impl IntoIterator<Item = &'a ConfigError>) -> String {
     errors
-        .iter()
+        .into_iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+impl Entry {
+    /// The warning rules' findings on the resource in force, then the
+    /// problems of the EndpointSlices the latest spec was filled from.
+    fn warnings(&self) -> Vec<&ConfigError> {
+        let rules = self
+            .accepted
+            .as_ref()
+            .map(|a| a.resource.warnings.as_slice())
+            .unwrap_or_default();
+        rules.iter().chain(&self.slice_warnings).collect()
+    }
 }
 
 /// A group's snapshot, made to fit in one etcd value.

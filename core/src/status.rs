@@ -52,8 +52,10 @@ fn log_change(key: &ObjectKey, status: &ObjectStatus, previous: Option<&ObjectSt
             message = status.message,
             "not accepted"
         );
+    } else if status.nodes == 0 && !status.message.is_empty() {
+        // Never "accepted" for what reaches no Envoy; its warnings still show.
+        tracing::warn!(object = %key, nodes = 0, detail = %status.message, "valid, with warnings; reaches no node (no pod matches its workloadSelector)");
     } else if status.nodes == 0 {
-        // Never "accepted" for what reaches no Envoy.
         tracing::info!(object = %key, nodes = 0, "valid, reaches no node (no pod matches its workloadSelector)");
     } else if !status.message.is_empty() {
         tracing::warn!(object = %key, nodes = status.nodes, detail = %status.message, "accepted, with warnings");

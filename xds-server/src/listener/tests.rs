@@ -7,7 +7,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 
 use super::*;
-use crate::tls::{ReloadingTls, TlsFiles};
+use bootes_tls::{ReloadingTls, TlsFiles};
 
 const LONG: Duration = Duration::from_secs(60);
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -170,7 +170,7 @@ async fn tls_connect(
 }
 
 fn load(files: &TlsFiles) -> Arc<ReloadingTls> {
-    ReloadingTls::load(files.clone()).unwrap()
+    ReloadingTls::load(files.clone(), crate::tls::ALPN).unwrap()
 }
 
 #[tokio::test]
@@ -278,7 +278,7 @@ async fn rotated_files_serve_new_connections_and_keep_established_ones() {
 #[test]
 fn a_half_rotated_key_pair_keeps_the_previous_configuration() {
     let pki = pki();
-    let tls = ReloadingTls::load(pki.files.clone()).unwrap();
+    let tls = ReloadingTls::load(pki.files.clone(), crate::tls::ALPN).unwrap();
     let before = tls.config();
     // New certificate, old key: a rotation caught half-way.
     let other = pki.ca.issue_localhost();
@@ -292,10 +292,13 @@ fn a_half_rotated_key_pair_keeps_the_previous_configuration() {
         tls.reload().unwrap_err().to_string()
     };
     assert!(err.contains("ca.crt"), "{err}");
-    assert!(ReloadingTls::load(TlsFiles {
-        cert: Path::new("/nonexistent/cert.pem").into(),
-        ..pki.files.clone()
-    })
+    assert!(ReloadingTls::load(
+        TlsFiles {
+            cert: Path::new("/nonexistent/cert.pem").into(),
+            ..pki.files.clone()
+        },
+        crate::tls::ALPN
+    )
     .is_err());
 }
 
