@@ -88,6 +88,12 @@ pub struct LimitArgs {
     /// Connections held at once (including handshakes); more are refused.
     #[arg(long, env = "BOOTES_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Connections the kernel queues for the xDS port until they are
+    /// accepted (capped by net.core.somaxconn). A reconnect storm larger
+    /// than this, arriving faster than the accept thread empties it, gets
+    /// resets.
+    #[arg(long, env = "BOOTES_LISTEN_BACKLOG", default_value_t = 4096)]
+    pub listen_backlog: u32,
     /// Concurrent HTTP/2 streams per connection.
     #[arg(long, env = "BOOTES_MAX_STREAMS_PER_CONNECTION", default_value_t = 100)]
     pub max_streams_per_connection: u32,

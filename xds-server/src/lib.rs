@@ -148,8 +148,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // The xDS port is bound before the admin port answers /readyz, so ready
     // always means "accepting"; connections made before the server runs wait
     // in the backlog.
-    let grpc_listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let grpc_listener = listener::bind(config.listen, config.limits.listen_backlog)
         .with_context(|| format!("binding {}", config.listen))?;
     let xds = grpc_listener.local_addr().context("xDS address")?;
     let admin = bootes_runtime::admin::serve(
@@ -224,7 +223,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 })
                 .inc();
         },
-    );
+    )
+    .context("starting the xDS accept thread")?;
     let (drain, drain_rx) = oneshot::channel::<()>();
     let shutdown = async move {
         // A dropped handle drains too.
