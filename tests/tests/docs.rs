@@ -102,8 +102,15 @@ fn headings(doc: &Path) -> Vec<String> {
     std::fs::read_to_string(doc)
         .expect("reading a cited document")
         .lines()
-        .filter(|l| l.starts_with('#'))
-        .map(|l| l.trim_start_matches('#').trim().to_string())
+        .filter_map(|l| {
+            if l.starts_with('#') {
+                return Some(l.trim_start_matches('#').trim().to_string());
+            }
+            // A bold label opening a list item is a section too: `* **Sizing.**`.
+            let label = l.trim_start_matches(['*', ' ']).len() < l.len()
+                && l.trim_start().starts_with("* **");
+            label.then(|| l.trim_start().trim_start_matches("* **").to_string())
+        })
         .collect()
 }
 
