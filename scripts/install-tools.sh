@@ -20,6 +20,10 @@
 #   Prometheus Debian prometheus =2.42.0+ds-5+deb12u1 (prometheus and promtool)
 #              check: both report 2.42.0+ds, and promtool checks and unit-tests a
 #              rule file (what the monitoring tests and manifests/monitoring need)
+#   kubernetes-validate  PyPI kubernetes-validate==1.37.0 in the same venv
+#              (offline Kubernetes schemas; tests/tests/manifests_check.rs)
+#              check: `kubernetes-validate --version` is 1.37.0 and it rejects
+#              an invalid Service
 #   kubectl    the machine image's kubectl, else Debian kubernetes-client
 #              check: `kubectl version --client` runs; the Kubernetes-mode tests
 #              say themselves when they need a newer one (see README "Tests")
@@ -33,6 +37,7 @@ ENVOY_VERSION=1.40.0
 GRPCIO_VERSION=1.85.3
 PROMETHEUS_PKG_VERSION=2.42.0+ds-5+deb12u1
 PROMETHEUS_VERSION=2.42.0+ds  # what Debian's build prints
+KUBERNETES_VALIDATE_VERSION=1.37.0
 TOOLS_DIR=${BOOTES_TOOLS_DIR:-$HOME/.cache/bootes-tools}
 VENV=$TOOLS_DIR/venv
 
@@ -193,6 +198,20 @@ TEST
   [ "$rc" -eq 0 ] || { echo "promtool cannot check and test a rule file: $out"; return 1; }
 }
 ensure prometheus check_prometheus apt_install "prometheus=$PROMETHEUS_PKG_VERSION"
+check_kubernetes_validate() {
+  local kv=$VENV/bin/kubernetes-validate v
+  [ -x "$kv" ] || { echo "no $kv"; return 1; }
+  v=$("$kv" --version 2>/dev/null || true)
+  [ "$v" = "$KUBERNETES_VALIDATE_VERSION" ] || { echo "kubernetes-validate is '${v:-missing}', want $KUBERNETES_VALIDATE_VERSION"; return 1; }
+  # Its schemas are there and used: an unknown field of a Service fails.
+  if printf 'apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {portz: []}\n' |
+    "$kv" --strict --quiet -k 1.32.0 - >/dev/null 2>&1; then
+    echo "kubernetes-validate accepted an invalid Service"
+    return 1
+  fi
+}
+ensure kubernetes-validate check_kubernetes_validate \
+  pip_install "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 
 # --- kubectl -----------------------------------------------------------------------
 # The Kubernetes-mode tests drive a real kubectl against kube-standin. These
@@ -211,6 +230,7 @@ log "etcd:    $(command -v etcd) ($ETCD_VERSION), etcdctl $(command -v etcdctl)"
 log "envoy:   $VENV/bin/envoy ($ENVOY_VERSION); tests find it there, or: export ENVOY_BIN=$VENV/bin/envoy"
 log "grpcio:  $GRPCIO_VERSION in $VENV"
 log "prometheus: $(command -v prometheus), promtool $(command -v promtool) ($PROMETHEUS_VERSION)"
+log "kubernetes-validate: $KUBERNETES_VALIDATE_VERSION in $VENV"
 log "kubectl: $(command -v kubectl) ($(kubectl version --client 2>/dev/null | head -1))"
 if [ "${#did[@]}" -eq 0 ]; then
   log "nothing to do: every tool passed its check"

@@ -30,9 +30,11 @@ mod metrics;
 mod ports;
 mod process;
 mod prometheus;
+mod rendered;
 mod stack;
 mod upstream;
 mod wait;
+mod webhook;
 
 pub use bootes::{Controller, XdsServer};
 pub use certs::{CertFiles, Issued, San, TestCa};
@@ -40,8 +42,8 @@ pub use envoy::{
     bootstrap as envoy_bootstrap, dynamic_clusters, dynamic_endpoints, dynamic_listeners,
     dynamic_route_configs, Envoy, EnvoyOptions, XdsApi, XdsTls,
 };
-pub use etcd::Etcd;
-pub use etcd_cluster::EtcdCluster;
+pub use etcd::{ClientTls, Etcd};
+pub use etcd_cluster::{ClusterOptions, EtcdCluster};
 pub use http::{http_get, HttpResponse};
 pub use manifests::{
     cluster_eds, endpoint, endpoint_a, endpoint_for_service, endpoint_slice, listener_http, pod,
@@ -49,11 +51,18 @@ pub use manifests::{
 };
 pub use metrics::{metric, metric_sum};
 pub use ports::free_port;
-pub use process::{find_bootes_bin, find_envoy, find_etcd, rss_kib, test_dir, ChildProcess};
+pub use process::{
+    find_bootes_bin, find_envoy, find_etcd, find_venv_tool, rss_kib, test_dir, ChildProcess,
+};
 pub use prometheus::{
     dashboard_exprs, find_prometheus, find_promtool, metric_names_in, monitoring_dir, rule_exprs,
     rules_spec, write_rules_file, Prometheus,
 };
+pub use rendered::{
+    find_doc, flag_value, flags_of, flags_used, pod_spec, render, repo_dir, workloads, yaml_docs,
+    yaml_stream_of, Container,
+};
 pub use stack::{expect_routed, expect_spread, expect_status, local, Stack};
 pub use upstream::Upstream;
 pub use wait::{eventually, eventually_with, DEFAULT_TIMEOUT};
+pub use webhook::WebhookClient;

