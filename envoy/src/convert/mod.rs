@@ -14,6 +14,7 @@ pub mod semantic;
 mod semantic_rules;
 #[cfg(test)]
 mod semantic_tests;
+pub mod slots;
 #[cfg(test)]
 mod tests;
 

@@ -6,9 +6,16 @@ use bootes_proto::ResourceType;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
 use super::rule::{enum_name, is_set, values, Check, Cond, Rule};
+use super::slots::{any_misfit, Slot};
 
 const LISTENER: &str = "envoy.config.listener.v3.Listener";
 const CLUSTER: &str = "envoy.config.cluster.v3.Cluster";
+const HCM: &str =
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const NO_IMPLEMENTATION: &str =
+    "Didn't find a registered implementation for '…' with type URL: '…'";
+const PER_ROUTE: &str =
+    "The filter … doesn't support virtual host or route specific configurations";
 const STATIC_ONLY: &[Cond] = &[Cond::Enum("type", &["STATIC"]), Cond::Unset("cluster_type")];
 
 pub static RULES: &[Rule] = &[
@@ -69,6 +76,129 @@ pub static RULES: &[Rule] = &[
         check: Check::Each("typed_extension_protocol_options", any_has_type),
         problem: "each protocol option needs an @type",
         envoy: "rejects the cluster",
+    },
+    // --- extension slots: the type must be one Envoy has for the place --------
+    Rule {
+        message: "envoy.config.listener.v3.FilterChain",
+        when: &[],
+        check: Check::Each("filters.typed_config", network_filter),
+        problem: "typed_config does not fit a network filter",
+        envoy: NO_IMPLEMENTATION,
+    },
+    Rule {
+        message: "envoy.config.listener.v3.FilterChain",
+        when: &[],
+        check: Check::Each("transport_socket.typed_config", downstream_transport),
+        problem: "typed_config does not fit a listener's transport socket",
+        envoy: NO_IMPLEMENTATION,
+    },
+    Rule {
+        message: LISTENER,
+        when: &[Cond::Enum("address.socket_address.protocol", &["TCP"])],
+        check: Check::Each("listener_filters.typed_config", listener_filter),
+        problem: "typed_config does not fit a listener filter of a TCP listener",
+        envoy: NO_IMPLEMENTATION,
+    },
+    Rule {
+        message: LISTENER,
+        when: &[Cond::Enum("address.socket_address.protocol", &["UDP"])],
+        check: Check::Each("listener_filters.typed_config", udp_listener_filter),
+        problem: "typed_config does not fit a listener filter of a UDP listener",
+        envoy: NO_IMPLEMENTATION,
+    },
+    Rule {
+        message: HCM,
+        when: &[],
+        check: Check::Each("http_filters", http_filter),
+        problem: "typed_config does not fit an HTTP filter",
+        envoy: NO_IMPLEMENTATION,
+    },
+    Rule {
+        message: HCM,
+        when: &[],
+        check: Check::Each("tracing.provider.typed_config", tracer),
+        problem: "typed_config does not fit a tracer",
+        envoy: NO_IMPLEMENTATION,
+    },
+    Rule {
+        message: "envoy.config.accesslog.v3.AccessLog",
+        when: &[],
+        check: Check::Each("typed_config", access_logger),
+        problem: "typed_config does not fit an access logger",
+        envoy: NO_IMPLEMENTATION,
+    },
+    Rule {
+        message: CLUSTER,
+        when: &[],
+        check: Check::Each("transport_socket.typed_config", upstream_transport),
+        problem: "typed_config does not fit a cluster's transport socket",
+        envoy: NO_IMPLEMENTATION,
+    },
+    Rule {
+        message: CLUSTER,
+        when: &[],
+        check: Check::Each(
+            "transport_socket_matches.transport_socket.typed_config",
+            upstream_transport,
+        ),
+        problem: "typed_config does not fit a cluster's transport socket",
+        envoy: NO_IMPLEMENTATION,
+    },
+    Rule {
+        message: CLUSTER,
+        when: &[],
+        check: Check::Message(protocol_option_names),
+        problem: "",
+        envoy: "Didn't find a registered network or http filter or protocol options implementation for name: '…'",
+    },
+    Rule {
+        message: "envoy.config.route.v3.RetryPolicy",
+        when: &[],
+        check: Check::Each("retry_host_predicate.typed_config", retry_host_predicate),
+        problem: "typed_config does not fit a retry host predicate",
+        envoy: NO_IMPLEMENTATION,
+    },
+    Rule {
+        message: "envoy.config.route.v3.RetryPolicy",
+        when: &[],
+        check: Check::Each("retry_priority.typed_config", retry_priority),
+        problem: "typed_config does not fit a retry priority",
+        envoy: NO_IMPLEMENTATION,
+    },
+    Rule {
+        message: "envoy.config.route.v3.VirtualHost",
+        when: &[],
+        check: Check::Each("typed_per_filter_config", per_route),
+        problem: "not a per-route config",
+        envoy: PER_ROUTE,
+    },
+    Rule {
+        message: "envoy.config.route.v3.Route",
+        when: &[],
+        check: Check::Each("typed_per_filter_config", per_route),
+        problem: "not a per-route config",
+        envoy: PER_ROUTE,
+    },
+    Rule {
+        message: "envoy.config.route.v3.WeightedCluster.ClusterWeight",
+        when: &[],
+        check: Check::Each("typed_per_filter_config", per_route),
+        problem: "not a per-route config",
+        envoy: PER_ROUTE,
+    },
+    Rule {
+        message: "envoy.config.route.v3.RouteConfiguration",
+        when: &[],
+        check: Check::Each("typed_per_filter_config", per_route),
+        problem: "not a per-route config",
+        envoy: PER_ROUTE,
+    },
+    Rule {
+        message: "envoy.config.route.v3.FilterConfig",
+        when: &[Cond::Unset("is_optional")],
+        check: Check::Each("config", per_route),
+        problem: "not a per-route config",
+        envoy: PER_ROUTE,
     },
     // --- Listener ------------------------------------------------------------
     Rule {
@@ -410,6 +540,83 @@ pub static WARNINGS: &[Rule] = &[
 
 // ---------------------------------------------------------------------------
 // Tests of values.
+
+fn network_filter(v: &Value) -> Option<String> {
+    any_misfit(&[Slot::Network], v)
+}
+
+fn downstream_transport(v: &Value) -> Option<String> {
+    any_misfit(&[Slot::DownstreamTransport], v)
+}
+
+fn upstream_transport(v: &Value) -> Option<String> {
+    any_misfit(&[Slot::UpstreamTransport], v)
+}
+
+fn listener_filter(v: &Value) -> Option<String> {
+    any_misfit(&[Slot::Listener], v)
+}
+
+/// A UDP listener takes UDP listener filters, and QUIC listener filters
+/// (which the table does not list) when it is a QUIC listener.
+fn udp_listener_filter(v: &Value) -> Option<String> {
+    any_misfit(&[Slot::UdpListener, Slot::Listener], v)
+        .filter(|_| any_misfit(&[Slot::UdpListener], v).is_some())
+}
+
+/// An HTTP filter that is not optional (Envoy skips an optional filter it
+/// has no implementation for).
+fn http_filter(v: &Value) -> Option<String> {
+    let filter = v.as_message()?;
+    if is_set(filter, "is_optional") {
+        return None;
+    }
+    let (_, any) = values(filter, "typed_config").into_iter().next()?;
+    any_misfit(&[Slot::Http], &any)
+}
+
+fn tracer(v: &Value) -> Option<String> {
+    any_misfit(&[Slot::Tracer], v)
+}
+
+fn access_logger(v: &Value) -> Option<String> {
+    any_misfit(&[Slot::AccessLogger], v)
+}
+
+fn retry_host_predicate(v: &Value) -> Option<String> {
+    any_misfit(&[Slot::RetryHostPredicate], v)
+}
+
+fn retry_priority(v: &Value) -> Option<String> {
+    any_misfit(&[Slot::RetryPriority], v)
+}
+
+fn per_route(v: &Value) -> Option<String> {
+    any_misfit(&[Slot::PerRoute], v)
+}
+
+/// The keys of `typed_extension_protocol_options` name the factory Envoy
+/// looks up: one of the upstream protocol options, or a filter (whose
+/// support Envoy judges).
+fn protocol_option_names(cluster: &DynamicMessage) -> Option<(String, String)> {
+    values(cluster, "typed_extension_protocol_options")
+        .into_iter()
+        .find_map(|(at, _)| {
+            let key: String = serde_json::from_str(at.rsplit_once('[')?.1.strip_suffix(']')?).ok()?;
+            let known = matches!(
+                key.as_str(),
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+                    | "envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions"
+            ) || key.starts_with("envoy.upstreams.")
+                || key.starts_with("envoy.filters.");
+            (!known).then(|| {
+                (
+                    at,
+                    format!("no protocol options are named {}: use envoy.extensions.upstreams.http.v3.HttpProtocolOptions, envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions or a filter's name", super::json::quote(&key)),
+                )
+            })
+        })
+}
 
 /// The value inside the wrapper message (`UInt64Value`, …) at `path`, when
 /// the wrapper is set (its value may be the default, 0).

@@ -557,3 +557,106 @@ fn warnings_report_what_depends_on_the_bootstrap_without_rejecting() {
     )
     .is_empty());
 }
+
+fn typed(name: &str) -> Value {
+    json!({"@type": format!("type.googleapis.com/{name}")})
+}
+
+const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
+const HCM: &str =
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+
+fn hcm_listener(http_filters: Value, vh_extra: Value) -> Value {
+    let mut vh = json!({"name": "v", "domains": ["*"]});
+    for (k, v) in vh_extra.as_object().unwrap() {
+        vh[k] = v.clone();
+    }
+    listener(
+        json!({"filter_chains": [{"filters": [{"name": "h", "typed_config": {
+        "@type": format!("type.googleapis.com/{HCM}"), "stat_prefix": "s",
+        "route_config": {"virtual_hosts": [vh]}, "http_filters": http_filters}}]}]}),
+    )
+}
+
+#[test]
+fn typed_configs_fit_their_slots() {
+    use ResourceType::{Cluster as C, Listener as L};
+    let router = json!([{"name": "r", "typed_config": typed(ROUTER)}]);
+    // The HCM network filter given the router's config.
+    rejected(
+        L,
+        listener(
+            json!({"filter_chains": [{"filters": [{"name": "h", "typed_config": typed(ROUTER)}]}]}),
+        ),
+        "spec.config.filter_chains[0].filters[0].typed_config",
+        "is an HTTP filter, not a network filter",
+    );
+    accepted(L, hcm_listener(router.clone(), json!({})));
+    // An access logger as an HTTP filter; an optional one is skipped by Envoy.
+    let stdout = "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog";
+    rejected(
+        L,
+        hcm_listener(
+            json!([{"name": "x", "typed_config": typed(stdout)}, router[0]]),
+            json!({}),
+        ),
+        "spec.config.filter_chains[0].filters[0].typed_config.http_filters[0]",
+        "is an access logger, not an HTTP filter",
+    );
+    accepted(
+        L,
+        hcm_listener(
+            json!([{"name": "x", "is_optional": true, "typed_config": typed(stdout)}, router[0]]),
+            json!({}),
+        ),
+    );
+    // A per-route config for a filter that has none; one that has.
+    rejected(
+        L,
+        hcm_listener(router.clone(), json!({"typed_per_filter_config": {"r": typed(ROUTER)}})),
+        "spec.config.filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].typed_per_filter_config[\"r\"]",
+        "doesn't support virtual host or route specific configurations",
+    );
+    let per_route = "envoy.extensions.filters.http.lua.v3.LuaPerRoute";
+    accepted(
+        L,
+        hcm_listener(
+            router.clone(),
+            json!({"typed_per_filter_config": {"l": {
+            "@type": format!("type.googleapis.com/{per_route}"), "disabled": true}}}),
+        ),
+    );
+    // A server TLS context on a cluster.
+    let downstream = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+    rejected(
+        C,
+        json!({"name": "c", "transport_socket": {"name": "tls", "typed_config": typed(downstream)}}),
+        "spec.config.transport_socket.typed_config",
+        "not an upstream (cluster) transport socket",
+    );
+    accepted(
+        C,
+        json!({"name": "c", "transport_socket": {"name": "tls", "typed_config":
+            typed("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext")}}),
+    );
+    // Protocol options under a name Envoy has no factory for.
+    let http = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+    let options = |key: &str| {
+        json!({"name": "c", "typed_extension_protocol_options": {key: {
+            "@type": format!("type.googleapis.com/{http}"),
+            "explicit_http_config": {"http2_protocol_options": {}}}}})
+    };
+    accepted(C, options(http));
+    rejected(
+        C,
+        options("HttpProtocolOptions"),
+        "spec.config.typed_extension_protocol_options[\"HttpProtocolOptions\"]",
+        "no protocol options are named",
+    );
+    // A listener filter in its place.
+    accepted(
+        L,
+        listener(json!({"listener_filters": [{"name": "t", "typed_config":
+            typed("envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector")}]})),
+    );
+}

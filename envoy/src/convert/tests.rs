@@ -41,8 +41,8 @@ fn version_is_independent_of_map_order() {
     let vh = |a: &str, b: &str| {
         json!({"name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
         "typed_per_filter_config": {
-            a: {"@type": "type.googleapis.com/google.protobuf.Struct", "value": {"k": a}},
-            b: {"@type": "type.googleapis.com/google.protobuf.Struct", "value": {"k": b}}
+            a: {"@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault", "upstream_cluster": a},
+            b: {"@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault", "upstream_cluster": b}
         }}]})
     };
     let v1 = convert(ResourceType::Route, &vh("x", "y")).unwrap().version;
@@ -439,7 +439,7 @@ fn well_known_types_in_any_use_value() {
         convert(
             ResourceType::Route,
             &route(
-                json!({"typed_per_filter_config": {"f": with(json!({"@type": "type.googleapis.com/google.protobuf.Duration"}), value)}}),
+                json!({"metadata": {"typed_filter_metadata": {"f": with(json!({"@type": "type.googleapis.com/google.protobuf.Duration"}), value)}}}),
             ),
         )
     };
@@ -447,12 +447,12 @@ fn well_known_types_in_any_use_value() {
     let e = r(json!({"value": "soon"})).unwrap_err();
     assert_eq!(
         e[0].path,
-        "spec.config.virtual_hosts[0].typed_per_filter_config[\"f\"].value"
+        "spec.config.virtual_hosts[0].metadata.typed_filter_metadata[\"f\"].value"
     );
     let e = r(json!({"seconds": 1})).unwrap_err();
     assert_eq!(
         e[0].path,
-        "spec.config.virtual_hosts[0].typed_per_filter_config[\"f\"].seconds"
+        "spec.config.virtual_hosts[0].metadata.typed_filter_metadata[\"f\"].seconds"
     );
     assert!(
         e[0].message.contains("only \"@type\" and \"value\""),
