@@ -358,10 +358,21 @@ impl Inner {
             }
             // Every member failed once: go round again with longer attempts
             // (a cluster electing a leader answers soon), until the deadline.
-            attempt *= 2;
-            if deadline.is_none() && attempt > self.timing.attempt * 8 {
+            // The attempt grows to 8 times its first length at most, and
+            // each new round waits a quarter of the first attempt (a cluster
+            // that is electing answers again soon): with every member down
+            // this must neither spin nor overflow the doubling.
+            let longest = self.timing.attempt.saturating_mul(8);
+            if deadline.is_none() && attempt >= longest {
                 return Err(last.unwrap_or_else(|| "no etcd member".into()));
             }
+            attempt = attempt.saturating_mul(2).min(longest);
+            let pause = self.timing.attempt / 4;
+            let pause = match deadline {
+                Some(deadline) => pause.min(deadline.saturating_duration_since(Instant::now())),
+                None => pause,
+            };
+            tokio::time::sleep(pause).await;
         }
     }
 

@@ -119,23 +119,28 @@ async fn a_deposed_leader_cannot_write() {
 async fn after_an_etcd_restart_the_leader_recognises_its_own_lease() {
     let mut etcd = Etcd::start().await.unwrap();
     let keys = Keys::default();
-    // A long TTL: winning again after the old lease expired would take it.
-    let ttl = Duration::from_secs(20);
+    // Long enough that the lease, extended by etcd when it starts again,
+    // outlives the election's next campaign; short enough that the outage
+    // below outlasts it.
+    let ttl = Duration::from_secs(6);
     let a = Election::start(client(&etcd).await, keys.leader(), "a".into(), ttl);
     until("a leads", || a.leadership().borrow().is_some()).await;
     let fence = a.leadership().borrow().clone().unwrap();
     let mut leadership = a.leadership();
     leadership.mark_unchanged();
 
-    etcd.restart().await.unwrap();
-    // Leadership is interrupted (etcd was gone: the election task says
-    // `None`, however briefly), then comes back with the same fence: the key
-    // on a's own lease was recognised, not waited out and created again
-    // (which would give it a new create revision).
+    // etcd is gone for longer than the lease could be renewed: the election
+    // says `None` (it may have lost the lease), then, etcd back, leads again
+    // with the same fence: the key on a's own lease was recognised, not
+    // waited out and created again (which would give it a new create
+    // revision). A shorter outage costs nothing: the lease is renewed.
+    etcd.process().kill();
     tokio::time::timeout(Duration::from_secs(30), leadership.changed())
         .await
-        .expect("the election noticed the restart")
+        .expect("the election noticed etcd was gone")
         .unwrap();
+    assert!(a.leadership().borrow().is_none());
+    etcd.restart().await.unwrap();
     until("a leads again", || a.leadership().borrow().is_some()).await;
     assert_eq!(a.leadership().borrow().clone().unwrap(), fence);
     let mut c = client(&etcd).await;
