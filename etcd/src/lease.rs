@@ -65,7 +65,19 @@ async fn renew(
     period: Duration,
     expires: &mut Instant,
 ) -> Result<(), etcd_client::Error> {
-    let (mut keeper, mut responses) = client.lease_keep_alive(id).await?;
+    // Opening the stream is bounded too: with every member down it would
+    // wait for one to answer, and the lease's holder would never learn that
+    // it may have lost it.
+    let (mut keeper, mut responses) = tokio::time::timeout_at(
+        (Instant::now() + period).min(*expires),
+        client.lease_keep_alive(id),
+    )
+    .await
+    .map_err(|_| {
+        etcd_client::Error::LeaseKeepAliveError(format!(
+            "no keep-alive stream opened within {period:?}"
+        ))
+    })??;
     loop {
         let sent = Instant::now();
         keeper.keep_alive().await?;
