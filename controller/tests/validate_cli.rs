@@ -477,7 +477,10 @@ fn endpoints_from_a_service_are_checked_with_the_slices_given() {
     );
     // The slice's hostname in an IPv4 slice is not an error of the object,
     // but it is named (issue 18): a warning naming the slice and the field.
-    assert!(!errors.iter().any(|l| l.contains("Endpoint shop/web")), "{out}");
+    assert!(
+        !errors.iter().any(|l| l.contains("Endpoint shop/web")),
+        "{out}"
+    );
     let warnings = lines(&out, "warning:");
     assert_eq!(warnings.len(), 1, "{out}");
     assert!(
