@@ -16,11 +16,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::index::{Index, Reason};
+use crate::conditions;
+use crate::index::Index;
 use crate::manifest::{self, Document};
 use crate::model::{BootesObject, ObjectKey, Pod};
 use crate::report::problem_line;
 use crate::service_endpoints::EndpointSlice;
+use crate::verdict::Reason;
 use crate::xref::BootstrapClusters;
 use bootes_envoy::convert::{ConfigError, CONFIG_PATH};
 
@@ -94,12 +96,13 @@ pub fn check(paths: &[PathBuf], bootstrap: &BootstrapClusters) -> Outcome {
             continue;
         };
         // Conversion problems are listed above; these come from the group.
-        if !invalid.contains(key) && matches!(status.reason, Reason::Conflict | Reason::TooLarge) {
-            let path = match status.reason {
+        let reason = status.verdict.reason();
+        if !invalid.contains(key) && matches!(reason, Reason::Conflict | Reason::TooLarge) {
+            let path = match reason {
                 Reason::Conflict => format!("{CONFIG_PATH}.{}", key.kind.name_field()),
                 _ => CONFIG_PATH.to_string(),
             };
-            let problem = ConfigError::new(path, status.message.clone());
+            let problem = ConfigError::new(path, conditions::accepted_message(&status.verdict));
             outcome.errors.push(problem_line(name, key, &problem));
         }
         if !invalid.contains(key) {
