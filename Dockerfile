@@ -4,8 +4,12 @@
 #
 #   docker build --target controller -t bootes-controller .
 #   docker build --target xds-server -t bootes-xds-server .
+#   docker build --target setup -t bootes-setup .
 #
-# docker-compose.yml builds both. The builder's Rust must be at least the
+# `setup` runs the one-shot jobs of an install: manifests/etcd/roles.sh (the
+# etcd users and roles; the roles Job of manifests/etcd/) and, for
+# docker-compose.yml, deploy/compose/make-certs.sh. docker-compose.yml
+# builds all three. The builder's Rust must be at least the
 # newest rust-version in Cargo.lock (kube 5 needs 1.89; tests/tests/compose.rs
 # checks it against the workspace's rust-version).
 
@@ -36,3 +40,15 @@ COPY --from=build /out/bootes-xds-server /usr/local/bin/bootes-xds-server
 USER nonroot:nonroot
 EXPOSE 18000 19000
 ENTRYPOINT ["/usr/local/bin/bootes-xds-server"]
+
+# bash, etcdctl (from the etcd release image, which has no shell) and
+# openssl, for the setup scripts; runs as uid 65532.
+FROM quay.io/coreos/etcd:v3.5.17 AS etcd
+FROM debian:bookworm-slim AS setup
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openssl \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=etcd /usr/local/bin/etcdctl /usr/local/bin/etcdctl
+COPY manifests/etcd/roles.sh deploy/compose/make-certs.sh /usr/local/share/bootes/
+USER 65532:65532
+ENTRYPOINT ["bash"]

@@ -17,6 +17,13 @@
 #   grpcio     PyPI grpcio==1.85.3 in the same venv (the proxyless gRPC xDS
 #              client of the end-to-end tests)
 #              check: `import grpc` gives 1.85.3
+#   Prometheus Debian prometheus =2.42.0+ds-5+deb12u1 (prometheus and promtool)
+#              check: both report 2.42.0+ds, and promtool checks and unit-tests a
+#              rule file (what the monitoring tests and manifests/monitoring need)
+#   kubernetes-validate  PyPI kubernetes-validate==1.37.0 in the same venv
+#              (offline Kubernetes schemas; tests/tests/manifests_check.rs)
+#              check: `kubernetes-validate --version` is 1.37.0 and it rejects
+#              an invalid Service
 #   kubectl    the machine image's kubectl, else Debian kubernetes-client
 #              check: `kubectl version --client` runs; the Kubernetes-mode tests
 #              say themselves when they need a newer one (see README "Tests")
@@ -28,6 +35,9 @@ ETCD_PKG_VERSION=3.4.23-4+b4
 ETCD_VERSION=3.4.23
 ENVOY_VERSION=1.40.0
 GRPCIO_VERSION=1.85.3
+PROMETHEUS_PKG_VERSION=2.42.0+ds-5+deb12u1
+PROMETHEUS_VERSION=2.42.0+ds  # what Debian's build prints
+KUBERNETES_VALIDATE_VERSION=1.37.0
 TOOLS_DIR=${BOOTES_TOOLS_DIR:-$HOME/.cache/bootes-tools}
 VENV=$TOOLS_DIR/venv
 
@@ -151,6 +161,58 @@ check_grpcio() {
 }
 ensure grpcio check_grpcio pip_install "grpcio==$GRPCIO_VERSION"
 
+# --- Prometheus and promtool ------------------------------------------------------
+# The monitoring tests run promtool on manifests/monitoring's rules and a real
+# Prometheus scraping both processes. Debian's package starts no service here
+# (no systemd in containers); the tests start their own on loopback.
+check_prometheus() {
+  local tool v
+  for tool in prometheus promtool; do
+    command -v "$tool" >/dev/null || { echo "$tool not on PATH"; return 1; }
+    v=$("$tool" --version 2>&1 | sed -n 's/^[a-z]* *, version \([^ ]*\).*/\1/p' | head -1)
+    [ "$v" = "$PROMETHEUS_VERSION" ] || { echo "$tool is '${v:-unknown}', want $PROMETHEUS_VERSION"; return 1; }
+  done
+  local dir out rc=0
+  dir=$(mktemp -d)
+  cat >"$dir/rules.yaml" <<'RULES'
+groups:
+  - name: check
+    rules:
+      - alert: Up
+        expr: up == 0
+RULES
+  cat >"$dir/test.yaml" <<'TEST'
+rule_files: [rules.yaml]
+tests:
+  - input_series:
+      - series: 'up{job="x"}'
+        values: '0x2'
+    alert_rule_test:
+      - eval_time: 1m
+        alertname: Up
+        exp_alerts:
+          - exp_labels: {job: x}
+TEST
+  out=$(cd "$dir" && promtool check rules rules.yaml 2>&1 && promtool test rules test.yaml 2>&1) || rc=$?
+  rm -rf "$dir"
+  [ "$rc" -eq 0 ] || { echo "promtool cannot check and test a rule file: $out"; return 1; }
+}
+ensure prometheus check_prometheus apt_install "prometheus=$PROMETHEUS_PKG_VERSION"
+check_kubernetes_validate() {
+  local kv=$VENV/bin/kubernetes-validate v
+  [ -x "$kv" ] || { echo "no $kv"; return 1; }
+  v=$("$kv" --version 2>/dev/null || true)
+  [ "$v" = "$KUBERNETES_VALIDATE_VERSION" ] || { echo "kubernetes-validate is '${v:-missing}', want $KUBERNETES_VALIDATE_VERSION"; return 1; }
+  # Its schemas are there and used: an unknown field of a Service fails.
+  if printf 'apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {portz: []}\n' |
+    "$kv" --strict --quiet -k 1.32.0 - >/dev/null 2>&1; then
+    echo "kubernetes-validate accepted an invalid Service"
+    return 1
+  fi
+}
+ensure kubernetes-validate check_kubernetes_validate \
+  pip_install "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+
 # --- kubectl -----------------------------------------------------------------------
 # The Kubernetes-mode tests drive a real kubectl against kube-standin. These
 # machines' image ships a current one; Debian's kubernetes-client (1.20) is
@@ -167,6 +229,8 @@ log "protoc:  $(command -v protoc) ($(protoc --version)), well-known types OK"
 log "etcd:    $(command -v etcd) ($ETCD_VERSION), etcdctl $(command -v etcdctl)"
 log "envoy:   $VENV/bin/envoy ($ENVOY_VERSION); tests find it there, or: export ENVOY_BIN=$VENV/bin/envoy"
 log "grpcio:  $GRPCIO_VERSION in $VENV"
+log "prometheus: $(command -v prometheus), promtool $(command -v promtool) ($PROMETHEUS_VERSION)"
+log "kubernetes-validate: $KUBERNETES_VALIDATE_VERSION in $VENV"
 log "kubectl: $(command -v kubectl) ($(kubectl version --client 2>/dev/null | head -1))"
 if [ "${#did[@]}" -eq 0 ]; then
   log "nothing to do: every tool passed its check"

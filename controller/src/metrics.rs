@@ -7,6 +7,7 @@
 //! is read from the election's [`Leadership`] when scraped.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -60,6 +61,9 @@ pub struct ObjectLabels {
     pub reason: &'static str,
 }
 
+/// The `op` label of `bootes_controller_etcd_errors_total`.
+pub const ETCD_OPS: [&str; 4] = ["connect", "read", "write", "watch"];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabel {
     pub op: &'static str,
@@ -97,12 +101,17 @@ pub struct Metrics {
     endpoint_slices: Gauge,
     service_endpoints: Gauge,
     sync_duration: Histogram,
+    etcd_write_duration: Histogram,
     syncs: Family<ResultLabel, Counter>,
     etcd_txns: Counter,
     etcd_ops: Family<OpLabel, Counter>,
     etcd_bytes: Counter,
     last_write: Gauge,
     leader: Gauge,
+    leader_changes: Counter,
+    /// Whether this replica led at the last [`Metrics::observe_leadership`].
+    leading: AtomicBool,
+    etcd_errors: Family<OpLabel, Counter>,
     /// Set by the election; read when scraped.
     leadership: Mutex<Option<Leadership>>,
     health: Mutex<Health>,
@@ -175,6 +184,14 @@ impl Metrics {
             "Time to compute the desired state and write what changed to etcd (leader)",
             sync_duration.clone(),
         );
+        let etcd_write_duration = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
+        r.register(
+            "etcd_write_duration_seconds",
+            "Time to write a plan to etcd (its fenced transactions), for reconciles that wrote something or failed to",
+            etcd_write_duration.clone(),
+        );
         let syncs = Family::<ResultLabel, Counter>::default();
         r.register(
             "reconciles",
@@ -211,6 +228,18 @@ impl Metrics {
             "1 while this replica is the leader (the one that writes to etcd)",
             leader.clone(),
         );
+        let leader_changes = Counter::default();
+        r.register(
+            "leader_changes",
+            "Times this replica gained or lost leadership",
+            leader_changes.clone(),
+        );
+        let etcd_errors = Family::<OpLabel, Counter>::default();
+        r.register(
+            "etcd_errors",
+            "Failed etcd requests by operation: connect, read (the prefix), write (fenced transactions), watch (node status, foreign changes)",
+            etcd_errors.clone(),
+        );
         let m = Self {
             registry: r,
             objects,
@@ -225,12 +254,16 @@ impl Metrics {
             endpoint_slices,
             service_endpoints,
             sync_duration,
+            etcd_write_duration,
             syncs,
             etcd_txns,
             etcd_ops,
             etcd_bytes,
             last_write,
             leader,
+            leader_changes,
+            leading: AtomicBool::new(false),
+            etcd_errors,
             leadership: Mutex::new(None),
             health: Mutex::new(Health::default()),
         };
@@ -242,7 +275,29 @@ impl Metrics {
         for result in ["written", "unchanged", "error", "follower"] {
             let _ = m.syncs.get_or_create(&ResultLabel { result });
         }
+        for op in ETCD_OPS {
+            let _ = m.etcd_errors.get_or_create(&OpLabel { op });
+        }
         m
+    }
+
+    /// Whether this replica leads now; a change from the last call counts
+    /// as a leadership change.
+    pub fn observe_leadership(&self, leading: bool) {
+        if self.leading.swap(leading, Ordering::Relaxed) != leading {
+            self.leader_changes.inc();
+        }
+    }
+
+    /// How long writing a non-empty plan to etcd took (whether it succeeded).
+    pub fn observe_etcd_write(&self, elapsed: Duration) {
+        self.etcd_write_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// An etcd request that failed (`op`: one of [`ETCD_OPS`]).
+    pub fn observe_etcd_error(&self, op: &'static str) {
+        debug_assert!(ETCD_OPS.contains(&op), "unknown etcd op {op}");
+        self.etcd_errors.get_or_create(&OpLabel { op }).inc();
     }
 
     /// Leadership to report (`bootes_controller_leader`).
@@ -505,6 +560,34 @@ mod tests {
     }
 
     #[test]
+    fn leadership_changes_count_each_gain_and_loss() {
+        let m = Metrics::new();
+        let changes =
+            |m: &Metrics| line(&m.encode(), "bootes_controller_leader_changes_total").to_string();
+        assert_eq!(changes(&m), "bootes_controller_leader_changes_total 0");
+        m.observe_leadership(false);
+        assert_eq!(changes(&m), "bootes_controller_leader_changes_total 0");
+        m.observe_leadership(true);
+        m.observe_leadership(true);
+        assert_eq!(changes(&m), "bootes_controller_leader_changes_total 1");
+        m.observe_leadership(false);
+        assert_eq!(changes(&m), "bootes_controller_leader_changes_total 2");
+    }
+
+    #[test]
+    fn etcd_errors_by_op_start_at_zero() {
+        let m = Metrics::new();
+        let text = m.encode();
+        for op in ETCD_OPS {
+            let series = format!(r#"bootes_controller_etcd_errors_total{{op="{op}"}}"#);
+            assert_eq!(line(&text, &series), format!("{series} 0"));
+        }
+        m.observe_etcd_error("watch");
+        let series = r#"bootes_controller_etcd_errors_total{op="watch"}"#;
+        assert_eq!(line(&m.encode(), series), format!("{series} 1"));
+    }
+
+    #[test]
     fn objects_by_kind_and_reason_every_series_present() {
         let m = Metrics::new();
         let text = m.encode();
@@ -584,6 +667,15 @@ mod tests {
         assert!(text.contains(r#"bootes_controller_reconciles_total{result="unchanged"} 1"#));
         assert!(text.contains("bootes_controller_reconcile_duration_seconds_count 2"));
         assert!(text.contains("# TYPE bootes_controller_reconcile_duration_seconds histogram"));
+        // The etcd part alone, observed only where a plan was written.
+        assert!(text.contains("bootes_controller_etcd_write_duration_seconds_count 0"));
+        m.observe_etcd_write(Duration::from_millis(15));
+        let text = m.encode();
+        assert!(text.contains("bootes_controller_etcd_write_duration_seconds_count 1"));
+        assert!(
+            text.contains(r#"bootes_controller_etcd_write_duration_seconds_bucket{le="0.025"} 1"#),
+            "{text}"
+        );
     }
 
     #[test]

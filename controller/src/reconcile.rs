@@ -103,6 +103,7 @@ impl<S: SnapshotStore> Reconciler<S> {
                     // Someone else changed what we wrote (or damaged it):
                     // read etcd again and write what differs.
                     if let Err(e) = self.writer.load().await {
+                        self.observe_store_error("read", &e);
                         tracing::warn!(error = %e, "reading etcd failed");
                     }
                     if self.may_write() {
@@ -114,16 +115,26 @@ impl<S: SnapshotStore> Reconciler<S> {
                         leadership = None;
                         continue;
                     }
+                    self.metrics.observe_leadership(self.fence().is_some());
                     if self.fence().is_some() {
                         // A new leader first reads what the previous one wrote.
                         tracing::info!("leading: reading etcd and writing the current state");
                         if let Err(e) = self.writer.load().await {
+                            self.observe_store_error("read", &e);
                             tracing::warn!(error = %e, "reading etcd failed");
                         }
                         retry_at = Some(Instant::now());
                     }
                 }
             }
+        }
+    }
+
+    /// Counts a failed etcd request; a write refused because another
+    /// replica leads is no etcd error.
+    fn observe_store_error(&self, op: &'static str, e: &StoreError) {
+        if matches!(e, StoreError::Unavailable(_)) {
+            self.metrics.observe_etcd_error(op);
         }
     }
 
@@ -236,7 +247,10 @@ impl<S: SnapshotStore> Reconciler<S> {
         let result = if plan.is_empty() {
             Ok(Default::default())
         } else {
-            self.writer.write(&plan, fence.as_ref()).await
+            let writing = std::time::Instant::now();
+            let result = self.writer.write(&plan, fence.as_ref()).await;
+            self.metrics.observe_etcd_write(writing.elapsed());
+            result
         };
         // Report statuses even if etcd failed: validation results stand.
         self.status.report(&desired.statuses);
@@ -244,8 +258,10 @@ impl<S: SnapshotStore> Reconciler<S> {
             Ok(stats) => stats,
             Err(e) => {
                 self.metrics.observe_write_error(&e, started.elapsed());
+                self.observe_store_error("write", &e);
                 // Re-read etcd before retrying: our picture of it may be off.
                 if let Err(load) = self.writer.load().await {
+                    self.observe_store_error("read", &load);
                     tracing::debug!(error = %load, "reloading etcd contents failed");
                 }
                 return Err(e);

@@ -37,8 +37,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let keys = args.etcd.keys();
     let config = args.etcd.config()?;
+    config.warn_if_plaintext();
     let secrets = args.etcd.secret_keys()?;
-    let writer = connect_and_load(&config, keys, secrets).await;
+    let writer = connect_and_load(&config, keys, secrets, &metrics).await;
     let _ = etcd_client.set(writer.client().clone());
 
     let (tx, rx) = mpsc::channel(1024);
@@ -47,6 +48,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         writer.client().clone(),
         writer.keys().clone(),
         tx.clone(),
+        metrics.clone(),
     ));
     let kube = match args.manifests.clone() {
         Some(dir) => {
@@ -113,6 +115,7 @@ async fn connect_and_load(
     config: &bootes_etcd::EtcdConfig,
     keys: Keys,
     secrets: Option<Arc<bootes_proto::sealed::SecretKeys>>,
+    metrics: &Metrics,
 ) -> EtcdWriter {
     let endpoints = &config.endpoints;
     let mut backoff = Backoff::default();
@@ -122,6 +125,7 @@ async fn connect_and_load(
             match EtcdWriter::connect(config, keys.clone(), secrets.clone()).await {
                 Ok(w) => writer = Some(w),
                 Err(e) => {
+                    metrics.observe_etcd_error("connect");
                     tracing::warn!(error = %e, endpoints = %endpoints.join(","), "etcd not reachable yet")
                 }
             }
@@ -129,7 +133,10 @@ async fn connect_and_load(
         if let Some(w) = writer.as_mut() {
             match w.load().await {
                 Ok(()) => return writer.expect("connected"),
-                Err(e) => tracing::warn!(error = %e, "reading the prefix from etcd failed"),
+                Err(e) => {
+                    metrics.observe_etcd_error("read");
+                    tracing::warn!(error = %e, "reading the prefix from etcd failed")
+                }
             }
         }
         backoff.wait().await;

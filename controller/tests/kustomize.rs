@@ -131,7 +131,7 @@ fn check_process(deployment: &Value, health_flag: &str, known_flags: &BTreeSet<S
     }
     assert_eq!(
         arg(&args, "--etcd-endpoints"),
-        "http://etcd.bootes-system.svc:2379"
+        "https://etcd.bootes-system.svc:2379"
     );
 }
 
@@ -147,11 +147,15 @@ fn manifests_render_with_every_piece() {
     assert_eq!(
         kinds,
         [
+            "Certificate",
             "ClusterRole",
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "Deployment",
+            "Issuer",
+            "Job",
             "Namespace",
+            "NetworkPolicy",
             "PodDisruptionBudget",
             "Service",
             "ServiceAccount",

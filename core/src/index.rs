@@ -35,6 +35,9 @@ struct Entry {
     errors: Vec<ConfigError>,
     /// The errors are that the resource is too large for etcd on its own.
     too_large: bool,
+    /// What of the Service's EndpointSlices could not be used (see
+    /// [`service_endpoints::load_assignment`]), for the latest spec.
+    slice_warnings: Vec<ConfigError>,
 }
 
 #[derive(Clone, Debug)]
@@ -138,6 +141,7 @@ impl Index {
                     accepted: previous.and_then(|p| p.accepted),
                     errors,
                     too_large: false,
+                    slice_warnings: Vec::new(),
                 }
             }
         };
@@ -188,6 +192,7 @@ impl Index {
             accepted,
             errors,
             too_large,
+            slice_warnings: effective.warnings,
         }
     }
 
@@ -278,12 +283,12 @@ impl Index {
         (self.slices.len(), endpoints)
     }
 
-    /// What the warning rules found in an object's resource in force.
-    pub fn warnings(&self, key: &ObjectKey) -> &[ConfigError] {
+    /// What the warning rules found in an object's resource in force, then
+    /// what of its Service's EndpointSlices could not be used.
+    pub fn warnings(&self, key: &ObjectKey) -> Vec<&ConfigError> {
         self.objects
             .get(key)
-            .and_then(|e| e.accepted.as_ref())
-            .map(|a| a.resource.warnings.as_slice())
+            .map(Entry::warnings)
             .unwrap_or_default()
     }
 
@@ -480,7 +485,7 @@ impl Index {
                 }
             } else {
                 Verdict::Valid {
-                    warnings: self.warnings(key).to_vec(),
+                    warnings: entry.warnings().into_iter().cloned().collect(),
                 }
             };
             desired.statuses.insert(
@@ -672,6 +677,19 @@ impl Index {
             .filter(|(_, report)| !report.is_empty())
             .collect();
         part
+    }
+}
+
+impl Entry {
+    /// The warning rules' findings on the resource in force, then the
+    /// problems of the EndpointSlices the latest spec was filled from.
+    fn warnings(&self) -> Vec<&ConfigError> {
+        let rules = self
+            .accepted
+            .as_ref()
+            .map(|a| a.resource.warnings.as_slice())
+            .unwrap_or_default();
+        rules.iter().chain(&self.slice_warnings).collect()
     }
 }
 

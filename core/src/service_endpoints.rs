@@ -223,19 +223,80 @@ impl EndpointSlice {
         })
     }
 
-    /// The number of this slice's port named by `port`, if it has one.
-    fn port_number(&self, port: &ServicePort) -> Option<u16> {
-        self.ports
-            .iter()
-            .find(|p| match port {
-                ServicePort::Name(name) => p.name.as_deref().unwrap_or("") == name,
-                ServicePort::Number(n) => p.port == Some(*n),
-            })
-            .and_then(|p| p.port)
-            .and_then(|n| u16::try_from(n).ok())
-            .filter(|n| *n != 0)
+    /// The number of this slice's port named by `port`: `None` when the
+    /// slice has no such port (it serves other ports of the Service), an
+    /// error naming the field when it has one that is not a port number.
+    fn port_number(&self, port: &ServicePort) -> Option<Result<u16, ConfigError>> {
+        let (i, found) = self.ports.iter().enumerate().find(|(_, p)| match port {
+            ServicePort::Name(name) => p.name.as_deref().unwrap_or("") == name,
+            ServicePort::Number(n) => p.port == Some(*n),
+        })?;
+        Some(
+            found
+                .port
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|n| *n != 0)
+                .ok_or_else(|| {
+                    let what = match found.port {
+                        Some(n) => format!("{n} is not a port number (1-65535)"),
+                        None => "absent (\"all ports\"): no port Envoy could connect to".into(),
+                    };
+                    self.problem(
+                        &format!("ports[{i}].port"),
+                        format!("{what}; the slice's endpoints are left out"),
+                    )
+                }),
+        )
+    }
+
+    /// Why `endpoint` (number `i`) has no address Envoy can use, if so.
+    fn address_problem(&self, i: usize, endpoint: &SliceEndpoint) -> Result<IpAddr, ConfigError> {
+        let Some(first) = endpoint.addresses.first() else {
+            return Err(self.problem(
+                &format!("endpoints[{i}].addresses"),
+                "no address; this endpoint is left out",
+            ));
+        };
+        let field = format!("endpoints[{i}].addresses[0]");
+        let ip = first.parse::<IpAddr>().map_err(|_| {
+            self.problem(
+                &field,
+                format!(
+                    "{first:?} is not an {} address; this endpoint is left out",
+                    self.address_type
+                ),
+            )
+        })?;
+        let family = match ip {
+            IpAddr::V4(_) => "IPv4",
+            IpAddr::V6(_) => "IPv6",
+        };
+        if family != self.address_type {
+            return Err(self.problem(
+                &field,
+                format!(
+                    "{first:?} is an {family} address in an {} slice (addressType); this endpoint is left out",
+                    self.address_type
+                ),
+            ));
+        }
+        Ok(ip)
+    }
+
+    /// A problem with `field` of this slice, as the Endpoint that uses it
+    /// reports it (at `spec.service`, naming the slice and the field).
+    fn problem(&self, field: &str, message: impl std::fmt::Display) -> ConfigError {
+        ConfigError::new(SERVICE_PATH, format!("{}: {field}: {message}", self.key))
     }
 }
+
+/// Where an Endpoint reports the problems of its Service's slices.
+const SERVICE_PATH: &str = "spec.service";
+
+/// At most this many slice problems are reported per Endpoint; a last line
+/// counts the rest (a Service with thousands of malformed endpoints must not
+/// make a status larger than the object).
+pub const MAX_SLICE_WARNINGS: usize = 5;
 
 /// How an endpoint takes part, from its conditions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -281,6 +342,9 @@ pub struct LoadAssignment {
     pub config: Value,
     /// How many lb_endpoints it has.
     pub endpoints: usize,
+    /// What of the slices could not be used, naming each slice and field
+    /// (at most [`MAX_SLICE_WARNINGS`], then a line counting the rest).
+    pub warnings: Vec<ConfigError>,
 }
 
 /// Fills `config`'s `endpoints` from `slices` (the Service's EndpointSlices,
@@ -291,8 +355,10 @@ pub struct LoadAssignment {
 ///   others are left out.
 /// * An endpoint's first address is used (Kubernetes: the addresses of one
 ///   endpoint are fungible); one that is not an IP of the slice's address
-///   type is skipped, as are FQDN slices (an EDS cluster takes IPs only).
-///   IPv4 and IPv6 slices of a dual-stack Service both contribute.
+///   type is left out, as are FQDN slices (an EDS cluster takes IPs only)
+///   and slices whose port is not a port number: each is a warning naming
+///   the slice and the field, never a silent skip. IPv4 and IPv6 slices of a
+///   dual-stack Service both contribute.
 /// * The locality's zone is the endpoint's `zone` (else
 ///   `topology.kubernetes.io/zone` of its topology), its region
 ///   `topology.kubernetes.io/region` when given.
@@ -304,28 +370,36 @@ pub fn load_assignment(
     slices: &[&EndpointSlice],
 ) -> LoadAssignment {
     let mut best: BTreeMap<(IpAddr, u16), (Health, Locality)> = BTreeMap::new();
+    let mut warnings = Vec::new();
     for slice in slices {
-        let Some(port_number) = slice.port_number(port) else {
-            continue;
+        let port_number = match slice.port_number(port) {
+            None => continue,
+            Some(Ok(n)) => n,
+            Some(Err(problem)) => {
+                warnings.push(problem);
+                continue;
+            }
         };
-        for endpoint in &slice.endpoints {
+        if slice.address_type == "FQDN" {
+            warnings.push(slice.problem(
+                "addressType",
+                "FQDN slices are not used (an EDS cluster takes IP addresses); the slice's endpoints are left out",
+            ));
+            continue;
+        }
+        for (i, endpoint) in slice.endpoints.iter().enumerate() {
+            // Checked whatever the endpoint's conditions: a malformed
+            // endpoint is named even while it is not ready.
+            let ip = match slice.address_problem(i, endpoint) {
+                Ok(ip) => ip,
+                Err(problem) => {
+                    warnings.push(problem);
+                    continue;
+                }
+            };
             let Some(health) = Health::of(&endpoint.conditions) else {
                 continue;
             };
-            let Some(ip) = endpoint
-                .addresses
-                .first()
-                .and_then(|a| a.parse::<IpAddr>().ok())
-            else {
-                continue;
-            };
-            let family_matches = match ip {
-                IpAddr::V4(_) => slice.address_type == "IPv4",
-                IpAddr::V6(_) => slice.address_type == "IPv6",
-            };
-            if !family_matches {
-                continue;
-            }
             let locality = locality_of(endpoint);
             let candidate = (health, locality);
             best.entry((ip, port_number))
@@ -336,6 +410,14 @@ pub fn load_assignment(
                 })
                 .or_insert(candidate);
         }
+    }
+    if warnings.len() > MAX_SLICE_WARNINGS {
+        let more = warnings.len() - MAX_SLICE_WARNINGS;
+        warnings.truncate(MAX_SLICE_WARNINGS);
+        warnings.push(ConfigError::new(
+            SERVICE_PATH,
+            format!("{more} more EndpointSlice problems not shown"),
+        ));
     }
 
     let endpoints = best.len();
@@ -371,7 +453,11 @@ pub fn load_assignment(
     if let Value::Object(map) = &mut config {
         map.insert("endpoints".into(), Value::Array(groups));
     }
-    LoadAssignment { config, endpoints }
+    LoadAssignment {
+        config,
+        endpoints,
+        warnings,
+    }
 }
 
 /// What an object is converted from: its `spec.config` as written, or, for
@@ -399,6 +485,7 @@ pub fn effective_config<'a>(
         return Ok(LoadAssignment {
             config: object.config.clone(),
             endpoints: 0,
+            warnings: Vec::new(),
         });
     };
     let own: Vec<&EndpointSlice> = slices

@@ -61,8 +61,10 @@ fn log_change(key: &ObjectKey, status: &ObjectStatus, previous: Option<&ObjectSt
                 message = accepted.message,
                 "not accepted"
             );
+        } else if status.nodes == 0 && !accepted.message.is_empty() {
+            // Never "accepted" for what reaches no Envoy; its warnings still show.
+            tracing::warn!(object = %key, nodes = 0, detail = %accepted.message, "valid, with warnings; reaches no node (no pod matches its workloadSelector)");
         } else if status.nodes == 0 {
-            // Never "accepted" for what reaches no Envoy.
             tracing::info!(object = %key, nodes = 0, "valid, reaches no node (no pod matches its workloadSelector)");
         } else if !accepted.message.is_empty() {
             tracing::warn!(object = %key, nodes = status.nodes, detail = %accepted.message, "accepted, with warnings");

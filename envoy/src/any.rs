@@ -63,6 +63,30 @@ pub fn unpack(any: &DynamicMessage) -> Result<DynamicMessage, AnyError> {
     })
 }
 
+/// The two `TypedStruct` messages (`xds.type.v3` and, for history,
+/// `udpa.type.v1`): an `Any` holding one carries its real type URL in
+/// `type_url` and the message as JSON in `value`. Envoy converts `value` to
+/// the message `type_url` names and uses that; the Envoy API descriptors
+/// Bootes has do not include them, so they are known by name here.
+pub const TYPED_STRUCTS: [&str; 2] = ["xds.type.v3.TypedStruct", "udpa.type.v1.TypedStruct"];
+
+/// Whether a type URL names a `TypedStruct`.
+pub fn is_typed_struct(type_url: &str) -> bool {
+    message_name(type_url).is_some_and(|name| TYPED_STRUCTS.contains(&name))
+}
+
+/// The JSON of a `TypedStruct` (`{"@type", "type_url", "value"}`): its inner
+/// type URL (when given as a string) and its `value` (when given).
+pub fn typed_struct_parts(
+    json: &serde_json::Map<String, serde_json::Value>,
+) -> (Option<&str>, Option<&serde_json::Value>) {
+    let url = json
+        .get("type_url")
+        .or_else(|| json.get("typeUrl"))
+        .and_then(|v| v.as_str());
+    (url, json.get("value"))
+}
+
 /// Replaces an `Any`'s payload (its type URL stays).
 pub fn repack(any: &mut DynamicMessage, payload: &DynamicMessage) {
     any.set_field_by_name("value", Value::Bytes(payload.encode_to_vec().into()));
@@ -101,5 +125,22 @@ mod tests {
         assert_eq!(message_name("type.googleapis.com/a.B"), Some("a.B"));
         assert_eq!(message_name("a.B"), None);
         assert_eq!(message_name("x/"), None);
+    }
+
+    #[test]
+    fn typed_structs_of_both_packages_are_known_by_name() {
+        assert!(is_typed_struct(
+            "type.googleapis.com/xds.type.v3.TypedStruct"
+        ));
+        assert!(is_typed_struct(
+            "type.googleapis.com/udpa.type.v1.TypedStruct"
+        ));
+        assert!(!is_typed_struct(
+            "type.googleapis.com/xds.type.v3.CelExpression"
+        ));
+        let json = serde_json::json!({"@type": "x", "typeUrl": "type.googleapis.com/a.B", "value": {"c": 1}});
+        let (url, value) = typed_struct_parts(json.as_object().unwrap());
+        assert_eq!(url, Some("type.googleapis.com/a.B"));
+        assert_eq!(value, Some(&serde_json::json!({"c": 1})));
     }
 }

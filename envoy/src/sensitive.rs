@@ -71,14 +71,28 @@ pub fn path_is_sensitive(desc: &MessageDescriptor, json: &serde_json::Value, pat
         match (step, container.take()) {
             (Step::Field(name), None) => {
                 if crate::any::is_any(&desc) {
-                    let Some(payload) = json
-                        .get("@type")
-                        .and_then(|t| t.as_str())
-                        .and_then(crate::any::descriptor)
-                    else {
+                    let url = json.get("@type").and_then(|t| t.as_str()).unwrap_or("");
+                    // A TypedStruct's payload is the message of its inner
+                    // type URL, under "value" in the JSON; the paths of a
+                    // converted message leave "value" out.
+                    let typed_struct = json
+                        .as_object()
+                        .filter(|_| crate::any::is_typed_struct(url))
+                        .map(crate::any::typed_struct_parts);
+                    let url = match typed_struct {
+                        Some((inner, _)) => inner.unwrap_or(""),
+                        None => url,
+                    };
+                    let Some(payload) = crate::any::descriptor(url) else {
                         return false;
                     };
                     desc = payload;
+                    if let Some((_, value)) = typed_struct {
+                        json = value.unwrap_or(&serde_json::Value::Null);
+                        if name == "value" {
+                            continue;
+                        }
+                    }
                 }
                 let Some(field) = desc
                     .get_field_by_name(&name)
@@ -221,6 +235,26 @@ mod tests {
         ));
         assert!(!path_is_sensitive(&d, &json, ".name"));
         assert!(!path_is_sensitive(&d, &json, ".no_such_field.private_key"));
+    }
+
+    #[test]
+    fn follows_typed_struct_payloads() {
+        let cluster = descriptor_pool()
+            .get_message_by_name("envoy.config.cluster.v3.Cluster")
+            .unwrap();
+        let json = serde_json::json!({"transport_socket": {"typed_config": {
+            "@type": "type.googleapis.com/udpa.type.v1.TypedStruct",
+            "type_url": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "value": {"common_tls_context": {"tls_certificates": [{"private_key": {"inline_string": "k"}}]}}}}});
+        let key = ".common_tls_context.tls_certificates[0].private_key.inline_string";
+        for path in [
+            format!(".transport_socket.typed_config.value{key}"),
+            format!(".transport_socket.typed_config{key}"),
+        ] {
+            assert!(path_is_sensitive(&cluster, &json, &path), "{path}");
+        }
+        let sni = ".transport_socket.typed_config.value.sni";
+        assert!(!path_is_sensitive(&cluster, &json, sni));
     }
 
     #[test]

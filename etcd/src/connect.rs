@@ -40,6 +40,18 @@ impl EtcdConfig {
         Ok(self)
     }
 
+    /// Logs a warning when the connection has no TLS, once at start-up of
+    /// a process: etcd then sees no client certificate, and the network
+    /// sees snapshots (and unsealed Secrets) in the clear.
+    pub fn warn_if_plaintext(&self) {
+        if self.tls.is_none() {
+            tracing::warn!(
+                endpoints = ?self.endpoints,
+                "etcd connection without TLS (no --etcd-ca/--etcd-cert): traffic to etcd is in the clear and unauthenticated by certificate; see docs/SECURITY.md"
+            );
+        }
+    }
+
     pub fn with_request_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.request_timeout = timeout;
         self

@@ -8,7 +8,9 @@
 #
 # It prompts for the passwords of the users `root` (when it does not exist
 # yet) and `operator`, unless BOOTES_ETCD_ROOT_PASSWORD and
-# BOOTES_ETCD_OPERATOR_PASSWORD hold them. BOOTES_ETCD_PREFIX is the prefix
+# BOOTES_ETCD_OPERATOR_PASSWORD hold them; with BOOTES_ETCD_PASSWORDLESS=true
+# (the roles Job of roles-job.yaml) they get none and authenticate only by
+# client certificate (CN=root, CN=operator). BOOTES_ETCD_PREFIX is the prefix
 # the processes use (default /bootes/v1/). Running it again is harmless: what
 # exists is kept, permissions are granted again.
 # tests/tests/e2e_etcd_security.rs runs this script and the whole system
@@ -29,10 +31,13 @@ esac
 
 exists() { etcdctl "$1" get "$2" >/dev/null 2>&1; }
 
-# add_user NAME PASSWORD_VARIABLE: from the variable when set, else a prompt.
+# add_user NAME PASSWORD_VARIABLE: no password in passwordless mode, else
+# from the variable when set, else a prompt.
 add_user() {
   local pw=${!2:-}
-  if [[ -n $pw ]]; then
+  if [[ ${BOOTES_ETCD_PASSWORDLESS:-} == true ]]; then
+    etcdctl user add "$1" --no-password
+  elif [[ -n $pw ]]; then
     printf '%s\n' "$pw" | etcdctl user add "$1" --interactive=false
   else
     etcdctl user add "$1"

@@ -1,7 +1,11 @@
 //! `docker-compose.yml` and the `Dockerfile`, checked without a Docker
 //! engine: the compose file parses, every file it mounts exists, every
-//! command uses flags the real binaries accept, the Envoy bootstrap passes
-//! the real Envoy's `--mode validate`, the manifests it mounts are
+//! command uses flags the real binaries accept, every certificate file a
+//! service names is one the one-shot `certs` service writes
+//! (deploy/compose/make-certs.sh, run here with the local openssl), with
+//! the common name and names its reader needs, so that every hop is TLS and
+//! each process is its own etcd user; the Envoy bootstrap passes the real
+//! Envoy's `--mode validate` (with those certificates), the manifests it mounts are
 //! manifests/examples/ (two files replaced by deploy/compose/manifests/) and
 //! pass `bootes-controller validate`, and addresses and ports agree between
 //! the services, the manifests and the bootstrap.
@@ -13,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bootes_tests::harness::{find_bootes_bin, find_envoy};
+use bootes_tests::harness::{find_bootes_bin, find_envoy, flags_used};
 use serde_yaml::Value;
 
 fn repo() -> PathBuf {
@@ -41,54 +45,15 @@ fn strs(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// `--flag` of `--flag=value` / `--flag value` arguments.
-fn flags_used(args: &[String]) -> BTreeSet<String> {
-    args.iter()
-        .filter(|a| a.starts_with("--"))
-        .map(|a| a.split('=').next().unwrap().to_string())
-        .collect()
-}
-
 /// The value of `flag` in `args` (either form).
 fn flag_value(args: &[String], flag: &str) -> String {
-    for (i, a) in args.iter().enumerate() {
-        if let Some(v) = a.strip_prefix(&format!("{flag}=")) {
-            return v.to_string();
-        }
-        if a == flag {
-            return args[i + 1].clone();
-        }
-    }
-    panic!("{flag} missing from {args:?}")
+    bootes_tests::harness::flag_value(args, flag)
+        .unwrap_or_else(|| panic!("{flag} missing from {args:?}"))
 }
 
 /// Long flags in a binary's `--help`.
 fn flags_of(bin: &Path, args: &[&str]) -> BTreeSet<String> {
-    let out = Command::new(bin)
-        .args(args)
-        .arg("--help")
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
-    assert!(
-        out.status.success(),
-        "{} {args:?} --help failed",
-        bin.display()
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let flags: BTreeSet<String> = text
-        .lines()
-        .filter_map(|l| {
-            let l = l.trim_start();
-            let l = l.strip_prefix("-").map_or(l, |rest| {
-                // `-o, --output`
-                rest.split_once(", ").map_or(l, |(_, long)| long)
-            });
-            let flag = l.split([' ', '=', '<']).next()?;
-            flag.starts_with("--").then(|| flag.to_string())
-        })
-        .collect();
-    assert!(flags.len() > 3, "no flags found in:\n{text}");
-    flags
+    bootes_tests::harness::flags_of(bin, args).unwrap()
 }
 
 fn controller_bin() -> PathBuf {
@@ -127,7 +92,9 @@ fn every_service_is_there_with_pinned_images() {
     assert_eq!(
         names,
         BTreeSet::from([
+            "certs",
             "etcd",
+            "etcd-roles",
             "controller",
             "xds-server-a",
             "xds-server-b",
@@ -221,14 +188,22 @@ fn commands_use_flags_the_binaries_accept() {
         let args = strs(&service(&c, name)["command"]);
         assert_eq!(
             flag_value(&args, "--etcd-endpoints"),
-            format!("http://etcd:{client_port}"),
+            format!("https://etcd:{client_port}"),
             "{name}"
         );
         assert!(
-            service(&c, name)["depends_on"]["etcd"]["condition"] == "service_healthy",
-            "{name} waits for a healthy etcd"
+            service(&c, name)["depends_on"]["etcd-roles"]["condition"]
+                == "service_completed_successfully",
+            "{name} waits for etcd's users and roles"
         );
     }
+    let roles = service(&c, "etcd-roles");
+    assert_eq!(
+        roles["environment"]["ETCDCTL_ENDPOINTS"],
+        format!("https://etcd:{client_port}").as_str()
+    );
+    assert_eq!(roles["depends_on"]["etcd"]["condition"], "service_healthy");
+    assert_eq!(roles["environment"]["BOOTES_ETCD_PASSWORDLESS"], "true");
 }
 
 /// Parses the Envoy bootstrap mounted into the envoy service.
@@ -248,7 +223,18 @@ fn envoy_bootstrap(c: &Value) -> (PathBuf, Value) {
 #[test]
 fn envoy_bootstrap_is_valid_for_the_real_envoy() {
     let c = compose();
-    let (path, _) = envoy_bootstrap(&c);
+    let (original, _) = envoy_bootstrap(&c);
+    // Envoy reads the certificate files it names: those of make-certs.sh.
+    let certs = made_certs();
+    let path = certs.path().join("envoy.yaml");
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&original).unwrap().replace(
+            "/certs/",
+            &format!("{}/", certs.path().join("certs").display()),
+        ),
+    )
+    .unwrap();
     let envoy = find_envoy().unwrap();
     let out = Command::new(&envoy)
         .args(["--mode", "validate", "--disable-hot-restart", "-c"])
@@ -323,6 +309,15 @@ fn envoy_reaches_both_xds_servers_as_the_pod_of_the_examples() {
         targets, expected,
         "the bootstrap names both replicas and their gRPC ports"
     );
+    // Over TLS, to the name the servers' certificate carries, presenting
+    // the Envoy's own.
+    let tls = &cluster["transport_socket"]["typed_config"];
+    assert_eq!(tls["sni"], "bootes-xds-server");
+    let context = &tls["common_tls_context"];
+    assert_eq!(
+        context["validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+        "bootes-xds-server"
+    );
     let node_id = b["node"]["id"].as_str().unwrap();
     let pods: Vec<String> = manifest_docs(&c)
         .iter()
@@ -339,6 +334,188 @@ fn envoy_reaches_both_xds_servers_as_the_pod_of_the_examples() {
         pods.iter().any(|p| p == node_id),
         "node {node_id} is none of the Pods {pods:?}"
     );
+}
+
+/// deploy/compose/make-certs.sh run (twice: the second run keeps the
+/// first's files) into `<tempdir>/certs`, as the `certs` service does.
+fn made_certs() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let c = compose();
+    let certs = service(&c, "certs");
+    let command = strs(&certs["command"]);
+    assert_eq!(command[0], "/usr/local/share/bootes/make-certs.sh");
+    assert_eq!(command[1], "/certs");
+    assert!(strs(&certs["volumes"]).contains(&"certs:/certs".to_string()));
+    let mut first = None;
+    for run in 0..2 {
+        let out = Command::new("bash")
+            .arg(repo().join("deploy/compose/make-certs.sh"))
+            .arg(dir.path().join("certs"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "make-certs.sh (run {run}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ca = std::fs::read(dir.path().join("certs/ca.crt")).unwrap();
+        assert_eq!(
+            *first.get_or_insert(ca.clone()),
+            ca,
+            "a second run changed the CA"
+        );
+    }
+    dir
+}
+
+/// `openssl x509 -noout -subject -ext subjectAltName` of a certificate.
+fn describe(cert: &Path) -> String {
+    let out = Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-subject",
+            "-ext",
+            "subjectAltName",
+            "-in",
+        ])
+        .arg(cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl x509 {}", cert.display());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The subject's common name of a certificate.
+fn common_name(cert: &Path) -> String {
+    let text = describe(cert);
+    let subject = text.lines().next().unwrap();
+    subject
+        .rsplit("CN")
+        .next()
+        .unwrap()
+        .trim_start_matches([' ', '='])
+        .trim()
+        .to_string()
+}
+
+/// Every hop is TLS with the identities docs/SECURITY.md asks for, from
+/// files the `certs` service writes into the volume each reader mounts.
+#[test]
+fn certificates_come_from_the_one_shot_service_with_the_right_names() {
+    let c = compose();
+    let made = made_certs();
+    let local = |p: &str| -> PathBuf {
+        let rest = p
+            .strip_prefix("/certs/")
+            .unwrap_or_else(|| panic!("{p} is not in /certs"));
+        let f = made.path().join("certs").join(rest);
+        assert!(f.is_file(), "{p} is not written by make-certs.sh");
+        f
+    };
+    let services = c["services"].as_mapping().unwrap();
+    for (name, svc) in services {
+        let name = name.as_str().unwrap();
+        let mut named: Vec<String> = svc["command"]
+            .as_sequence()
+            .map(|_| strs(&svc["command"]))
+            .unwrap_or_default()
+            .iter()
+            .chain(
+                svc["healthcheck"]["test"]
+                    .as_sequence()
+                    .map(|_| strs(&svc["healthcheck"]["test"]))
+                    .unwrap_or_default()
+                    .iter(),
+            )
+            .map(|a| a.split_once('=').map_or(a.clone(), |(_, v)| v.to_string()))
+            .collect();
+        if let Some(env) = svc["environment"].as_mapping() {
+            named.extend(env.values().filter_map(|v| v.as_str().map(str::to_string)));
+        }
+        let named: Vec<String> = named
+            .into_iter()
+            .filter(|a| a.starts_with("/certs/"))
+            .collect();
+        if name == "certs" {
+            continue;
+        }
+        if !named.is_empty() {
+            assert!(
+                strs(&svc["volumes"]).iter().any(|v| v == "certs:/certs:ro"),
+                "{name} reads /certs without mounting the certs volume read-only"
+            );
+            assert_eq!(
+                svc["depends_on"]["certs"]["condition"].as_str().or(
+                    // Through etcd-roles, which waits for certs.
+                    svc["depends_on"]["etcd-roles"]["condition"].as_str()
+                ),
+                Some("service_completed_successfully"),
+                "{name} starts after the certificates exist"
+            );
+        }
+        for p in &named {
+            local(p);
+        }
+    }
+    // Each etcd client is its own etcd user.
+    for (name, user) in [
+        ("controller", "bootes-controller"),
+        ("xds-server-a", "bootes-xds-server"),
+        ("xds-server-b", "bootes-xds-server"),
+    ] {
+        let args = strs(&service(&c, name)["command"]);
+        for flag in ["--etcd-ca", "--etcd-key", "--secret-key-file"] {
+            local(&flag_value(&args, flag));
+        }
+        // A certificate and its own key (and CA), from one directory.
+        let dir = |flag: &str| {
+            local(&flag_value(&args, flag))
+                .parent()
+                .unwrap()
+                .to_path_buf()
+        };
+        assert_eq!(dir("--etcd-cert"), dir("--etcd-key"), "{name}");
+        assert_eq!(dir("--etcd-cert"), dir("--etcd-ca"), "{name}");
+        assert_eq!(
+            common_name(&local(&flag_value(&args, "--etcd-cert"))),
+            user,
+            "{name}"
+        );
+        if name.starts_with("xds-server") {
+            // Mutual TLS on the xDS port, with a certificate the Envoy accepts.
+            let served = describe(&local(&flag_value(&args, "--tls-cert")));
+            assert!(served.contains("DNS:bootes-xds-server"), "{served}");
+            local(&flag_value(&args, "--tls-key"));
+            local(&flag_value(&args, "--tls-client-ca"));
+        }
+    }
+    let roles = &service(&c, "etcd-roles")["environment"];
+    assert_eq!(
+        common_name(&local(roles["ETCDCTL_CERT"].as_str().unwrap())),
+        "root"
+    );
+    // etcd: TLS only, client certificates required.
+    let etcd = strs(&service(&c, "etcd")["command"]);
+    for flag in ["--client-cert-auth", "--peer-client-cert-auth"] {
+        assert!(etcd.iter().any(|a| a == flag), "etcd without {flag}");
+    }
+    for flag in [
+        "--listen-client-urls",
+        "--advertise-client-urls",
+        "--listen-peer-urls",
+    ] {
+        assert!(flag_value(&etcd, flag).starts_with("https://"), "{flag}");
+    }
+    assert!(describe(&local(&flag_value(&etcd, "--cert-file"))).contains("DNS:etcd"));
+    // The Envoy's certificate names its node.
+    let (_, b) = envoy_bootstrap(&c);
+    let node = b["node"]["id"].as_str().unwrap();
+    let cert = b["static_resources"]["clusters"][0]["transport_socket"]["typed_config"]
+        ["common_tls_context"]["tls_certificates"][0]["certificate_chain"]["filename"]
+        .as_str()
+        .unwrap();
+    assert!(describe(&local(cert)).contains(&format!("DNS:{node}")));
 }
 
 /// The files the controller reads: container name → host path.
@@ -609,6 +786,16 @@ fn dockerfile_builds_both_binaries_into_non_root_images() {
             "compose builds {target}"
         );
     }
+    // The setup image: the scripts the one-shot services run, non-root.
+    let setup = stages.get("setup").expect("a setup stage");
+    assert!(setup.iter().any(|l| l.starts_with(
+        "COPY manifests/etcd/roles.sh deploy/compose/make-certs.sh /usr/local/share/bootes/"
+    )));
+    assert!(setup.iter().any(|l| l == "USER 65532:65532"));
+    for name in ["certs", "etcd-roles"] {
+        assert_eq!(service(&c, name)["image"], "bootes-setup:dev", "{name}");
+    }
+    assert_eq!(service(&c, "certs")["build"]["target"], "setup");
     let build = stages.get("build").expect("a build stage");
     assert!(build
         .iter()

@@ -683,6 +683,37 @@ async fn endpoints_follow_a_services_slices_applied_with_kubectl() {
         .await
         .unwrap();
 
+    // A malformed endpoint (which a slice writer other than Kubernetes'
+    // could produce) is left out and named on the Endpoint, not skipped
+    // silently; the others keep serving.
+    let mut malformed = slice(&[
+        SliceEndpoint::NotReady(pods[0].addr().ip()),
+        SliceEndpoint::Ready(pods[1].addr().ip()),
+    ]);
+    malformed["endpoints"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"addresses": ["10.0.0.x"], "conditions": {"ready": true}}));
+    apply(&standin, &[malformed]).await.unwrap();
+    eventually("the Endpoint names the malformed slice field", || async {
+        let a = accepted(&standin, "endpoints.bootes.io", "web").await?;
+        ensure!(
+            a.status == "True"
+                && a.message.contains(&format!(
+                    r#"spec.service: EndpointSlice {NS}/web-x1: endpoints[2].addresses[0]: "10.0.0.x" is not an IPv4 address"#
+                )),
+            "Accepted={} {:?}",
+            a.status,
+            a.message
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+    expect_spread(port, "example.com", "/", &[&pods[1]])
+        .await
+        .unwrap();
+
     // The Service's slices are deleted: no endpoints, the cluster stays.
     kubectl(
         &standin,

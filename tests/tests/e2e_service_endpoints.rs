@@ -299,3 +299,86 @@ async fn a_service_endpoints_follow_its_slices_live() {
         .await
         .unwrap();
 }
+
+/// Issue 18: an EndpointSlice with a malformed address or port is named,
+/// with its field, by `validate` and in the directory-mode log, and what is
+/// well-formed keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_slice_is_named_by_validate_and_in_the_log() {
+    let pods = Upstream::start_pods(31, 1).await.unwrap();
+    let pod_port = pods[0].addr().port();
+    let m = ManifestDir::new().unwrap();
+    let edge = &[("app", "edge")];
+    m.write_docs(
+        "edge.yaml",
+        &[
+            pod(NS, "envoy-0", edge),
+            cluster_eds(NS, "web", "web", edge),
+            endpoint_for_service(NS, "web", "web", "web", json!("http"), edge),
+        ],
+    )
+    .unwrap();
+    let mut good = endpoint_slice(NS, "web-1", "web", "http", pod_port, &[ready(&pods[0])]);
+    good["endpoints"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"addresses": ["10.0.0.x"], "conditions": {"ready": true}}));
+    let mut bad_port = endpoint_slice(NS, "web-2", "web", "http", pod_port, &[ready(&pods[0])]);
+    bad_port["ports"][0]["port"] = json!(70000);
+    m.write_docs("slices.yaml", &[good, bad_port]).unwrap();
+    let address = format!(
+        r#"EndpointSlice {NS}/web-1: endpoints[1].addresses[0]: "10.0.0.x" is not an IPv4 address; this endpoint is left out"#
+    );
+    let port = format!(
+        "EndpointSlice {NS}/web-2: ports[0].port: 70000 is not a port number (1-65535); the slice's endpoints are left out"
+    );
+
+    // validate: warnings on the Endpoint, naming the slices and fields.
+    let out = std::process::Command::new(
+        find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN").unwrap(),
+    )
+    .args(["validate", "-f"])
+    .arg(m.path())
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("warning: "))
+        .collect();
+    for want in [&address, &port] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(&format!("Endpoint {NS}/web: spec.service: {want}"))),
+            "no warning {want:?} in\n{stdout}"
+        );
+    }
+
+    // run, directory mode: the same words in the log; the good endpoint serves.
+    let mut stack = Stack::start(&m, 1).await.unwrap();
+    let envoy = Envoy::start("envoy-0.demo", &stack.xds_addrs())
+        .await
+        .unwrap();
+    expect_endpoints(&envoy, &[(&pods[0], "HEALTHY")])
+        .await
+        .unwrap();
+    let log_path = stack.controller.process().stderr_path().to_path_buf();
+    eventually(
+        "the controller log names both slices and fields",
+        || async {
+            let log = std::fs::read_to_string(&log_path)?;
+            let line = log
+                .lines()
+                .find(|l| l.contains("with warnings") && l.contains(&format!("Endpoint {NS}/web")))
+                .unwrap_or_default();
+            ensure!(
+                line.contains(&address) && line.contains(&port),
+                "not yet: {line:?}"
+            );
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+}

@@ -152,6 +152,7 @@ pub async fn run(client: Client, keys: Keys, shared: Arc<Shared>) {
             }
             Update::Lost(e) => {
                 shared.metrics.etcd_connected.set(0);
+                shared.metrics.etcd_error(crate::metrics::ETCD_WATCH);
                 tracing::warn!(error = %e, "etcd unavailable; serving the last snapshots");
             }
         }

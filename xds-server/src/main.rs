@@ -182,7 +182,9 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(?cli, "starting");
 
     let keys = cli.etcd.keys();
-    let etcd = bootes_etcd::connect(&cli.etcd.config()?.with_request_timeout(None))
+    let etcd_config = cli.etcd.config()?.with_request_timeout(None);
+    etcd_config.warn_if_plaintext();
+    let etcd = bootes_etcd::connect(&etcd_config)
         .await
         .context("etcd client")?;
     let secrets = cli.etcd.secret_keys()?;
@@ -197,7 +199,13 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(tls.clone().watch(cli.tls.tls_reload_interval));
             Some(tls)
         }
-        _ => None,
+        _ => {
+            tracing::warn!(
+                listen = %cli.listen,
+                "serving xDS without TLS (no --tls-cert/--tls-key): configuration crosses the network in the clear and Envoys cannot verify this server; see docs/SECURITY.md"
+            );
+            None
+        }
     };
     let client_auth = tls.as_ref().is_some_and(|t| t.requires_client_auth());
     if !cli.tls.csds_operator.is_empty() && !client_auth {
@@ -219,13 +227,14 @@ async fn main() -> anyhow::Result<()> {
         keys,
         replica,
         clients.clone(),
-        cli.status_lease_ttl,
         status_report::Limits {
+            lease_ttl: cli.status_lease_ttl,
             interval: cli.limits.status_write_interval,
             max_record: cli.limits.max_status_record_bytes,
             max_detail: cli.limits.max_nack_detail_bytes,
         },
         move |node| bound.binding(node).is_some(),
+        metrics.clone(),
     ));
 
     let (drain_tx, draining) = watch::channel(false);

@@ -28,6 +28,16 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabel {
+    pub op: &'static str,
+}
+
+/// The `op` label of `bootes_xds_etcd_errors_total`: the list-then-watch of
+/// the prefix, and the `status/` records (lease and writes).
+pub const ETCD_WATCH: &str = "watch";
+pub const ETCD_STATUS: &str = "status";
+
 #[derive(Debug)]
 pub struct Metrics {
     pub registry: Registry,
@@ -51,6 +61,10 @@ pub struct Metrics {
     /// Streams and requests refused: node not authorized, secrets to an
     /// unauthenticated stream, too many names, CSDS without operator identity.
     pub denied: Family<ReasonLabel, Counter>,
+    /// Failed etcd requests, by [`OpLabel`].
+    pub etcd_errors: Family<OpLabel, Counter>,
+    /// Nodes whose `status/` record waits to be written.
+    pub status_backlog: Gauge,
 }
 
 impl Metrics {
@@ -95,6 +109,8 @@ impl Metrics {
             etcd_rejected: Counter::default(),
             refused_connections,
             denied,
+            etcd_errors: Family::default(),
+            status_backlog: Gauge::default(),
         };
         r.register(
             "response_encodings",
@@ -147,7 +163,24 @@ impl Metrics {
             "Streams and requests refused by policy, by reason",
             m.denied.clone(),
         );
+        r.register(
+            "etcd_errors",
+            "Failed etcd requests by operation: watch (listing and watching the prefix), status (the status/ records' lease and writes)",
+            m.etcd_errors.clone(),
+        );
+        for op in [ETCD_WATCH, ETCD_STATUS] {
+            let _ = m.etcd_errors.get_or_create(&OpLabel { op });
+        }
+        r.register(
+            "status_backlog",
+            "Nodes whose status/ record (ACKs, NACKs) waits to be written to etcd: every node of this replica while etcd fails",
+            m.status_backlog.clone(),
+        );
         Self { registry: r, ..m }
+    }
+
+    pub fn etcd_error(&self, op: &'static str) {
+        self.etcd_errors.get_or_create(&OpLabel { op }).inc();
     }
 
     pub fn encode(&self) -> String {
@@ -183,5 +216,10 @@ mod tests {
             let line = format!(r#"bootes_xds_connected_streams{{variant="{variant}"}} 0"#);
             assert!(has(&line), "no {line:?} in\n{text}");
         }
+        for op in ["watch", "status"] {
+            let line = format!(r#"bootes_xds_etcd_errors_total{{op="{op}"}} 0"#);
+            assert!(has(&line), "no {line:?} in\n{text}");
+        }
+        assert!(has("bootes_xds_status_backlog 0"), "{text}");
     }
 }

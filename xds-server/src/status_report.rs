@@ -11,7 +11,10 @@ use bootes_proto::{store, Keys};
 use etcd_client::{Client, PutOptions, Txn, TxnOp};
 use prost::Message;
 
+use prometheus_client::metrics::gauge::Gauge;
+
 use crate::clients::Clients;
+use crate::metrics::{Metrics, ETCD_STATUS};
 
 /// Status transactions stay well under etcd's request limit.
 const MAX_TXN_BYTES: usize = bootes_proto::limits::ETCD_REQUEST_LIMIT / 2;
@@ -19,6 +22,9 @@ const MAX_TXN_BYTES: usize = bootes_proto::limits::ETCD_REQUEST_LIMIT / 2;
 /// Bounds on what this replica writes under `status/` (DESIGN.md §4).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
+    /// TTL of the lease the records are attached to: they vanish this long
+    /// after the replica.
+    pub lease_ttl: Duration,
     /// At most one round of writes per interval; changes in between are
     /// coalesced (a node NACKing in a loop costs one write per interval).
     pub interval: Duration,
@@ -69,14 +75,15 @@ pub fn node_status(
 
 /// Runs forever. Only nodes for which `bound` is true (they have a binding)
 /// get a record: a client cannot create records for made-up node IDs.
+/// Failures and the nodes waiting to be written are counted in `metrics`.
 pub async fn run(
     client: Client,
     keys: Keys,
     replica: String,
     clients: Arc<Clients>,
-    ttl: Duration,
     limits: Limits,
     bound: impl Fn(&str) -> bool,
+    metrics: Arc<Metrics>,
 ) {
     let mut backoff = bootes_etcd::Backoff::default();
     loop {
@@ -85,14 +92,17 @@ pub async fn run(
             &keys,
             &replica,
             &clients,
-            ttl,
             &limits,
             &bound,
+            &metrics.status_backlog,
         )
         .await
         {
             Ok(()) => return,
             Err(e) => {
+                metrics.etcd_error(ETCD_STATUS);
+                // The next lease rewrites every node served here.
+                metrics.status_backlog.set(clients.nodes().len() as i64);
                 tracing::warn!(error = %e, "recording node status in etcd failed; retrying");
                 backoff.wait().await;
             }
@@ -105,17 +115,17 @@ async fn report(
     keys: &Keys,
     replica: &str,
     clients: &Clients,
-    ttl: Duration,
     limits: &Limits,
     bound: &impl Fn(&str) -> bool,
+    backlog: &Gauge,
 ) -> Result<(), etcd_client::Error> {
     let lease = client
-        .lease_grant(ttl.as_secs().max(2) as i64, None)
+        .lease_grant(limits.lease_ttl.as_secs().max(2) as i64, None)
         .await?
         .id();
     // Whether the lease is lost or etcd fails, start over with a new lease
     // (the records on a lost one are gone).
-    let keeper = bootes_etcd::lease::keep_alive(client.clone(), lease, ttl);
+    let keeper = bootes_etcd::lease::keep_alive(client.clone(), lease, limits.lease_ttl);
     let keep_alive = async {
         keeper.await?;
         Err::<(), _>(etcd_client::Error::LeaseKeepAliveError(
@@ -127,6 +137,7 @@ async fn report(
     // A new lease: (re)write every node we serve.
     let mut nodes = clients.nodes();
     loop {
+        backlog.set(nodes.len() as i64);
         let mut ops = Vec::new();
         let mut sizes = Vec::new();
         for node in &nodes {
@@ -151,6 +162,7 @@ async fn report(
                 r = &mut keep_alive => return r,
             }
         }
+        backlog.set(0);
         // A round that wrote nothing (the first one, when no node is
         // connected yet) does not count against the rate: the first change
         // after it is written at once, not an interval later.
@@ -163,6 +175,7 @@ async fn report(
         tokio::select! {
             changed = async {
                 let mut changed = clients.take_changed().await;
+                backlog.set(changed.len() as i64);
                 // Coalesce: whatever else changes until the next round is
                 // written with it.
                 tokio::time::sleep_until(next_round).await;

@@ -1,6 +1,8 @@
 //! Watches what the xds-servers record under `<prefix>status/` (ACKs and
 //! NACKs per node), so NACKs can be reported on the objects concerned.
 
+use std::sync::Arc;
+
 use bootes_etcd::etcd_client::Client;
 use bootes_etcd::{Event, Update};
 use bootes_proto::{store, Key, Keys};
@@ -8,9 +10,11 @@ use prost::Message;
 use tokio::sync::mpsc;
 
 use super::SourceEvent;
+use crate::metrics::Metrics;
 
-/// Runs until the receiver is gone; relists after any error.
-pub async fn run(client: Client, keys: Keys, tx: mpsc::Sender<SourceEvent>) {
+/// Runs until the receiver is gone; relists after any error (counted in
+/// `metrics`).
+pub async fn run(client: Client, keys: Keys, tx: mpsc::Sender<SourceEvent>, metrics: Arc<Metrics>) {
     let mut updates = bootes_etcd::ListWatch::new(&client, keys.statuses());
     loop {
         let events = match updates.next().await {
@@ -40,6 +44,7 @@ pub async fn run(client: Client, keys: Keys, tx: mpsc::Sender<SourceEvent>) {
                 })
                 .collect(),
             Update::Lost(e) => {
+                metrics.observe_etcd_error("watch");
                 tracing::warn!(error = %e, "watching node status in etcd failed; retrying");
                 Vec::new()
             }

@@ -31,6 +31,7 @@ pub fn too_large(object: &BootesObject, resource: &Arc<Converted>) -> Option<Con
         }),
         errors: Vec::new(),
         too_large: false,
+        slice_warnings: Vec::new(),
     };
     let (snapshot, _, _) = build_snapshot(&object.key.namespace, &[&entry], &Default::default());
     let bytes = snapshot.encoded_len();

@@ -542,6 +542,34 @@ mod service_endpoints {
     }
 
     #[test]
+    fn a_malformed_slice_is_a_warning_on_the_endpoint_until_it_is_fixed() {
+        let mut index = Index::new();
+        index.apply_pod(mk_pod("foo", "p", &[]));
+        index.apply_object(web_endpoint("foo", None));
+        index.apply_slice(mk_slice("foo", "web-1", "web", ready(&["10.0.0.1"])));
+        let clean = index.desired();
+        assert_eq!(clean.statuses[&endpoint_key("foo")].message, "");
+
+        // A bad address: the endpoints, hence the resource, do not change,
+        // but the object says what was left out and where.
+        let bad = json!([{"addresses": ["10.0.0.1"]}, {"addresses": ["10.0.0.x"]}]);
+        index.apply_slice(mk_slice("foo", "web-1", "web", bad));
+        let d = index.desired();
+        let status = &d.statuses[&endpoint_key("foo")];
+        assert!(status.accepted);
+        assert_eq!(
+            status.message,
+            r#"warnings: spec.service: EndpointSlice foo/web-1: endpoints[1].addresses[0]: "10.0.0.x" is not an IPv4 address; this endpoint is left out"#
+        );
+        assert_eq!(index.warnings(&endpoint_key("foo")).len(), 1);
+        assert_eq!(d.groups, clean.groups);
+
+        index.apply_slice(mk_slice("foo", "web-1", "web", ready(&["10.0.0.1"])));
+        assert_eq!(index.desired().statuses[&endpoint_key("foo")].message, "");
+        assert!(index.warnings(&endpoint_key("foo")).is_empty());
+    }
+
+    #[test]
     fn an_endpoint_with_both_or_neither_sources_is_rejected() {
         let mut index = Index::new();
         index.apply_pod(mk_pod("foo", "p", &[]));

@@ -113,10 +113,47 @@ fn a_slice_without_the_port_contributes_nothing() {
         json!([{"name": "http"}]),
         json!([ready("10.0.0.1")]),
     );
+    let la = load_assignment(&config(), &by_name("http"), &[&all]);
+    assert_eq!(la.endpoints, 0);
     assert_eq!(
-        load_assignment(&config(), &by_name("http"), &[&all]).endpoints,
-        0
+        messages(&la),
+        [
+            r#"EndpointSlice foo/web-2: ports[0].port: absent ("all ports"): no port Envoy could connect to; the slice's endpoints are left out"#
+        ]
     );
+    // A slice that simply lacks the port serves other ports: no warning.
+    let la = load_assignment(&config(), &by_name("grpc"), &[&s]);
+    assert!(la.warnings.is_empty(), "{:?}", la.warnings);
+}
+
+/// The warnings' messages (every one is at `spec.service`).
+fn messages(la: &LoadAssignment) -> Vec<String> {
+    for w in &la.warnings {
+        assert_eq!(w.path, "spec.service", "{w}");
+    }
+    la.warnings.iter().map(|w| w.message.clone()).collect()
+}
+
+#[test]
+fn a_slice_port_that_is_not_a_port_number_is_named() {
+    for (number, what) in [
+        (0, "0 is not a port number (1-65535)"),
+        (70000, "70000 is not a port number (1-65535)"),
+        (-1, "-1 is not a port number (1-65535)"),
+    ] {
+        let s = slice(
+            "web-1",
+            "IPv4",
+            json!([{"name": "metrics", "port": 9090}, {"name": "http", "port": number}]),
+            json!([ready("10.0.0.1")]),
+        );
+        let la = load_assignment(&config(), &by_name("http"), &[&s]);
+        assert_eq!(la.endpoints, 0);
+        assert_eq!(
+            messages(&la),
+            [format!("EndpointSlice foo/web-1: ports[1].port: {what}; the slice's endpoints are left out")]
+        );
+    }
 }
 
 #[test]
@@ -213,6 +250,55 @@ fn addresses_that_are_not_ips_of_the_slice_family_are_skipped() {
     let la = load_assignment(&config(), &by_name("http"), &[&v4, &fqdn]);
     // Only the first of an endpoint's addresses, and only IPv4 in an IPv4 slice.
     assert_eq!(flat(&la.config), [healthy("10.0.0.1", 8080)]);
+    // Each one left out is named: the slice, the field, why.
+    assert_eq!(
+        messages(&la),
+        [
+            r#"EndpointSlice foo/web-1: endpoints[0].addresses[0]: "fd00::1" is an IPv6 address in an IPv4 slice (addressType); this endpoint is left out"#,
+            r#"EndpointSlice foo/web-1: endpoints[1].addresses[0]: "not-an-ip" is not an IPv4 address; this endpoint is left out"#,
+            "EndpointSlice foo/web-1: endpoints[2].addresses: no address; this endpoint is left out",
+            "EndpointSlice foo/web-2: addressType: FQDN slices are not used (an EDS cluster takes IP addresses); the slice's endpoints are left out",
+        ]
+    );
+}
+
+#[test]
+fn a_malformed_endpoint_is_named_even_while_not_ready() {
+    let s = slice(
+        "web-1",
+        "IPv6",
+        http_port(),
+        json!([{"addresses": ["10.0.0.300"], "conditions": {"ready": false}}]),
+    );
+    let la = load_assignment(&config(), &by_name("http"), &[&s]);
+    assert_eq!(
+        messages(&la),
+        [
+            r#"EndpointSlice foo/web-1: endpoints[0].addresses[0]: "10.0.0.300" is not an IPv6 address; this endpoint is left out"#
+        ]
+    );
+}
+
+#[test]
+fn slice_warnings_are_cut_with_a_line_counting_the_rest() {
+    let bad: Vec<Value> = (0..40).map(|i| ready(&format!("bad-{i}"))).collect();
+    let s = slice("web-1", "IPv4", http_port(), Value::Array(bad));
+    let good = slice("web-2", "IPv4", http_port(), json!([ready("10.0.0.1")]));
+    let la = load_assignment(&config(), &by_name("http"), &[&s, &good]);
+    assert_eq!(la.endpoints, 1);
+    let m = messages(&la);
+    assert_eq!(m.len(), MAX_SLICE_WARNINGS + 1);
+    assert!(
+        m[0].starts_with("EndpointSlice foo/web-1: endpoints[0].addresses[0]: \"bad-0\""),
+        "{m:?}"
+    );
+    assert_eq!(
+        m[MAX_SLICE_WARNINGS],
+        format!(
+            "{} more EndpointSlice problems not shown",
+            40 - MAX_SLICE_WARNINGS
+        )
+    );
 }
 
 #[test]

@@ -616,6 +616,9 @@ impl Parser {
                 return any;
             }
         };
+        if crate::any::is_typed_struct(&type_url) {
+            return self.typed_struct(desc, map);
+        }
         let Some(payload_desc) =
             type_url_message_name(&type_url).and_then(|name| self.pool.get_message_by_name(name))
         else {
@@ -658,6 +661,63 @@ impl Parser {
             m
         };
         any.set_field_by_name("type_url", Value::String(type_url));
+        any.set_field_by_name("value", Value::Bytes(payload.encode_to_vec().into()));
+        any
+    }
+
+    /// An `Any` holding a `TypedStruct` ([`crate::any::TYPED_STRUCTS`]):
+    /// `value` is parsed and checked as the message `type_url` names, and
+    /// the `Any` becomes that message, as Envoy itself converts it.
+    fn typed_struct(
+        &mut self,
+        desc: &MessageDescriptor,
+        map: &serde_json::Map<String, Json>,
+    ) -> DynamicMessage {
+        let mut any = DynamicMessage::new(desc.clone());
+        for key in map.keys() {
+            if !matches!(key.as_str(), "@type" | "type_url" | "typeUrl" | "value") {
+                self.at_field(key, |p| {
+                    p.error(format!(
+                        "unknown field {key:?}: a TypedStruct has only \"type_url\" and \"value\""
+                    ))
+                });
+            }
+        }
+        let (url, value) = crate::any::typed_struct_parts(map);
+        let Some(url) = url.filter(|u| !u.is_empty()) else {
+            self.at_field("type_url", |p| {
+                p.error("a TypedStruct needs type_url: the type URL of the message its value holds")
+            });
+            return any;
+        };
+        let Some(inner) = crate::any::descriptor(url) else {
+            let message = format!(
+                "unknown type {}: Envoy's API has no such message",
+                quote(url)
+            );
+            self.at_field("type_url", |p| p.error(message));
+            return any;
+        };
+        let payload = match value {
+            None => DynamicMessage::new(inner.clone()),
+            Some(Json::Object(fields)) => self.at_field("value", |p| {
+                if is_well_known_type(inner.full_name()) {
+                    p.message(&inner, &Json::Object(fields.clone()))
+                } else {
+                    p.fields(&inner, fields, &[])
+                }
+            }),
+            Some(other) => {
+                let message = format!(
+                    "expected an object (the fields of {}), got {}",
+                    inner.full_name(),
+                    describe(other)
+                );
+                self.at_field("value", |p| p.error(message));
+                return any;
+            }
+        };
+        any.set_field_by_name("type_url", Value::String(url.to_string()));
         any.set_field_by_name("value", Value::Bytes(payload.encode_to_vec().into()));
         any
     }

@@ -9,6 +9,7 @@
 
 pub mod json;
 pub mod pgv;
+pub mod rule;
 pub mod semantic;
 mod semantic_rules;
 #[cfg(test)]

@@ -3,9 +3,9 @@
 //! against `envoy --mode validate`. docs/VALIDATION.md lists them.
 
 use bootes_proto::ResourceType;
-use prost_reflect::{DynamicMessage, Value};
+use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
-use super::semantic::{values, Check, Cond, Rule};
+use super::rule::{enum_name, is_set, values, Check, Cond, Rule};
 
 const LISTENER: &str = "envoy.config.listener.v3.Listener";
 const CLUSTER: &str = "envoy.config.cluster.v3.Cluster";
@@ -478,7 +478,7 @@ fn endpoint_address_set(v: &Value) -> Option<String> {
     if lb.has_field_by_name("endpoint_name") {
         return None;
     }
-    let set = super::semantic::is_set(lb, "endpoint.address.address");
+    let set = is_set(lb, "endpoint.address.address");
     (!set).then(|| "endpoint.address is not set".to_string())
 }
 
@@ -559,10 +559,33 @@ fn upstream_alpn_not_empty(ctx: &DynamicMessage) -> Option<(String, String)> {
         })
 }
 
+/// The ring hash sizes, where Envoy reads them: the first policy of
+/// `load_balancing_policy` when that is set (Envoy takes the first it
+/// knows; all of Envoy's are known), otherwise `ring_hash_lb_config`, and
+/// that only with `lb_policy: RING_HASH` (Envoy ignores it otherwise).
 fn ring_sizes(cluster: &DynamicMessage) -> Option<(String, String)> {
+    let (at, config) = if is_set(cluster, "load_balancing_policy") {
+        let (at, any) = values(
+            cluster,
+            "load_balancing_policy.policies.typed_extension_config.typed_config",
+        )
+        .into_iter()
+        .next()?;
+        let ring_hash = "envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash";
+        let payload = crate::any::unpack(any.as_message()?).ok()?;
+        (payload.descriptor().full_name() == ring_hash).then_some(())?;
+        (at, payload)
+    } else if enum_name(cluster, "lb_policy").as_deref() == Some("RING_HASH") {
+        let config = match values(cluster, "ring_hash_lb_config").into_iter().next() {
+            Some((_, Value::Message(m))) => m,
+            _ => return None,
+        };
+        (".ring_hash_lb_config".to_string(), config)
+    } else {
+        return None;
+    };
     let size = |name: &str, default: u64| {
-        wrapped(cluster, &format!("ring_hash_lb_config.{name}"))
-            .map_or(default, |v| v.as_u64().unwrap_or(default))
+        wrapped(&config, name).map_or(default, |v| v.as_u64().unwrap_or(default))
     };
     let (min, max) = (
         size("minimum_ring_size", 1024),
@@ -570,7 +593,7 @@ fn ring_sizes(cluster: &DynamicMessage) -> Option<(String, String)> {
     );
     (min > max).then(|| {
         (
-            ".ring_hash_lb_config".into(),
+            at,
             format!("minimum_ring_size ({min}) is more than maximum_ring_size ({max})"),
         )
     })

@@ -7,7 +7,7 @@ use bootes_proto::ResourceType;
 use prost_reflect::{Kind, MessageDescriptor};
 use serde_json::{json, Value};
 
-use super::semantic::{Check, Cond};
+use super::rule::{Check, Cond};
 use super::semantic_rules::{RULES, WARNINGS};
 use super::{convert, ConfigError};
 
@@ -244,21 +244,69 @@ fn cluster_rules() {
         C,
         json!({"name": "c", "type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED"}),
     );
+    // Envoy reads ring_hash_lb_config only with lb_policy RING_HASH and no
+    // load_balancing_policy; a RingHash policy is read when it is the first.
+    let rh = json!({"lb_policy": "RING_HASH"});
+    let with = |extra: Value| {
+        let mut c = json!({"name": "c"});
+        for (k, v) in rh
+            .as_object()
+            .unwrap()
+            .iter()
+            .chain(extra.as_object().unwrap())
+        {
+            c[k] = v.clone();
+        }
+        c
+    };
     rejected(
         C,
-        json!({"name": "c", "ring_hash_lb_config": {"maximum_ring_size": 0}}),
+        with(json!({"ring_hash_lb_config": {"maximum_ring_size": 0}})),
         "spec.config.ring_hash_lb_config",
         "ring hash",
     );
     accepted(
         C,
-        json!({"name": "c", "ring_hash_lb_config": {"maximum_ring_size": 1024}}),
+        with(json!({"ring_hash_lb_config": {"maximum_ring_size": 1024}})),
     );
+    let inverted = json!({"minimum_ring_size": 2048, "maximum_ring_size": 1024});
     rejected(
         C,
-        json!({"name": "c", "ring_hash_lb_config": {"minimum_ring_size": 2048, "maximum_ring_size": 1024}}),
+        with(json!({"ring_hash_lb_config": inverted})),
         "spec.config.ring_hash_lb_config",
         "ring hash",
+    );
+    accepted(C, json!({"name": "c", "ring_hash_lb_config": inverted}));
+    accepted(
+        C,
+        json!({"name": "c", "lb_policy": "MAGLEV", "ring_hash_lb_config": inverted}),
+    );
+    let policy = |ty: &str, i: usize| {
+        let mut policies = vec![
+            json!({"typed_extension_config": {"name": "p", "typed_config": {
+            "@type": format!("type.googleapis.com/envoy.extensions.load_balancing_policies.{ty}"),
+            "minimum_ring_size": 2048, "maximum_ring_size": 1024}}}),
+        ];
+        if i == 1 {
+            policies.insert(0, json!({"typed_extension_config": {"name": "rr", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin"}}}));
+        }
+        json!({"policies": policies})
+    };
+    rejected(
+        C,
+        json!({"name": "c", "load_balancing_policy": policy("ring_hash.v3.RingHash", 0)}),
+        "spec.config.load_balancing_policy.policies[0].typed_extension_config.typed_config",
+        "ring hash",
+    );
+    accepted(
+        C,
+        json!({"name": "c", "load_balancing_policy": policy("ring_hash.v3.RingHash", 1)}),
+    );
+    accepted(
+        C,
+        with(json!({"ring_hash_lb_config": inverted,
+            "load_balancing_policy": policy("ring_hash.v3.RingHash", 1)})),
     );
     rejected(
         C,

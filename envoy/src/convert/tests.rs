@@ -1302,3 +1302,68 @@ fn enum_numbers_in_strings_and_base64_with_unused_bits_set_are_accepted() {
     assert_eq!(key("99").unwrap(), key("9w").unwrap());
     assert!(key("9").is_err());
 }
+
+/// A listener whose one network filter's typed_config is `typed_config`.
+fn listener_with_filter(typed_config: serde_json::Value) -> serde_json::Value {
+    json!({"name": "l", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 80}},
+           "filter_chains": [{"filters": [{"name": "f", "typed_config": typed_config}]}]})
+}
+
+#[test]
+fn typed_structs_are_converted_to_the_message_they_name() {
+    let tcp_proxy = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+    for package in ["xds.type.v3", "udpa.type.v1"] {
+        let ts = |value: serde_json::Value| {
+            listener_with_filter(json!({
+                "@type": format!("type.googleapis.com/{package}.TypedStruct"),
+                "type_url": tcp_proxy, "value": value}))
+        };
+        let plain =
+            listener_with_filter(json!({"@type": tcp_proxy, "stat_prefix": "s", "cluster": "c"}));
+        let via = convert(
+            ResourceType::Listener,
+            &ts(json!({"stat_prefix": "s", "cluster": "c"})),
+        )
+        .unwrap();
+        // The same resource as the message written out: what Envoy makes of it.
+        assert_eq!(via, convert(ResourceType::Listener, &plain).unwrap());
+
+        // `value` is checked as the message: fields, then its rules.
+        let e = convert(
+            ResourceType::Listener,
+            &ts(json!({"stat_prefix": "s", "clustr": "c"})),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e[0].path,
+            "spec.config.filter_chains[0].filters[0].typed_config.value.clustr"
+        );
+        let e = convert(ResourceType::Listener, &ts(json!({"cluster": "c"}))).unwrap_err();
+        assert!(
+            e.iter()
+                .any(|e| e.path.ends_with("typed_config.stat_prefix")),
+            "{e:#?}"
+        );
+    }
+    let e = convert(
+        ResourceType::Listener,
+        &listener_with_filter(
+            json!({"@type": "type.googleapis.com/xds.type.v3.TypedStruct",
+            "type_url": "type.googleapis.com/no.such.Thing", "value": {}}),
+        ),
+    )
+    .unwrap_err();
+    assert!(
+        e[0].path.ends_with("typed_config.type_url") && e[0].message.contains("unknown type"),
+        "{e:#?}"
+    );
+    let e = convert(
+        ResourceType::Listener,
+        &listener_with_filter(
+            json!({"@type": "type.googleapis.com/xds.type.v3.TypedStruct",
+            "value": {}}),
+        ),
+    )
+    .unwrap_err();
+    assert!(e[0].message.contains("needs type_url"), "{e:#?}");
+}

@@ -21,10 +21,24 @@ pub struct Etcd {
     tls: Option<ClientTls>,
 }
 
-#[derive(Debug)]
-struct ClientTls {
-    ca_pem: String,
-    identity: Issued,
+/// The CA a client trusts and the identity it presents to etcd.
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    pub ca_pem: String,
+    pub identity: Issued,
+}
+
+impl ClientTls {
+    pub fn connect_options(&self) -> etcd_client::ConnectOptions {
+        etcd_client::ConnectOptions::new().with_tls(
+            etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(&self.ca_pem))
+                .identity(etcd_client::Identity::from_pem(
+                    &self.identity.cert_pem,
+                    &self.identity.key_pem,
+                )),
+        )
+    }
 }
 
 impl Etcd {
@@ -160,16 +174,7 @@ impl Etcd {
 
     /// A client for inspecting or changing keys directly.
     pub async fn client(&self) -> Result<etcd_client::Client> {
-        let options = self.tls.as_ref().map(|tls| {
-            etcd_client::ConnectOptions::new().with_tls(
-                etcd_client::TlsOptions::new()
-                    .ca_certificate(etcd_client::Certificate::from_pem(&tls.ca_pem))
-                    .identity(etcd_client::Identity::from_pem(
-                        &tls.identity.cert_pem,
-                        &tls.identity.key_pem,
-                    )),
-            )
-        });
+        let options = self.tls.as_ref().map(ClientTls::connect_options);
         etcd_client::Client::connect([self.endpoint()], options)
             .await
             .context("connecting to etcd")

