@@ -548,7 +548,10 @@ mod service_endpoints {
         index.apply_object(web_endpoint("foo", None));
         index.apply_slice(mk_slice("foo", "web-1", "web", ready(&["10.0.0.1"])));
         let clean = index.desired();
-        assert_eq!(clean.statuses[&endpoint_key("foo")].message, "");
+        assert_eq!(
+            conditions::accepted(&clean.statuses[&endpoint_key("foo")]).message,
+            ""
+        );
 
         // A bad address: the endpoints, hence the resource, do not change,
         // but the object says what was left out and where.
@@ -556,16 +559,19 @@ mod service_endpoints {
         index.apply_slice(mk_slice("foo", "web-1", "web", bad));
         let d = index.desired();
         let status = &d.statuses[&endpoint_key("foo")];
-        assert!(status.accepted);
+        assert!(status.accepted());
         assert_eq!(
-            status.message,
+            conditions::accepted(status).message,
             r#"warnings: spec.service: EndpointSlice foo/web-1: endpoints[1].addresses[0]: "10.0.0.x" is not an IPv4 address; this endpoint is left out"#
         );
         assert_eq!(index.warnings(&endpoint_key("foo")).len(), 1);
         assert_eq!(d.groups, clean.groups);
 
         index.apply_slice(mk_slice("foo", "web-1", "web", ready(&["10.0.0.1"])));
-        assert_eq!(index.desired().statuses[&endpoint_key("foo")].message, "");
+        assert_eq!(
+            conditions::accepted(&index.desired().statuses[&endpoint_key("foo")]).message,
+            ""
+        );
         assert!(index.warnings(&endpoint_key("foo")).is_empty());
     }
 
