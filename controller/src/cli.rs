@@ -37,7 +37,7 @@ impl Cli {
         match &cli.command {
             Command::Run(a) => a.etcd.require(Cli::command())?,
             Command::Inspect(a) => a.common.etcd.require(Cli::command())?,
-            Command::Validate(_) | Command::Crds => {}
+            Command::Validate(_) | Command::Crds | Command::WebhookCert(_) => {}
         }
         Ok(cli)
     }
@@ -53,6 +53,8 @@ pub enum Command {
     Crds,
     /// Show what is in etcd, decoded: nodes, groups, a node's snapshot, or two nodes' difference.
     Inspect(InspectArgs),
+    /// Write a self-signed certificate for the admission webhook's Service and the caBundle patch of its ValidatingWebhookConfiguration (for clusters without cert-manager).
+    WebhookCert(WebhookCertArgs),
 }
 
 /// How to reach etcd: the flags every Bootes command shares.
@@ -86,6 +88,57 @@ pub struct RunArgs {
     /// Clusters the Envoys' bootstrap defines, which no Bootes object provides: `NAME` (every namespace) or `NAMESPACE/NAME`, comma separated. Routes to them count as resolved (docs/VALIDATION.md).
     #[arg(long, env = "BOOTES_BOOTSTRAP_CLUSTERS", value_delimiter = ',', value_name = "[NAMESPACE/]NAME", value_parser = parse_bootstrap_cluster)]
     pub bootstrap_clusters: Vec<String>,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+/// The validating admission webhook (manifests/webhook.yaml), served by
+/// every replica.
+#[derive(Debug, Args)]
+pub struct WebhookArgs {
+    /// Serve the validating admission webhook (HTTPS) here; needs --webhook-cert and --webhook-key.
+    #[arg(long, env = "BOOTES_WEBHOOK_LISTEN", requires_all = ["webhook_cert", "webhook_key"])]
+    pub webhook_listen: Option<SocketAddr>,
+    /// The webhook's certificate chain (PEM), re-read when it changes.
+    #[arg(long, env = "BOOTES_WEBHOOK_CERT", requires = "webhook_listen")]
+    pub webhook_cert: Option<PathBuf>,
+    /// The webhook's private key (PEM), re-read when it changes.
+    #[arg(long, env = "BOOTES_WEBHOOK_KEY", requires = "webhook_listen")]
+    pub webhook_key: Option<PathBuf>,
+    /// How often the certificate and key files are checked for changes.
+    #[arg(long, env = "BOOTES_WEBHOOK_RELOAD_INTERVAL", value_parser = parse_duration, default_value = "10s")]
+    pub webhook_reload_interval: Duration,
+    /// Largest AdmissionReview body accepted, in bytes; a larger one is refused (413).
+    #[arg(long, env = "BOOTES_WEBHOOK_MAX_BODY", default_value_t = 3 * 1024 * 1024)]
+    pub webhook_max_body: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookCertArgs {
+    /// Directory to write tls.crt, tls.key and cabundle-patch.json to.
+    #[arg(long, default_value = ".")]
+    pub out_dir: PathBuf,
+    /// The webhook's Service: the certificate names <service>.<namespace>.svc.
+    #[arg(long, default_value = "bootes-webhook")]
+    pub service: String,
+    /// Namespace of the Service (and of the Secret to create).
+    #[arg(long, default_value = "bootes-system")]
+    pub namespace: String,
+    /// The Secret the printed command creates (manifests/webhook/ mounts bootes-webhook-tls).
+    #[arg(long, default_value = "bootes-webhook-tls")]
+    pub secret: String,
+    /// The ValidatingWebhookConfiguration the printed command patches.
+    #[arg(long, default_value = "bootes")]
+    pub configuration: String,
+    /// Another DNS name for the certificate (repeatable).
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// An IP address for the certificate (repeatable), for a webhook reached by `url`.
+    #[arg(long)]
+    pub ip: Vec<std::net::IpAddr>,
+    /// Days the certificate is valid.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bootes_etcd::etcd_client::{
-    Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, TxnOpResponse,
 };
 use bootes_etcd::Backoff;
 pub use bootes_proto::Fence;
@@ -203,7 +203,10 @@ enum Watched {
 }
 
 /// Watches `key` after `revision` until it is deleted, or until our own
-/// lease is lost (`keep_alive` returns).
+/// lease is lost (`keep_alive` returns). A watch that breaks resumes on
+/// another member (leadership is kept meanwhile: the lease, kept alive
+/// through the other members, decides), and is retried while no member
+/// lets it open.
 async fn until_deleted<F>(
     client: &mut Client,
     key: &str,
@@ -213,20 +216,33 @@ async fn until_deleted<F>(
 where
     F: std::future::Future<Output = Result<(), bootes_etcd::etcd_client::Error>>,
 {
-    let options = WatchOptions::new().with_start_revision(revision + 1);
-    let mut watch = client.watch(key, Some(options)).await?;
+    let mut watch = bootes_etcd::Watch::new(client, key, None, revision + 1);
+    let mut backoff = Backoff::default();
     loop {
         tokio::select! {
             r = &mut keep_alive => {
                 r?;
                 return Ok(Watched::LeaseLost);
             }
-            msg = watch.message() => {
-                let Some(msg) = msg? else { return Ok(Watched::Deleted) };
-                let deleted = msg.canceled()
-                    || msg.events().iter().any(|e| e.event_type() == EventType::Delete);
-                if deleted {
-                    return Ok(Watched::Deleted);
+            msg = watch.next() => match msg {
+                Ok(msg) => {
+                    backoff.reset();
+                    if msg.events().iter().any(|e| e.event_type() == EventType::Delete) {
+                        return Ok(Watched::Deleted);
+                    }
+                }
+                // Compacted past our revision: whether the key is still ours
+                // is for the next campaign round to find out.
+                Err(bootes_etcd::Error::WatchCancelled { .. }) => return Ok(Watched::Deleted),
+                Err(e) => {
+                    tracing::warn!(error = %e, "watching the leader key failed; retrying");
+                    tokio::select! {
+                        _ = backoff.wait() => {}
+                        r = &mut keep_alive => {
+                            r?;
+                            return Ok(Watched::LeaseLost);
+                        }
+                    }
                 }
             }
         }

@@ -11,6 +11,7 @@ mod run;
 mod source;
 mod status_kube;
 mod validate_cmd;
+mod webhook;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
             print!("{}", crd::crds_yaml());
             Ok(ExitCode::SUCCESS)
         }
+        cli::Command::WebhookCert(args) => webhook::cert::run(&args).map(|()| ExitCode::SUCCESS),
         cli::Command::Inspect(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(inspect::run(args))),

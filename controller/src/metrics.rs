@@ -112,6 +112,7 @@ pub struct Metrics {
     /// Whether this replica led at the last [`Metrics::observe_leadership`].
     leading: AtomicBool,
     etcd_errors: Family<OpLabel, Counter>,
+    webhook_reviews: Family<ResultLabel, Counter>,
     /// Set by the election; read when scraped.
     leadership: Mutex<Option<Leadership>>,
     health: Mutex<Health>,
@@ -240,6 +241,12 @@ impl Metrics {
             "Failed etcd requests by operation: connect, read (the prefix), write (fenced transactions), watch (node status, foreign changes)",
             etcd_errors.clone(),
         );
+        let webhook_reviews = Family::<ResultLabel, Counter>::default();
+        r.register(
+            "webhook_reviews",
+            "AdmissionReviews answered by the validating webhook: allowed, warned (allowed with warnings), denied, error (malformed, answered 400)",
+            webhook_reviews.clone(),
+        );
         let m = Self {
             registry: r,
             objects,
@@ -264,6 +271,7 @@ impl Metrics {
             leader_changes,
             leading: AtomicBool::new(false),
             etcd_errors,
+            webhook_reviews,
             leadership: Mutex::new(None),
             health: Mutex::new(Health::default()),
         };
@@ -277,6 +285,9 @@ impl Metrics {
         }
         for op in ETCD_OPS {
             let _ = m.etcd_errors.get_or_create(&OpLabel { op });
+        }
+        for result in ["allowed", "warned", "denied", "error"] {
+            let _ = m.webhook_reviews.get_or_create(&ResultLabel { result });
         }
         m
     }
@@ -401,6 +412,13 @@ impl Metrics {
     }
 
     /// A reconcile of a follower: nothing written, but the index is warm.
+    /// One AdmissionReview answered (`allowed`, `warned`, `denied`, `error`).
+    pub fn observe_review(&self, result: &'static str) {
+        self.webhook_reviews
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
     pub fn observe_follower(&self) {
         self.syncs
             .get_or_create(&ResultLabel { result: "follower" })

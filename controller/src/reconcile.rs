@@ -38,6 +38,8 @@ pub struct Reconciler<S> {
     pub synced: Arc<AtomicBool>,
     /// Prometheus metrics, observed after every sync.
     pub metrics: Arc<Metrics>,
+    /// What the admission webhook judges objects against, renewed here.
+    pub views: Option<crate::webhook::Views>,
     /// Problems last logged per object, with the config they were found
     /// in: each is logged once per change of the object.
     logged: BTreeMap<ObjectKey, (serde_json::Value, Vec<ConfigError>)>,
@@ -54,6 +56,7 @@ impl<S: SnapshotStore> Reconciler<S> {
             synced: Arc::new(AtomicBool::new(false)),
             metrics: Arc::new(Metrics::new()),
             logged: BTreeMap::new(),
+            views: None,
         }
     }
 
@@ -222,6 +225,9 @@ impl<S: SnapshotStore> Reconciler<S> {
         )
     )]
     async fn sync(&mut self) -> Result<(), StoreError> {
+        if let Some(views) = &self.views {
+            views.publish(&self.index);
+        }
         if !self.may_write() {
             // Followers keep their index warm (and are ready once it is);
             // the leader writes.

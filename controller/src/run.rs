@@ -17,6 +17,7 @@ use crate::metrics::{self, Metrics};
 use crate::reconcile::{LogStatus, Reconciler, StatusSink, Timing};
 use crate::source;
 use crate::status_kube::{KubeStatus, ObservedStatuses};
+use crate::webhook::{self, Views};
 use bootes_core::store::SnapshotStore;
 use bootes_etcd::{etcd_client, Backoff};
 
@@ -34,6 +35,31 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         etcd_client.clone(),
     )
     .await?;
+    // Every replica answers the webhook, from the start: an object's own
+    // problems need no index; the others' are known once it is published.
+    let bootstrap = crate::cli::bootstrap_clusters(&args.bootstrap_clusters);
+    let views = Views::new(bootstrap.clone());
+    if let Some(listen) = args.webhook.webhook_listen {
+        let (Some(cert), Some(key)) = (&args.webhook.webhook_cert, &args.webhook.webhook_key)
+        else {
+            anyhow::bail!("--webhook-listen needs --webhook-cert and --webhook-key");
+        };
+        webhook::serve::start(
+            listen,
+            bootes_tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: None,
+            },
+            args.webhook.webhook_reload_interval,
+            args.webhook.webhook_max_body,
+            webhook::serve::Webhook {
+                views: views.clone(),
+                metrics: metrics.clone(),
+            },
+        )
+        .await?;
+    }
 
     let keys = args.etcd.keys();
     let config = args.etcd.config()?;
@@ -86,9 +112,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => Box::new(LogStatus::default()),
     };
     let mut reconciler = Reconciler::new(writer, status, timing);
-    reconciler
-        .index
-        .set_bootstrap_clusters(crate::cli::bootstrap_clusters(&args.bootstrap_clusters));
+    reconciler.index.set_bootstrap_clusters(bootstrap);
+    reconciler.views = Some(views);
     reconciler.metrics = metrics;
     reconciler.synced = synced;
     reconciler.leadership = Some(election.leadership());

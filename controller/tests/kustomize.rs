@@ -2,7 +2,7 @@
 //! asks for, grants exactly the permissions each process needs, and its
 //! probes and ports match the flags the real binaries take.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -160,6 +160,7 @@ fn manifests_render_with_every_piece() {
             "Service",
             "ServiceAccount",
             "StatefulSet",
+            "ValidatingWebhookConfiguration",
         ]
     );
     let crds = docs
@@ -305,4 +306,111 @@ fn the_base_installs_the_generated_crds() {
         let in_base = find(&docs, "CustomResourceDefinition", name);
         assert_eq!(in_base["spec"], crd["spec"], "{name}");
     }
+}
+
+/// The webhook's pieces fit together: configuration → Service → the
+/// controller's port and `--webhook-listen`; the Certificate's Secret →
+/// the files `--webhook-cert`/`--webhook-key` name; CA injection from that
+/// Certificate.
+#[test]
+fn the_webhook_configuration_reaches_the_controller() {
+    let docs = render();
+    let config = find(&docs, "ValidatingWebhookConfiguration", "bootes");
+    let hook = &config["webhooks"][0];
+    assert_eq!(hook["failurePolicy"], "Ignore");
+    assert_eq!(hook["sideEffects"], "None");
+    assert!(hook["timeoutSeconds"].as_i64().unwrap() <= 30);
+    assert_eq!(strs(&hook["admissionReviewVersions"]), ["v1"]);
+    assert!(hook["namespaceSelector"]["matchExpressions"].is_sequence());
+    let rule = &hook["rules"][0];
+    assert_eq!(strs(&rule["apiGroups"]), ["bootes.io"]);
+    assert_eq!(strs(&rule["operations"]), ["CREATE", "UPDATE"]);
+    let client = &hook["clientConfig"]["service"];
+    let service = find(&docs, "Service", client["name"].as_str().unwrap());
+    assert_eq!(service["metadata"]["namespace"], client["namespace"]);
+    let port = service["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"] == client["port"])
+        .expect("the Service port the configuration names");
+
+    let controller = find(&docs, "Deployment", "bootes-controller");
+    assert_eq!(
+        service["spec"]["selector"], controller["spec"]["selector"]["matchLabels"],
+        "every replica serves the webhook"
+    );
+    let container = only_container(controller);
+    let env: BTreeMap<String, String> = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_string(),
+                e["value"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let help = Command::new(env!("CARGO_BIN_EXE_bootes-controller"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for var in [
+        "BOOTES_WEBHOOK_LISTEN",
+        "BOOTES_WEBHOOK_CERT",
+        "BOOTES_WEBHOOK_KEY",
+    ] {
+        assert!(env.contains_key(var), "{var} not set");
+        assert!(
+            help.contains(&format!("env: {var}=")),
+            "{var} is not a variable of run"
+        );
+    }
+    assert_eq!(
+        resolve_port(container, &port["targetPort"]),
+        port_of(&env["BOOTES_WEBHOOK_LISTEN"])
+    );
+
+    let certificate = find(&docs, "Certificate", "bootes-webhook");
+    let dns = format!(
+        "{}.{}.svc",
+        client["name"].as_str().unwrap(),
+        client["namespace"].as_str().unwrap()
+    );
+    assert!(strs(&certificate["spec"]["dnsNames"]).contains(&dns));
+    assert_eq!(
+        config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].as_str(),
+        Some(
+            format!(
+                "bootes-system/{}",
+                certificate["metadata"]["name"].as_str().unwrap()
+            )
+            .as_str()
+        )
+    );
+    let issuer = &certificate["spec"]["issuerRef"];
+    find(
+        &docs,
+        issuer["kind"].as_str().unwrap(),
+        issuer["name"].as_str().unwrap(),
+    );
+    let secret = certificate["spec"]["secretName"].as_str().unwrap();
+    let pod = &controller["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["secret"]["secretName"].as_str() == Some(secret))
+        .expect("the Certificate's Secret mounted");
+    let mount = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .expect("its volume mounted");
+    let dir = mount["mountPath"].as_str().unwrap();
+    assert_eq!(env["BOOTES_WEBHOOK_CERT"], format!("{dir}/tls.crt"));
+    assert_eq!(env["BOOTES_WEBHOOK_KEY"], format!("{dir}/tls.key"));
 }

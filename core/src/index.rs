@@ -292,6 +292,58 @@ impl Index {
             .unwrap_or_default()
     }
 
+    /// Objects, pods and EndpointSlices of one namespace only, as a new
+    /// index (conversions shared, not redone): what the admission webhook
+    /// judges a candidate object against. A group never spans namespaces,
+    /// so the namespace's statuses come out as in the whole index.
+    pub fn namespace_view(&self, namespace: &str) -> Index {
+        let mut view = Index {
+            bootstrap: self.bootstrap.clone(),
+            ..Index::default()
+        };
+        view.objects = self
+            .objects
+            .iter()
+            .filter(|(k, _)| k.namespace == namespace)
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        view.pods = self
+            .pods
+            .iter()
+            .filter(|(k, _)| k.namespace == namespace)
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect();
+        view.slices = self
+            .slices_of_namespace(namespace)
+            .map(|s| (s.key.clone(), s.clone()))
+            .collect();
+        view.touch(namespace);
+        view
+    }
+
+    /// Per namespace, a number that changes whenever anything in it does.
+    pub fn namespace_stamps(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.changed.iter().map(|(ns, s)| (ns.as_str(), *s))
+    }
+
+    /// Every object's latest spec.
+    pub fn objects(&self) -> impl Iterator<Item = &BootesObject> {
+        self.objects.values().map(|e| &e.object)
+    }
+
+    /// Whether any pod of `namespace` is known.
+    pub fn has_pods(&self, namespace: &str) -> bool {
+        self.pods.keys().any(|k| k.namespace == namespace)
+    }
+
+    /// The problems of an object's latest spec (empty when it is valid).
+    pub fn object_errors(&self, key: &ObjectKey) -> &[ConfigError] {
+        self.objects
+            .get(key)
+            .map(|e| e.errors.as_slice())
+            .unwrap_or_default()
+    }
+
     /// The latest spec of an object.
     pub fn object(&self, key: &ObjectKey) -> Option<&BootesObject> {
         self.objects.get(key).map(|e| &e.object)

@@ -14,7 +14,14 @@ use bootes_envoy::convert::ConfigError;
 /// `kubernetes`. `validate` prefixes `error: ` or `warning: `; the log gives
 /// the level its own way.
 pub fn problem_line(source: &str, key: &ObjectKey, err: &ConfigError) -> String {
-    format!("{source}: {key}: {}: {}", err.path, err.message)
+    format!("{source}: {}", object_problem(key, err))
+}
+
+/// `KIND NAMESPACE/NAME: PATH: MESSAGE`: [`problem_line`] without the
+/// source, where the object is the only one concerned (the admission
+/// webhook's denials and warnings).
+pub fn object_problem(key: &ObjectKey, err: &ConfigError) -> String {
+    format!("{key}: {}: {}", err.path, err.message)
 }
 
 #[cfg(test)]

@@ -17,12 +17,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::conditions;
-use crate::index::Index;
+use crate::index::{Desired, Index};
+use crate::verdict::Reason;
 use crate::manifest::{self, Document};
 use crate::model::{BootesObject, ObjectKey, Pod};
 use crate::report::problem_line;
 use crate::service_endpoints::EndpointSlice;
-use crate::verdict::Reason;
 use crate::xref::BootstrapClusters;
 use bootes_envoy::convert::{ConfigError, CONFIG_PATH};
 
@@ -92,35 +92,97 @@ pub fn check(paths: &[PathBuf], bootstrap: &BootstrapClusters) -> Outcome {
         if !seen.insert(key) {
             continue;
         }
-        let Some(status) = desired.statuses.get(key) else {
-            continue;
-        };
-        // Conversion problems are listed above; these come from the group.
-        let reason = status.verdict.reason();
-        if !invalid.contains(key) && matches!(reason, Reason::Conflict | Reason::TooLarge) {
-            let path = match reason {
-                Reason::Conflict => format!("{CONFIG_PATH}.{}", key.kind.name_field()),
-                _ => CONFIG_PATH.to_string(),
-            };
-            let problem = ConfigError::new(path, conditions::accepted_message(&status.verdict));
-            outcome.errors.push(problem_line(name, key, &problem));
-        }
-        if !invalid.contains(key) {
-            // The warning rules' findings on the resource now in force.
-            for w in index.warnings(key) {
-                outcome.warnings.push(problem_line(name, key, w));
-            }
-        }
-        for u in status.refs.iter().flatten() {
-            let line = problem_line(name, key, &u.problem);
-            if u.envoy_rejects {
-                outcome.errors.push(line);
-            } else {
-                outcome.warnings.push(line);
+        for finding in findings(&index, &desired, key, invalid.contains(key)) {
+            match finding {
+                // Listed above, from `apply_object`.
+                Finding::Invalid(_) => {}
+                Finding::Conflict(p) | Finding::Unresolved(p, true) => {
+                    outcome.errors.push(problem_line(name, key, &p))
+                }
+                Finding::Unresolved(p, false) | Finding::Warning(p) => {
+                    outcome.warnings.push(problem_line(name, key, &p))
+                }
             }
         }
     }
     outcome
+}
+
+/// One problem of one object, by what it depends on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finding {
+    /// The object's own spec: conversion, protoc-gen-validate, the semantic
+    /// rules, its size alone. `validate` fails; the webhook denies.
+    Invalid(ConfigError),
+    /// Against the other objects of its namespace: a conflict, or too large
+    /// together with its group. `validate` fails; the webhook warns, since
+    /// fixing it may mean changing another object.
+    Conflict(ConfigError),
+    /// A reference no object provides; `true` when Envoy rejects the
+    /// resource for it (`validate` fails then, and warns otherwise; the
+    /// webhook warns: the missing object may be applied next).
+    Unresolved(ConfigError, bool),
+    /// What the warning rules found in the resource.
+    Warning(ConfigError),
+}
+
+/// What is wrong with the object `key` of `index`, in the order `validate`
+/// prints it; `invalid`: its latest spec was rejected (its own problems are
+/// then its status, and the resource in force is an older one).
+pub fn findings(index: &Index, desired: &Desired, key: &ObjectKey, invalid: bool) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let Some(status) = desired.statuses.get(key) else {
+        return out;
+    };
+    if invalid {
+        out.extend(
+            index
+                .object_errors(key)
+                .iter()
+                .cloned()
+                .map(Finding::Invalid),
+        );
+    } else {
+        // Conversion problems are the object's own; these come from the group.
+        let reason = status.verdict.reason();
+        if matches!(reason, Reason::Conflict | Reason::TooLarge) {
+            let path = match reason {
+                Reason::Conflict => format!("{CONFIG_PATH}.{}", key.kind.name_field()),
+                _ => CONFIG_PATH.to_string(),
+            };
+            out.push(Finding::Conflict(ConfigError::new(
+                path,
+                conditions::accepted_message(&status.verdict),
+            )));
+        }
+        // The warning rules' findings on the resource now in force.
+        out.extend(
+            index
+                .warnings(key)
+                .into_iter()
+                .cloned()
+                .map(Finding::Warning),
+        );
+    }
+    for u in status.refs.iter().flatten() {
+        out.push(Finding::Unresolved(u.problem.clone(), u.envoy_rejects));
+    }
+    out
+}
+
+/// Judges `object` as `validate` would, against `view`: the objects, pods
+/// and EndpointSlices of its namespace (see [`Index::namespace_view`]),
+/// which it joins or replaces. A namespace without pods gets imagined ones,
+/// as in [`check`].
+pub fn review(mut view: Index, object: BootesObject) -> Vec<Finding> {
+    let key = object.key.clone();
+    let invalid = !view.apply_object(object).is_empty();
+    if !view.has_pods(&key.namespace) {
+        let imagined = imagined_pods(&[], view.objects());
+        view.reset_pods(imagined);
+    }
+    let desired = view.desired();
+    findings(&view, &desired, &key, invalid)
 }
 
 /// One pod per distinct selector of the objects of each namespace that has

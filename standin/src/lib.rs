@@ -12,7 +12,7 @@
 //!   the server validates fields itself;
 //! * built-in namespaces, pods, configmaps, secrets, services, serviceaccounts, events,
 //!   endpoints, EndpointSlices (`discovery.k8s.io/v1`), persistentvolumeclaims,
-//!   deployments, statefulsets, daemonsets, replicasets, poddisruptionbudgets, RBAC
+//!   deployments, statefulsets, daemonsets, replicasets, jobs, poddisruptionbudgets, networkpolicies, RBAC
 //!   roles and bindings, leases (stored as given: no controllers run, so tests write
 //!   EndpointSlices themselves), and CustomResourceDefinitions, whose resources are
 //!   served once created;
@@ -24,7 +24,9 @@
 //! * structural schemas of custom resources: undeclared fields are pruned (with a
 //!   warning) or rejected under `fieldValidation=Strict`; `type`, `enum` and
 //!   `required` are checked;
-//! * `PartialObjectMetadata` and `Table` responses.
+//! * `PartialObjectMetadata` and `Table` responses;
+//! * ValidatingWebhookConfigurations, called as the API server calls them
+//!   (see [`admission`]).
 //!
 //! Test-only control endpoints (paths no real API server has):
 //! * `POST /standin/compact` drops the event history, so that a watch from any
@@ -41,7 +43,7 @@
 //! responses,
 //! pagination (`limit` is ignored, everything comes in one page), real strategic
 //! merge semantics (lists are replaced), server-side apply field ownership,
-//! admission, defaulting, CEL and format validation of custom resources, version
+//! mutating admission, defaulting, CEL and format validation of custom resources, version
 //! conversion beyond rewriting `apiVersion`, and graceful pod deletion.
 
 //! # Using it from a test
@@ -64,6 +66,7 @@
 //! `listening on ADDR` once it serves (flags: `--bookmark-interval-ms`,
 //! `--history-limit`, `--log debug` to log every request).
 
+pub mod admission;
 pub mod client;
 pub mod discovery;
 pub mod error;

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::admission::{self, Verb};
 use super::discovery;
 use super::error::ApiError;
 use super::present::{self, negotiate, Shape};
@@ -181,9 +182,16 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let started = std::time::Instant::now();
-    let response = match dispatch(&app, &method, &uri, &headers, body) {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
+    let response = match admit(&app, &method, &uri, &headers, &body).await {
+        Ok(warnings) => {
+            let mut response = match dispatch(&app, &method, &uri, &headers, body) {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            };
+            add_warnings(&mut response, warnings);
+            response
+        }
+        Err(refused) => refused,
     };
     tracing::debug!(
         method = %method,
@@ -193,6 +201,144 @@ async fn handle(
         "request"
     );
     response
+}
+
+/// Runs the validating admission webhooks that apply to a write (see
+/// [`admission`]) on the object as the write would store it (found by
+/// running it first as a dry run) and the stored one. `Ok`: the warnings
+/// to add; `Err`: the refusal to answer instead. A write that fails by
+/// itself is not sent to webhooks: the write then fails the same way.
+async fn admit(
+    app: &Arc<App>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Vec<String>, Response> {
+    let verb = match *method {
+        Method::POST => Verb::Post,
+        Method::PUT => Verb::Put,
+        Method::PATCH => Verb::Patch,
+        _ => return Ok(Vec::new()),
+    };
+    let Some(Route::Object {
+        group,
+        version,
+        plural,
+        namespace,
+        name,
+        sub,
+    }) = route(uri.path())
+    else {
+        return Ok(Vec::new());
+    };
+    let (configurations, namespace_labels, kind) = {
+        let store = app.store();
+        let Some(kind) = store
+            .find(&group, &version, &plural)
+            .map(|rt| rt.kind.clone())
+        else {
+            return Ok(Vec::new());
+        };
+        let configurations = store
+            .target(
+                admission::GROUP,
+                admission::VERSION,
+                admission::PLURAL,
+                None,
+            )
+            .map(|t| store.list(&t, &Selectors::default()).0)
+            .unwrap_or_default();
+        if configurations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let labels = namespace
+            .as_deref()
+            .and_then(|ns| {
+                store
+                    .get(&store.target("", "v1", "namespaces", None)?, ns)
+                    .ok()
+            })
+            .map(|n| n["metadata"]["labels"].clone())
+            .unwrap_or(Value::Null);
+        (configurations, labels, kind)
+    };
+    let mut json_headers = headers.clone();
+    json_headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    let as_json = |r: Result<Response, ApiError>| async move {
+        let r = r.ok().filter(|r| r.status().is_success())?;
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX).await.ok()?;
+        serde_json::from_slice::<Value>(&bytes).ok()
+    };
+    let old = match &name {
+        Some(_) => {
+            let path: Uri = uri
+                .path()
+                .parse()
+                .map_err(|_| error_response(&ApiError::no_route()))?;
+            as_json(dispatch(
+                app,
+                &Method::GET,
+                &path,
+                &json_headers,
+                Bytes::new(),
+            ))
+            .await
+        }
+        None => None,
+    };
+    let dry_run = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "dryRun=All"));
+    let preview: Uri = match uri.query() {
+        Some(q) => format!("{}?{q}&dryRun=All", uri.path()),
+        None => format!("{}?dryRun=All", uri.path()),
+    }
+    .parse()
+    .map_err(|_| error_response(&ApiError::no_route()))?;
+    let attrs = admission::Attributes {
+        group,
+        version,
+        kind,
+        resource: plural,
+        sub_resource: sub,
+        namespace,
+        name: name.unwrap_or_default(),
+        operation: match (verb, &old) {
+            (Verb::Post, _) | (_, None) => admission::Operation::Create,
+            _ => admission::Operation::Update,
+        },
+        verb,
+        dry_run,
+    };
+    let hooks = admission::matching(&configurations, &attrs, &namespace_labels);
+    if hooks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(object) = as_json(dispatch(app, method, &preview, &json_headers, body.clone())).await
+    else {
+        return Ok(Vec::new());
+    };
+    let attrs = admission::Attributes {
+        name: object["metadata"]["name"]
+            .as_str()
+            .unwrap_or(&attrs.name)
+            .to_string(),
+        ..attrs
+    };
+    admission::admit(&hooks, &attrs, &object, old.as_ref())
+        .await
+        .map_err(|r| json_response(r.code, &r.status))
+}
+
+/// `Warning` headers, as the API server sends them (kubectl prints each as
+/// `Warning: TEXT`).
+fn add_warnings(response: &mut Response, warnings: Vec<String>) {
+    for w in warnings {
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - {w:?}")) {
+            response.headers_mut().append("Warning", v);
+        }
+    }
 }
 
 fn dispatch(
@@ -499,11 +645,7 @@ fn object_request(
         ))),
     };
     let mut response = result?;
-    for w in warnings.take() {
-        if let Ok(v) = HeaderValue::from_str(&format!("299 - {w:?}")) {
-            response.headers_mut().append("Warning", v);
-        }
-    }
+    add_warnings(&mut response, warnings.take());
     Ok(response)
 }
 

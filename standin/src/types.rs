@@ -156,6 +156,9 @@ pub fn builtin_types() -> Vec<ResourceType> {
         ("coordination.k8s.io", "v1", "leases", "Lease", true, &[], &[], false),
         ("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", true, &[], &[], false),
         ("events.k8s.io", "v1", "events", "Event", true, &["ev"], &[], false),
+        ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true, &["netpol"], &[], false),
+        ("batch", "v1", "jobs", "Job", true, &[], &["all"], true),
+        ("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration", false, &[], &["api-extensions"], false),
     ];
     TABLE
         .iter()

@@ -558,6 +558,22 @@ fn kubectl_applies_the_project_manifests() {
         return;
     }
     let s = standin();
+    // The base needs cert-manager (pki/, the webhook's Certificate): its
+    // CRDs, as a cluster with cert-manager has them.
+    let crds: String = ["certificates/Certificate", "issuers/Issuer"]
+        .iter()
+        .map(|pk| {
+            let (plural, kind) = pk.split_once('/').unwrap();
+            format!(
+                "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: {plural}.cert-manager.io}}\nspec:\n  group: cert-manager.io\n  scope: Namespaced\n  names: {{plural: {plural}, singular: {}, kind: {kind}, listKind: {kind}List}}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}\n---\n",
+                kind.to_ascii_lowercase()
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let crd_file = dir.path().join("cert-manager-crds.yaml");
+    std::fs::write(&crd_file, crds).unwrap();
+    ok(&s, &["apply", "-f", crd_file.to_str().unwrap()]);
     let m = manifests.to_str().unwrap();
     let out = ok(&s, &["apply", "-k", m]);
     assert!(out.contains("created"), "{out}");

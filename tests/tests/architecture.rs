@@ -37,13 +37,20 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("bootes-core", &["bootes-proto", "bootes-envoy"][..]),
         ("bootes-xds", &["bootes-proto"][..]),
         ("bootes-etcd", &["bootes-proto"][..]),
+        ("bootes-tls", &[][..]),
         (
             "bootes-controller",
-            &["bootes-proto", "bootes-envoy", "bootes-core", "bootes-etcd"][..],
+            &[
+                "bootes-proto",
+                "bootes-envoy",
+                "bootes-core",
+                "bootes-etcd",
+                "bootes-tls",
+            ][..],
         ),
         (
             "bootes-xds-server",
-            &["bootes-proto", "bootes-xds", "bootes-etcd"][..],
+            &["bootes-proto", "bootes-xds", "bootes-etcd", "bootes-tls"][..],
         ),
         ("kube-standin", &[][..]),
         ("bootes-tests", &["bootes-proto", "kube-standin"][..]),

@@ -141,6 +141,7 @@ fn cert_manager_objects_are_well_formed() {
         "issuerRef",
         "isCA",
         "duration",
+        "renewBefore",
     ]);
     let usages = BTreeSet::from([
         "server auth",

@@ -4,25 +4,41 @@
 //! HTTP/2 client preface within `handshake_timeout`, or it is closed. tonic
 //! then serves the connections it is handed (`serve_with_incoming`), with
 //! the peer's certificate identity in each request's extensions.
+//!
+//! Reconnect storms. When thousands of Envoys reconnect at once, the kernel
+//! queues their connections in the listen backlog until the process accepts
+//! them; a connection that finds the queue full is dropped, and with SYN
+//! cookies its client sees a reset once it sends data. So the backlog is
+//! sized by a flag ([`bind`]), and accepting runs on a thread of its own
+//! that does nothing else: it empties the queue at system-call speed however
+//! busy the runtime serving the streams is. The handshakes run on the serving
+//! runtime, each under its own `handshake_timeout`. (They are not queued
+//! behind a concurrency limit: clients that never finish theirs would hold
+//! every turn and lock everyone else out.)
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::authz::PeerIdentity;
-use crate::tls::ReloadingTls;
+use bootes_tls::ReloadingTls;
 
 /// What every HTTP/2 connection starts with (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How often a refusal reason is logged at most; the refusals in between
+/// are counted (always) and summed into the next line.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -53,67 +69,155 @@ pub struct Conn {
     _slot: OwnedSemaphorePermit,
 }
 
+/// Binds `addr` for the xDS port with a listen backlog of `backlog`
+/// connections (the kernel caps it at `net.core.somaxconn`).
+pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As std and tokio do: a restarted replica can bind at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 /// Accepts connections on `listener` for as long as the returned stream is
-/// polled by the server.
+/// polled by the server; `on_refused` counts every connection closed before
+/// gRPC. Must be called within the serving runtime: handshakes and the
+/// connections run there; only accepting runs on a thread of its own.
 pub fn incoming(
     listener: TcpListener,
     tls: Option<Arc<ReloadingTls>>,
     limits: Limits,
     on_refused: impl Fn(Refused) + Send + Sync + 'static,
-) -> ReceiverStream<io::Result<Conn>> {
+) -> io::Result<ReceiverStream<io::Result<Conn>>> {
     let (tx, rx) = mpsc::channel(64);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let on_refused = Arc::new(on_refused);
-    tokio::spawn(async move {
+    let serving = tokio::runtime::Handle::current();
+    let listener = listener.into_std()?;
+    let refusals = Arc::new(Refusals::new(on_refused));
+    let accepting = Accepting {
+        slots: Arc::new(Semaphore::new(limits.max_connections)),
+        tls,
+        limits,
+        refusals,
+        tx,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("xds-accept".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => accepting.run(listener, serving).await,
+                    Err(e) => tracing::error!(error = %e, "xDS listener failed"),
+                }
+            })
+        })?;
+    Ok(ReceiverStream::new(rx))
+}
+
+/// The accept thread's state.
+struct Accepting<F> {
+    slots: Arc<Semaphore>,
+    tls: Option<Arc<ReloadingTls>>,
+    limits: Limits,
+    refusals: Arc<Refusals<F>>,
+    tx: mpsc::Sender<io::Result<Conn>>,
+}
+
+impl<F: Fn(Refused) + Send + Sync + 'static> Accepting<F> {
+    /// Accepts until the server stops polling the connections (it drains):
+    /// then the listener is closed, so new clients are refused at once and
+    /// go to another replica.
+    async fn run(self, listener: TcpListener, serving: tokio::runtime::Handle) {
         loop {
             let (tcp, addr) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        // E.g. out of file descriptors: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
+                        // E.g. out of file descriptors: back off instead of
+                        // spinning; the connection waits in the backlog.
+                        self.refusals.refused(Refused::AcceptFailed, None, &e.to_string());
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 },
-                () = tx.closed() => return,
+                () = self.tx.closed() => return,
             };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                on_refused(Refused::TooManyConnections);
-                tracing::debug!(peer = %addr, "connection refused: max connections reached");
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                self.refusals.refused(
+                    Refused::TooManyConnections,
+                    Some(addr),
+                    "max connections reached",
+                );
                 continue;
             };
-            let _ = tcp.set_nodelay(true);
-            let tls = tls.clone();
-            let tx = tx.clone();
-            let on_refused = on_refused.clone();
-            tokio::spawn(async move {
-                let handshake = handshake(tcp, addr, tls.as_deref(), slot);
-                match tokio::time::timeout(limits.handshake_timeout, handshake).await {
+            let tcp = match tcp.into_std() {
+                Ok(tcp) => tcp,
+                Err(e) => {
+                    self.refusals
+                        .refused(Refused::AcceptFailed, Some(addr), &e.to_string());
+                    continue;
+                }
+            };
+            let (tls, tx, refusals) = (self.tls.clone(), self.tx.clone(), self.refusals.clone());
+            let limits = self.limits;
+            serving.spawn(async move {
+                let admitted = async {
+                    let tcp = TcpStream::from_std(tcp)?;
+                    let _ = tcp.set_nodelay(true);
+                    handshake(tcp, addr, tls.as_deref(), slot).await
+                };
+                match tokio::time::timeout(limits.handshake_timeout, admitted).await {
                     Ok(Ok(conn)) => {
                         let _ = tx.send(Ok(conn)).await;
                     }
                     Ok(Err(e)) => {
-                        on_refused(Refused::Handshake);
-                        tracing::debug!(peer = %addr, error = %e, "connection refused: handshake failed");
+                        let why = if is_peer_gone(&e) {
+                            Refused::PeerClosed
+                        } else {
+                            Refused::Handshake
+                        };
+                        refusals.refused(why, Some(addr), &e.to_string());
                     }
                     Err(_) => {
-                        on_refused(Refused::HandshakeTimeout);
-                        tracing::debug!(peer = %addr, "connection closed: no handshake within the timeout");
+                        refusals.refused(
+                            Refused::HandshakeTimeout,
+                            Some(addr),
+                            "no handshake within the timeout",
+                        );
                     }
                 }
             });
         }
-    });
-    ReceiverStream::new(rx)
+    }
+}
+
+/// The client went away during the handshake (nothing the server refused).
+fn is_peer_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
 }
 
 /// Why a connection was closed before it reached gRPC.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Refused {
     TooManyConnections,
     Handshake,
     HandshakeTimeout,
+    /// The client reset or closed the connection before its preface.
+    PeerClosed,
+    /// `accept` itself failed (e.g. no file descriptor left).
+    AcceptFailed,
 }
 
 impl Refused {
@@ -122,7 +226,58 @@ impl Refused {
             Self::TooManyConnections => "max_connections",
             Self::Handshake => "handshake_failed",
             Self::HandshakeTimeout => "handshake_timeout",
+            Self::PeerClosed => "peer_closed",
+            Self::AcceptFailed => "accept_failed",
         }
+    }
+}
+
+/// Counts every refusal and logs each reason at most once per [`LOG_EVERY`],
+/// with how many were not logged since: a storm of refusals is visible in
+/// the log without flooding it.
+struct Refusals<F> {
+    count: F,
+    logged: Mutex<HashMap<Refused, (Instant, u64)>>,
+}
+
+impl<F: Fn(Refused)> Refusals<F> {
+    fn new(count: F) -> Self {
+        Self {
+            count,
+            logged: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts the refusal; logs it unless its reason was logged within
+    /// [`LOG_EVERY`] (returns whether it logged).
+    fn refused(&self, why: Refused, peer: Option<SocketAddr>, detail: &str) -> bool {
+        (self.count)(why);
+        let now = Instant::now();
+        let suppressed = {
+            let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+            match logged.get_mut(&why) {
+                Some((last, quiet)) if now.duration_since(*last) < LOG_EVERY => {
+                    *quiet += 1;
+                    return false;
+                }
+                Some((last, quiet)) => {
+                    *last = now;
+                    std::mem::take(quiet)
+                }
+                None => {
+                    logged.insert(why, (now, 0));
+                    0
+                }
+            }
+        };
+        tracing::warn!(
+            reason = why.label(),
+            peer = ?peer,
+            detail,
+            not_logged_since_last = suppressed,
+            "connection refused before gRPC"
+        );
+        true
     }
 }
 

@@ -110,6 +110,12 @@ struct LimitArgs {
     /// Connections held at once (including handshakes); more are refused.
     #[arg(long, env = "BOOTES_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
+    /// Connections the kernel queues for the xDS port until they are
+    /// accepted (capped by net.core.somaxconn). A reconnect storm larger
+    /// than this, arriving faster than the accept thread empties it, gets
+    /// resets.
+    #[arg(long, env = "BOOTES_LISTEN_BACKLOG", default_value_t = 4096)]
+    listen_backlog: u32,
     /// Concurrent HTTP/2 streams per connection.
     #[arg(long, env = "BOOTES_MAX_STREAMS_PER_CONNECTION", default_value_t = 100)]
     max_streams_per_connection: u32,
@@ -190,11 +196,14 @@ async fn main() -> anyhow::Result<()> {
     let secrets = cli.etcd.secret_keys()?;
     let tls = match (&cli.tls.tls_cert, &cli.tls.tls_key) {
         (Some(cert), Some(key)) => {
-            let tls = tls::ReloadingTls::load(tls::TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-                client_ca: cli.tls.tls_client_ca.clone(),
-            })
+            let tls = bootes_tls::ReloadingTls::load(
+                bootes_tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: cli.tls.tls_client_ca.clone(),
+                },
+                tls::ALPN,
+            )
             .context("TLS")?;
             tokio::spawn(tls.clone().watch(cli.tls.tls_reload_interval));
             Some(tls)
@@ -260,8 +269,7 @@ async fn main() -> anyhow::Result<()> {
     // The xDS port is bound before the admin port answers /readyz, so ready
     // always means "accepting"; connections made before the server runs wait
     // in the backlog.
-    let grpc_listener = tokio::net::TcpListener::bind(cli.listen)
-        .await
+    let grpc_listener = listener::bind(cli.listen, cli.limits.listen_backlog)
         .with_context(|| format!("binding {}", cli.listen))?;
     let admin = tokio::net::TcpListener::bind(cli.admin_listen)
         .await
@@ -333,7 +341,8 @@ async fn main() -> anyhow::Result<()> {
                 })
                 .inc();
         },
-    );
+    )
+    .context("starting the xDS accept thread")?;
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("draining: no new connections, streams end within the drain period");

@@ -56,7 +56,8 @@ pub struct Metrics {
     pub snapshots: Gauge,
     /// etcd values refused (undecodable, or disagreeing with their key).
     pub etcd_rejected: Counter,
-    /// Connections closed before gRPC: max connections, failed or slow handshakes.
+    /// Connections closed before gRPC: max connections, failed or slow
+    /// handshakes, clients gone mid-handshake, failed accepts.
     pub refused_connections: Family<ReasonLabel, Counter>,
     /// Streams and requests refused: node not authorized, secrets to an
     /// unauthenticated stream, too many names, CSDS without operator identity.
@@ -155,7 +156,7 @@ impl Metrics {
         }
         r.register(
             "refused_connections",
-            "Connections closed before gRPC, by reason",
+            "Connections closed before gRPC, by reason (max_connections, handshake_failed, handshake_timeout, peer_closed, accept_failed)",
             m.refused_connections.clone(),
         );
         r.register(

@@ -42,6 +42,14 @@ struct Member {
     peer_url: String,
     process: Option<ChildProcess>,
     restarts: u32,
+    /// Stopped with SIGSTOP: hung, its connections open.
+    paused: bool,
+}
+
+impl Member {
+    fn serves(&self) -> bool {
+        self.process.is_some() && !self.paused
+    }
 }
 
 /// `n` etcd members forming one cluster; data in one temporary directory.
@@ -71,6 +79,7 @@ impl EtcdCluster {
                 peer_url: format!("{peer_scheme}://127.0.0.1:{}", free_port()),
                 process: None,
                 restarts: 0,
+                paused: false,
             })
             .collect();
         let initial_cluster = members
@@ -186,7 +195,7 @@ impl EtcdCluster {
     /// The index of the member that is the Raft leader, as a running member sees it.
     pub async fn leader(&self) -> Result<usize> {
         for (i, m) in self.members.iter().enumerate() {
-            if m.process.is_none() {
+            if !m.serves() {
                 continue;
             }
             let Ok(mut c) = self.member_client(i).await else {
@@ -197,7 +206,7 @@ impl EtcdCluster {
             };
             let leader_id = status.leader();
             for j in 0..self.members.len() {
-                if self.members[j].process.is_none() {
+                if !self.members[j].serves() {
                     continue;
                 }
                 let mut cj = self.member_client(j).await?;
@@ -212,9 +221,38 @@ impl EtcdCluster {
 
     /// Kills member `i` (SIGKILL).
     pub fn kill(&mut self, i: usize) {
+        self.members[i].paused = false;
         if let Some(mut p) = self.members[i].process.take() {
             p.kill();
         }
+    }
+
+    /// Stops member `i` (SIGSTOP): it hangs with its connections open, the
+    /// worst way for a member to fail.
+    pub fn pause(&mut self, i: usize) -> Result<()> {
+        let m = &mut self.members[i];
+        m.process
+            .as_ref()
+            .context("member not running")?
+            .signal("STOP")?;
+        m.paused = true;
+        Ok(())
+    }
+
+    /// Lets a paused member `i` go on (SIGCONT) and waits until it is healthy.
+    pub async fn resume(&mut self, i: usize) -> Result<()> {
+        let m = &mut self.members[i];
+        m.process
+            .as_ref()
+            .context("member not running")?
+            .signal("CONT")?;
+        m.paused = false;
+        self.wait_healthy(i).await
+    }
+
+    /// Whether member `i` runs and is not paused.
+    pub fn serves(&self, i: usize) -> bool {
+        self.members[i].serves()
     }
 
     /// Starts member `i` again, with its data, on the same ports, and waits

@@ -34,6 +34,7 @@ mod rendered;
 mod stack;
 mod upstream;
 mod wait;
+mod webhook;
 
 pub use bootes::{Controller, XdsServer};
 pub use certs::{CertFiles, Issued, San, TestCa};
@@ -64,3 +65,4 @@ pub use rendered::{
 pub use stack::{expect_routed, expect_spread, expect_status, local, Stack};
 pub use upstream::Upstream;
 pub use wait::{eventually, eventually_with, DEFAULT_TIMEOUT};
+pub use webhook::WebhookClient;

@@ -116,12 +116,17 @@ impl ChildProcess {
         if self.exited().is_some() {
             return Ok(());
         }
+        self.signal("TERM")
+    }
+
+    /// Sends signal `name` (e.g. `STOP`, `CONT`) to the process.
+    pub fn signal(&self, name: &str) -> Result<()> {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
-            .context("running kill -TERM")?;
+            .with_context(|| format!("running kill -{name}"))?;
         if !status.success() {
-            bail!("kill -TERM {} failed: {status}", self.child.id());
+            bail!("kill -{name} {} failed: {status}", self.child.id());
         }
         Ok(())
     }

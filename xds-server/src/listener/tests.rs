@@ -7,7 +7,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 
 use super::*;
-use crate::tls::{ReloadingTls, TlsFiles};
+use bootes_tls::{ReloadingTls, TlsFiles};
 
 const LONG: Duration = Duration::from_secs(60);
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -18,7 +18,7 @@ async fn serve(
 ) -> (SocketAddr, ReceiverStream<io::Result<Conn>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    (addr, incoming(listener, tls, limits, |_| {}))
+    (addr, incoming(listener, tls, limits, |_| {}).unwrap())
 }
 
 /// True once the server closed the connection.
@@ -83,6 +83,60 @@ async fn connections_beyond_the_maximum_are_refused_and_slots_come_back() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn a_storm_is_accepted_while_the_serving_runtime_is_busy() {
+    // A backlog of 128 and a runtime that cannot run anything while 500
+    // clients connect (this test's own thread, blocked): before accepting
+    // had a thread of its own, the queue filled, later SYNs were dropped
+    // and those clients timed out (or were reset, with SYN cookies).
+    let listener = bind("127.0.0.1:0".parse().unwrap(), 128).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = Limits {
+        handshake_timeout: LONG,
+        max_connections: 1000,
+    };
+    let mut conns = incoming(listener, None, limits, |_| {}).unwrap();
+    let clients = std::thread::spawn(move || {
+        (0..500)
+            .map(|_| {
+                let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+                std::io::Write::write_all(&mut c, PREFACE)?;
+                Ok(c)
+            })
+            .collect::<Vec<io::Result<std::net::TcpStream>>>()
+    })
+    .join()
+    .unwrap();
+    let failed: Vec<_> = clients.iter().filter_map(|c| c.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} connects failed: {failed:?}",
+        failed.len()
+    );
+    for _ in 0..500 {
+        let conn = tokio::time::timeout(DEADLINE, conns.next()).await;
+        assert!(conn.unwrap().unwrap().is_ok());
+    }
+}
+
+#[test]
+fn every_refusal_is_counted_and_each_reason_logged_at_a_bounded_rate() {
+    let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = counted.clone();
+    let refusals = Refusals::new(move |_| {
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    let logged = (0..100)
+        .filter(|_| refusals.refused(Refused::PeerClosed, None, "reset"))
+        .count();
+    assert_eq!(logged, 1, "one line per reason per interval");
+    assert!(
+        refusals.refused(Refused::TooManyConnections, None, "full"),
+        "another reason has its own budget"
+    );
+    assert_eq!(counted.load(std::sync::atomic::Ordering::Relaxed), 101);
 }
 
 #[tokio::test]
@@ -170,7 +224,7 @@ async fn tls_connect(
 }
 
 fn load(files: &TlsFiles) -> Arc<ReloadingTls> {
-    ReloadingTls::load(files.clone()).unwrap()
+    ReloadingTls::load(files.clone(), crate::tls::ALPN).unwrap()
 }
 
 #[tokio::test]
@@ -278,7 +332,7 @@ async fn rotated_files_serve_new_connections_and_keep_established_ones() {
 #[test]
 fn a_half_rotated_key_pair_keeps_the_previous_configuration() {
     let pki = pki();
-    let tls = ReloadingTls::load(pki.files.clone()).unwrap();
+    let tls = ReloadingTls::load(pki.files.clone(), crate::tls::ALPN).unwrap();
     let before = tls.config();
     // New certificate, old key: a rotation caught half-way.
     let other = pki.ca.issue_localhost();
@@ -292,10 +346,13 @@ fn a_half_rotated_key_pair_keeps_the_previous_configuration() {
         tls.reload().unwrap_err().to_string()
     };
     assert!(err.contains("ca.crt"), "{err}");
-    assert!(ReloadingTls::load(TlsFiles {
-        cert: Path::new("/nonexistent/cert.pem").into(),
-        ..pki.files.clone()
-    })
+    assert!(ReloadingTls::load(
+        TlsFiles {
+            cert: Path::new("/nonexistent/cert.pem").into(),
+            ..pki.files.clone()
+        },
+        crate::tls::ALPN
+    )
     .is_err());
 }
 

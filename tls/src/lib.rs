@@ -1,15 +1,14 @@
-//! TLS on the xDS port: rustls, files reloaded when they change.
+//! Server TLS from PEM files, reloaded when they change: the xDS port and
+//! the controller's admission webhook.
 //!
-//! We terminate TLS ourselves (tokio-rustls) and hand tonic the decrypted
-//! connections through `serve_with_incoming` rather than using tonic's
-//! `tls_config`: tonic's server TLS is built once from fixed PEM bytes, so a
-//! rotated certificate or CA bundle would need a restart that drops every
-//! stream, and its handshake cannot be bounded by our own timeout. Here each
-//! new connection takes the [`ServerConfig`] current at accept time; a reload
-//! swaps that config and leaves established connections alone.
+//! The servers terminate TLS themselves (tokio-rustls) rather than through
+//! tonic's or a framework's TLS, which is built once from fixed PEM bytes:
+//! a rotated certificate or CA bundle would need a restart that drops every
+//! stream, and the handshake could not be bounded by our own timeout. Here
+//! each new connection takes the [`ServerConfig`] current at accept time; a
+//! reload swaps that config and leaves established connections alone.
 
 mod files;
-pub mod peer;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -33,15 +32,19 @@ pub struct TlsFiles {
 #[derive(Debug)]
 pub struct ReloadingTls {
     files: TlsFiles,
+    /// ALPN protocols offered (`h2` for gRPC, `http/1.1` for the webhook).
+    alpn: Vec<Vec<u8>>,
     current: RwLock<(files::Fingerprint, Arc<ServerConfig>)>,
 }
 
 impl ReloadingTls {
     /// Loads the files; an error here stops the server from starting.
-    pub fn load(files: TlsFiles) -> Result<Arc<Self>, FileError> {
-        let (fingerprint, config) = build(&files)?;
+    pub fn load(files: TlsFiles, alpn: &[&[u8]]) -> Result<Arc<Self>, FileError> {
+        let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
+        let (fingerprint, config) = build(&files, &alpn)?;
         Ok(Arc::new(Self {
             files,
+            alpn,
             current: RwLock::new((fingerprint, config)),
         }))
     }
@@ -65,7 +68,7 @@ impl ReloadingTls {
         if fingerprint == self.current.read().expect("tls lock").0 {
             return Ok(false);
         }
-        let (fingerprint, config) = build(&self.files)?;
+        let (fingerprint, config) = build(&self.files, &self.alpn)?;
         *self.current.write().expect("tls lock") = (fingerprint, config);
         Ok(true)
     }
@@ -94,7 +97,10 @@ impl ReloadingTls {
     }
 }
 
-fn build(files: &TlsFiles) -> Result<(files::Fingerprint, Arc<ServerConfig>), FileError> {
+fn build(
+    files: &TlsFiles,
+    alpn: &[Vec<u8>],
+) -> Result<(files::Fingerprint, Arc<ServerConfig>), FileError> {
     let loaded = files::read(files)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -119,7 +125,6 @@ fn build(files: &TlsFiles) -> Result<(files::Fingerprint, Arc<ServerConfig>), Fi
     let mut config = builder
         .with_single_cert(loaded.chain, loaded.key)
         .map_err(|e| FileError::invalid(&files.key, e))?;
-    // gRPC is HTTP/2 only.
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = alpn.to_vec();
     Ok((loaded.fingerprint, Arc::new(config)))
 }

@@ -1,0 +1,370 @@
+//! A lean ADS client for the benchmark programs: many streams acting as
+//! Envoys, decoding only what an ACK needs (type URL, version, nonce; never
+//! the resources) so the client costs the shared cores as little as
+//! possible; and the fixtures they bind (one group of STATIC clusters).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bootes_proto::envoy::core::Node;
+use bootes_proto::{store, version, Keys, ResourceType};
+use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address, SocketAddress};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
+use prost::Message;
+use tokio::sync::mpsc;
+
+/// A DiscoveryRequest with only what the client sends.
+#[derive(Clone, PartialEq, Message)]
+struct Request {
+    #[prost(string, tag = "1")]
+    version_info: String,
+    #[prost(message, optional, tag = "2")]
+    node: Option<Node>,
+    #[prost(string, tag = "4")]
+    type_url: String,
+    #[prost(string, tag = "5")]
+    response_nonce: String,
+}
+
+/// A DiscoveryResponse without its resources (prost skips unknown fields).
+#[derive(Clone, PartialEq, Message)]
+struct Response {
+    #[prost(string, tag = "1")]
+    version_info: String,
+    #[prost(string, tag = "4")]
+    type_url: String,
+    #[prost(string, tag = "5")]
+    nonce: String,
+}
+
+/// A DeltaDiscoveryRequest with only what the client sends.
+#[derive(Clone, PartialEq, Message)]
+struct DeltaRequest {
+    #[prost(message, optional, tag = "1")]
+    node: Option<Node>,
+    #[prost(string, tag = "2")]
+    type_url: String,
+    #[prost(map = "string, string", tag = "5")]
+    initial_resource_versions: HashMap<String, String>,
+    #[prost(string, tag = "6")]
+    response_nonce: String,
+}
+
+/// A delta resource: only its name and version.
+#[derive(Clone, PartialEq, Message)]
+struct DeltaResource {
+    #[prost(string, tag = "3")]
+    name: String,
+    #[prost(string, tag = "1")]
+    version: String,
+}
+
+/// A DeltaDiscoveryResponse with the names and versions of its resources.
+#[derive(Clone, PartialEq, Message)]
+struct DeltaResponse {
+    #[prost(string, tag = "1")]
+    system_version_info: String,
+    #[prost(message, repeated, tag = "2")]
+    resources: Vec<DeltaResource>,
+    #[prost(string, tag = "4")]
+    type_url: String,
+    #[prost(string, tag = "5")]
+    nonce: String,
+}
+
+const ADS: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_ADS: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+
+/// What a client holds of CDS: the SotW version it ACKed, or (delta) each
+/// resource's version. Sent again on reconnect, so a server that honours it
+/// sends nothing the client already has.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    pub version_info: String,
+    pub resources: HashMap<String, String>,
+}
+
+/// One response a stream received (and ACKed).
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub stream: usize,
+    /// SotW: the response's `version_info`. Delta: the snapshot's set
+    /// version as `system_version_info`.
+    pub version: String,
+    /// Resources in the response (delta only; 0 for SotW, whose responses
+    /// always carry the whole set).
+    pub resources: usize,
+    pub at: Instant,
+}
+
+pub type SeenTx = mpsc::UnboundedSender<Seen>;
+
+/// The node ID of stream `index`.
+pub fn node_id(index: usize) -> String {
+    format!("envoy-{index}.bench")
+}
+
+fn node(index: usize) -> Option<Node> {
+    Some(Node {
+        id: node_id(index),
+        ..Default::default()
+    })
+}
+
+/// One state-of-the-world stream acting as Envoy on CDS: its first request
+/// carries `held.version_info`; it ACKs every response and reports it.
+/// Returns when the server ends the stream, or with the transport's error.
+pub async fn sotw_stream(
+    channel: tonic::transport::Channel,
+    index: usize,
+    held: Held,
+    seen: SeenTx,
+) -> Result<()> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await?;
+    let (tx, rx) = mpsc::unbounded_channel::<Request>();
+    tx.send(Request {
+        node: node(index),
+        type_url: ResourceType::Cluster.type_url().into(),
+        version_info: held.version_info,
+        ..Default::default()
+    })?;
+    let codec = tonic_prost::ProstCodec::<Request, Response>::default();
+    let mut responses = grpc
+        .streaming(
+            tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)),
+            http::uri::PathAndQuery::from_static(ADS),
+            codec,
+        )
+        .await?
+        .into_inner();
+    while let Some(resp) = responses.message().await? {
+        let at = Instant::now();
+        tx.send(Request {
+            type_url: resp.type_url,
+            version_info: resp.version_info.clone(),
+            response_nonce: resp.nonce,
+            ..Default::default()
+        })?;
+        let seen_it = Seen {
+            stream: index,
+            version: resp.version_info,
+            resources: 0,
+            at,
+        };
+        if seen.send(seen_it).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// One delta stream acting as Envoy on CDS: its first request carries
+/// `held.resources` as `initial_resource_versions`; it ACKs every response
+/// and reports it.
+pub async fn delta_stream(
+    channel: tonic::transport::Channel,
+    index: usize,
+    held: Held,
+    seen: SeenTx,
+) -> Result<()> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await?;
+    let (tx, rx) = mpsc::unbounded_channel::<DeltaRequest>();
+    tx.send(DeltaRequest {
+        node: node(index),
+        type_url: ResourceType::Cluster.type_url().into(),
+        initial_resource_versions: held.resources,
+        ..Default::default()
+    })?;
+    let codec = tonic_prost::ProstCodec::<DeltaRequest, DeltaResponse>::default();
+    let mut responses = grpc
+        .streaming(
+            tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)),
+            http::uri::PathAndQuery::from_static(DELTA_ADS),
+            codec,
+        )
+        .await?
+        .into_inner();
+    while let Some(resp) = responses.message().await? {
+        let at = Instant::now();
+        tx.send(DeltaRequest {
+            type_url: resp.type_url,
+            response_nonce: resp.nonce,
+            ..Default::default()
+        })?;
+        let seen_it = Seen {
+            stream: index,
+            version: resp.system_version_info,
+            resources: resp.resources.len(),
+            at,
+        };
+        if seen.send(seen_it).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A plaintext HTTP/2 connection to an xds-server, with a window large
+/// enough that a response is one read.
+pub async fn connect(addr: std::net::SocketAddr) -> Result<tonic::transport::Channel> {
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .initial_stream_window_size(Some(1 << 20))
+            .connect()
+            .await?,
+    )
+}
+
+/// Waits until each of `streams` has reported `want`; returns each one's
+/// arrival time, indexed by stream.
+pub async fn wait_all(
+    seen: &mut mpsc::UnboundedReceiver<Seen>,
+    streams: &[usize],
+    want: &str,
+    timeout: Duration,
+) -> Result<HashMap<usize, Instant>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut have = HashMap::with_capacity(streams.len());
+    let wanted: std::collections::HashSet<usize> = streams.iter().copied().collect();
+    while have.len() < wanted.len() {
+        let s = tokio::time::timeout_at(deadline, seen.recv())
+            .await
+            .with_context(|| {
+                format!(
+                    "only {} of {} streams got {want} in time",
+                    have.len(),
+                    wanted.len()
+                )
+            })?
+            .context("streams ended")?;
+        if s.version == want && wanted.contains(&s.stream) {
+            have.entry(s.stream).or_insert(s.at);
+        }
+    }
+    Ok(have)
+}
+
+/// The `p` quantile of sorted durations (nearest rank).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn cluster(i: usize, port: u32) -> Cluster {
+    let name = format!("cluster-{i}");
+    Cluster {
+        name: name.clone(),
+        connect_timeout: Some(envoy_types::pb::google::protobuf::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32,
+        )),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name,
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![LbEndpoint {
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                        address: Some(Address {
+                            address: Some(address::Address::SocketAddress(SocketAddress {
+                                address: "127.0.0.1".into(),
+                                port_specifier: Some(socket_address::PortSpecifier::PortValue(
+                                    port,
+                                )),
+                                ..Default::default()
+                            })),
+                        }),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The bench group's snapshot (`bench/g`) of `clusters` STATIC clusters;
+/// each `round` moves every cluster to other ports.
+pub fn snapshot(clusters: usize, round: usize) -> store::Snapshot {
+    let resources: Vec<store::Resource> = (0..clusters)
+        .map(|i| {
+            let value = cluster(i, 20_000 + (round * clusters + i) as u32 % 40_000).encode_to_vec();
+            store::Resource {
+                name: format!("cluster-{i}"),
+                version: version::of_bytes(&value),
+                value,
+                ..Default::default()
+            }
+        })
+        .collect();
+    let types = vec![store::TypeResources {
+        type_url: ResourceType::Cluster.type_url().into(),
+        version: version::of_set(
+            resources
+                .iter()
+                .map(|r| (r.name.as_str(), r.version.as_str())),
+        ),
+        resources,
+    }];
+    store::Snapshot {
+        namespace: "bench".into(),
+        group: "g".into(),
+        version: version::of_set(
+            types
+                .iter()
+                .map(|t| (t.type_url.as_str(), t.version.as_str())),
+        ),
+        types,
+        objects: vec![],
+    }
+}
+
+/// What a client holds after ACKing `snapshot`.
+pub fn held(snapshot: &store::Snapshot) -> Held {
+    let cds = &snapshot.types[0];
+    Held {
+        version_info: cds.version.clone(),
+        resources: cds
+            .resources
+            .iter()
+            .map(|r| (r.name.clone(), r.version.clone()))
+            .collect(),
+    }
+}
+
+/// Key of the bench group's snapshot.
+pub fn snapshot_key(keys: &Keys) -> String {
+    keys.snapshot("bench/g")
+}
+
+/// Binds nodes `0..nodes` to the bench group, 100 per transaction.
+pub async fn bind_nodes(kv: &mut etcd_client::Client, keys: &Keys, nodes: usize) -> Result<()> {
+    for chunk in (0..nodes).collect::<Vec<_>>().chunks(100) {
+        let ops = chunk
+            .iter()
+            .map(|i| {
+                let binding = store::NodeBinding {
+                    snapshot: "bench/g".into(),
+                    namespace: "bench".into(),
+                    pod_name: format!("envoy-{i}"),
+                    ..Default::default()
+                };
+                etcd_client::TxnOp::put(keys.node(&node_id(*i)), binding.encode_to_vec(), None)
+            })
+            .collect::<Vec<_>>();
+        kv.txn(etcd_client::Txn::new().and_then(ops)).await?;
+    }
+    Ok(())
+}
