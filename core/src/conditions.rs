@@ -197,9 +197,9 @@ fn examples(nodes: &Nodes) -> String {
 }
 
 /// One line naming every problem of an object's spec.
-pub fn join_errors(errors: &[ConfigError]) -> String {
+pub fn join_errors<'a>(errors: impl IntoIterator<Item = &'a ConfigError>) -> String {
     errors
-        .iter()
+        .into_iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")

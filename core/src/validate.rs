@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 
 use crate::conditions;
 use crate::index::{Desired, Index};
-use crate::verdict::Reason;
 use crate::manifest::{self, Document};
 use crate::model::{BootesObject, ObjectKey, Pod};
 use crate::report::problem_line;
 use crate::service_endpoints::EndpointSlice;
+use crate::verdict::Reason;
 use crate::xref::BootstrapClusters;
 use bootes_envoy::convert::{ConfigError, CONFIG_PATH};
 
