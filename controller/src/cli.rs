@@ -180,6 +180,21 @@ pub enum InspectCommand {
         #[arg(value_name = "NODE_B")]
         b: String,
     },
+    /// Per object (all, or those named): its generation in etcd and the nodes it targets, running it, pending, rejected (with Envoy's message) and not connected.
+    Rollout {
+        /// Objects to show (default: every object in etcd), e.g. Cluster/demo/web.
+        #[arg(value_name = "KIND/NAMESPACE/NAME", value_parser = crate::inspect::rollout::parse_object)]
+        objects: Vec<bootes_core::model::ObjectKey>,
+        /// Wait until the objects are Programmed (exit 0), printing progress; exit 1 when one is Rejected, 2 on timeout.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, value_parser = parse_duration, default_value = "5m")]
+        timeout: Duration,
+        /// With --wait: the generation to wait for (e.g. metadata.generation after `kubectl apply`); an older one in etcd counts as not there yet.
+        #[arg(long, value_name = "N")]
+        generation: Option<i64>,
+    },
 }
 
 /// Flags every `inspect` subcommand shares, accepted before or after it.

@@ -17,11 +17,6 @@ use serde::{Deserialize, Serialize};
 
 /// API group of every Bootes kind.
 pub const GROUP: &str = "bootes.io";
-/// Type of the condition saying whether the object is valid and in force.
-pub const ACCEPTED: &str = "Accepted";
-/// Type of the condition saying whether every name the resource refers to
-/// reaches the nodes it reaches.
-pub const RESOLVED_REFS: &str = "ResolvedRefs";
 
 /// Which pods of the object's namespace receive it.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -48,10 +43,13 @@ pub struct ServiceReference {
 #[serde(rename_all = "camelCase")]
 pub struct BootesStatus {
     /// Accepted: whether the config is valid and in force (reasons Valid,
-    /// InvalidConfig, TooLarge, Conflict, Rejected when an Envoy NACKed it).
+    /// InvalidConfig, TooLarge, Conflict).
     /// ResolvedRefs: whether the clusters, route configurations and
     /// endpoints it names reach every node it reaches (reasons ResolvedRefs,
     /// UnresolvedReferences, UnknownCluster when Envoy rejects it for that).
+    /// Programmed: whether every connected node it targets runs its current
+    /// generation (reasons Programmed, Pending, Rejected when an Envoy
+    /// NACKed it, NotAccepted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -61,6 +59,11 @@ pub struct BootesStatus {
     /// How many Envoys (pods) receive this object's resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<i64>,
+    /// Connected nodes that run the generation in force, out of the
+    /// connected nodes it targets: `9998/10000` (details: condition
+    /// Programmed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programmed: Option<String>,
 }
 
 /// A condition in the shape of meta/v1 Condition.
@@ -72,9 +75,10 @@ pub struct Condition {
     pub type_: String,
     /// True, False or Unknown.
     pub status: String,
-    /// CamelCase reason: Valid, InvalidConfig, TooLarge, Conflict or Rejected
+    /// CamelCase reason: Valid, InvalidConfig, TooLarge or Conflict
     /// (Accepted); ResolvedRefs, UnresolvedReferences or UnknownCluster
-    /// (ResolvedRefs).
+    /// (ResolvedRefs); Programmed, Pending, Rejected or NotAccepted
+    /// (Programmed).
     pub reason: String,
     /// Human-readable detail: the field and the rule it breaks, the object a
     /// conflict was lost to, or the Envoy's error.
@@ -150,6 +154,11 @@ macro_rules! bootes_kind {
                                 name = "Nodes",
                                 type_ = "integer",
                                 json_path = ".status.nodes"
+                            ),
+                            printcolumn(
+                                name = "Programmed",
+                                type_ = "string",
+                                json_path = ".status.programmed"
                             ),
                             printcolumn(
                                 name = "Age",
@@ -426,7 +435,14 @@ mod tests {
             .collect();
         assert_eq!(
             columns,
-            ["Accepted", "Reason", "ResolvedRefs", "Nodes", "Age"]
+            [
+                "Accepted",
+                "Reason",
+                "ResolvedRefs",
+                "Nodes",
+                "Programmed",
+                "Age"
+            ]
         );
     }
 

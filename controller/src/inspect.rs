@@ -25,6 +25,7 @@ use prost_reflect::{DynamicMessage, SerializeOptions};
 use serde_json::{json, Map, Value};
 
 use crate::cli::{InspectArgs, InspectCommand, InspectOutput};
+use bootes_core::model::ObjectKey;
 use bootes_core::xref::{self, BootstrapClusters, Gaps};
 
 use bootes_proto::redact::{redact, REDACTED};
@@ -695,9 +696,8 @@ pub fn render(value: &Value, output: InspectOutput) -> String {
 
 /// Runs `inspect`: reads the prefix once and prints the answer on stdout.
 /// Garbage values are reported in the output (`errors`) and on stderr.
-pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
+pub async fn run(args: InspectArgs) -> anyhow::Result<std::process::ExitCode> {
     let common = &args.common;
-    let keys = common.etcd.keys();
     let client = bootes_etcd::connect(
         &common
             .etcd
@@ -712,7 +712,76 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
             common.etcd.etcd_endpoints.join(",")
         )
     })?;
-    let listing = bootes_etcd::list(&client, keys.prefix())
+    let options = Options {
+        show_secrets: common.show_secrets,
+    };
+    let mut store = read(&args, &client).await?;
+    let value = match &args.command {
+        InspectCommand::Nodes => nodes(&store),
+        InspectCommand::Groups => groups(&store),
+        InspectCommand::Snapshot { node } => snapshot(&store, node, options)?,
+        InspectCommand::Diff { a, b } => diff(&store, a, b)?,
+        InspectCommand::Rollout {
+            objects,
+            wait,
+            timeout,
+            generation,
+        } => {
+            let deadline = tokio::time::Instant::now() + *timeout;
+            let mut last_lines: BTreeMap<ObjectKey, String> = BTreeMap::new();
+            loop {
+                let standings = rollout::standings(&store, objects, *generation);
+                let code = rollout::verdict(&standings);
+                if !*wait {
+                    break rollout::value(&standings, errors_value(&store.errors));
+                }
+                // Progress: a line per object whenever it changes.
+                for (key, standing) in &standings {
+                    let line = standing.line(key, *generation);
+                    if last_lines.get(key) != Some(&line) {
+                        eprintln!("{line}");
+                        last_lines.insert(key.clone(), line);
+                    }
+                }
+                let code = match code {
+                    Some(code) => Some(code),
+                    None if tokio::time::Instant::now() >= deadline => {
+                        eprintln!("timed out after {timeout:?}");
+                        Some(rollout::EXIT_TIMEOUT)
+                    }
+                    None => None,
+                };
+                if let Some(code) = code {
+                    let value = rollout::value(&standings, errors_value(&store.errors));
+                    print!("{}", render(&value, common.output));
+                    return Ok(std::process::ExitCode::from(code));
+                }
+                tokio::time::sleep(rollout::POLL).await;
+                store = read(&args, &client).await?;
+            }
+        }
+    };
+    if let Some(errors) = value["errors"].as_array() {
+        for e in errors {
+            eprintln!(
+                "warning: {}: {}",
+                e["key"].as_str().unwrap_or_default(),
+                e["error"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    print!("{}", render(&value, common.output));
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Reads and decodes everything under the prefix.
+async fn read(
+    args: &InspectArgs,
+    client: &bootes_etcd::etcd_client::Client,
+) -> anyhow::Result<Store> {
+    let common = &args.common;
+    let keys = common.etcd.keys();
+    let listing = bootes_etcd::list(client, keys.prefix())
         .await
         .with_context(|| format!("reading {} from etcd", keys.prefix()))?;
     let secrets = common.etcd.secret_keys()?;
@@ -725,27 +794,9 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
         secrets.as_deref(),
     );
     store.bootstrap = crate::cli::bootstrap_clusters(&common.bootstrap_clusters);
-    let options = Options {
-        show_secrets: common.show_secrets,
-    };
-    let value = match &args.command {
-        InspectCommand::Nodes => nodes(&store),
-        InspectCommand::Groups => groups(&store),
-        InspectCommand::Snapshot { node } => snapshot(&store, node, options)?,
-        InspectCommand::Diff { a, b } => diff(&store, a, b)?,
-    };
-    if let Some(errors) = value["errors"].as_array() {
-        for e in errors {
-            eprintln!(
-                "warning: {}: {}",
-                e["key"].as_str().unwrap_or_default(),
-                e["error"].as_str().unwrap_or_default()
-            );
-        }
-    }
-    print!("{}", render(&value, common.output));
-    Ok(())
+    Ok(store)
 }
 
+pub mod rollout;
 #[cfg(test)]
 mod tests;

@@ -29,8 +29,7 @@ fn main() -> ExitCode {
         cli::Command::WebhookCert(args) => webhook::cert::run(&args).map(|()| ExitCode::SUCCESS),
         cli::Command::Inspect(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(inspect::run(args)))
-            .map(|()| ExitCode::SUCCESS),
+            .and_then(|rt| rt.block_on(inspect::run(args))),
         cli::Command::Run(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(run::run(args)))

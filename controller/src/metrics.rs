@@ -20,18 +20,40 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::leader::Leadership;
-use bootes_core::index::{ObjectStatus, Reason};
 use bootes_core::model::ObjectKey;
+use bootes_core::rollout::Progress;
 use bootes_core::store::WriteStats;
+use bootes_core::verdict::{ObjectStatus, Reason};
 
-/// Every reason an object's status can have (the `reason` label).
-const REASONS: [Reason; 5] = [
-    Reason::Valid,
-    Reason::InvalidConfig,
-    Reason::TooLarge,
-    Reason::Conflict,
-    Reason::Rejected,
+/// The `reason` label of `objects`: `Accepted`'s reasons, and `Rejected`
+/// for a valid object an Envoy NACKed (condition `Programmed`).
+const REASONS: [&str; 5] = [
+    Reason::Valid.as_str(),
+    Reason::InvalidConfig.as_str(),
+    Reason::TooLarge.as_str(),
+    Reason::Conflict.as_str(),
+    Progress::Rejected.as_str(),
 ];
+
+/// The (status, reason) pairs of `programmed_objects`.
+const PROGRAMMED: [(&str, &str); 4] = [
+    ("True", "Programmed"),
+    ("False", "Pending"),
+    ("False", "Rejected"),
+    ("False", "NotAccepted"),
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProgrammedLabels {
+    pub kind: &'static str,
+    pub status: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ObjectLabels {
@@ -66,6 +88,11 @@ pub struct Health {
 pub struct Metrics {
     registry: Registry,
     objects: Family<ObjectLabels, Gauge>,
+    programmed: Family<ProgrammedLabels, Gauge>,
+    convergence: Family<KindLabel, Histogram>,
+    /// Per object: the generation last seen, when it was first seen, and
+    /// whether its convergence was recorded.
+    rollouts: Mutex<BTreeMap<ObjectKey, (i64, std::time::Instant, bool)>>,
     rejected_objects: Gauge,
     unresolved_objects: Gauge,
     nodes: Gauge,
@@ -99,6 +126,22 @@ impl Metrics {
             "objects",
             "Bootes objects by kind and status reason (Valid, InvalidConfig, TooLarge, Conflict, Rejected)",
             objects.clone(),
+        );
+        let programmed = Family::<ProgrammedLabels, Gauge>::default();
+        r.register(
+            "programmed_objects",
+            "Bootes objects by kind and condition Programmed (status True/False, reason Programmed, Pending, Rejected, NotAccepted)",
+            programmed.clone(),
+        );
+        let convergence = Family::<KindLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+            ])
+        });
+        r.register(
+            "rollout_convergence_seconds",
+            "From the controller seeing an object's new generation to its Programmed=True",
+            convergence.clone(),
         );
         let rejected_objects = Gauge::default();
         r.register(
@@ -207,6 +250,9 @@ impl Metrics {
         let m = Self {
             registry: r,
             objects,
+            programmed,
+            convergence,
+            rollouts: Mutex::new(BTreeMap::new()),
             rejected_objects,
             unresolved_objects,
             nodes,
@@ -270,26 +316,71 @@ impl Metrics {
         *self.leadership.lock().expect("metrics lock") = Some(leadership);
     }
 
-    /// The statuses the index computed: objects by kind and reason.
+    /// The statuses the index computed: objects by kind and reason, by
+    /// condition Programmed, and the time each generation took to be
+    /// Programmed.
     pub fn observe_objects(&self, statuses: &BTreeMap<ObjectKey, ObjectStatus>) {
         let mut counts: BTreeMap<(ResourceType, &'static str), i64> = BTreeMap::new();
+        let mut programmed: BTreeMap<(ResourceType, &'static str, &'static str), i64> =
+            BTreeMap::new();
         for t in ResourceType::ALL {
-            for r in &REASONS {
-                counts.insert((t, r.as_str()), 0);
+            for r in REASONS {
+                counts.insert((t, r), 0);
+            }
+            for (status, reason) in PROGRAMMED {
+                programmed.insert((t, status, reason), 0);
             }
         }
         let mut rejected = 0;
         let mut unresolved = 0;
+        let mut rollouts = self.rollouts.lock().expect("metrics lock");
+        rollouts.retain(|k, _| statuses.contains_key(k));
+        let now = std::time::Instant::now();
         for (key, status) in statuses {
             if status.refs.as_ref().is_some_and(|r| !r.is_empty()) {
                 unresolved += 1;
             }
-            *counts
-                .entry((key.kind, status.reason.as_str()))
-                .or_default() += 1;
-            if !status.accepted {
+            let nacked = status
+                .rollout
+                .as_ref()
+                .is_some_and(|r| r.progress() == Progress::Rejected);
+            let reason = if status.accepted() && nacked {
+                Progress::Rejected.as_str()
+            } else {
+                status.verdict.reason().as_str()
+            };
+            *counts.entry((key.kind, reason)).or_default() += 1;
+            if !status.accepted() || nacked {
                 rejected += 1;
             }
+            if let Some(said) = bootes_core::conditions::programmed(status) {
+                let ok = if said.ok { "True" } else { "False" };
+                *programmed.entry((key.kind, ok, said.reason)).or_default() += 1;
+                let seen =
+                    rollouts
+                        .entry(key.clone())
+                        .or_insert((status.observed_generation, now, false));
+                if seen.0 != status.observed_generation {
+                    *seen = (status.observed_generation, now, false);
+                }
+                if said.ok && !seen.2 {
+                    seen.2 = true;
+                    self.convergence
+                        .get_or_create(&KindLabel {
+                            kind: key.kind.kind(),
+                        })
+                        .observe(now.duration_since(seen.1).as_secs_f64());
+                }
+            }
+        }
+        for ((kind, status, reason), n) in programmed {
+            self.programmed
+                .get_or_create(&ProgrammedLabels {
+                    kind: kind.kind(),
+                    status,
+                    reason,
+                })
+                .set(n);
         }
         for ((kind, reason), n) in counts {
             self.objects
@@ -438,14 +529,34 @@ pub fn readiness(metrics: &Metrics, synced: bool, etcd: Result<(), String>) -> (
 mod tests {
     use super::*;
 
-    fn status(reason: Reason) -> ObjectStatus {
+    fn status(reason: &str) -> ObjectStatus {
+        use bootes_core::rollout::{Nodes, Rollout};
+        use bootes_core::verdict::Verdict;
+        let verdict = match reason {
+            "InvalidConfig" => Verdict::Invalid {
+                errors: Vec::new(),
+                too_large: false,
+                in_force: None,
+            },
+            _ => Verdict::Valid {
+                warnings: Vec::new(),
+            },
+        };
+        let rejected = Nodes {
+            count: usize::from(reason == "Rejected"),
+            examples: Vec::new(),
+        };
         ObjectStatus {
-            accepted: reason == Reason::Valid,
-            reason,
-            message: String::new(),
+            verdict,
             observed_generation: 1,
             nodes: 1,
             refs: None,
+            rollout: Some(Rollout {
+                generation: 1,
+                running: 1,
+                rejected,
+                ..Rollout::default()
+            }),
         }
     }
 
@@ -503,13 +614,10 @@ mod tests {
             r#"bootes_controller_objects{kind="Secret",reason="Conflict"} 0"#
         );
         let statuses: BTreeMap<_, _> = [
-            (key(ResourceType::Cluster, "a"), status(Reason::Valid)),
-            (key(ResourceType::Cluster, "b"), status(Reason::Valid)),
-            (
-                key(ResourceType::Cluster, "c"),
-                status(Reason::InvalidConfig),
-            ),
-            (key(ResourceType::Route, "r"), status(Reason::Rejected)),
+            (key(ResourceType::Cluster, "a"), status("Valid")),
+            (key(ResourceType::Cluster, "b"), status("Valid")),
+            (key(ResourceType::Cluster, "c"), status("InvalidConfig")),
+            (key(ResourceType::Route, "r"), status("Rejected")),
             (
                 key(ResourceType::Route, "dangling"),
                 ObjectStatus {
@@ -517,7 +625,7 @@ mod tests {
                         problem: bootes_envoy::convert::ConfigError::new("spec.config.x", "y"),
                         envoy_rejects: false,
                     }]),
-                    ..status(Reason::Valid)
+                    ..status("Valid")
                 },
             ),
         ]
@@ -530,6 +638,18 @@ mod tests {
         );
         assert!(text.contains(r#"bootes_controller_objects{kind="Route",reason="Rejected"} 1"#));
         assert!(text.contains("bootes_controller_rejected_objects 2"));
+        assert!(text.contains(
+            r#"bootes_controller_programmed_objects{kind="Cluster",status="True",reason="Programmed"} 2"#
+        ), "{text}");
+        assert!(text.contains(
+            r#"bootes_controller_programmed_objects{kind="Route",status="False",reason="Rejected"} 1"#
+        ));
+        assert!(
+            text.contains(
+                r#"bootes_controller_rollout_convergence_seconds_count{kind="Cluster"} 2"#
+            ),
+            "{text}"
+        );
         assert!(text.contains("bootes_controller_unresolved_objects 1"));
         // Removed objects go back to zero.
         m.observe_objects(&BTreeMap::new());

@@ -18,10 +18,11 @@ use tokio::time::Instant;
 use bootes_core::status::StatusSink;
 use bootes_etcd::Backoff;
 
-use crate::crd::{self, BootesStatus, Condition, ACCEPTED, RESOLVED_REFS};
+use crate::crd::{self, BootesStatus, Condition};
 use crate::leader::Leadership;
-use bootes_core::index::ObjectStatus;
+use bootes_core::conditions::{self, Said, ACCEPTED, PROGRAMMED, RESOLVED_REFS};
 use bootes_core::model::ObjectKey;
+use bootes_core::verdict::ObjectStatus;
 
 /// Field manager of every status write.
 pub const FIELD_MANAGER: &str = "bootes-controller";
@@ -29,6 +30,10 @@ pub const FIELD_MANAGER: &str = "bootes-controller";
 const MAX_MESSAGE: usize = 32 * 1024;
 /// Status patches in flight at once.
 const CONCURRENCY: usize = 8;
+/// At most one status write per object per this long: a rollout to 10,000
+/// nodes changes the counts with every ACK; the changes in between are
+/// coalesced into the next write.
+const MIN_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the watchers last saw of an object's status.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,19 +87,20 @@ pub fn parse_status(value: Option<&serde_json::Value>) -> Option<BootesStatus> {
         .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
-/// The status `object` should have: the `Accepted` and `ResolvedRefs`
-/// conditions from `desired` (each `lastTransitionTime` kept from `current`
-/// unless True/False flips, else `now`; `ResolvedRefs` absent while no
-/// resource is in force), the other conditions of `current` untouched,
-/// `observedGeneration` and `nodes`.
+/// The status `object` should have: our conditions (`Accepted`,
+/// `ResolvedRefs` and `Programmed`, worded by [`conditions`]; each
+/// `lastTransitionTime` kept from `current` unless True/False flips, else
+/// `now`; `ResolvedRefs` and `Programmed` absent while no resource is in
+/// force), the other conditions of `current` untouched, `observedGeneration`,
+/// `nodes` and the `programmed` column.
 pub fn target_status(
     desired: &ObjectStatus,
     current: Option<&BootesStatus>,
     now: &str,
 ) -> BootesStatus {
-    let condition = |type_: &str, ok: bool, reason: &str, message: &str| {
-        let status = if ok { "True" } else { "False" };
-        let previous = current.and_then(|c| c.conditions.iter().find(|c| c.type_ == type_));
+    let condition = |said: Said| {
+        let status = if said.ok { "True" } else { "False" };
+        let previous = current.and_then(|c| c.conditions.iter().find(|c| c.type_ == said.type_));
         let last_transition_time = match previous {
             Some(p) if p.status == status && !p.last_transition_time.is_empty() => {
                 p.last_transition_time.clone()
@@ -102,33 +108,29 @@ pub fn target_status(
             _ => now.to_string(),
         };
         Condition {
-            type_: type_.to_string(),
+            type_: said.type_.to_string(),
             status: status.to_string(),
-            reason: reason.to_string(),
-            message: truncate(message, MAX_MESSAGE),
+            reason: said.reason.to_string(),
+            message: truncate(&said.message, MAX_MESSAGE),
             last_transition_time,
             observed_generation: Some(desired.observed_generation),
         }
     };
-    let mut ours = vec![condition(
-        ACCEPTED,
-        desired.accepted,
-        desired.reason.as_str(),
-        &desired.message,
-    )];
-    if let Some((ok, reason, message)) = desired.resolved_refs() {
-        ours.push(condition(RESOLVED_REFS, ok, reason, &message));
-    }
+    let ours: Vec<Condition> = conditions::conditions(desired)
+        .into_iter()
+        .map(condition)
+        .collect();
     let others = current.into_iter().flat_map(|c| {
         c.conditions
             .iter()
-            .filter(|c| c.type_ != ACCEPTED && c.type_ != RESOLVED_REFS)
+            .filter(|c| ![ACCEPTED, RESOLVED_REFS, PROGRAMMED].contains(&c.type_.as_str()))
             .cloned()
     });
     BootesStatus {
         conditions: ours.into_iter().chain(others).collect(),
         observed_generation: Some(desired.observed_generation),
         nodes: Some(i64::try_from(desired.nodes).unwrap_or(i64::MAX)),
+        programmed: desired.rollout.as_ref().map(conditions::rollout_column),
     }
 }
 
@@ -173,6 +175,8 @@ impl KubeStatus {
             client,
             observed,
             leadership,
+            min_interval: MIN_WRITE_INTERVAL,
+            written_at: Default::default(),
         };
         tokio::spawn(write_loop(writer, rx));
         Self { latest }
@@ -210,6 +214,11 @@ async fn write_loop(writer: Writer, mut latest: watch::Receiver<Statuses>) {
         } else {
             backoff.reset();
         }
+        // Objects written too recently are written when their interval ends.
+        retry_at = match (retry_at, round.deferred_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -218,6 +227,9 @@ struct Writer {
     client: kube::Client,
     observed: ObservedStatuses,
     leadership: Leadership,
+    min_interval: Duration,
+    /// When each object's status was last written.
+    written_at: Mutex<BTreeMap<ObjectKey, Instant>>,
 }
 
 /// What one round of [`Writer::round`] did.
@@ -225,6 +237,9 @@ struct Writer {
 struct Round {
     written: usize,
     failed: usize,
+    /// Objects left for later (written less than `min_interval` ago): the
+    /// earliest time one may be written.
+    deferred_until: Option<Instant>,
 }
 
 impl Writer {
@@ -236,13 +251,31 @@ impl Writer {
             return round;
         }
         let now = now_rfc3339();
-        let patches: Vec<(ObjectKey, BootesStatus)> = statuses
-            .iter()
-            .filter_map(|(key, desired)| {
-                let current = self.observed.get(key)?;
-                plan_patch(desired, &current, &now).map(|target| (key.clone(), target))
-            })
-            .collect();
+        let instant = Instant::now();
+        let mut patches: Vec<(ObjectKey, BootesStatus)> = Vec::new();
+        {
+            let mut written_at = self.written_at.lock().expect("written_at lock");
+            written_at.retain(|k, _| statuses.contains_key(k));
+            for (key, desired) in statuses {
+                let Some(current) = self.observed.get(key) else {
+                    continue;
+                };
+                let Some(target) = plan_patch(desired, &current, &now) else {
+                    continue;
+                };
+                let due = written_at.get(key).map(|t| *t + self.min_interval);
+                match due {
+                    Some(due) if due > instant => {
+                        round.deferred_until =
+                            Some(round.deferred_until.map_or(due, |d| d.min(due)));
+                    }
+                    _ => {
+                        written_at.insert(key.clone(), instant);
+                        patches.push((key.clone(), target));
+                    }
+                }
+            }
+        }
         if patches.is_empty() {
             return round;
         }
@@ -306,21 +339,44 @@ async fn patch_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bootes_core::index::Reason;
+    use bootes_core::verdict::{Reason, Verdict};
+    use bootes_envoy::convert::ConfigError;
     use bootes_proto::ResourceType;
     use serde_json::json;
 
     const T0: &str = "2024-01-01T00:00:00Z";
     const T1: &str = "2024-01-01T00:05:00Z";
 
+    /// A status with `reason`; `message` is `path: problem` for an
+    /// invalid one.
     fn desired(reason: Reason, message: &str, generation: i64, nodes: usize) -> ObjectStatus {
+        let verdict = match reason {
+            Reason::Valid => Verdict::Valid {
+                warnings: Vec::new(),
+            },
+            Reason::InvalidConfig | Reason::TooLarge => {
+                let (path, problem) = message.split_once(": ").unwrap_or(("spec", message));
+                Verdict::Invalid {
+                    errors: vec![ConfigError::new(path, problem)],
+                    too_large: reason == Reason::TooLarge,
+                    in_force: None,
+                }
+            }
+            Reason::Conflict => Verdict::Conflict {
+                resource: "c".into(),
+                winner: ObjectKey {
+                    kind: ResourceType::Cluster,
+                    namespace: "ns".into(),
+                    name: "older".into(),
+                },
+            },
+        };
         ObjectStatus {
-            accepted: reason == Reason::Valid,
-            reason,
-            message: message.into(),
+            verdict,
             observed_generation: generation,
             nodes,
             refs: None,
+            rollout: None,
         }
     }
 
@@ -546,6 +602,8 @@ mod tests {
             client,
             observed: observed.clone(),
             leadership,
+            min_interval: Duration::ZERO,
+            written_at: Default::default(),
         };
         let statuses = BTreeMap::from([(key.clone(), desired(Reason::Valid, "", 1, 3))]);
 
@@ -560,7 +618,7 @@ mod tests {
         }));
         let once = Round {
             written: 1,
-            failed: 0,
+            ..Round::default()
         };
         assert_eq!(writer.round(&statuses).await, once);
         let status = clusters.get_status("c").await.unwrap().status.unwrap();
@@ -615,5 +673,114 @@ mod tests {
             },
         );
         assert_eq!(writer.round(&statuses).await, Round::default());
+    }
+
+    #[test]
+    fn programmed_is_a_condition_and_a_column_with_its_own_transitions() {
+        use bootes_core::rollout::{Example, Nodes, Rollout};
+        let mut d = desired(Reason::Valid, "", 7, 3);
+        d.rollout = Some(Rollout {
+            generation: 7,
+            running: 1,
+            pending: Nodes {
+                count: 1,
+                examples: vec![Example {
+                    node: "p2.ns".into(),
+                    detail: String::new(),
+                }],
+            },
+            rejected: Nodes::default(),
+            not_connected: Nodes {
+                count: 1,
+                examples: vec![Example {
+                    node: "p3.ns".into(),
+                    detail: String::new(),
+                }],
+            },
+        });
+        let s0 = target_status(&d, None, T0);
+        assert_eq!(s0.programmed.as_deref(), Some("1/2"));
+        let p = s0
+            .conditions
+            .iter()
+            .find(|c| c.type_ == PROGRAMMED)
+            .unwrap();
+        assert_eq!((p.status.as_str(), p.reason.as_str()), ("False", "Pending"));
+        assert_eq!(
+            p.message,
+            "1/2 nodes run generation 7; 1 pending (p2.ns); 0 rejected; 1 not connected (p3.ns)"
+        );
+        let r = d.rollout.as_mut().unwrap();
+        r.running = 2;
+        r.pending = Nodes::default();
+        let s1 = target_status(&d, Some(&s0), T1);
+        let p = s1
+            .conditions
+            .iter()
+            .find(|c| c.type_ == PROGRAMMED)
+            .unwrap();
+        assert_eq!(
+            (
+                p.status.as_str(),
+                p.reason.as_str(),
+                p.last_transition_time.as_str()
+            ),
+            ("True", "Programmed", T1)
+        );
+        assert_eq!(s1.programmed.as_deref(), Some("2/2"));
+    }
+
+    /// At most one write per object per interval: the changes in between
+    /// are written together when it ends.
+    #[tokio::test]
+    async fn status_writes_are_coalesced_per_object() {
+        use kube::api::PostParams;
+        let client = crd::standin_client(ResourceType::Cluster, "ns").await;
+        let clusters: Api<crd::Cluster> = Api::namespaced(client.clone(), "ns");
+        let object: crd::Cluster = serde_json::from_value(json!({
+            "apiVersion": "bootes.io/v1", "kind": "Cluster",
+            "metadata": {"name": "c", "namespace": "ns"},
+            "spec": {"config": {"name": "c"}},
+        }))
+        .unwrap();
+        clusters
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap();
+        let key = ObjectKey {
+            kind: ResourceType::Cluster,
+            namespace: "ns".into(),
+            name: "c".into(),
+        };
+        let observed = ObservedStatuses::default();
+        observed.record(
+            key.clone(),
+            Observed {
+                uid: String::new(),
+                status: None,
+            },
+        );
+        let (_leader, leadership) = tokio::sync::watch::channel(Some(bootes_proto::Fence {
+            key: "leader".into(),
+            create_revision: 1,
+        }));
+        let writer = Writer {
+            client,
+            observed,
+            leadership,
+            min_interval: Duration::from_secs(3600),
+            written_at: Default::default(),
+        };
+        let at = |nodes| BTreeMap::from([(key.clone(), desired(Reason::Valid, "", 1, nodes))]);
+        assert_eq!(writer.round(&at(1)).await.written, 1);
+        let round = writer.round(&at(2)).await;
+        assert_eq!(round.written, 0);
+        assert!(round.deferred_until.is_some_and(|t| t > Instant::now()));
+        let status = clusters.get_status("c").await.unwrap().status.unwrap();
+        assert_eq!(
+            status.nodes,
+            Some(1),
+            "not written before the interval ends"
+        );
     }
 }

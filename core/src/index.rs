@@ -8,13 +8,15 @@
 //! rewrites the snapshot but moves no binding.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bootes_proto::{store, version, ResourceType};
 use prost::Message;
 
 use crate::model::{BootesObject, ObjectKey, Pod, PodKey};
+use crate::rollout::{self, Records, Rollout};
 use crate::service_endpoints::{self, EndpointSlice, SliceKey};
+use crate::verdict::{ObjectStatus, Verdict};
 use crate::xref::{self, BootstrapClusters, Gaps, Reference, Unresolved};
 use bootes_envoy::convert::{self, ConfigError, Converted};
 use bootes_proto::limits::MAX_VALUE_BYTES;
@@ -55,8 +57,8 @@ pub struct Index {
     pods: BTreeMap<PodKey, Pod>,
     /// EndpointSlices of Services, for Endpoints that name a Service.
     slices: BTreeMap<SliceKey, EndpointSlice>,
-    /// What the xds-servers recorded about each node: (node, replica) → status.
-    node_status: BTreeMap<(String, String), store::NodeStatus>,
+    /// What the xds-servers recorded about each node, on each replica.
+    records: Records,
     /// Group snapshots of the last [`Index::desired`], rebuilt only when
     /// their objects change.
     memo: memo::Memo,
@@ -65,73 +67,9 @@ pub struct Index {
     /// Counts changes, for `changed`.
     stamp: u64,
     /// Each namespace's part of the last [`Index::desired`].
-    namespaces: Mutex<BTreeMap<String, NamespacePart>>,
+    namespaces: BTreeMap<String, NamespacePart>,
     /// Clusters the Envoys' bootstrap defines: references to them resolve.
     bootstrap: BootstrapClusters,
-}
-
-/// Why an object is or is not accepted.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Reason {
-    Valid,
-    InvalidConfig,
-    /// Too large for one etcd value even alone (see [`size`]), or left out
-    /// of a group whose snapshot it would push over that size.
-    TooLarge,
-    Conflict,
-    /// Valid for Bootes, but an Envoy NACKed the resource.
-    Rejected,
-}
-
-impl Reason {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Reason::Valid => "Valid",
-            Reason::InvalidConfig => "InvalidConfig",
-            Reason::TooLarge => "TooLarge",
-            Reason::Conflict => "Conflict",
-            Reason::Rejected => "Rejected",
-        }
-    }
-}
-
-/// The status the index computes for one object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObjectStatus {
-    pub accepted: bool,
-    pub reason: Reason,
-    /// Why it is not accepted; for an accepted one, its warnings
-    /// (`warnings: …`), if any.
-    pub message: String,
-    /// Generation of the spec this status describes.
-    pub observed_generation: i64,
-    /// How many nodes receive this object's resource.
-    pub nodes: usize,
-    /// References of the resource in force that the nodes it reaches miss
-    /// (condition `ResolvedRefs`); `None` when no resource is in force.
-    pub refs: Option<Vec<Unresolved>>,
-}
-
-impl ObjectStatus {
-    /// The `ResolvedRefs` condition: (status, reason, message), or `None`
-    /// when the object has no resource in force.
-    pub fn resolved_refs(&self) -> Option<(bool, &'static str, String)> {
-        let refs = self.refs.as_ref()?;
-        if refs.is_empty() {
-            return Some((true, "ResolvedRefs", String::new()));
-        }
-        let reason = if refs.iter().any(|u| u.envoy_rejects) {
-            "UnknownCluster"
-        } else {
-            "UnresolvedReferences"
-        };
-        let message = refs
-            .iter()
-            .map(|u| u.problem.to_string())
-            .collect::<Vec<_>>()
-            .join("; ");
-        Some((false, reason, message))
-    }
 }
 
 /// One group's snapshot and the nodes bound to it.
@@ -175,7 +113,7 @@ impl Index {
     pub fn set_bootstrap_clusters(&mut self, bootstrap: BootstrapClusters) {
         self.bootstrap = bootstrap;
         // Every namespace's references are judged again.
-        self.namespaces.lock().expect("namespace memo lock").clear();
+        self.namespaces.clear();
     }
 
     /// Adds or replaces an object. A valid spec replaces the resource in force;
@@ -476,10 +414,7 @@ impl Index {
 
     /// Replaces every xds-server record (after a relist of `status/`).
     pub fn reset_node_status(&mut self, records: impl IntoIterator<Item = store::NodeStatus>) {
-        self.node_status = records
-            .into_iter()
-            .map(|s| ((s.node_id.clone(), s.replica.clone()), s))
-            .collect();
+        self.records = Records::new(records);
     }
 
     /// Records what an xds-server replica reported for a node (`None`: the
@@ -490,53 +425,58 @@ impl Index {
         replica: &str,
         status: Option<store::NodeStatus>,
     ) {
-        let key = (node.to_string(), replica.to_string());
-        match status {
-            Some(s) => self.node_status.insert(key, s),
-            None => self.node_status.remove(&key),
-        };
+        self.records.set(node, replica, status);
     }
 
     /// Computes groups, snapshots, bindings and statuses. Namespaces in which
     /// nothing changed since the last call are not recomputed (their groups
-    /// cannot have changed: a group never spans namespaces).
-    pub fn desired(&self) -> Desired {
-        let mut memo = self.namespaces.lock().expect("namespace memo lock");
-        let stale: BTreeSet<&str> = self
+    /// cannot have changed: a group never spans namespaces); `&mut` for that
+    /// memo alone.
+    pub fn desired(&mut self) -> Desired {
+        let mut parts = std::mem::take(&mut self.namespaces);
+        let stale: BTreeSet<String> = self
             .changed
             .iter()
-            .filter(|(ns, stamp)| memo.get(*ns).is_none_or(|m| m.stamp != **stamp))
-            .map(|(ns, _)| ns.as_str())
+            .filter(|(ns, stamp)| parts.get(*ns).is_none_or(|m| m.stamp != **stamp))
+            .map(|(ns, _)| ns.clone())
             .collect();
-        // Objects of the namespaces to recompute, in conflict precedence
-        // order (oldest first).
-        let mut by_namespace: BTreeMap<&str, Vec<&Entry>> =
-            stale.iter().map(|ns| (*ns, Vec::new())).collect();
-        for entry in self.objects.values() {
-            if let Some(entries) = by_namespace.get_mut(entry.object.key.namespace.as_str()) {
-                entries.push(entry);
+        let mut round = memo::Round::new(std::mem::take(&mut self.memo));
+        {
+            // Objects of the namespaces to recompute, in conflict precedence
+            // order (oldest first).
+            let mut by_namespace: BTreeMap<&str, Vec<&Entry>> =
+                stale.iter().map(|ns| (ns.as_str(), Vec::new())).collect();
+            for entry in self.objects.values() {
+                if let Some(entries) = by_namespace.get_mut(entry.object.key.namespace.as_str()) {
+                    entries.push(entry);
+                }
+            }
+            for (namespace, mut entries) in by_namespace {
+                entries.sort_by(|a, b| a.object.precedence().cmp(&b.object.precedence()));
+                let part = self.namespace_part(namespace, &entries, &mut round);
+                parts.insert(
+                    namespace.to_string(),
+                    NamespacePart {
+                        stamp: self.changed[namespace],
+                        ..part
+                    },
+                );
             }
         }
-        let mut round = self.memo.round();
-        for (namespace, mut entries) in by_namespace {
-            entries.sort_by(|a, b| a.object.precedence().cmp(&b.object.precedence()));
-            let part = self.namespace_part(namespace, &entries, &mut round);
-            memo.insert(
-                namespace.to_string(),
-                NamespacePart {
-                    stamp: self.changed[namespace],
-                    ..part
-                },
-            );
-        }
-        round.finish(stale.iter().copied());
+        self.memo = round.finish(stale.iter().map(String::as_str));
+        let desired = self.assemble(&parts);
+        self.namespaces = parts;
+        desired
+    }
 
+    /// The namespaces' parts put together, with each object's verdict.
+    fn assemble(&self, parts: &BTreeMap<String, NamespacePart>) -> Desired {
         let mut desired = Desired::default();
         let mut reach: BTreeMap<&ObjectKey, usize> = BTreeMap::new();
         let mut conflicts: BTreeMap<&ObjectKey, &ObjectKey> = BTreeMap::new();
         let mut left_out: BTreeMap<&ObjectKey, &LeftOut> = BTreeMap::new();
         let mut unresolved: BTreeMap<&ObjectKey, &Vec<Unresolved>> = BTreeMap::new();
-        for part in memo.values() {
+        for part in parts.values() {
             desired.groups.extend(part.groups.iter().cloned());
             desired.bindings.extend(part.bindings.iter().cloned());
             for (key, nodes) in &part.reach {
@@ -549,7 +489,14 @@ impl Index {
             unresolved.extend(part.unresolved.iter().map(|(k, u)| (k, u)));
         }
 
-        let rejections = self.rejections(&desired);
+        let mut rollouts = rollout::rollouts(
+            desired.groups.values().map(|g| rollout::Group {
+                snapshot: &g.snapshot,
+                nodes: &g.nodes,
+            }),
+            &self.records,
+            crate::conditions::EXAMPLES,
+        );
         for (key, entry) in &self.objects {
             let nodes = reach.get(key).copied().unwrap_or(0);
             let refs = entry.accepted.as_ref().map(|_| {
@@ -558,60 +505,49 @@ impl Index {
                     .map(|u| (*u).clone())
                     .unwrap_or_default()
             });
-            let (accepted, reason, message) = if !entry.errors.is_empty() {
-                let detail = join_errors(&entry.errors);
-                let message = match &entry.accepted {
-                    Some(a) => format!("{detail} (generation {} stays in force)", a.generation),
-                    None => detail,
-                };
-                let reason = if entry.too_large {
-                    Reason::TooLarge
-                } else {
-                    Reason::InvalidConfig
-                };
-                (false, reason, message)
+            let rollout = entry.accepted.as_ref().map(|a| {
+                rollouts
+                    .remove(key)
+                    .unwrap_or_else(|| Rollout::empty(a.generation))
+            });
+            let verdict = if !entry.errors.is_empty() {
+                Verdict::Invalid {
+                    errors: entry.errors.clone(),
+                    too_large: entry.too_large,
+                    in_force: entry.accepted.as_ref().map(|a| a.generation),
+                }
             } else if let Some(winner) = conflicts.get(key) {
-                let resource = entry.accepted.as_ref().map(|a| a.resource.name.as_str());
-                let message = format!(
-                    "{} {:?} is already provided by {winner} (older objects win)",
-                    key.kind.short_name(),
-                    resource.unwrap_or_default(),
-                );
-                (false, Reason::Conflict, message)
+                Verdict::Conflict {
+                    resource: entry
+                        .accepted
+                        .as_ref()
+                        .map(|a| a.resource.name.clone())
+                        .unwrap_or_default(),
+                    winner: (*winner).clone(),
+                }
             } else if let Some(l) = left_out.get(key) {
-                let bytes = entry
-                    .accepted
-                    .as_ref()
-                    .map_or(0, |a| a.resource.value.len());
-                let message = format!(
-                    "too large together with the other objects of its group: left out of the snapshot of {} node(s), e.g. {}, which would be {} bytes with it, more than one etcd value may hold ({MAX_VALUE_BYTES} bytes; this resource is {bytes} bytes, and objects older than it are kept first); those nodes do not receive it",
-                    l.nodes, l.example, l.bytes
-                );
-                (false, Reason::TooLarge, message)
-            } else if let Some((nodes_rejecting, example, detail)) = rejections.get(key) {
-                let message = format!(
-                    "rejected by Envoy on {nodes_rejecting} node(s), e.g. {example}: {detail}"
-                );
-                (false, Reason::Rejected, message)
+                Verdict::LeftOut {
+                    nodes: l.nodes,
+                    example: l.example.clone(),
+                    snapshot_bytes: l.bytes,
+                    resource_bytes: entry
+                        .accepted
+                        .as_ref()
+                        .map_or(0, |a| a.resource.value.len()),
+                }
             } else {
-                // Valid; its warnings go in the message.
-                let warnings = entry.warnings();
-                let message = if warnings.is_empty() {
-                    String::new()
-                } else {
-                    format!("warnings: {}", join_errors(warnings))
-                };
-                (true, Reason::Valid, message)
+                Verdict::Valid {
+                    warnings: entry.warnings().into_iter().cloned().collect(),
+                }
             };
             desired.statuses.insert(
                 key.clone(),
                 ObjectStatus {
-                    accepted,
-                    reason,
-                    message,
+                    verdict,
                     observed_generation: entry.object.generation,
                     nodes,
                     refs,
+                    rollout,
                 },
             );
         }
@@ -664,7 +600,7 @@ impl Index {
         &self,
         namespace: &str,
         entries: &[&Entry],
-        round: &mut memo::Round<'_>,
+        round: &mut memo::Round,
     ) -> NamespacePart {
         let mut groups: BTreeMap<Vec<usize>, Vec<&Pod>> = BTreeMap::new();
         let from = PodKey {
@@ -794,71 +730,6 @@ impl Index {
             .collect();
         part
     }
-}
-
-impl Index {
-    /// Objects whose resources a node NACKed: key → (how many nodes, one
-    /// node, Envoy's message). A NACK names the resources of the rejected
-    /// response; each is traced to its object through the node's snapshot.
-    fn rejections(&self, desired: &Desired) -> BTreeMap<ObjectKey, (usize, String, String)> {
-        let mut out: BTreeMap<ObjectKey, (BTreeSet<&str>, String, String)> = BTreeMap::new();
-        for ((node, _replica), status) in &self.node_status {
-            let Some(binding) = desired.bindings.get(node) else {
-                continue;
-            };
-            let Some(group) = desired.groups.get(&binding.snapshot) else {
-                continue;
-            };
-            for t in status
-                .types
-                .iter()
-                .filter(|t| !t.nacked_resources.is_empty())
-            {
-                let Some(resources) = group
-                    .snapshot
-                    .types
-                    .iter()
-                    .find(|r| r.type_url == t.type_url)
-                else {
-                    continue;
-                };
-                for name in &t.nacked_resources {
-                    let Some(source) = resources
-                        .resources
-                        .iter()
-                        .find(|r| &r.name == name)
-                        .and_then(|r| r.source.as_ref())
-                    else {
-                        continue;
-                    };
-                    let Some(kind) = ResourceType::from_kind(&source.kind) else {
-                        continue;
-                    };
-                    let key = ObjectKey {
-                        kind,
-                        namespace: source.namespace.clone(),
-                        name: source.name.clone(),
-                    };
-                    let entry = out
-                        .entry(key)
-                        .or_insert_with(|| (BTreeSet::new(), node.clone(), t.nack_detail.clone()));
-                    entry.0.insert(node.as_str());
-                }
-            }
-        }
-        out.into_iter()
-            .map(|(k, (nodes, example, detail))| (k, (nodes.len(), example, detail)))
-            .collect()
-    }
-}
-
-/// One line naming every problem of an object's spec.
-pub fn join_errors<'a>(errors: impl IntoIterator<Item = &'a ConfigError>) -> String {
-    errors
-        .into_iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl Entry {

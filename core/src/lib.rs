@@ -5,6 +5,9 @@
 //!   into objects and pods.
 //! * [`source`] — the events every source feeds the index.
 //! * [`index`] — objects + pods → groups → snapshots, bindings, statuses.
+//! * [`verdict`] — each object's status as data; [`rollout`] — how far each
+//!   object has reached the nodes (from etcd alone); [`conditions`] — the
+//!   words of every condition, in one place.
 //! * [`plan`] — the desired state against etcd's contents → ordered
 //!   transactions.
 //! * [`status`] — where statuses go; [`store`] — where snapshots go.
@@ -18,17 +21,20 @@
 //! No async runtime, no Kubernetes, no etcd (checked by
 //! `tests/tests/architecture.rs`): the shells in `controller/` do the I/O.
 
+pub mod conditions;
 pub mod index;
 pub mod manifest;
 pub mod model;
 pub mod plan;
 pub mod report;
+pub mod rollout;
 pub mod service_endpoints;
 pub mod service_ref;
 pub mod source;
 pub mod status;
 pub mod store;
 pub mod validate;
+pub mod verdict;
 pub mod xref;
 
 #[cfg(test)]

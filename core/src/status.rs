@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::index::ObjectStatus;
+use crate::conditions::{self, Said};
 use crate::model::ObjectKey;
+use crate::verdict::{ObjectStatus, Verdict};
+use crate::xref::Unresolved;
 
 /// Receives the statuses the index computes (Kubernetes status, or the log).
 pub trait StatusSink: Send {
@@ -44,33 +46,62 @@ impl StatusSink for LogStatus {
 }
 
 fn log_change(key: &ObjectKey, status: &ObjectStatus, previous: Option<&ObjectStatus>) {
-    if !status.accepted {
-        tracing::warn!(
-            object = %key,
-            reason = status.reason.as_str(),
-            nodes = status.nodes,
-            message = status.message,
-            "not accepted"
-        );
-    } else if status.nodes == 0 && !status.message.is_empty() {
-        // Never "accepted" for what reaches no Envoy; its warnings still show.
-        tracing::warn!(object = %key, nodes = 0, detail = %status.message, "valid, with warnings; reaches no node (no pod matches its workloadSelector)");
-    } else if status.nodes == 0 {
-        tracing::info!(object = %key, nodes = 0, "valid, reaches no node (no pod matches its workloadSelector)");
-    } else if !status.message.is_empty() {
-        tracing::warn!(object = %key, nodes = status.nodes, detail = %status.message, "accepted, with warnings");
-    } else {
-        tracing::info!(object = %key, nodes = status.nodes, "accepted");
+    let accepted = conditions::accepted(status);
+    // The rollout's counts change with every ACK: they are logged below,
+    // per reason.
+    fn besides_rollout(s: &ObjectStatus) -> (&Verdict, usize, i64, &Option<Vec<Unresolved>>) {
+        (&s.verdict, s.nodes, s.observed_generation, &s.refs)
     }
-    let refs = status.resolved_refs();
-    let last_refs = previous.and_then(|l| l.resolved_refs());
-    match refs {
-        Some((false, reason, message)) if refs != last_refs => {
+    if previous.is_none_or(|p| besides_rollout(p) != besides_rollout(status)) {
+        if !accepted.ok {
+            tracing::warn!(
+                object = %key,
+                reason = accepted.reason,
+                nodes = status.nodes,
+                message = accepted.message,
+                "not accepted"
+            );
+        } else if status.nodes == 0 && !accepted.message.is_empty() {
+            // Never "accepted" for what reaches no Envoy; its warnings still show.
+            tracing::warn!(object = %key, nodes = 0, detail = %accepted.message, "valid, with warnings; reaches no node (no pod matches its workloadSelector)");
+        } else if status.nodes == 0 {
+            tracing::info!(object = %key, nodes = 0, "valid, reaches no node (no pod matches its workloadSelector)");
+        } else if !accepted.message.is_empty() {
+            tracing::warn!(object = %key, nodes = status.nodes, detail = %accepted.message, "accepted, with warnings");
+        } else {
+            tracing::info!(object = %key, nodes = status.nodes, "accepted");
+        }
+    }
+    let refs = conditions::resolved_refs(status);
+    let last_refs = previous.and_then(conditions::resolved_refs);
+    match &refs {
+        Some(Said {
+            ok: false,
+            reason,
+            message,
+            ..
+        }) if refs != last_refs => {
             tracing::warn!(object = %key, reason, detail = %message, "unresolved references");
         }
-        Some((true, ..)) if last_refs.is_some_and(|(ok, ..)| !ok) => {
+        Some(Said { ok: true, .. }) if last_refs.is_some_and(|s| !s.ok) => {
             tracing::info!(object = %key, "references resolved");
         }
         _ => {}
+    }
+    // Programmed: logged when its reason changes, not on every count.
+    let programmed = conditions::programmed(status);
+    let last = previous.and_then(conditions::programmed);
+    if let Some(p) = programmed {
+        let generation = status.rollout.as_ref().map_or(0, |r| r.generation);
+        let last_generation = previous
+            .and_then(|p| p.rollout.as_ref())
+            .map_or(0, |r| r.generation);
+        if last.is_none_or(|l| l.reason != p.reason) || generation != last_generation {
+            if p.reason == "Rejected" {
+                tracing::warn!(object = %key, programmed = false, reason = p.reason, detail = %p.message, "programmed");
+            } else {
+                tracing::info!(object = %key, programmed = p.ok, reason = p.reason, detail = %p.message, "programmed");
+            }
+        }
     }
 }

@@ -16,11 +16,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::index::{Desired, Index, Reason};
+use crate::conditions;
+use crate::index::{Desired, Index};
 use crate::manifest::{self, Document};
 use crate::model::{BootesObject, ObjectKey, Pod};
 use crate::report::problem_line;
 use crate::service_endpoints::EndpointSlice;
+use crate::verdict::Reason;
 use crate::xref::BootstrapClusters;
 use bootes_envoy::convert::{ConfigError, CONFIG_PATH};
 
@@ -142,14 +144,15 @@ pub fn findings(index: &Index, desired: &Desired, key: &ObjectKey, invalid: bool
         );
     } else {
         // Conversion problems are the object's own; these come from the group.
-        if matches!(status.reason, Reason::Conflict | Reason::TooLarge) {
-            let path = match status.reason {
+        let reason = status.verdict.reason();
+        if matches!(reason, Reason::Conflict | Reason::TooLarge) {
+            let path = match reason {
                 Reason::Conflict => format!("{CONFIG_PATH}.{}", key.kind.name_field()),
                 _ => CONFIG_PATH.to_string(),
             };
             out.push(Finding::Conflict(ConfigError::new(
                 path,
-                status.message.clone(),
+                conditions::accepted_message(&status.verdict),
             )));
         }
         // The warning rules' findings on the resource now in force.

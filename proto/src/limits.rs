@@ -67,8 +67,10 @@ pub fn nack_detail(detail: &str, max: usize) -> String {
 
 /// Makes `status` encode to at most `max` bytes: details are cut to
 /// `max_detail`, then the largest lists of NACKed resource names are dropped
-/// (noted in the detail), then every detail. Only identity and versions
-/// remain in the worst case, whose size the caller bounds (node ID length).
+/// (noted in the detail), then the largest lists of resource versions (the
+/// node then counts as pending for the objects of that type), then every
+/// detail. Only identity and versions remain in the worst case, whose size
+/// the caller bounds (node ID length).
 pub fn bound_status(status: &mut store::NodeStatus, max: usize, max_detail: usize) {
     for t in &mut status.types {
         if t.nack_detail.len() > max_detail {
@@ -92,6 +94,20 @@ pub fn bound_status(status: &mut store::NodeStatus, max: usize, max_detail: usiz
             ),
             max_detail,
         );
+    }
+    let versions =
+        |t: &store::TypeStatus| t.acked_resource_versions.len() + t.nacked_resource_versions.len();
+    while status.encoded_len() > max {
+        let Some(t) = status
+            .types
+            .iter_mut()
+            .filter(|t| versions(t) > 0)
+            .max_by_key(|t| versions(t))
+        else {
+            break;
+        };
+        t.acked_resource_versions.clear();
+        t.nacked_resource_versions.clear();
     }
     if status.encoded_len() > max {
         for t in &mut status.types {
@@ -167,6 +183,8 @@ mod tests {
                     nacked_version: "w".repeat(16),
                     nack_detail: "d".repeat(detail),
                     nacked_resources: (0..names).map(|n| format!("resource-{n:08}")).collect(),
+                    acked_resource_versions: (0..names).map(|n| format!("{n:016x}")).collect(),
+                    nacked_resource_versions: (0..names).map(|n| format!("{n:016x}")).collect(),
                 })
                 .collect(),
         }

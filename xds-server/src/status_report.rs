@@ -48,6 +48,12 @@ pub fn node_status(
             .into_iter()
             .map(|(ty, report)| store::TypeStatus {
                 type_url: ty.type_url().to_string(),
+                acked_resource_versions: report.acked.values().cloned().collect(),
+                nacked_resource_versions: report
+                    .nack
+                    .as_ref()
+                    .map(|n| n.versions.clone())
+                    .unwrap_or_default(),
                 acked_version: report.acked_version,
                 nacked_version: report
                     .nack

@@ -139,6 +139,7 @@ impl DeltaStream {
                             version: flight.response.version_info.clone(),
                             detail: status.message.clone(),
                             resources: flight.response.names().map(str::to_owned).collect(),
+                            versions: flight.response.versions().map(str::to_owned).collect(),
                         };
                         state.nack = Some(nack.clone());
                         effects.nacks.push(nack);

@@ -51,6 +51,8 @@ pub struct Nack {
     pub detail: String,
     /// Names of the resources in the rejected response.
     pub resources: Vec<String>,
+    /// Their versions (which tell which object's generation was rejected).
+    pub versions: Vec<String>,
 }
 
 /// What a stream should do after an input.

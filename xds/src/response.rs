@@ -46,6 +46,10 @@ impl Encoded {
         self.resources.iter().map(|r| r.name.as_str())
     }
 
+    pub fn versions(&self) -> impl Iterator<Item = &str> {
+        self.resources.iter().map(|r| r.version.as_str())
+    }
+
     fn with_message_view(mut self) -> Self {
         self.bytes = self.framed.slice(GRPC_FRAME_HEADER..);
         self

@@ -127,6 +127,7 @@ impl SotwStream {
                             version: sent.version_info.clone(),
                             detail: status.message.clone(),
                             resources: sent.names().map(str::to_owned).collect(),
+                            versions: sent.versions().map(str::to_owned).collect(),
                         };
                         state.nack = Some(nack.clone());
                         effects.nacks.push(nack);

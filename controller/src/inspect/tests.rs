@@ -242,6 +242,7 @@ fn nodes_show_ack_and_nack_state_per_replica() {
             nacked_version: cds.clone(),
             nack_detail: "cluster b: bad timeout".into(),
             nacked_resources: vec!["b".into(), "a".into()],
+            ..Default::default()
         }],
     ));
     // A node an xds-server has a stream for, without a binding (yet).

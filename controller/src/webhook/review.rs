@@ -4,7 +4,7 @@
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::DynamicObject;
 
-use bootes_core::index::join_errors;
+use bootes_core::conditions::join_errors;
 use bootes_core::report::object_problem;
 use bootes_core::validate::{review, Finding};
 use bootes_proto::ResourceType;

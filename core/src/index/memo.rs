@@ -6,7 +6,7 @@
 //! exactly when it was converted again).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bootes_envoy::convert::Converted;
 use bootes_proto::store;
@@ -73,27 +73,22 @@ pub(super) struct Built {
 
 /// Built groups by (namespace, selecting objects).
 #[derive(Debug, Default)]
-pub(super) struct Memo(Mutex<BTreeMap<GroupKey, Arc<Built>>>);
+pub(super) struct Memo(BTreeMap<GroupKey, Arc<Built>>);
 
-impl Memo {
-    /// Starts a round: the groups of the previous one, to reuse.
-    pub fn round(&self) -> Round<'_> {
-        let previous = std::mem::take(&mut *self.0.lock().expect("memo lock"));
-        Round {
-            memo: self,
-            previous,
-            current: BTreeMap::new(),
-        }
-    }
-}
-
-pub(super) struct Round<'m> {
-    memo: &'m Memo,
+pub(super) struct Round {
     previous: BTreeMap<GroupKey, Arc<Built>>,
     current: BTreeMap<GroupKey, Arc<Built>>,
 }
 
-impl Round<'_> {
+impl Round {
+    /// Starts a round: the groups of the previous one, to reuse.
+    pub fn new(memo: Memo) -> Self {
+        Round {
+            previous: memo.0,
+            current: BTreeMap::new(),
+        }
+    }
+
     /// The group of `entries` (in precedence order), built unless nothing
     /// it depends on changed since the previous round.
     pub fn get(&mut self, namespace: &str, entries: &[&Entry]) -> Arc<Built> {
@@ -112,12 +107,12 @@ impl Round<'_> {
 
     /// Ends the round: groups of `recomputed` namespaces that were not
     /// asked for are gone; other namespaces' groups are kept as they were.
-    pub fn finish<'a>(mut self, recomputed: impl IntoIterator<Item = &'a str>) {
+    pub fn finish<'a>(mut self, recomputed: impl IntoIterator<Item = &'a str>) -> Memo {
         let recomputed: std::collections::BTreeSet<&str> = recomputed.into_iter().collect();
         self.previous
             .retain(|(namespace, _), _| !recomputed.contains(namespace.as_str()));
         self.current.append(&mut self.previous);
-        *self.memo.0.lock().expect("memo lock") = self.current;
+        Memo(self.current)
     }
 }
 

@@ -3,6 +3,9 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::*;
+use crate::conditions;
+use crate::rollout::Progress;
+use crate::verdict::Reason;
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -187,18 +190,22 @@ fn an_invalid_edit_keeps_the_previous_valid_version_in_force() {
         "the valid generation stays in force"
     );
     let status = &after.statuses[&index_key("foo", "c1")];
-    assert!(!status.accepted);
-    assert_eq!(status.reason, Reason::InvalidConfig);
+    assert!(!status.accepted());
+    assert_eq!(status.verdict.reason(), Reason::InvalidConfig);
     assert_eq!(status.observed_generation, 2);
     assert!(
-        status.message.contains("conect_timeout"),
+        conditions::accepted(status)
+            .message
+            .contains("conect_timeout"),
         "{}",
-        status.message
+        conditions::accepted(status).message
     );
     assert!(
-        status.message.contains("generation 1 stays in force"),
+        conditions::accepted(status)
+            .message
+            .contains("generation 1 stays in force"),
         "{}",
-        status.message
+        conditions::accepted(status).message
     );
 }
 
@@ -213,11 +220,11 @@ fn an_invalid_new_object_reaches_nobody_and_blocks_nothing() {
     let d = index.desired();
     assert_eq!(cluster_names(&d, "p.foo"), ["good"]);
     assert_eq!(
-        d.statuses[&index_key("foo", "bad")].reason,
+        d.statuses[&index_key("foo", "bad")].verdict.reason(),
         Reason::InvalidConfig
     );
     assert_eq!(d.statuses[&index_key("foo", "bad")].nodes, 0);
-    assert!(d.statuses[&index_key("foo", "good")].accepted);
+    assert!(d.statuses[&index_key("foo", "good")].accepted());
 }
 
 #[test]
@@ -239,14 +246,16 @@ fn conflicts_go_to_the_older_object() {
     let source = snap.types[0].resources[0].source.as_ref().unwrap();
     assert_eq!(source.name, "zz");
     let loser = &d.statuses[&index_key("foo", "aa")];
-    assert_eq!(loser.reason, Reason::Conflict);
+    assert_eq!(loser.verdict.reason(), Reason::Conflict);
     assert!(
-        loser.message.contains("Cluster foo/zz"),
+        conditions::accepted(loser)
+            .message
+            .contains("Cluster foo/zz"),
         "{}",
-        loser.message
+        conditions::accepted(loser).message
     );
     assert_eq!(loser.nodes, 0);
-    assert!(d.statuses[&index_key("foo", "zz")].accepted);
+    assert!(d.statuses[&index_key("foo", "zz")].accepted());
 }
 
 #[test]
@@ -259,8 +268,14 @@ fn conflicts_without_timestamps_go_by_name() {
     }
     index.apply_pod(mk_pod("foo", "p", &[]));
     let d = index.desired();
-    assert_eq!(d.statuses[&index_key("foo", "a")].reason, Reason::Valid);
-    assert_eq!(d.statuses[&index_key("foo", "b")].reason, Reason::Conflict);
+    assert_eq!(
+        d.statuses[&index_key("foo", "a")].verdict.reason(),
+        Reason::Valid
+    );
+    assert_eq!(
+        d.statuses[&index_key("foo", "b")].verdict.reason(),
+        Reason::Conflict
+    );
 }
 
 #[test]
@@ -336,6 +351,7 @@ fn nack_record(node: &str, replica: &str, type_url: &str, names: &[&str]) -> sto
             nacked_version: "b".into(),
             nack_detail: "Envoy says no".into(),
             nacked_resources: names.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
         }],
     }
 }
@@ -363,25 +379,35 @@ fn a_nack_is_reported_on_the_object_that_produced_the_resource() {
     );
     let d = index.desired();
     let status = &d.statuses[&index_key("foo", "obj-a")];
-    assert!(!status.accepted);
-    assert_eq!(status.reason, Reason::Rejected);
     assert!(
-        status.message.contains("on 2 node(s)"),
-        "{}",
-        status.message
+        status.accepted(),
+        "valid for Bootes: Programmed says the rest"
     );
+    let rollout = status.rollout.as_ref().unwrap();
+    assert_eq!(rollout.progress(), Progress::Rejected);
+    let programmed = conditions::programmed(status).unwrap();
+    assert_eq!((programmed.ok, programmed.reason), (false, "Rejected"));
     assert!(
-        status.message.contains("Envoy says no"),
+        programmed
+            .message
+            .contains("2 rejected (p1.foo: Envoy says no, p2.foo: Envoy says no)"),
         "{}",
-        status.message
+        programmed.message
     );
     assert_eq!(status.nodes, 2, "it still reaches them");
-    assert!(d.statuses[&index_key("foo", "obj-b")].accepted);
+    let b = &d.statuses[&index_key("foo", "obj-b")];
+    assert_eq!(b.rollout.as_ref().unwrap().progress(), Progress::Pending);
 
     // The record disappears (a later version was ACKed, or the replica left).
     index.set_node_status("p1.foo", "r1", None);
     index.reset_node_status([]);
-    assert!(index.desired().statuses[&index_key("foo", "obj-a")].accepted);
+    let d = index.desired();
+    let rollout = d.statuses[&index_key("foo", "obj-a")]
+        .rollout
+        .clone()
+        .unwrap();
+    assert_eq!(rollout.progress(), Progress::Programmed);
+    assert_eq!(rollout.not_connected.count, 2);
 }
 
 #[test]
@@ -395,7 +421,9 @@ fn nacks_of_nodes_without_binding_or_unknown_resources_change_nothing() {
         nack_record("p.foo", "r", cds, &["not-ours"]),
         nack_record("p.foo", "r2", ResourceType::Listener.type_url(), &["c1"]),
     ]);
-    assert!(index.desired().statuses[&index_key("foo", "c1")].accepted);
+    let d = index.desired();
+    let rollout = d.statuses[&index_key("foo", "c1")].rollout.clone().unwrap();
+    assert_eq!(rollout.rejected.count, 0);
 }
 
 mod service_endpoints {
@@ -499,7 +527,7 @@ mod service_endpoints {
         let cla = assignment(&d, "p.foo").unwrap();
         assert_eq!(addresses(&cla), ["10.0.0.1", "10.0.0.2"]);
         assert_eq!(cla["policy"]["overprovisioningFactor"], 140);
-        assert!(d.statuses[&endpoint_key("foo")].accepted);
+        assert!(d.statuses[&endpoint_key("foo")].accepted());
         assert_eq!(index.service_endpoint_counts(), (4, 2));
 
         // Deleting the slices empties the endpoints; the resource stays.
@@ -521,7 +549,10 @@ mod service_endpoints {
         index.apply_object(web_endpoint("foo", None));
         index.apply_slice(mk_slice("foo", "web-1", "web", ready(&["10.0.0.1"])));
         let clean = index.desired();
-        assert_eq!(clean.statuses[&endpoint_key("foo")].message, "");
+        assert_eq!(
+            conditions::accepted(&clean.statuses[&endpoint_key("foo")]).message,
+            ""
+        );
 
         // A bad address: the endpoints, hence the resource, do not change,
         // but the object says what was left out and where.
@@ -529,16 +560,19 @@ mod service_endpoints {
         index.apply_slice(mk_slice("foo", "web-1", "web", bad));
         let d = index.desired();
         let status = &d.statuses[&endpoint_key("foo")];
-        assert!(status.accepted);
+        assert!(status.accepted());
         assert_eq!(
-            status.message,
+            conditions::accepted(status).message,
             r#"warnings: spec.service: EndpointSlice foo/web-1: endpoints[1].addresses[0]: "10.0.0.x" is not an IPv4 address; this endpoint is left out"#
         );
         assert_eq!(index.warnings(&endpoint_key("foo")).len(), 1);
         assert_eq!(d.groups, clean.groups);
 
         index.apply_slice(mk_slice("foo", "web-1", "web", ready(&["10.0.0.1"])));
-        assert_eq!(index.desired().statuses[&endpoint_key("foo")].message, "");
+        assert_eq!(
+            conditions::accepted(&index.desired().statuses[&endpoint_key("foo")]).message,
+            ""
+        );
         assert!(index.warnings(&endpoint_key("foo")).is_empty());
     }
 
@@ -556,12 +590,18 @@ mod service_endpoints {
         assert_eq!(problems[0].path, "spec.service");
         let d = index.desired();
         let status = &d.statuses[&endpoint_key("foo")];
-        assert_eq!(status.reason, Reason::InvalidConfig);
-        assert!(status.message.contains("not both"), "{}", status.message);
+        assert_eq!(status.verdict.reason(), Reason::InvalidConfig);
         assert!(
-            status.message.contains("generation 1 stays in force"),
+            conditions::accepted(status).message.contains("not both"),
             "{}",
-            status.message
+            conditions::accepted(status).message
+        );
+        assert!(
+            conditions::accepted(status)
+                .message
+                .contains("generation 1 stays in force"),
+            "{}",
+            conditions::accepted(status).message
         );
         assert_eq!(before.groups, d.groups);
 
@@ -668,18 +708,18 @@ fn an_object_too_large_for_etcd_alone_is_rejected_and_its_previous_version_stays
     let after = index.desired();
     assert_eq!(before.groups, after.groups, "generation 1 stays in force");
     let status = &after.statuses[&index_key("foo", "c1")];
-    assert_eq!(status.reason, Reason::TooLarge);
-    assert!(!status.accepted);
+    assert_eq!(status.verdict.reason(), Reason::TooLarge);
+    assert!(!status.accepted());
     assert!(
-        status.message.contains(&format!(
-            "({} bytes)",
-            bootes_proto::limits::MAX_VALUE_BYTES
-        )) && status.message.contains("1500"),
+        conditions::accepted(status)
+            .message
+            .contains(&format!("({} bytes)", bootes_proto::limits::MAX_VALUE_BYTES))
+            && conditions::accepted(status).message.contains("1500"),
         "names the size and the limit: {}",
-        status.message
+        conditions::accepted(status).message
     );
     assert_eq!(
-        after.statuses[&index_key("foo", "c2")].reason,
+        after.statuses[&index_key("foo", "c2")].verdict.reason(),
         Reason::Valid
     );
 }
@@ -847,18 +887,20 @@ fn a_group_too_large_only_combined_leaves_out_the_youngest_objects_and_sends_the
     assert!(group.snapshot.encoded_len() <= bootes_proto::limits::MAX_VALUE_BYTES);
     let status = &desired.statuses[&index_key("foo", "new")];
     assert_eq!(
-        (status.accepted, &status.reason),
+        (status.accepted(), &status.verdict.reason()),
         (false, &Reason::TooLarge)
     );
     assert_eq!(status.nodes, 0);
     assert!(
-        status.message.contains("2 node(s), e.g. p1.foo"),
+        conditions::accepted(status)
+            .message
+            .contains("2 node(s), e.g. p1.foo"),
         "{}",
-        status.message
+        conditions::accepted(status).message
     );
     for name in ["old", "mid", "small"] {
         let s = &desired.statuses[&index_key("foo", name)];
-        assert_eq!((s.accepted, s.nodes), (true, 2), "{name}: {s:?}");
+        assert_eq!((s.accepted(), s.nodes), (true, 2), "{name}: {s:?}");
     }
     // The plan writes it: nothing is oversized any more.
     let plan = crate::plan::plan(
@@ -906,8 +948,13 @@ fn resolved_refs_is_computed_from_what_each_group_receives() {
     let status = &desired.statuses[&key];
     // Still delivered (Envoy keeps its previous listener and NACKs), but
     // reported with the node that misses the cluster.
-    assert!(status.accepted, "{status:?}");
-    let (ok, reason, message) = status.resolved_refs().unwrap();
+    assert!(status.accepted(), "{status:?}");
+    let conditions::Said {
+        ok,
+        reason,
+        message,
+        ..
+    } = conditions::resolved_refs(status).unwrap();
     assert_eq!((ok, reason), (false, "UnknownCluster"));
     assert!(
         message.contains("1 of the 2 nodes this object reaches: p2.foo")
@@ -916,26 +963,32 @@ fn resolved_refs_is_computed_from_what_each_group_receives() {
     );
     // The EDS cluster misses its endpoints: a warning only.
     let c = &desired.statuses[&index_key("foo", "web")];
-    assert_eq!(c.resolved_refs().unwrap().1, "UnresolvedReferences");
+    assert_eq!(
+        conditions::resolved_refs(c).unwrap().reason,
+        "UnresolvedReferences"
+    );
 
     // validate_clusters: false: a warning only.
     index.apply_object(listener_routing_to("foo", "web", Some(false)));
     let status = index.desired().statuses[&key].clone();
-    assert_eq!(status.resolved_refs().unwrap().1, "UnresolvedReferences");
+    assert_eq!(
+        conditions::resolved_refs(&status).unwrap().reason,
+        "UnresolvedReferences"
+    );
 
     // Declared in the bootstrap (for this namespace): resolved.
     index.apply_object(listener_routing_to("foo", "web", None));
     index.set_bootstrap_clusters(BootstrapClusters::parse(["foo/web"]).unwrap());
     let status = index.desired().statuses[&key].clone();
     assert_eq!(
-        status.resolved_refs(),
+        conditions::resolved_refs(&status).map(|s| (s.ok, s.reason, s.message)),
         Some((true, "ResolvedRefs", String::new()))
     );
     // A pod that the cluster selects too: resolved without the declaration.
     index.set_bootstrap_clusters(BootstrapClusters::default());
     index.apply_pod(mk_pod("foo", "p2", &[("track", "canary")]));
     let status = index.desired().statuses[&key].clone();
-    assert!(status.resolved_refs().unwrap().0, "{status:?}");
+    assert!(conditions::resolved_refs(&status).unwrap().ok, "{status:?}");
     // An invalid object has no resource in force: no ResolvedRefs at all.
     let mut bad = listener_routing_to("foo", "bad", None);
     bad.key.name = "bad".into();
@@ -944,3 +997,5 @@ fn resolved_refs_is_computed_from_what_each_group_receives() {
     index.apply_object(bad.clone());
     assert_eq!(index.desired().statuses[&bad.key].refs, None);
 }
+
+mod rollout;
