@@ -83,6 +83,38 @@ impl Controller {
         })
     }
 
+    /// `bootes-controller run` in Kubernetes mode (no `--manifests`):
+    /// `KUBECONFIG` is `kubeconfig` (e.g. kube-standin's), with extra
+    /// arguments; waits for `/readyz`. `name` names the process in logs.
+    pub async fn start_kube(
+        name: &str,
+        etcd: &Etcd,
+        kubeconfig: &Path,
+        extra: &[&str],
+    ) -> Result<Self> {
+        let bin = find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN")?;
+        let dir = test_dir(name)?;
+        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut cmd = base_command(&bin);
+        cmd.arg("run")
+            .arg("--etcd-endpoints")
+            .arg(etcd.endpoint())
+            .arg("--metrics-addr")
+            .arg(metrics_addr.to_string())
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
+            .env("HOME", dir.path());
+        let mut process = ChildProcess::spawn(name, &mut cmd, dir.path())?;
+        wait_ready(&mut process, metrics_addr)
+            .await
+            .with_context(|| format!("{name} did not become ready"))?;
+        Ok(Self {
+            process,
+            metrics_addr,
+            _dir: dir,
+        })
+    }
+
     pub fn metrics_addr(&self) -> SocketAddr {
         self.metrics_addr
     }
