@@ -69,7 +69,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let keys = config.etcd.keys();
     let etcd_config = config.etcd.config()?.with_request_timeout(None);
     etcd_config.warn_if_plaintext();
-    let etcd = bootes_etcd::connect(&etcd_config)
+    let etcd = bootes_etcd::connect::connect(&etcd_config)
         .await
         .context("etcd client")?;
     let secrets = config.etcd.secret_keys()?;
