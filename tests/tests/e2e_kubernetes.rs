@@ -10,14 +10,13 @@
 //! next to this test executable), etcd, Envoy and kubectl.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
 use bootes_tests::harness::{
     cluster_eds, endpoint, endpoint_for_service, endpoint_slice, eventually, expect_routed,
     expect_spread, expect_status, find_bootes_bin, free_port, http_get, listener_http, route,
-    test_dir, yaml_stream, ChildProcess, Envoy, Etcd, SliceEndpoint, Upstream, VirtualHost,
-    XdsServer,
+    test_dir, ChildProcess, Envoy, Etcd, SliceEndpoint, Upstream, VirtualHost, XdsServer,
 };
 use kube_standin::client::StandinProcess;
 use serde_json::{json, Value};
@@ -27,43 +26,12 @@ const NS: &str = "envoy";
 const EDGE: &[(&str, &str)] = &[("app", "edge")];
 const CANARY: &[(&str, &str)] = &[("track", "canary")];
 
-/// Runs `kubectl ARGS` against the stand-in (with `stdin` piped in when
-/// given) off the async runtime; fails with its output unless it succeeds.
 async fn kubectl(standin: &StandinProcess, args: &[&str], stdin: Option<String>) -> Result<String> {
-    let mut cmd = standin.kubectl();
-    cmd.args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let what = format!("kubectl {}", args.join(" "));
-    tokio::task::spawn_blocking(move || -> Result<String> {
-        let mut child = cmd.spawn().with_context(|| format!("starting {what}"))?;
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .context("kubectl stdin")?
-                .write_all(input.as_bytes())?;
-        }
-        let out = child.wait_with_output()?;
-        ensure!(
-            out.status.success(),
-            "{what} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    })
-    .await?
+    bootes_tests::harness::kubectl(standin, args, stdin).await
 }
 
 async fn apply(standin: &StandinProcess, docs: &[Value]) -> Result<String> {
-    kubectl(standin, &["apply", "-f", "-"], Some(yaml_stream(docs))).await
+    bootes_tests::harness::kubectl_apply(standin, docs).await
 }
 
 /// `kubectl get RESOURCE NAME -n NS -o json`.

@@ -25,6 +25,7 @@ mod envoy;
 mod etcd;
 mod etcd_cluster;
 mod http;
+mod kubectl;
 mod manifests;
 mod metrics;
 mod ports;
@@ -45,6 +46,7 @@ pub use envoy::{
 pub use etcd::{ClientTls, Etcd};
 pub use etcd_cluster::{ClusterOptions, EtcdCluster};
 pub use http::{http_get, HttpResponse};
+pub use kubectl::{kubectl, kubectl_apply};
 pub use manifests::{
     cluster_eds, endpoint, endpoint_a, endpoint_for_service, endpoint_slice, listener_http, pod,
     route, route_all_to_cluster_a, yaml_stream, ManifestDir, SliceEndpoint, VirtualHost,
