@@ -2,10 +2,10 @@
 //! the directory-mode log, `validate` and `inspect` all read them here, from
 //! the data of [`crate::verdict`] and [`crate::rollout`].
 
-use bootes_proto::limits::MAX_VALUE_BYTES;
 use crate::rollout::{Nodes, Progress, Rollout};
 use crate::verdict::{ObjectStatus, Reason, Verdict};
 use bootes_envoy::convert::ConfigError;
+use bootes_proto::limits::MAX_VALUE_BYTES;
 
 pub const ACCEPTED: &str = "Accepted";
 pub const RESOLVED_REFS: &str = "ResolvedRefs";

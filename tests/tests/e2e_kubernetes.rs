@@ -9,14 +9,12 @@
 //! Needs `cargo build --workspace --bins` first (the Bootes binaries are found
 //! next to this test executable), etcd, Envoy and kubectl.
 
-use std::net::SocketAddr;
-use std::process::Command;
-
 use anyhow::{bail, ensure, Context, Result};
 use bootes_tests::harness::{
-    cluster_eds, endpoint, endpoint_for_service, endpoint_slice, eventually, expect_routed,
-    expect_spread, expect_status, find_bootes_bin, free_port, http_get, listener_http, route,
-    test_dir, ChildProcess, Envoy, Etcd, SliceEndpoint, Upstream, VirtualHost, XdsServer,
+    apply_bootes_crds, cluster_eds, endpoint, endpoint_for_service, endpoint_slice, eventually,
+    expect_routed, expect_spread, expect_status, find_bootes_bin, free_port, kubectl,
+    kubectl_apply, listener_http, route, Controller, Envoy, Etcd, SliceEndpoint, Upstream,
+    VirtualHost, XdsServer,
 };
 use kube_standin::client::StandinProcess;
 use serde_json::{json, Value};
@@ -25,13 +23,11 @@ const PREFIX: &str = "/bootes/v1/";
 const NS: &str = "envoy";
 const EDGE: &[(&str, &str)] = &[("app", "edge")];
 const CANARY: &[(&str, &str)] = &[("track", "canary")];
-
-async fn kubectl(standin: &StandinProcess, args: &[&str], stdin: Option<String>) -> Result<String> {
-    bootes_tests::harness::kubectl(standin, args, stdin).await
-}
+/// A short lease, so that a killed leader is replaced quickly.
+const KUBE_ARGS: &[&str] = &["--leader-lease-ttl", "2s"];
 
 async fn apply(standin: &StandinProcess, docs: &[Value]) -> Result<String> {
-    bootes_tests::harness::kubectl_apply(standin, docs).await
+    kubectl_apply(standin, docs).await
 }
 
 /// `kubectl get RESOURCE NAME -n NS -o json`.
@@ -148,46 +144,6 @@ fn node_key(node: &str) -> String {
     format!("{PREFIX}nodes/{node}")
 }
 
-/// `bootes-controller run` in Kubernetes mode (no `--manifests`) with
-/// `KUBECONFIG` pointing at the stand-in; ready once `/readyz` answers 200.
-struct KubeController {
-    process: ChildProcess,
-    _dir: tempfile::TempDir,
-}
-
-impl KubeController {
-    async fn start(name: &str, etcd: &Etcd, standin: &StandinProcess) -> Result<Self> {
-        let bin = find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN")?;
-        let dir = test_dir(name)?;
-        let metrics: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let mut cmd = Command::new(bin);
-        cmd.arg("run")
-            .arg("--etcd-endpoints")
-            .arg(etcd.endpoint())
-            .arg("--metrics-addr")
-            .arg(metrics.to_string())
-            // A short lease, so that a killed leader is replaced quickly.
-            .args(["--leader-lease-ttl", "2s"])
-            .env("KUBECONFIG", &standin.kubeconfig)
-            .env("HOME", dir.path());
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
-        let mut process = ChildProcess::spawn(name, &mut cmd, dir.path())?;
-        eventually(&format!("{name} answers 200 on /readyz"), || {
-            let running = process.check_running();
-            async move {
-                running?;
-                let r = http_get(metrics, "127.0.0.1", "/readyz").await?;
-                ensure!(r.status == 200, "/readyz: {} {}", r.status, r.text());
-                Ok(())
-            }
-        })
-        .await?;
-        Ok(Self { process, _dir: dir })
-    }
-}
-
 /// The process ID at the end of the identity in the leader key.
 async fn leader_pid(etcd: &Etcd) -> Result<u32> {
     let mut client = etcd_client::Client::connect([etcd.endpoint()], None).await?;
@@ -210,16 +166,7 @@ async fn kubectl_managed_objects_reach_envoy_with_status_and_pod_tracking() {
             .unwrap();
 
     // The CRDs exactly as `bootes-controller crds` generates them.
-    let controller_bin = find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN").unwrap();
-    let crds = Command::new(&controller_bin).arg("crds").output().unwrap();
-    assert!(crds.status.success());
-    let out = kubectl(
-        &standin,
-        &["apply", "-f", "-"],
-        Some(String::from_utf8(crds.stdout).unwrap()),
-    )
-    .await
-    .unwrap();
+    let out = apply_bootes_crds(&standin).await.unwrap();
     assert_eq!(out.matches(" created").count(), 9, "{out}");
 
     // The seed-like set: listener → RDS route → EDS cluster → endpoint on
@@ -274,10 +221,10 @@ async fn kubectl_managed_objects_reach_envoy_with_status_and_pod_tracking() {
     let etcd = Etcd::start().await.unwrap();
     // Two replicas: one leads (writes etcd and status), one keeps its index warm.
     let mut controllers = [
-        KubeController::start("controller-1", &etcd, &standin)
+        Controller::start_kube("controller-1", &etcd, &standin.kubeconfig, KUBE_ARGS)
             .await
             .unwrap(),
-        KubeController::start("controller-2", &etcd, &standin)
+        Controller::start_kube("controller-2", &etcd, &standin.kubeconfig, KUBE_ARGS)
             .await
             .unwrap(),
     ];
@@ -514,10 +461,10 @@ async fn kubectl_managed_objects_reach_envoy_with_status_and_pod_tracking() {
     // Leader failover: SIGKILL the leader (no resignation: its lease must
     // expire); the other replica takes over etcd and status writes.
     let leader = leader_pid(&etcd).await.unwrap();
-    let pids = controllers.each_mut().map(|c| c.process.pid());
+    let pids = controllers.each_mut().map(|c| c.process().pid());
     assert!(pids.contains(&leader), "leader {leader} is one of {pids:?}");
     let survivor = usize::from(pids[0] == leader);
-    controllers[1 - survivor].process.kill();
+    controllers[1 - survivor].process().kill();
     apply(
         &standin,
         &[endpoint(
@@ -556,7 +503,7 @@ async fn kubectl_managed_objects_reach_envoy_with_status_and_pod_tracking() {
     )
     .await
     .unwrap();
-    controllers[survivor].process.check_running().unwrap();
+    controllers[survivor].process().check_running().unwrap();
 }
 
 /// Issue 14 in Kubernetes mode: an Endpoint naming a Service (by port number)
@@ -569,16 +516,7 @@ async fn endpoints_follow_a_services_slices_applied_with_kubectl() {
     let standin =
         StandinProcess::start(find_bootes_bin("kube-standin", "KUBE_STANDIN_BIN").unwrap())
             .unwrap();
-    let controller_bin = find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN").unwrap();
-    let crds = Command::new(&controller_bin).arg("crds").output().unwrap();
-    assert!(crds.status.success());
-    kubectl(
-        &standin,
-        &["apply", "-f", "-"],
-        Some(String::from_utf8(crds.stdout).unwrap()),
-    )
-    .await
-    .unwrap();
+    apply_bootes_crds(&standin).await.unwrap();
     kubectl(&standin, &["create", "namespace", NS], None)
         .await
         .unwrap();
@@ -607,7 +545,7 @@ async fn endpoints_follow_a_services_slices_applied_with_kubectl() {
     .unwrap();
 
     let etcd = Etcd::start().await.unwrap();
-    let _controller = KubeController::start("controller", &etcd, &standin)
+    let _controller = Controller::start_kube("controller", &etcd, &standin.kubeconfig, &[])
         .await
         .unwrap();
     let xds = XdsServer::start(&etcd, "a").await.unwrap();

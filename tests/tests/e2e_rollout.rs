@@ -1,14 +1,19 @@
-//! Condition `Programmed` against real Envoys, in directory mode, through
-//! `bootes-controller inspect rollout --wait` (from etcd alone) and the log:
-//! programmed only once each Envoy's /config_dump shows the change, rejected
-//! when an Envoy NACKs it, a stopped Envoy counted as not connected.
+//! Condition `Programmed` against real Envoys: in directory mode, through
+//! `bootes-controller inspect rollout --wait` (from etcd alone) and the log;
+//! in Kubernetes mode, through the real `kubectl wait` and `kubectl get`
+//! against kube-standin. Programmed only once each Envoy's /config_dump
+//! shows the change, rejected when an Envoy NACKs it, a stopped Envoy
+//! counted as not connected.
 
 use std::process::Output;
 
 use anyhow::{ensure, Result};
 use bootes_tests::harness::{
-    dynamic_clusters, eventually, find_bootes_bin, pod, Envoy, ManifestDir, Stack,
+    apply_bootes_crds, dynamic_clusters, eventually, find_bootes_bin, free_port, kubectl,
+    kubectl_apply, kubectl_run, listener_http, pod, route, Controller, Envoy, Etcd, ManifestDir,
+    Stack, VirtualHost, XdsServer,
 };
+use kube_standin::client::StandinProcess;
 use serde_json::{json, Value};
 
 const OBJECT: &str = "Cluster/demo/static-a";
@@ -143,5 +148,149 @@ async fn programmed_follows_what_each_envoy_runs() -> Result<()> {
         progress.contains("generation 99 not in etcd yet"),
         "{progress}"
     );
+    Ok(())
+}
+
+/// `cluster` as a Kubernetes object: the API server sets the generation.
+fn kube_cluster(timeout: &str, bad_cert: bool) -> Value {
+    let mut c = cluster(0, timeout, bad_cert);
+    c["metadata"]
+        .as_object_mut()
+        .map(|m| m.remove("generation"));
+    c
+}
+
+/// `kubectl wait --for=condition=Programmed RESOURCE -n demo` (the real
+/// kubectl, which also waits for the condition's observedGeneration to
+/// reach the object's generation): whether it succeeded, and what it said.
+async fn kubectl_wait(
+    standin: &StandinProcess,
+    resource: &str,
+    timeout: &str,
+) -> Result<(bool, String)> {
+    let out = kubectl_run(
+        standin,
+        &[
+            "wait",
+            "--for=condition=Programmed",
+            resource,
+            "-n",
+            "demo",
+            &format!("--timeout={timeout}"),
+        ],
+        None,
+    )
+    .await?;
+    Ok((out.ok, out.stdout + &out.stderr))
+}
+
+/// The `Programmed` condition of `resource` as `kubectl get -o json` shows it.
+async fn programmed_condition(standin: &StandinProcess, resource: &str) -> Result<Value> {
+    let out = kubectl(
+        standin,
+        &["get", resource, "-n", "demo", "-o", "json"],
+        None,
+    )
+    .await?;
+    let object: Value = serde_json::from_str(&out)?;
+    Ok(object["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Programmed")
+        .cloned()
+        .unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_wait_for_programmed_follows_what_envoy_runs() -> Result<()> {
+    let standin = StandinProcess::start(find_bootes_bin("kube-standin", "KUBE_STANDIN_BIN")?)?;
+    apply_bootes_crds(&standin).await?;
+    kubectl(&standin, &["create", "namespace", "demo"], None).await?;
+    let port = free_port();
+    kubectl_apply(
+        &standin,
+        &[
+            kube_cluster("1s", false),
+            listener_http("demo", "edge", "edge", port, "edge", &[]),
+            route(
+                "demo",
+                "edge",
+                "edge",
+                &[VirtualHost::new("all", &["*"], &[("/", "static-a")])],
+                &[],
+            ),
+            pod("demo", "envoy-0", &[]),
+        ],
+    )
+    .await?;
+    let etcd = Etcd::start().await?;
+    let _controller = Controller::start_kube("controller", &etcd, &standin.kubeconfig, &[]).await?;
+    let xds = XdsServer::start(&etcd, "a").await?;
+    let envoy = Envoy::start("envoy-0.demo", &[xds.addr()]).await?;
+
+    // The real `kubectl wait` returns once Envoy runs the objects.
+    for resource in ["clusters.bootes.io/static-a", "listeners.bootes.io/edge"] {
+        let (ok, said) = kubectl_wait(&standin, resource, "60s").await?;
+        ensure!(ok && said.contains("condition met"), "{resource}: {said}");
+    }
+    ensure!(connect_timeout(&envoy).await?.as_deref() == Some("1s"));
+    ensure!(envoy.listener_names().await?.contains("edge"));
+
+    // `kubectl get` shows the PROGRAMMED column.
+    let table = kubectl(&standin, &["get", "clusters.bootes.io", "-n", "demo"], None).await?;
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let column = header.iter().position(|h| *h == "PROGRAMMED");
+    ensure!(
+        column.is_some() && column.and_then(|c| row.get(c)) == Some(&"1/1"),
+        "{table}"
+    );
+
+    // A change (generation 2): `kubectl wait` waits for the condition of
+    // generation 2, which comes only once Envoy's /config_dump shows it.
+    kubectl_apply(&standin, &[kube_cluster("7s", false)]).await?;
+    let (ok, said) = kubectl_wait(&standin, "clusters.bootes.io/static-a", "60s").await?;
+    ensure!(ok, "{said}");
+    ensure!(connect_timeout(&envoy).await?.as_deref() == Some("7s"));
+    let condition = programmed_condition(&standin, "clusters.bootes.io/static-a").await?;
+    ensure!(
+        condition["observedGeneration"] == 2
+            && condition["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("1/1 nodes run generation 2")),
+        "{condition}"
+    );
+
+    // Envoy rejects generation 3: `kubectl wait` times out; the condition
+    // says Rejected with Envoy's message, and Envoy keeps generation 2.
+    kubectl_apply(&standin, &[kube_cluster("3s", true)]).await?;
+    eventually("Programmed=False Rejected for generation 3", || async {
+        let c = programmed_condition(&standin, "clusters.bootes.io/static-a").await?;
+        ensure!(
+            c["observedGeneration"] == 3
+                && c["status"] == "False"
+                && c["reason"] == "Rejected"
+                && c["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("/nonexistent/bootes-test")),
+            "{c}"
+        );
+        Ok(())
+    })
+    .await?;
+    let (ok, said) = kubectl_wait(&standin, "clusters.bootes.io/static-a", "2s").await?;
+    ensure!(!ok && said.contains("timed out"), "{said}");
+    ensure!(connect_timeout(&envoy).await?.as_deref() == Some("7s"));
     Ok(())
 }

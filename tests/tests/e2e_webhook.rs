@@ -12,12 +12,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::ensure;
+
 use bootes_tests::harness::{
-    eventually, find_bootes_bin, free_port, http_get, metric, test_dir, yaml_stream, ChildProcess,
-    Etcd, WebhookClient,
+    apply_bootes_crds, eventually, find_bootes_bin, free_port, kubectl_run, metric, test_dir,
+    yaml_stream, Controller, Etcd, WebhookClient,
 };
 use kube_standin::admission::{review_request, Attributes, Operation, Verb};
 use kube_standin::client::StandinProcess;
@@ -31,35 +32,8 @@ async fn kubectl(
     args: &[&str],
     input: Option<String>,
 ) -> (bool, String, String) {
-    let mut cmd = standin.kubectl();
-    cmd.args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    tokio::task::spawn_blocking(move || {
-        let mut child = cmd.spawn().expect("kubectl");
-        if let Some(input) = input {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
+    let out = kubectl_run(standin, args, input).await.unwrap();
+    (out.ok, out.stdout, out.stderr)
 }
 
 async fn apply(standin: &StandinProcess, docs: &[Value]) -> (bool, String, String) {
@@ -148,52 +122,27 @@ fn webhook_cert(bin: &Path, dir: &Path) -> String {
 }
 
 struct Webhook {
-    process: ChildProcess,
-    metrics: SocketAddr,
+    controller: Controller,
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
 }
 
-async fn start_controller(
-    bin: &Path,
-    etcd: &Etcd,
-    standin: &StandinProcess,
-    certs: &Path,
-) -> Webhook {
-    let dir = test_dir("webhook-controller").unwrap();
-    let metrics: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+async fn start_controller(etcd: &Etcd, standin: &StandinProcess, certs: &Path) -> Webhook {
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let mut cmd = Command::new(bin);
-    cmd.arg("run")
-        .args(["--etcd-endpoints", &etcd.endpoint()])
-        .args(["--metrics-addr", &metrics.to_string()])
-        .args(["--webhook-listen", &addr.to_string()])
-        .arg("--webhook-cert")
-        .arg(certs.join("tls.crt"))
-        .arg("--webhook-key")
-        .arg(certs.join("tls.key"))
-        .args(["--webhook-reload-interval", "100ms"])
-        .env("KUBECONFIG", &standin.kubeconfig)
-        .env("HOME", dir.path())
-        .env("RUST_LOG", "info");
-    let mut process = ChildProcess::spawn("controller", &mut cmd, dir.path()).unwrap();
-    eventually("the controller answers 200 on /readyz", || {
-        let running = process.check_running();
-        async move {
-            running?;
-            let r = http_get(metrics, "127.0.0.1", "/readyz").await?;
-            ensure!(r.status == 200, "/readyz: {} {}", r.status, r.text());
-            Ok(())
-        }
-    })
-    .await
-    .unwrap();
-    Webhook {
-        process,
-        metrics,
-        addr,
-        _dir: dir,
-    }
+    let (cert, key) = (certs.join("tls.crt"), certs.join("tls.key"));
+    let args = [
+        "--webhook-listen",
+        &addr.to_string(),
+        "--webhook-cert",
+        cert.to_str().unwrap(),
+        "--webhook-key",
+        key.to_str().unwrap(),
+        "--webhook-reload-interval",
+        "100ms",
+    ];
+    let controller = Controller::start_kube("controller", etcd, &standin.kubeconfig, &args)
+        .await
+        .unwrap();
+    Webhook { controller, addr }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,14 +151,7 @@ async fn kubectl_apply_is_refused_or_warned_by_the_webhook() {
     let standin =
         StandinProcess::start(find_bootes_bin("kube-standin", "KUBE_STANDIN_BIN").unwrap())
             .unwrap();
-    let crds = Command::new(&bin).arg("crds").output().unwrap();
-    let (ok, _, err) = kubectl(
-        &standin,
-        &["apply", "-f", "-"],
-        Some(String::from_utf8(crds.stdout).unwrap()),
-    )
-    .await;
-    assert!(ok, "{err}");
+    apply_bootes_crds(&standin).await.unwrap();
     for ns in [NS, "optout"] {
         let (ok, _, err) = kubectl(&standin, &["create", "namespace", ns], None).await;
         assert!(ok, "{err}");
@@ -224,7 +166,7 @@ async fn kubectl_apply_is_refused_or_warned_by_the_webhook() {
     let etcd = Etcd::start().await.unwrap();
     let certs = test_dir("webhook-certs").unwrap();
     let ca_bundle = webhook_cert(&bin, certs.path());
-    let mut controller = start_controller(&bin, &etcd, &standin, certs.path()).await;
+    let mut controller = start_controller(&etcd, &standin, certs.path()).await;
     let url = format!("https://{}/validate", controller.addr);
     configure(&standin, configuration(&url, &ca_bundle, "Fail")).await;
 
@@ -342,7 +284,7 @@ async fn kubectl_apply_is_refused_or_warned_by_the_webhook() {
         .unwrap();
     let (code, _) = client.post(vec![b' '; 3 * 1024 * 1024 + 1]).await.unwrap();
     assert_eq!(code, 413);
-    controller.process.check_running().unwrap();
+    controller.controller.process().check_running().unwrap();
     for (result, at_least) in [
         ("denied", 2.0),
         ("warned", 1.0),
@@ -350,7 +292,7 @@ async fn kubectl_apply_is_refused_or_warned_by_the_webhook() {
         ("error", 1.0),
     ] {
         let n = metric(
-            controller.metrics,
+            controller.controller.metrics_addr(),
             &format!("bootes_controller_webhook_reviews_total{{result=\"{result}\"}}"),
         )
         .await

@@ -15,7 +15,7 @@
 //! * Make-before-break: responses go out in the order of
 //!   [`ResourceType::ALL`] (CDS, EDS, …, LDS, RDS), at most one in flight per
 //!   type, and a type waits for the ACKs of the types it depends on
-//!   ([`super::waits_for`]; the scheduler is [`crate::schedule`]). While a change is being made, clusters and
+//!   ([`super::waits_for`]; the scheduler is `schedule`). While a change is being made, clusters and
 //!   listeners that disappear stay in the full-state responses; they are
 //!   removed only once every type carries the new state and nothing is in
 //!   flight, in reverse order.
@@ -85,7 +85,7 @@ impl SotwStream {
         self.scheduled.on_snapshot(snapshot, cache)
     }
 
-    /// A request from the client (after [`Self::identify`]).
+    /// A request from the client (after [`crate::Identity::identify`]).
     pub fn on_request(&mut self, req: &DiscoveryRequest, cache: &ResponseCache) -> Effects {
         let mut effects = Effects::default();
         let Some(ty) = ResourceType::from_type_url(&req.type_url) else {

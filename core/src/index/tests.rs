@@ -711,10 +711,10 @@ fn an_object_too_large_for_etcd_alone_is_rejected_and_its_previous_version_stays
     assert_eq!(status.verdict.reason(), Reason::TooLarge);
     assert!(!status.accepted());
     assert!(
-        conditions::accepted(status)
-            .message
-            .contains(&format!("({} bytes)", bootes_proto::limits::MAX_VALUE_BYTES))
-            && conditions::accepted(status).message.contains("1500"),
+        conditions::accepted(status).message.contains(&format!(
+            "({} bytes)",
+            bootes_proto::limits::MAX_VALUE_BYTES
+        )) && conditions::accepted(status).message.contains("1500"),
         "names the size and the limit: {}",
         conditions::accepted(status).message
     );

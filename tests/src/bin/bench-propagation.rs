@@ -33,14 +33,13 @@
 //! debounce of before.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use bootes_tests::harness::{
-    cluster_eds, endpoint_for_service, endpoint_slice, find_bootes_bin, free_port, kubectl,
-    kubectl_apply, listener_http, metric, route, Controller, Envoy, Etcd, SliceEndpoint,
-    VirtualHost, XdsServer,
+    apply_bootes_crds, cluster_eds, endpoint_for_service, endpoint_slice, find_bootes_bin,
+    free_port, kubectl, kubectl_apply, listener_http, metric, route, Controller, Envoy, Etcd,
+    SliceEndpoint, VirtualHost, XdsServer,
 };
 use clap::Parser;
 use kube_standin::client::StandinProcess;
@@ -216,15 +215,7 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let quiet = Duration::from_millis(args.quiet);
     let standin = StandinProcess::start(find_bootes_bin("kube-standin", "KUBE_STANDIN_BIN")?)?;
-    let controller_bin = find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN")?;
-    let crds = Command::new(&controller_bin).arg("crds").output()?;
-    ensure!(crds.status.success(), "bootes-controller crds failed");
-    kubectl(
-        &standin,
-        &["apply", "-f", "-"],
-        Some(String::from_utf8(crds.stdout)?),
-    )
-    .await?;
+    apply_bootes_crds(&standin).await?;
     kubectl(&standin, &["create", "namespace", NS], None).await?;
     let port = free_port();
     let mut docs = vec![
@@ -244,7 +235,8 @@ async fn main() -> Result<()> {
 
     let etcd = Etcd::start().await?;
     let extra: Vec<&str> = args.controller_arg.iter().map(String::as_str).collect();
-    let controller = Controller::start_kube(&etcd, &standin.kubeconfig, &extra).await?;
+    let controller =
+        Controller::start_kube("controller", &etcd, &standin.kubeconfig, &extra).await?;
     let xds = XdsServer::start(&etcd, "a").await?;
     let envoy = Envoy::start(&format!("envoy-0.{NS}"), &[xds.addr()]).await?;
     envoy.wait_for_listener("listener_1").await?;

@@ -1,6 +1,5 @@
 //! The two Bootes binaries, started as real processes.
 
-use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,36 +60,54 @@ impl Controller {
     /// Like [`Controller::start_with_args`], on `--etcd-endpoints endpoints`
     /// (e.g. every member of an [`super::EtcdCluster`]).
     pub async fn start_on(endpoints: &str, manifests: &Path, extra: &[&str]) -> Result<Self> {
-        let mut args = vec![OsStr::new("--manifests"), manifests.as_os_str()];
-        args.extend(extra.iter().map(OsStr::new));
-        Self::spawn(endpoints, &args, None).await
-    }
-
-    /// `bootes-controller run` in Kubernetes mode (no `--manifests`), with
-    /// `KUBECONFIG` pointing at `kubeconfig` (e.g. kube-standin's).
-    pub async fn start_kube(etcd: &Etcd, kubeconfig: &Path, extra: &[&str]) -> Result<Self> {
-        let args: Vec<&OsStr> = extra.iter().map(OsStr::new).collect();
-        Self::spawn(&etcd.endpoint(), &args, Some(kubeconfig)).await
-    }
-
-    async fn spawn(endpoints: &str, args: &[&OsStr], kubeconfig: Option<&Path>) -> Result<Self> {
         let bin = find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN")?;
         let dir = test_dir("controller")?;
         let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut cmd = base_command(&bin);
         cmd.arg("run")
+            .arg("--manifests")
+            .arg(manifests)
             .arg("--etcd-endpoints")
             .arg(endpoints)
             .arg("--metrics-addr")
             .arg(metrics_addr.to_string())
-            .args(args);
-        if let Some(kubeconfig) = kubeconfig {
-            cmd.env("KUBECONFIG", kubeconfig).env("HOME", dir.path());
-        }
+            .args(extra);
         let mut process = ChildProcess::spawn("bootes-controller", &mut cmd, dir.path())?;
         wait_ready(&mut process, metrics_addr)
             .await
             .context("bootes-controller did not become ready")?;
+        Ok(Self {
+            process,
+            metrics_addr,
+            _dir: dir,
+        })
+    }
+
+    /// `bootes-controller run` in Kubernetes mode (no `--manifests`):
+    /// `KUBECONFIG` is `kubeconfig` (e.g. kube-standin's), with extra
+    /// arguments; waits for `/readyz`. `name` names the process in logs.
+    pub async fn start_kube(
+        name: &str,
+        etcd: &Etcd,
+        kubeconfig: &Path,
+        extra: &[&str],
+    ) -> Result<Self> {
+        let bin = find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN")?;
+        let dir = test_dir(name)?;
+        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut cmd = base_command(&bin);
+        cmd.arg("run")
+            .arg("--etcd-endpoints")
+            .arg(etcd.endpoint())
+            .arg("--metrics-addr")
+            .arg(metrics_addr.to_string())
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
+            .env("HOME", dir.path());
+        let mut process = ChildProcess::spawn(name, &mut cmd, dir.path())?;
+        wait_ready(&mut process, metrics_addr)
+            .await
+            .with_context(|| format!("{name} did not become ready"))?;
         Ok(Self {
             process,
             metrics_addr,

@@ -25,7 +25,7 @@ mod envoy;
 mod etcd;
 mod etcd_cluster;
 mod http;
-mod kubectl;
+mod kube;
 mod manifests;
 mod metrics;
 mod ports;
@@ -43,10 +43,10 @@ pub use envoy::{
     bootstrap as envoy_bootstrap, dynamic_clusters, dynamic_endpoints, dynamic_listeners,
     dynamic_route_configs, Envoy, EnvoyOptions, XdsApi, XdsTls,
 };
-pub use etcd::{ClientTls, Etcd};
+pub use etcd::{run_roles_script, ClientTls, Etcd};
 pub use etcd_cluster::{ClusterOptions, EtcdCluster};
 pub use http::{http_get, HttpResponse};
-pub use kubectl::{kubectl, kubectl_apply};
+pub use kube::{apply_bootes_crds, kubectl, kubectl_apply, kubectl_run, KubectlOutput};
 pub use manifests::{
     cluster_eds, endpoint, endpoint_a, endpoint_for_service, endpoint_slice, listener_http, pod,
     route, route_all_to_cluster_a, yaml_stream, ManifestDir, SliceEndpoint, VirtualHost,

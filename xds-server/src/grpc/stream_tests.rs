@@ -9,6 +9,7 @@ use bootes_proto::envoy::cluster_service::cluster_discovery_service_client::Clus
 use bootes_proto::envoy::core::Node;
 use bootes_proto::envoy::discovery::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use bootes_proto::envoy::discovery::{DiscoveryRequest, DiscoveryResponse};
+use bootes_xds::session::Limits;
 use bootes_xds::snapshots::{Resource, Snapshot};
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
@@ -276,7 +277,10 @@ async fn ended(responses: &mut Streaming<DiscoveryResponse>) -> tonic::Status {
 #[tokio::test(start_paused = true)]
 async fn a_request_naming_too_many_resources_ends_the_stream() {
     let s = start_with(Policy {
-        max_resource_names: 2,
+        limits: Limits {
+            max_resource_names: 2,
+            ..Limits::default()
+        },
         ..Policy::default()
     })
     .await;
@@ -292,7 +296,10 @@ async fn a_request_naming_too_many_resources_ends_the_stream() {
 #[tokio::test(start_paused = true)]
 async fn an_overlong_node_id_ends_the_stream() {
     let s = start_with(Policy {
-        max_node_id: 8,
+        limits: Limits {
+            max_node_id: 8,
+            ..Limits::default()
+        },
         ..Policy::default()
     })
     .await;
