@@ -402,3 +402,103 @@ pub async fn bind_nodes(kv: &mut etcd_client::Client, keys: &Keys, nodes: usize)
     }
     Ok(())
 }
+
+/// What the first response to a named subscription said.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// Names of the resources it carried.
+    pub resources: Vec<String>,
+    /// Delta: names in `removed_resources`.
+    pub removed: Vec<String>,
+    /// xRFC TP3 `resource_errors`: (name, google.rpc code).
+    pub errors: Vec<(String, i32)>,
+}
+
+/// Opens a stream (delta or state of the world) as node `index`, subscribes
+/// to `names` of `ty` (none: a wildcard subscription) and returns the first
+/// response, decoded in full.
+pub async fn subscribe(
+    channel: tonic::transport::Channel,
+    index: usize,
+    delta: bool,
+    ty: ResourceType,
+    names: &[&str],
+) -> Result<Answer> {
+    use bootes_proto::envoy::discovery::{
+        DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+        ResourceError,
+    };
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let errors = |errors: Vec<ResourceError>| {
+        errors
+            .into_iter()
+            .map(|e| {
+                (
+                    e.resource_name.map(|n| n.name).unwrap_or_default(),
+                    e.error_detail.map(|s| s.code).unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await?;
+    if delta {
+        let req = DeltaDiscoveryRequest {
+            node: node(index),
+            type_url: ty.type_url().into(),
+            resource_names_subscribe: names,
+            ..Default::default()
+        };
+        let codec =
+            tonic_prost::ProstCodec::<DeltaDiscoveryRequest, DeltaDiscoveryResponse>::default();
+        let mut responses = grpc
+            .streaming(
+                tonic::Request::new(tokio_stream::iter([req])),
+                http::uri::PathAndQuery::from_static(DELTA_ADS),
+                codec,
+            )
+            .await?
+            .into_inner();
+        let r = responses.message().await?.context("stream ended")?;
+        Ok(Answer {
+            resources: r.resources.into_iter().map(|r| r.name).collect(),
+            removed: r.removed_resources,
+            errors: errors(r.resource_errors),
+        })
+    } else {
+        let req = DiscoveryRequest {
+            node: node(index),
+            type_url: ty.type_url().into(),
+            resource_names: names,
+            ..Default::default()
+        };
+        let codec = tonic_prost::ProstCodec::<DiscoveryRequest, DiscoveryResponse>::default();
+        let mut responses = grpc
+            .streaming(
+                tonic::Request::new(tokio_stream::iter([req])),
+                http::uri::PathAndQuery::from_static(ADS),
+                codec,
+            )
+            .await?
+            .into_inner();
+        let r = responses.message().await?.context("stream ended")?;
+        let resources = r
+            .resources
+            .iter()
+            .map(|any| {
+                // Every type Bootes serves names its resource in field 1.
+                #[derive(Clone, PartialEq, Message)]
+                struct Named {
+                    #[prost(string, tag = "1")]
+                    name: String,
+                }
+                Named::decode(any.value.as_slice()).map(|n| n.name)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Answer {
+            resources,
+            removed: Vec::new(),
+            errors: errors(r.resource_errors),
+        })
+    }
+}
