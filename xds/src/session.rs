@@ -15,7 +15,7 @@
 //! of the stream if it must end. The shell (`bootes-xds-server`'s
 //! `grpc/stream.rs`) moves them to and from the network, logs and counts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ use bootes_proto::envoy::discovery::{DeltaDiscoveryRequest, DiscoveryRequest};
 use bootes_proto::ResourceType;
 
 use crate::delta::DeltaStream;
-use crate::response::ResponseCache;
+use crate::response::{Encoded, NameError, NameErrors, ResourceSet, ResponseCache};
 use crate::snapshots::Snapshot;
 use crate::sotw::SotwStream;
 use crate::{Effects, Identity, TypeReport};
@@ -40,6 +40,11 @@ pub trait Protocol: Default + Send + 'static {
     fn error_detail(req: &mut Self::Request) -> Option<&mut String>;
     /// How many resource names the request carries.
     fn name_count(req: &Self::Request) -> usize;
+    /// The names the request subscribes to (state of the world: all of
+    /// them; delta: those it adds).
+    fn named(req: &Self::Request) -> &[String];
+    /// A response carrying only errors for names of `ty`.
+    fn errors(ty: ResourceType, errors: NameErrors, cache: &ResponseCache) -> Arc<Encoded>;
     fn on_request(&mut self, req: &Self::Request, cache: &ResponseCache) -> Effects;
     fn on_snapshot(&mut self, snapshot: Option<Arc<Snapshot>>, cache: &ResponseCache) -> Effects;
     fn report(&self) -> BTreeMap<ResourceType, TypeReport>;
@@ -59,6 +64,12 @@ impl Protocol for SotwStream {
     }
     fn name_count(req: &DiscoveryRequest) -> usize {
         req.resource_names.len() + req.resource_locators.len()
+    }
+    fn named(req: &DiscoveryRequest) -> &[String] {
+        &req.resource_names
+    }
+    fn errors(ty: ResourceType, errors: NameErrors, cache: &ResponseCache) -> Arc<Encoded> {
+        cache.state_of_the_world(ty, ResourceSet::with_errors(Vec::new(), errors))
     }
     fn on_request(&mut self, req: &DiscoveryRequest, cache: &ResponseCache) -> Effects {
         SotwStream::on_request(self, req, cache)
@@ -89,6 +100,12 @@ impl Protocol for DeltaStream {
             + req.initial_resource_versions.len()
             + req.resource_locators_subscribe.len()
             + req.resource_locators_unsubscribe.len()
+    }
+    fn named(req: &DeltaDiscoveryRequest) -> &[String] {
+        &req.resource_names_subscribe
+    }
+    fn errors(ty: ResourceType, errors: NameErrors, cache: &ResponseCache) -> Arc<Encoded> {
+        cache.delta(ty, Vec::new(), Vec::new(), errors)
     }
     fn on_request(&mut self, req: &DeltaDiscoveryRequest, cache: &ResponseCache) -> Effects {
         DeltaStream::on_request(self, req, cache)
@@ -294,19 +311,23 @@ pub struct Session<P> {
     /// Registered under its node (once authorized).
     identified: bool,
     secrets_refused_noted: bool,
+    /// Secrets named and refused (PERMISSION_DENIED) on this stream.
+    secrets_refused: BTreeSet<String>,
     deadline: Option<(Instant, Deadline)>,
     draining: bool,
 }
 
 impl<P: Protocol> Session<P> {
-    /// A stream opened at `now`. With a maximum age, it ends at `age`
-    /// ± 10%, placed by `jitter` in [0, 1), so that streams opened together
-    /// do not all end together.
+    /// A stream opened at `now`. With a maximum age, it ends in the fifth
+    /// of the age after it, placed by `jitter` in [0, 1), so that streams
+    /// opened together do not all end together; never before the age, when
+    /// its connection gets a GOAWAY, so the client reconnects on a new
+    /// connection, which may reach another replica.
     pub fn new(rules: Rules, now: Instant, max_age: Option<Duration>, jitter: f64) -> Self {
         let deadline = max_age.map(|age| {
             let spread = age / 5;
             (
-                now + (age - age / 10) + spread.mul_f64(jitter.clamp(0.0, 1.0)),
+                now + age + spread.mul_f64(jitter.clamp(0.0, 1.0)),
                 Deadline::Age,
             )
         });
@@ -317,6 +338,7 @@ impl<P: Protocol> Session<P> {
             authorized: false,
             identified: false,
             secrets_refused_noted: false,
+            secrets_refused: BTreeSet::new(),
             deadline,
             draining: false,
         }
@@ -438,11 +460,23 @@ impl<P: Protocol> Session<P> {
                 out.end = Some(refusal);
                 return out;
             }
-            // On ADS the other types keep flowing; the SDS subscription is
-            // not answered.
+            // On ADS the other types keep flowing. Each Secret named is
+            // refused once, by name (xRFC TP3 PERMISSION_DENIED), so the
+            // client fails fast; a wildcard SDS request named nothing and
+            // is not answered.
             out.refused.extend(refusal.counted);
             if !std::mem::replace(&mut self.secrets_refused_noted, true) {
                 out.notes.push(Note::SecretsRefused);
+            }
+            let fresh: NameErrors = P::named(&req)
+                .iter()
+                .filter(|n| n.as_str() != "*" && self.secrets_refused.insert(n.to_string()))
+                .map(|n| (n.clone(), NameError::PermissionDenied))
+                .collect();
+            if !fresh.is_empty() {
+                out.effects
+                    .responses
+                    .push(P::errors(ResourceType::Secret, fresh, cache));
             }
             return out;
         }

@@ -340,7 +340,15 @@ async fn without_authentication_sds_requests_go_unanswered_and_the_rest_flows() 
     sds.type_url = ResourceType::Secret.type_url().into();
     sds.resource_names = vec!["key".into()];
     requests.send(sds).await.unwrap();
-    assert!(next(&mut responses).await.is_none(), "no Secret sent");
+    let refused = next(&mut responses).await.expect("refused by name");
+    assert!(refused.resources.is_empty(), "no Secret sent");
+    let error = &refused.resource_errors[0];
+    assert_eq!(error.resource_name.as_ref().unwrap().name, "key");
+    assert_eq!(
+        error.error_detail.as_ref().unwrap().code,
+        7,
+        "PERMISSION_DENIED"
+    );
     requests.send(cds(None, "", "")).await.unwrap();
     let r = next(&mut responses).await.expect("clusters still served");
     assert_eq!(names(&r), ["a@v1"]);

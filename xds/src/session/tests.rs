@@ -6,6 +6,7 @@ use bootes_proto::envoy::discovery::{DeltaDiscoveryRequest, DiscoveryRequest};
 use bootes_proto::ResourceType::{self, *};
 
 use super::*;
+use crate::response::NameError;
 use crate::test_support::snap;
 
 /// Nodes as a test sets them.
@@ -250,9 +251,27 @@ fn without_authentication_sds_goes_unanswered_on_ads_and_the_rest_flows() {
     assert_eq!(out.end, None);
     assert_eq!(out.refused, ["unauthenticated_secrets"]);
     assert!(out.notes.contains(&Note::SecretsRefused));
-    assert!(out.effects.responses.is_empty());
-    let out = s.on_request(sotw(None, Secret, ""), &world, &cache);
+    assert!(
+        out.effects.responses.is_empty(),
+        "a wildcard SDS request named nothing: no error"
+    );
+    // Named Secrets are refused by name, once each, and nothing is sent.
+    let mut named = sotw(None, Secret, "");
+    named.resource_names = vec!["key".into()];
+    let out = s.on_request(named.clone(), &world, &cache);
     assert!(!out.notes.contains(&Note::SecretsRefused), "noted once");
+    let refused = &out.effects.responses[0];
+    assert!(refused.resources.is_empty());
+    assert_eq!(
+        refused.errors,
+        [("key".to_string(), NameError::PermissionDenied)]
+    );
+    named.response_nonce = refused.nonce.clone();
+    assert!(s
+        .on_request(named, &world, &cache)
+        .effects
+        .responses
+        .is_empty());
     assert_eq!(
         sent(&s.on_request(sotw(None, Cluster, ""), &world, &cache)),
         [Cluster]
@@ -264,13 +283,22 @@ fn without_authentication_sds_goes_unanswered_on_ads_and_the_rest_flows() {
     });
     let out = s.on_request(sotw(Some("n1"), Secret, ""), &world, &cache);
     assert_eq!(code(&out), Some(Code::PermissionDenied));
+    // Delta likewise.
+    let mut s = session::<DeltaStream>(Rules::default());
+    let mut req = delta(Some("n1"), Secret, "");
+    req.resource_names_subscribe = vec!["key".into()];
+    let out = s.on_request(req, &world, &cache);
+    assert_eq!(
+        out.effects.responses[0].errors,
+        [("key".to_string(), NameError::PermissionDenied)]
+    );
 }
 
 #[test]
-fn a_stream_ends_at_its_age_within_ten_percent() {
+fn a_stream_ends_within_the_fifth_after_its_age() {
     let t0 = Instant::now();
     let age = Duration::from_secs(100);
-    for (jitter, at) in [(0.0, 90), (0.5, 100), (0.999_999, 110)] {
+    for (jitter, at) in [(0.0, 100), (0.5, 110), (0.999_999, 120)] {
         let mut s = Session::<SotwStream>::new(ads(), t0, Some(age), jitter);
         let deadline = s.deadline().expect("has an age");
         assert_eq!((deadline - t0).as_secs_f64().round() as u64, at);
