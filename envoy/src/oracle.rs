@@ -64,7 +64,7 @@ pub fn bootstrap(
     bootstrap_clusters: &[String],
 ) -> Result<Value, String> {
     let mut listeners = Vec::new();
-    let mut clusters = vec![xds_cluster()];
+    let mut clusters = vec![xds_cluster(XDS_CLUSTER)];
     let mut secrets = Vec::new();
     for (i, (ty, value)) in resources.iter().enumerate() {
         let mut config = to_json(*ty, value)?;
@@ -85,7 +85,8 @@ pub fn bootstrap(
                 "load_assignment": config,
             })),
             ResourceType::Secret => {
-                if let Some(user) = secret_user(i, &config) {
+                let user = format!("bootes-oracle-secret-user-{i}");
+                if let Some(user) = secret_user(&user, &config) {
                     clusters.push(user);
                 }
                 secrets.push(config);
@@ -126,9 +127,10 @@ pub fn embeds(ty: ResourceType) -> bool {
     )
 }
 
-fn xds_cluster() -> Value {
+/// A STATIC cluster `name` speaking HTTP/2 (the ADS cluster of a bootstrap).
+pub fn xds_cluster(name: &str) -> Value {
     json!({
-        "name": XDS_CLUSTER,
+        "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
         "typed_extension_protocol_options": {
@@ -137,7 +139,7 @@ fn xds_cluster() -> Value {
                 "explicit_http_config": {"http2_protocol_options": {}}
             }
         },
-        "load_assignment": {"cluster_name": XDS_CLUSTER, "endpoints": [{"lb_endpoints": [{"endpoint": {
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": 1}}}}]}]}
     })
 }
@@ -159,8 +161,10 @@ fn route_host(i: usize, route_config: Value) -> Value {
     })
 }
 
-/// A cluster whose TLS context loads the secret as what it is.
-fn secret_user(i: usize, secret: &Value) -> Option<Value> {
+/// A cluster `cluster` whose TLS context loads the secret (proto3 JSON) as
+/// what it is, a certificate or a validation context, as an Envoy that
+/// subscribed to it over SDS would (`None`: another kind of secret).
+pub fn secret_user(cluster: &str, secret: &Value) -> Option<Value> {
     let name = secret.get("name")?.as_str()?;
     let sds = json!({"name": name});
     let common = if secret.get("tls_certificate").is_some() {
@@ -171,7 +175,7 @@ fn secret_user(i: usize, secret: &Value) -> Option<Value> {
         return None;
     };
     Some(json!({
-        "name": format!("bootes-oracle-secret-user-{i}"),
+        "name": cluster,
         "type": "STATIC",
         "connect_timeout": "1s",
         "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
