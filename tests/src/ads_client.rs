@@ -265,6 +265,8 @@ pub struct Roamer {
     pub held: std::sync::Mutex<Held>,
     /// The index (in [`Replicas`]) of the replica its stream is on, if any.
     pub on: std::sync::Mutex<Option<usize>>,
+    /// When each of its streams ended, and on which replica.
+    pub ended: std::sync::Mutex<Vec<(usize, Instant)>>,
     /// Streams it opened.
     pub streams: std::sync::atomic::AtomicUsize,
     /// Responses that carried only what it held when its stream opened:
@@ -328,6 +330,7 @@ pub async fn roam(index: usize, delta: bool, replicas: Replicas, me: std::sync::
         }
         let _ = run.await;
         *me.on.lock().expect("on") = None;
+        me.ended.lock().expect("ended").push((on, Instant::now()));
     }
 }
 

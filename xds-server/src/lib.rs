@@ -158,6 +158,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         bootes_runtime::admin::router(Arc::new(admin::Admin {
             shared: shared.clone(),
             metrics: metrics.clone(),
+            draining: server.draining.clone(),
         })),
     )
     .await?;
