@@ -7,14 +7,17 @@
 //! makes is reported, and must not fall below [`MIN_CAUGHT`].
 //!
 //! `BOOTES_DIFF_MUTANTS` (default 300) sets the number of mutants and
-//! `BOOTES_DIFF_SEED` (default 13) the seed.
+//! `BOOTES_DIFF_SEED` (default 13) the seed. A second test makes
+//! `BOOTES_DIFF_SEMANTIC_MUTANTS` (default 150) mutants with the semantic
+//! operators of issue 24 (`mutate::SEMANTIC_OPS`), with the same seed, and
+//! reports caught and false rejects per class.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{ensure, Result};
 use bootes_tests::differential::{
     bootes_verdicts, cluster_targets, corpus, envoy_verdicts,
-    mutate::{mutate, Op, Rng},
+    mutate::{mutate, mutate_semantic, Op, Rng},
     Case, Verdict,
 };
 use bootes_tests::harness::{find_bootes_bin, find_envoy, test_dir};
@@ -254,6 +257,93 @@ fn bootes_rejects_nothing_envoy_accepts_and_catches_what_envoy_rejects() -> Resu
         "Bootes catches {:.1}% of Envoy's rejections, less than {:.1}%",
         share * 100.0,
         MIN_CAUGHT * 100.0
+    );
+    Ok(())
+}
+
+#[test]
+fn semantic_mutants_bootes_rejects_nothing_envoy_accepts() -> Result<()> {
+    let wanted = env_number("BOOTES_DIFF_SEMANTIC_MUTANTS", 150) as usize;
+    let seed = env_number("BOOTES_DIFF_SEED", 13);
+    let envoy = find_envoy()?;
+    let bootes = find_bootes_bin("bootes-controller", "BOOTES_CONTROLLER_BIN")?;
+    let dir = test_dir("differential-semantic")?;
+    let originals = corpus()?;
+    let mut targets: Vec<String> = originals
+        .iter()
+        .flat_map(|o| cluster_targets(&o.config))
+        .collect();
+    targets.sort();
+    targets.dedup();
+    let mut rng = Rng::new(seed);
+    let mut seen = BTreeSet::new();
+    let (mut cases, mut meta) = (Vec::new(), Vec::new());
+    let mut attempts = 0;
+    while cases.len() < wanted && attempts < wanted * 50 {
+        let o = &originals[attempts % originals.len()];
+        attempts += 1;
+        let Some(m) = mutate_semantic(&o.config, &mut rng) else {
+            continue;
+        };
+        if !seen.insert((o.kind.clone(), m.config.to_string())) {
+            continue;
+        }
+        meta.push((o.source.clone(), m.op, m.path.clone()));
+        cases.push(Case {
+            kind: o.kind.clone(),
+            original: o.config.clone(),
+            config: m.config,
+        });
+    }
+    let envoy_says = envoy_verdicts(&envoy, dir.path(), &cases, &targets, 2)?;
+    let bootes_says = bootes_verdicts(&bootes, dir.path(), &cases, &targets)?;
+    // Per class: (mutants, Envoy rejects, Bootes catches, false rejects).
+    let mut by_op: BTreeMap<Op, [usize; 4]> = BTreeMap::new();
+    let mut false_rejects = Vec::new();
+    let mut missed = Vec::new();
+    for (i, (e, b)) in envoy_says.iter().zip(&bootes_says).enumerate() {
+        let (source, op, path) = &meta[i];
+        let counts = by_op.entry(*op).or_default();
+        counts[0] += 1;
+        let what = format!("mutant {i} of {source}: {} {path}", op.name());
+        match (e.accepted, b.accepted) {
+            (true, false) => {
+                counts[3] += 1;
+                false_rejects.push(format!("{what}\n    Bootes: {}", b.message));
+            }
+            (false, caught) => {
+                counts[1] += 1;
+                if caught {
+                    missed.push(format!("{what}\n    Envoy: {}", short(e.message.trim())));
+                } else {
+                    counts[2] += 1;
+                }
+            }
+            (true, true) => {}
+        }
+    }
+    let rejected: usize = by_op.values().map(|c| c[1]).sum();
+    let caught: usize = by_op.values().map(|c| c[2]).sum();
+    eprintln!(
+        "{} semantic mutants (seed {seed}): Envoy rejects {rejected}, Bootes catches {caught} ({:.1}%), {} false rejects",
+        cases.len(),
+        if rejected == 0 { 100.0 } else { caught as f64 * 100.0 / rejected as f64 },
+        false_rejects.len()
+    );
+    for (op, [n, r, c, f]) in &by_op {
+        eprintln!(
+            "  {}: {n} mutants, Envoy rejects {r}, Bootes catches {c}, {f} false rejects",
+            op.name()
+        );
+    }
+    for m in &missed {
+        eprintln!("missed: {m}");
+    }
+    ensure!(
+        false_rejects.is_empty(),
+        "Bootes rejects {} semantic mutants Envoy accepts:\n{}",
+        false_rejects.len(),
+        false_rejects.join("\n")
     );
     Ok(())
 }

@@ -50,6 +50,21 @@ pub enum Op {
     UnknownField,
     /// A list emptied.
     EmptyList,
+    // Semantic classes (issue 24): valid fields, a config Envoy's C++
+    // checks may refuse.
+    /// A filter list reversed (a terminal filter not last).
+    SwapOrder,
+    /// An item of a list repeated (filter chains, virtual hosts, domains,
+    /// upgrade configs, HTTP filters).
+    Duplicate,
+    /// A regex RE2 refuses, or over its program size.
+    BadRegex,
+    /// A substitution format with a broken `%COMMAND%`.
+    BadFormat,
+    /// A pseudo-header or `host` as a header to add.
+    PseudoHeader,
+    /// A partial wildcard in `server_names`.
+    PartialWildcard,
 }
 
 pub const OPS: [Op; 8] = [
@@ -63,6 +78,16 @@ pub const OPS: [Op; 8] = [
     Op::EmptyList,
 ];
 
+/// The semantic mutation operators of issue 24.
+pub const SEMANTIC_OPS: [Op; 6] = [
+    Op::SwapOrder,
+    Op::Duplicate,
+    Op::BadRegex,
+    Op::BadFormat,
+    Op::PseudoHeader,
+    Op::PartialWildcard,
+];
+
 impl Op {
     pub fn name(self) -> &'static str {
         match self {
@@ -74,6 +99,12 @@ impl Op {
             Op::Garbage => "garbage",
             Op::UnknownField => "unknown-field",
             Op::EmptyList => "empty-list",
+            Op::SwapOrder => "swap-order",
+            Op::Duplicate => "duplicate",
+            Op::BadRegex => "bad-regex",
+            Op::BadFormat => "bad-format",
+            Op::PseudoHeader => "pseudo-header",
+            Op::PartialWildcard => "partial-wildcard",
         }
     }
 }
@@ -104,8 +135,17 @@ const KEEP_TOP_LEVEL: [&str; 2] = ["name", "cluster_name"];
 /// Applies one operator, chosen by `rng`, at one place of `config` where it
 /// applies. `None` when the config offers no place for the chosen operator.
 pub fn mutate(original: &Value, rng: &mut Rng) -> Option<Mutant> {
+    mutate_with(&OPS, original, rng)
+}
+
+/// [`mutate`] with one of the semantic operators ([`SEMANTIC_OPS`]).
+pub fn mutate_semantic(original: &Value, rng: &mut Rng) -> Option<Mutant> {
+    mutate_with(&SEMANTIC_OPS, original, rng)
+}
+
+fn mutate_with(ops: &[Op], original: &Value, rng: &mut Rng) -> Option<Mutant> {
     let config = original;
-    let op = *rng.pick(&OPS);
+    let op = *rng.pick(ops);
     let mut places = Vec::new();
     collect(config, &mut Vec::new(), &mut places);
     let candidates: Vec<&(Vec<Step>, Value)> = places
@@ -183,9 +223,41 @@ fn is_duration(s: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.parse::<f64>().is_ok())
 }
 
+/// The key a value is under: its own, or its list's for a list item.
+fn key_of(path: &[Step]) -> Option<&str> {
+    path.iter().rev().find_map(|s| match s {
+        Step::Key(k) => Some(k.as_str()),
+        Step::Index(_) => None,
+    })
+}
+
+fn under(path: &[Step], key: &str) -> bool {
+    path.iter().any(|s| matches!(s, Step::Key(k) if k == key))
+}
+
 fn applies(op: Op, path: &[Step], value: &Value) -> bool {
     let duration = value.as_str().is_some_and(is_duration);
+    let key = key_of(path).unwrap_or_default();
+    let headers_to_add =
+        under(path, "request_headers_to_add") || under(path, "response_headers_to_add");
     match op {
+        Op::SwapOrder => {
+            value.as_array().is_some_and(|a| a.len() >= 2)
+                && matches!(path.last(), Some(Step::Key(k)) if k == "filters" || k == "http_filters")
+        }
+        Op::Duplicate => {
+            value.as_array().is_some_and(|a| !a.is_empty())
+                && matches!(path.last(), Some(Step::Key(k)) if ["filter_chains", "virtual_hosts", "domains", "upgrade_configs", "http_filters"].contains(&k.as_str()))
+        }
+        Op::BadRegex => value.is_string() && key == "regex",
+        Op::BadFormat => {
+            value.is_string()
+                && ((headers_to_add && key == "value")
+                    || key == "text_format"
+                    || (key == "inline_string" && under(path, "log_format")))
+        }
+        Op::PseudoHeader => value.is_string() && headers_to_add && key == "key",
+        Op::PartialWildcard => value.is_string() && key == "server_names",
         Op::Delete => matches!(path.last(), Some(Step::Key(_))),
         Op::Zero => value.is_number() || value.is_boolean() || duration,
         Op::Negative => value.is_number() || duration,
@@ -234,6 +306,29 @@ fn replacement(op: Op, old: &Value, rng: &mut Rng) -> Option<Value> {
             .clone(),
         Op::UnknownField => json!("unknown"),
         Op::EmptyList => json!([]),
+        Op::SwapOrder => {
+            let mut items = old.as_array()?.clone();
+            items.reverse();
+            json!(items)
+        }
+        Op::Duplicate => {
+            let mut items = old.as_array()?.clone();
+            items.push(items[rng.below(items.len())].clone());
+            json!(items)
+        }
+        Op::BadRegex => {
+            json!(rng.pick(&["((", "x{2,1}", "(?<=a)b", "(a)\\1", "a{1001}", "[a-z]{200}"]))
+        }
+        Op::BadFormat => {
+            let s = old.as_str()?;
+            json!(rng.pick(&[
+                format!("{s}%"),
+                format!("%REQ({s}"),
+                format!("{s} %START_TIME")
+            ]))
+        }
+        Op::PseudoHeader => json!(rng.pick(&[":path", "host", ":method", ":authority"])),
+        Op::PartialWildcard => json!(format!("*{}", old.as_str()?.trim_start_matches("*."))),
     })
 }
 
