@@ -3,6 +3,7 @@
 mod cli;
 mod crd;
 mod etcd_writer;
+mod events_kube;
 mod inspect;
 mod leader;
 mod metrics;

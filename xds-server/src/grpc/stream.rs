@@ -16,6 +16,7 @@ use tonic::server::StreamingService;
 use tonic::{Status, Streaming};
 use tracing::Instrument;
 
+use super::convergence::Convergence;
 use super::policy::{denied, is_secret, SECRETS_REFUSED};
 use super::{BoxFuture, Server};
 use crate::authz::Decision;
@@ -208,6 +209,7 @@ async fn serve<M: Machine>(
     });
     let mut max_age = max_age;
 
+    let mut convergence = Convergence::default();
     let end = loop {
         tokio::select! {
             message = requests.message() => {
@@ -262,7 +264,7 @@ async fn serve<M: Machine>(
                         tracing::info!("node has no binding yet; waiting");
                     }
                     let effects = lock().on_snapshot(snapshot, &server.cache);
-                    if !send(&server, &tx, effects, None).await {
+                    if !send(&server, &tx, effects, None, &mut convergence).await {
                         break End::ClientClosed;
                     }
                 }
@@ -283,7 +285,7 @@ async fn serve<M: Machine>(
                 if identified {
                     handle.changed();
                 }
-                if !send(&server, &tx, effects, None).await {
+                if !send(&server, &tx, effects, None, &mut convergence).await {
                     break End::ClientClosed;
                 }
             }
@@ -308,7 +310,7 @@ async fn serve<M: Machine>(
                 }
                 let snapshot = authorized.then(|| server.snapshots.for_node(&node)).flatten();
                 let effects = lock().on_snapshot(snapshot, &server.cache);
-                if !send(&server, &tx, effects, Some(applied_at)).await {
+                if !send(&server, &tx, effects, Some(applied_at), &mut convergence).await {
                     break End::ClientClosed;
                 }
             }
@@ -342,18 +344,24 @@ async fn send(
     tx: &mpsc::Sender<Result<Arc<Encoded>, Status>>,
     effects: Effects,
     change_applied_at: Option<Instant>,
+    convergence: &mut Convergence,
 ) -> bool {
     let metrics = &server.metrics;
     for (ty, version) in &effects.acks {
-        metrics
-            .acks
-            .get_or_create(&TypeLabel {
-                r#type: ty.short_name(),
-            })
-            .inc();
+        let label = TypeLabel {
+            r#type: ty.short_name(),
+        };
+        metrics.acks.get_or_create(&label).inc();
+        if let Some(took) = convergence.acked(*ty, version, std::time::Instant::now()) {
+            metrics
+                .ack_convergence
+                .get_or_create(&label)
+                .observe(took.as_secs_f64());
+        }
         tracing::debug!(r#type = %ty, version, "ACK");
     }
     for nack in &effects.nacks {
+        convergence.nacked(nack.ty, &nack.version);
         metrics
             .nacks
             .get_or_create(&TypeLabel {
@@ -387,6 +395,11 @@ async fn send(
                 r#type: response.ty.short_name(),
             })
             .inc();
+        convergence.sent(
+            response.ty,
+            &response.version_info,
+            change_applied_at.map(Instant::into_std),
+        );
         if tx.send(Ok(response)).await.is_err() {
             return false;
         }
