@@ -58,7 +58,7 @@ pub enum Command {
 }
 
 /// How to reach etcd: the flags every Bootes command shares.
-use bootes_etcd::EtcdArgs;
+use bootes_etcd::args::EtcdArgs;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -118,7 +118,7 @@ pub struct WebhookCertArgs {
     /// Directory to write tls.crt, tls.key and cabundle-patch.json to.
     #[arg(long, default_value = ".")]
     pub out_dir: PathBuf,
-    /// The webhook's Service: the certificate names <service>.<namespace>.svc.
+    /// The webhook's Service: the certificate names SERVICE.NAMESPACE.svc.
     #[arg(long, default_value = "bootes-webhook")]
     pub service: String,
     /// Namespace of the Service (and of the Secret to create).

@@ -15,7 +15,7 @@ use bootes_core::index::Desired;
 use bootes_core::plan::{self, Contents, Op, Plan};
 use bootes_core::store::{SnapshotStore, StoreError, WriteStats};
 use bootes_etcd::etcd_client::{Client, TxnOp};
-use bootes_etcd::{Event, ListWatch, Update};
+use bootes_etcd::watch::{Event, ListWatch, Update};
 use bootes_proto::sealed::{self, SecretKeys};
 use bootes_proto::{store, values, Fence, Key, Keys};
 use prost::Message;
@@ -99,11 +99,11 @@ impl Drop for EtcdWriter {
 
 impl EtcdWriter {
     pub async fn connect(
-        config: &bootes_etcd::EtcdConfig,
+        config: &bootes_etcd::connect::EtcdConfig,
         keys: Keys,
         secrets: Option<Arc<SecretKeys>>,
     ) -> Result<Self, bootes_etcd::Error> {
-        let client = bootes_etcd::connect(config).await?;
+        let client = bootes_etcd::connect::connect(config).await?;
         let contents = Arc::new(Mutex::new(Contents::new()));
         let foreign = Arc::new(Notify::new());
         let sealer = Sealer {
@@ -146,7 +146,7 @@ impl SnapshotStore for EtcdWriter {
     async fn load(&mut self) -> Result<(), StoreError> {
         let mut contents = Contents::new();
         for prefix in [self.keys.nodes(), self.keys.snapshots()] {
-            let listing = bootes_etcd::list(&self.client, &prefix)
+            let listing = bootes_etcd::list::list(&self.client, &prefix)
                 .await
                 .map_err(|e| StoreError::Unavailable(e.into()))?;
             contents.extend(listing.kvs.into_iter().map(|kv| {

@@ -698,7 +698,7 @@ pub fn render(value: &Value, output: InspectOutput) -> String {
 /// Garbage values are reported in the output (`errors`) and on stderr.
 pub async fn run(args: InspectArgs) -> anyhow::Result<std::process::ExitCode> {
     let common = &args.common;
-    let client = bootes_etcd::connect(
+    let client = bootes_etcd::connect::connect(
         &common
             .etcd
             .config()?
@@ -781,7 +781,7 @@ async fn read(
 ) -> anyhow::Result<Store> {
     let common = &args.common;
     let keys = common.etcd.keys();
-    let listing = bootes_etcd::list(client, keys.prefix())
+    let listing = bootes_etcd::list::list(client, keys.prefix())
         .await
         .with_context(|| format!("reading {} from etcd", keys.prefix()))?;
     let secrets = common.etcd.secret_keys()?;

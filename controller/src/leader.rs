@@ -10,10 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bootes_etcd::backoff::Backoff;
 use bootes_etcd::etcd_client::{
     Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, TxnOpResponse,
 };
-use bootes_etcd::Backoff;
 use bootes_proto::Fence;
 use tokio::sync::watch;
 
@@ -216,7 +216,7 @@ async fn until_deleted<F>(
 where
     F: std::future::Future<Output = Result<(), bootes_etcd::etcd_client::Error>>,
 {
-    let mut watch = bootes_etcd::Watch::new(client, key, None, revision + 1);
+    let mut watch = bootes_etcd::watch::Watch::new(client, key, None, revision + 1);
     let mut backoff = Backoff::default();
     loop {
         tokio::select! {

@@ -18,7 +18,7 @@ use crate::status_kube::{KubeStatus, ObservedStatuses};
 use crate::webhook::{self, Views};
 use bootes_core::status::{LogStatus, StatusSink};
 use bootes_core::store::SnapshotStore;
-use bootes_etcd::{etcd_client, Backoff};
+use bootes_etcd::{backoff::Backoff, etcd_client};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Health first: `/livez` answers from the moment the process is up,
@@ -142,7 +142,7 @@ fn default_identity() -> String {
 /// Connects to etcd and reads what is under the prefix, retrying both
 /// (etcd may start after the controller) until they succeed.
 async fn connect_and_load(
-    config: &bootes_etcd::EtcdConfig,
+    config: &bootes_etcd::connect::EtcdConfig,
     keys: Keys,
     secrets: Option<Arc<bootes_proto::sealed::SecretKeys>>,
     metrics: &Metrics,

@@ -16,7 +16,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use bootes_core::status::StatusSink;
-use bootes_etcd::Backoff;
+use bootes_etcd::backoff::Backoff;
 
 use crate::crd::{self, BootesStatus, Condition};
 use crate::leader::Leadership;

@@ -4,7 +4,7 @@
 //! each object's conditions are read from [`Index::desired`]: conversion,
 //! protoc-gen-validate, semantic checks, size, conflicts and
 //! cross-references are decided by one code path. The [`Outcome`] holds one
-//! line per problem (see [`report::problem_line`]).
+//! line per problem (see [`problem_line`]).
 //!
 //! `run` sees real pods; `validate` sees the `v1 Pod` documents given. In a
 //! namespace without any, it imagines one pod per distinct

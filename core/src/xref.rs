@@ -4,7 +4,7 @@
 //! an RDS route configuration that never arrives, or an EDS cluster without
 //! endpoints — requests just fail. docs/DESIGN.md §3 makes these warnings, not
 //! errors. This module is pure: [`references`] reads the names a converted
-//! resource refers to (with their paths), and [`unresolved`] finds the ones
+//! resource refers to (with their paths), and [`Gaps`] finds the ones
 //! that no object of the same namespace provides to the Envoys that receive
 //! the referring object.
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use bootes_proto::sealed::{KeyFileError, SecretKeys};
 
+use crate::connect::EtcdConfig;
 use crate::security::{SecurityArgs, SecurityError};
-use crate::EtcdConfig;
 
 /// How to reach etcd and read what Bootes keeps there. `global`, so that a
 /// command with subcommands accepts them before or after the subcommand;

@@ -3,14 +3,14 @@
 //!
 //! * [`args`] — the etcd flags of every command (endpoints, prefix, TLS,
 //!   authentication, the secret key file).
-//! * [`connect`] — the one way to open a client (endpoints, timeouts,
+//! * [`mod@connect`] — the one way to open a client (endpoints, timeouts,
 //!   keep-alive, TLS, authentication).
 //! * [`members`] — the channel under every client: one connection per
 //!   etcd member, requests to members that answer, failed ones set aside
 //!   and probed in the background.
 //! * [`security`] — the etcd TLS and authentication flags.
 //! * [`lease`] — keeping a lease alive, and noticing when it is lost.
-//! * [`list`] — a prefix read in pages at one revision, so that any amount
+//! * [`mod@list`] — a prefix read in pages at one revision, so that any amount
 //!   of data can be listed.
 //! * [`watch`] — watches resumed on another member from their revision
 //!   when one breaks, and the one list-then-watch loop, relisting when a
@@ -32,14 +32,7 @@ pub mod security;
 pub mod txn;
 pub mod watch;
 
-pub use args::{EtcdArgs, SecretKeyFileError};
-pub use backoff::Backoff;
-pub use connect::{connect, connect_members, EtcdConfig};
 pub use etcd_client;
-pub use list::{list, Kv, Listing, Pager};
-pub use members::Members;
-pub use security::{EtcdTls, EtcdUser, SecurityArgs, SecurityError};
-pub use watch::{Event, ListWatch, Update, Watch};
 
 /// What can go wrong talking to etcd.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! TLS and authentication towards etcd: the flags both processes and
-//! `inspect` accept, read into an [`EtcdConfig`](crate::EtcdConfig).
+//! `inspect` accept, read into an [`EtcdConfig`](crate::connect::EtcdConfig).
 //!
 //! etcd's own model: with `--client-cert-auth` and auth enabled, a client
 //! certificate's common name is the etcd user; a username and password

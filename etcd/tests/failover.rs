@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use bootes_etcd::connect::{connect, connect_members, EtcdConfig};
 use bootes_etcd::etcd_client::{Client, EventType, PutOptions};
-use bootes_etcd::{connect, connect_members, lease, EtcdConfig, Members, Watch};
+use bootes_etcd::{lease, members::Members, watch::Watch};
 use bootes_tests::harness::{free_port, Etcd, EtcdCluster};
 use tokio::time::Instant;
 

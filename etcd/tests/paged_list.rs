@@ -1,7 +1,8 @@
 //! The paged list and the list-then-watch loop against a real etcd.
 
 use bootes_etcd::etcd_client::{Client, CompactionOptions, PutOptions, Txn, TxnOp};
-use bootes_etcd::{list, ListWatch, Pager, Update};
+use bootes_etcd::list::{self, Pager};
+use bootes_etcd::watch::{ListWatch, Update};
 use bootes_tests::harness::Etcd;
 
 async fn put_many(client: &mut Client, prefix: &str, n: usize, value: &[u8]) {

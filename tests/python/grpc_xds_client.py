@@ -1,7 +1,10 @@
 """A proxyless gRPC client (grpcio's xds:/// resolver) for the end-to-end
 test: resolves TARGET through the xDS server named in GRPC_XDS_BOOTSTRAP,
 calls /bootes.test.Echo/Say until the answer starts with --expect or the
-deadline passes, and prints the answer."""
+deadline passes, and prints the answer. With --expect-failure, calls once
+(without waiting for the channel to be ready) and prints the status code,
+its details and the seconds it took; succeeds if the details contain the
+text given."""
 
 import argparse
 import sys
@@ -13,13 +16,24 @@ import grpc
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--target", required=True)
-    parser.add_argument("--expect", required=True)
+    parser.add_argument("--expect")
+    parser.add_argument("--expect-failure")
     parser.add_argument("--deadline", type=float, default=60.0)
     args = parser.parse_args()
 
     channel = grpc.insecure_channel(args.target)
     say = channel.unary_unary("/bootes.test.Echo/Say")
-    end = time.monotonic() + args.deadline
+    start = time.monotonic()
+    end = start + args.deadline
+    if args.expect_failure is not None:
+        try:
+            answer = say(b"ping", timeout=args.deadline).decode()
+            print(f"answered {answer!r}", file=sys.stderr)
+            return 1
+        except grpc.RpcError as e:
+            took = time.monotonic() - start
+            print(f"{e.code()} after {took:.2f}s: {e.details()}", flush=True)
+            return 0 if args.expect_failure in (e.details() or "") else 1
     last = "no attempt"
     while time.monotonic() < end:
         try:

@@ -117,10 +117,85 @@ fn node(index: usize) -> Option<Node> {
     })
 }
 
-/// One state-of-the-world stream acting as Envoy on CDS: its first request
-/// carries `held.version_info`; it ACKs every response and reports it.
-/// Returns when the server ends the stream, or with the transport's error.
-pub async fn sotw_stream(
+/// What differs between the two variants of the protocol for a client that
+/// subscribes to CDS, ACKs every response and reports it.
+trait Variant {
+    type Req: prost::Message + Default + Send + 'static;
+    type Resp: prost::Message + Default + Send + 'static;
+    const PATH: &'static str;
+    /// The first request, telling what the client already holds.
+    fn subscribe(index: usize, held: Held) -> Self::Req;
+    /// The ACK of `resp`, and what the client saw in it.
+    fn ack(index: usize, resp: Self::Resp, at: Instant) -> (Self::Req, Seen);
+}
+
+/// State of the world: what is held is told by `version_info`.
+struct Sotw;
+
+impl Variant for Sotw {
+    type Req = Request;
+    type Resp = Response;
+    const PATH: &'static str = ADS;
+    fn subscribe(index: usize, held: Held) -> Request {
+        Request {
+            node: node(index),
+            type_url: ResourceType::Cluster.type_url().into(),
+            version_info: held.version_info,
+            ..Default::default()
+        }
+    }
+    fn ack(index: usize, resp: Response, at: Instant) -> (Request, Seen) {
+        let seen = Seen {
+            stream: index,
+            version: resp.version_info.clone(),
+            resources: 0,
+            at,
+        };
+        let ack = Request {
+            type_url: resp.type_url,
+            version_info: resp.version_info,
+            response_nonce: resp.nonce,
+            ..Default::default()
+        };
+        (ack, seen)
+    }
+}
+
+/// Delta: what is held is told by `initial_resource_versions`.
+struct Delta;
+
+impl Variant for Delta {
+    type Req = DeltaRequest;
+    type Resp = DeltaResponse;
+    const PATH: &'static str = DELTA_ADS;
+    fn subscribe(index: usize, held: Held) -> DeltaRequest {
+        DeltaRequest {
+            node: node(index),
+            type_url: ResourceType::Cluster.type_url().into(),
+            initial_resource_versions: held.resources,
+            ..Default::default()
+        }
+    }
+    fn ack(index: usize, resp: DeltaResponse, at: Instant) -> (DeltaRequest, Seen) {
+        let seen = Seen {
+            stream: index,
+            version: resp.system_version_info,
+            resources: resp.resources.len(),
+            at,
+        };
+        let ack = DeltaRequest {
+            type_url: resp.type_url,
+            response_nonce: resp.nonce,
+            ..Default::default()
+        };
+        (ack, seen)
+    }
+}
+
+/// One stream acting as Envoy on CDS in variant `V`: subscribes with what
+/// it holds, ACKs every response and reports it. Returns when the server
+/// ends the stream, or with the transport's error.
+async fn stream<V: Variant>(
     channel: tonic::transport::Channel,
     index: usize,
     held: Held,
@@ -128,36 +203,20 @@ pub async fn sotw_stream(
 ) -> Result<()> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await?;
-    let (tx, rx) = mpsc::unbounded_channel::<Request>();
-    tx.send(Request {
-        node: node(index),
-        type_url: ResourceType::Cluster.type_url().into(),
-        version_info: held.version_info,
-        ..Default::default()
-    })?;
-    let codec = tonic_prost::ProstCodec::<Request, Response>::default();
+    let (tx, rx) = mpsc::unbounded_channel::<V::Req>();
+    tx.send(V::subscribe(index, held))?;
+    let codec = tonic_prost::ProstCodec::<V::Req, V::Resp>::default();
     let mut responses = grpc
         .streaming(
             tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)),
-            http::uri::PathAndQuery::from_static(ADS),
+            http::uri::PathAndQuery::from_static(V::PATH),
             codec,
         )
         .await?
         .into_inner();
     while let Some(resp) = responses.message().await? {
-        let at = Instant::now();
-        tx.send(Request {
-            type_url: resp.type_url,
-            version_info: resp.version_info.clone(),
-            response_nonce: resp.nonce,
-            ..Default::default()
-        })?;
-        let seen_it = Seen {
-            stream: index,
-            version: resp.version_info,
-            resources: 0,
-            at,
-        };
+        let (ack, seen_it) = V::ack(index, resp, Instant::now());
+        tx.send(ack)?;
         if seen.send(seen_it).is_err() {
             break;
         }
@@ -165,51 +224,26 @@ pub async fn sotw_stream(
     Ok(())
 }
 
-/// One delta stream acting as Envoy on CDS: its first request carries
-/// `held.resources` as `initial_resource_versions`; it ACKs every response
-/// and reports it.
+/// A state-of-the-world stream (see [`stream`]): its first request carries
+/// `held.version_info`.
+pub async fn sotw_stream(
+    channel: tonic::transport::Channel,
+    index: usize,
+    held: Held,
+    seen: SeenTx,
+) -> Result<()> {
+    stream::<Sotw>(channel, index, held, seen).await
+}
+
+/// A delta stream (see [`stream`]): its first request carries
+/// `held.resources` as `initial_resource_versions`.
 pub async fn delta_stream(
     channel: tonic::transport::Channel,
     index: usize,
     held: Held,
     seen: SeenTx,
 ) -> Result<()> {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await?;
-    let (tx, rx) = mpsc::unbounded_channel::<DeltaRequest>();
-    tx.send(DeltaRequest {
-        node: node(index),
-        type_url: ResourceType::Cluster.type_url().into(),
-        initial_resource_versions: held.resources,
-        ..Default::default()
-    })?;
-    let codec = tonic_prost::ProstCodec::<DeltaRequest, DeltaResponse>::default();
-    let mut responses = grpc
-        .streaming(
-            tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)),
-            http::uri::PathAndQuery::from_static(DELTA_ADS),
-            codec,
-        )
-        .await?
-        .into_inner();
-    while let Some(resp) = responses.message().await? {
-        let at = Instant::now();
-        tx.send(DeltaRequest {
-            type_url: resp.type_url,
-            response_nonce: resp.nonce,
-            ..Default::default()
-        })?;
-        let seen_it = Seen {
-            stream: index,
-            version: resp.system_version_info,
-            resources: resp.resources.len(),
-            at,
-        };
-        if seen.send(seen_it).is_err() {
-            break;
-        }
-    }
-    Ok(())
+    stream::<Delta>(channel, index, held, seen).await
 }
 
 /// A plaintext HTTP/2 connection to an xds-server, with a window large
@@ -367,4 +401,104 @@ pub async fn bind_nodes(kv: &mut etcd_client::Client, keys: &Keys, nodes: usize)
         kv.txn(etcd_client::Txn::new().and_then(ops)).await?;
     }
     Ok(())
+}
+
+/// What the first response to a named subscription said.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// Names of the resources it carried.
+    pub resources: Vec<String>,
+    /// Delta: names in `removed_resources`.
+    pub removed: Vec<String>,
+    /// xRFC TP3 `resource_errors`: (name, google.rpc code).
+    pub errors: Vec<(String, i32)>,
+}
+
+/// Opens a stream (delta or state of the world) as node `index`, subscribes
+/// to `names` of `ty` (none: a wildcard subscription) and returns the first
+/// response, decoded in full.
+pub async fn subscribe(
+    channel: tonic::transport::Channel,
+    index: usize,
+    delta: bool,
+    ty: ResourceType,
+    names: &[&str],
+) -> Result<Answer> {
+    use bootes_proto::envoy::discovery::{
+        DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+        ResourceError,
+    };
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let errors = |errors: Vec<ResourceError>| {
+        errors
+            .into_iter()
+            .map(|e| {
+                (
+                    e.resource_name.map(|n| n.name).unwrap_or_default(),
+                    e.error_detail.map(|s| s.code).unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await?;
+    if delta {
+        let req = DeltaDiscoveryRequest {
+            node: node(index),
+            type_url: ty.type_url().into(),
+            resource_names_subscribe: names,
+            ..Default::default()
+        };
+        let codec =
+            tonic_prost::ProstCodec::<DeltaDiscoveryRequest, DeltaDiscoveryResponse>::default();
+        let mut responses = grpc
+            .streaming(
+                tonic::Request::new(tokio_stream::iter([req])),
+                http::uri::PathAndQuery::from_static(DELTA_ADS),
+                codec,
+            )
+            .await?
+            .into_inner();
+        let r = responses.message().await?.context("stream ended")?;
+        Ok(Answer {
+            resources: r.resources.into_iter().map(|r| r.name).collect(),
+            removed: r.removed_resources,
+            errors: errors(r.resource_errors),
+        })
+    } else {
+        let req = DiscoveryRequest {
+            node: node(index),
+            type_url: ty.type_url().into(),
+            resource_names: names,
+            ..Default::default()
+        };
+        let codec = tonic_prost::ProstCodec::<DiscoveryRequest, DiscoveryResponse>::default();
+        let mut responses = grpc
+            .streaming(
+                tonic::Request::new(tokio_stream::iter([req])),
+                http::uri::PathAndQuery::from_static(ADS),
+                codec,
+            )
+            .await?
+            .into_inner();
+        let r = responses.message().await?.context("stream ended")?;
+        let resources = r
+            .resources
+            .iter()
+            .map(|any| {
+                // Every type Bootes serves names its resource in field 1.
+                #[derive(Clone, PartialEq, Message)]
+                struct Named {
+                    #[prost(string, tag = "1")]
+                    name: String,
+                }
+                Named::decode(any.value.as_slice()).map(|n| n.name)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Answer {
+            resources,
+            removed: Vec::new(),
+            errors: errors(r.resource_errors),
+        })
+    }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
-use bootes_tests::harness::find_etcd;
+use bootes_tests::harness;
 use bootes_tests::harness::{
     endpoint_a, eventually, expect_routed, find_bootes_bin, free_port, pod, route_all_to_cluster_a,
     CertFiles, Controller, Envoy, Etcd, ManifestDir, TestCa, Upstream, XdsServer,
@@ -22,39 +22,20 @@ const PREFIX: &str = "/bootes/v1/";
 const KEY_FILE: &str = "k1 5f0c6a1e2d3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5\n";
 
 /// Runs manifests/etcd/roles.sh with etcdctl, as an operator would, as
-/// etcd's root user (a client certificate with CN=root). Twice: running it
-/// again must be harmless.
+/// etcd's root user (a client certificate with CN=root).
 fn run_roles_script(etcd: &Etcd, ca_file: &Path, root: &CertFiles) -> Result<()> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/etcd/roles.sh");
-    // etcdctl is installed beside etcd.
-    let etcd_dir = find_etcd()?
-        .parent()
-        .context("etcd's directory")?
-        .to_path_buf();
-    let path = std::env::join_paths(std::iter::once(etcd_dir).chain(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    )))?;
-    for run in 1..=2 {
-        let out = Command::new("bash")
-            .arg(&script)
-            .env("PATH", &path)
-            .env("ETCDCTL_API", "3")
-            .env("ETCDCTL_ENDPOINTS", etcd.endpoint())
-            .env("ETCDCTL_CACERT", ca_file)
-            .env("ETCDCTL_CERT", &root.cert)
-            .env("ETCDCTL_KEY", &root.key)
-            .env("BOOTES_ETCD_ROOT_PASSWORD", "root-password")
-            .env("BOOTES_ETCD_OPERATOR_PASSWORD", "operator-password")
-            .stdin(std::process::Stdio::null())
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "roles.sh (run {run}) failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+    harness::run_roles_script(&[
+        ("ETCDCTL_API", "3".as_ref()),
+        ("ETCDCTL_ENDPOINTS", etcd.endpoint().as_ref()),
+        ("ETCDCTL_CACERT", ca_file.as_os_str()),
+        ("ETCDCTL_CERT", root.cert.as_os_str()),
+        ("ETCDCTL_KEY", root.key.as_os_str()),
+        ("BOOTES_ETCD_ROOT_PASSWORD", "root-password".as_ref()),
+        (
+            "BOOTES_ETCD_OPERATOR_PASSWORD",
+            "operator-password".as_ref(),
+        ),
+    ])
 }
 
 /// An etcd client presenting `cert` (its CN is the etcd user).

@@ -202,3 +202,57 @@ async fn a_proxyless_grpc_client_works_over_mutual_tls() -> Result<()> {
     assert_eq!(answer, "echo-a: ping");
     Ok(())
 }
+
+/// A proxyless client asking for a target the node's configuration lacks
+/// is told so by the server (xRFC TP3 NOT_FOUND) and fails its RPC with
+/// that reason, instead of waiting out its does-not-exist timer (15 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxyless_grpc_client_fails_fast_on_a_name_that_does_not_exist() -> Result<()> {
+    let dir = test_dir("grpc-xds-missing")?;
+    let (_a, port_a) = echo_server("echo-a", dir.path()).await?;
+    let manifests = ManifestDir::new()?;
+    manifests.write_docs("echo.yaml", &objects(port_a))?;
+    let stack = Stack::start(&manifests, 1).await?;
+    let bootstrap = dir.path().join("grpc-bootstrap.json");
+    std::fs::write(
+        &bootstrap,
+        serde_json::to_vec_pretty(&json!({
+            "xds_servers": [{
+                "server_uri": stack.xds[0].addr().to_string(),
+                "channel_creds": [{"type": "insecure"}],
+                "server_features": ["xds_v3"]
+            }],
+            "node": {"id": "grpc-client.demo", "cluster": "demo", "locality": {"zone": "local"}}
+        }))?,
+    )?;
+    // The node is served (its own target resolves) before the test asks
+    // for one it does not have.
+    let ok = bootstrap.clone();
+    tokio::task::spawn_blocking(move || call(&ok, "echo-a")).await??;
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python()?)
+            .arg(script("grpc_xds_client.py"))
+            .args([
+                "--target",
+                "xds:///nowhere",
+                "--expect-failure",
+                "in the node's configuration",
+                "--deadline",
+                "60",
+            ])
+            .env("GRPC_XDS_BOOTSTRAP", &bootstrap)
+            // grpcio reads xRFC TP3 errors behind this switch (gRFC A88).
+            .env("GRPC_EXPERIMENTAL_XDS_DATA_ERROR_HANDLING", "true")
+            .output()
+            .context("running the gRPC client")
+    })
+    .await??;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the RPC should fail with the server's reason: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}

@@ -19,13 +19,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
 use bootes_tests::harness::{
-    endpoint_a, expect_routed, find_etcd, free_port, pod, render, repo_dir, route_all_to_cluster_a,
-    yaml_docs, ClientTls, ClusterOptions, Container, Controller, Envoy, EnvoyOptions, Etcd,
-    EtcdCluster, Issued, ManifestDir, San, TestCa, Upstream, XdsServer,
+    endpoint_a, expect_routed, free_port, pod, render, repo_dir, route_all_to_cluster_a,
+    run_roles_script, yaml_docs, ClientTls, ClusterOptions, Container, Controller, Envoy,
+    EnvoyOptions, Etcd, EtcdCluster, Issued, ManifestDir, San, TestCa, Upstream, XdsServer,
 };
 use etcd_client::PutOptions;
 use serde_yaml::Value;
@@ -164,42 +163,22 @@ fn run_roles_job(job: &Container<'_>, secrets: &Secrets, endpoints: &str) -> Res
     let argv = job.argv();
     ensure!(argv[0] == "bash", "{argv:?}");
     // The image has roles.sh where the Dockerfile copies it from here.
-    let script = repo_dir().join("manifests/etcd/roles.sh");
     ensure!(argv[1].ends_with("/roles.sh"), "{argv:?}");
-    let etcd_dir = find_etcd()?
-        .parent()
-        .context("etcd's directory")?
-        .to_path_buf();
-    let path = std::env::join_paths(std::iter::once(etcd_dir).chain(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    )))?;
-    for run in 1..=2 {
-        let mut cmd = Command::new("bash");
-        cmd.arg(&script)
-            .env("PATH", &path)
-            .stdin(std::process::Stdio::null());
-        for e in job.container["env"]
-            .as_sequence()
-            .context("the Job's env")?
-        {
-            let name = e["name"].as_str().context("env name")?;
-            let value = e["value"].as_str().context("env value")?;
-            let value = match name {
-                "ETCDCTL_ENDPOINTS" => endpoints.to_string(),
-                _ if value.starts_with("/etc/") => secrets.local(job, value)?,
-                _ => value.to_string(),
-            };
-            cmd.env(name, value);
-        }
-        let out = cmd.output()?;
-        ensure!(
-            out.status.success(),
-            "the roles Job (run {run}) failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let mut env = Vec::new();
+    for e in job.container["env"]
+        .as_sequence()
+        .context("the Job's env")?
+    {
+        let name = e["name"].as_str().context("env name")?;
+        let value = e["value"].as_str().context("env value")?;
+        let value = match name {
+            "ETCDCTL_ENDPOINTS" => endpoints.to_string(),
+            _ if value.starts_with("/etc/") => secrets.local(job, value)?,
+            _ => value.to_string(),
+        };
+        env.push((name.to_string(), value));
     }
-    Ok(())
+    run_roles_script(&env).context("the roles Job")
 }
 
 /// The Envoy of manifests/examples/envoy-bootstrap.yaml, as pod

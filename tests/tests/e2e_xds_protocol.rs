@@ -485,3 +485,65 @@ async fn max_connection_age_ends_streams_and_envoy_reconnects_without_losing_con
     expect_routed(port, "example.com", "/", "upstream-b").await?;
     Ok(())
 }
+
+/// xRFC TP3: a subscription naming what the node cannot have is told so at
+/// once, by name, in both protocol variants; a wildcard subscriber is told
+/// nothing. Checked with the shared independent client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_subscriptions_to_missing_or_forbidden_resources_get_resource_errors() -> Result<()> {
+    use bootes_tests::ads_client::{self, Answer};
+    use prost::Message;
+    const NOT_FOUND: i32 = 5;
+    const PERMISSION_DENIED: i32 = 7;
+    let keys = bootes_proto::Keys::default();
+    let etcd = bootes_tests::harness::Etcd::start().await?;
+    // Without client authentication or --allow-unauthenticated-secrets:
+    // no stream may have Secrets.
+    let xds = bootes_tests::harness::XdsServer::start(&etcd, "tp3").await?;
+    let mut kv = etcd.client().await?;
+    kv.put(
+        ads_client::snapshot_key(&keys),
+        ads_client::snapshot(2, 0).encode_to_vec(),
+        None,
+    )
+    .await?;
+    ads_client::bind_nodes(&mut kv, &keys, 1).await?;
+    let channel = ads_client::connect(xds.addr()).await?;
+    let cds = ResourceType::Cluster;
+    for delta in [false, true] {
+        let variant = if delta { "delta" } else { "sotw" };
+        let answer = eventually(&format!("{variant}: the node is served"), || {
+            let channel = channel.clone();
+            async move {
+                let a =
+                    ads_client::subscribe(channel, 0, delta, cds, &["cluster-1", "nope"]).await?;
+                ensure!(!a.resources.is_empty(), "{a:?}");
+                Ok(a)
+            }
+        })
+        .await?;
+        assert_eq!(
+            answer,
+            Answer {
+                resources: vec!["cluster-1".into()],
+                // Delta's own "does not exist".
+                removed: if delta { vec!["nope".into()] } else { vec![] },
+                errors: vec![("nope".into(), NOT_FOUND)],
+            },
+            "{variant}"
+        );
+        let wildcard = ads_client::subscribe(channel.clone(), 0, delta, cds, &[]).await?;
+        assert_eq!(wildcard.resources, ["cluster-0", "cluster-1"], "{variant}");
+        assert_eq!(wildcard.errors, [], "{variant}: a wildcard named nothing");
+        let secret =
+            ads_client::subscribe(channel.clone(), 0, delta, ResourceType::Secret, &["key"])
+                .await?;
+        assert_eq!(
+            secret.errors,
+            [("key".to_string(), PERMISSION_DENIED)],
+            "{variant}"
+        );
+        assert_eq!(secret.resources, Vec::<String>::new());
+    }
+    Ok(())
+}

@@ -243,3 +243,76 @@ fn every_listed_pair_is_taken_by_envoy_and_unlisted_ones_are_refused() -> Result
     );
     Ok(())
 }
+
+/// A minimal valid config of each terminal filter of
+/// envoy/data/filter_order.txt.
+fn terminal_config(ty: &str) -> Value {
+    let mut t = typed(ty);
+    match ty.rsplit('.').next() {
+        Some("TcpProxy") => {
+            t["stat_prefix"] = json!("t");
+            t["cluster"] = json!("c");
+        }
+        Some("HttpConnectionManager") => return hcm(|_| {}, |_| {})["typed_config"].clone(),
+        _ => {}
+    }
+    t
+}
+
+/// A bootstrap with `filters` as the chain of their kind.
+fn chain_bootstrap(ty: &str, filters: Value) -> Value {
+    let listener = if ty.starts_with("envoy.extensions.filters.http.") {
+        tcp_listener(
+            json!({"filters": [hcm(|h| h["http_filters"] = filters, |_| {})]}),
+            json!([]),
+        )
+    } else {
+        tcp_listener(json!({ "filters": filters }), json!([]))
+    };
+    json!({"static_resources": {"clusters": [cluster(None)], "listeners": [listener]}})
+}
+
+/// The filter order table: every non-terminal type alone in its chain makes
+/// Envoy say so; every terminal type is taken alone, and refused before
+/// another.
+#[test]
+fn the_filter_order_table_agrees_with_envoy() -> Result<()> {
+    use bootes_envoy::convert::filter_order::listed;
+    let envoy = find_envoy()?;
+    let dir = test_dir("filter-order")?;
+    let mut cases: Vec<(String, Value, &str)> = Vec::new();
+    for ty in listed(false) {
+        let alone = json!([{"name": "x", "typed_config": typed(ty)}]);
+        cases.push((
+            format!("{ty} alone"),
+            chain_bootstrap(ty, alone),
+            "non-terminal filter named x",
+        ));
+    }
+    for ty in listed(true) {
+        let f = json!({"name": "x", "typed_config": terminal_config(ty)});
+        cases.push((format!("{ty} alone"), chain_bootstrap(ty, json!([f])), ""));
+        cases.push((
+            format!("{ty} twice"),
+            chain_bootstrap(ty, json!([f, f])),
+            "terminal filter named x",
+        ));
+    }
+    let mut wrong = Vec::new();
+    for (i, (what, config, words)) in cases.iter().enumerate() {
+        let error = envoy_error(&envoy, dir.path(), 1000 + i, config)?;
+        let ok = match (words.is_empty(), &error) {
+            (true, None) => true,
+            (false, Some(e)) => {
+                e.contains(words) && e.contains("must be the last") != words.starts_with("non")
+            }
+            _ => false,
+        };
+        if !ok {
+            wrong.push(format!("{what}: Envoy says {error:?}"));
+        }
+    }
+    eprintln!("filter order: {} cases, {} wrong", cases.len(), wrong.len());
+    ensure!(wrong.is_empty(), "{}", wrong.join("\n"));
+    Ok(())
+}

@@ -15,6 +15,8 @@
 
 use std::fmt;
 
+use bootes_xds::session::Access;
+
 /// The names a verified client certificate carries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PeerIdentity {
@@ -111,16 +113,6 @@ pub struct NodeOwner<'a> {
     pub service_account: &'a str,
 }
 
-/// The outcome for one (peer, node) pair.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    Allow,
-    /// Only a binding can tell (SPIFFE names, node not bound yet): the
-    /// stream waits and receives nothing, as an unbound node does.
-    Wait,
-    Deny(String),
-}
-
 /// May a client that authenticated as `peer` claim `node_id`?
 ///
 /// `peer` is `None` when the server does not authenticate clients: then any
@@ -130,12 +122,12 @@ pub fn decide(
     node_id: &str,
     owner: Option<NodeOwner<'_>>,
     trust_domain: Option<&str>,
-) -> Decision {
+) -> Access {
     let Some(peer) = peer else {
-        return Decision::Allow;
+        return Access::Allow;
     };
     if peer.dns.iter().any(|d| d.eq_ignore_ascii_case(node_id)) {
-        return Decision::Allow;
+        return Access::Allow;
     }
     let spiffe: Vec<&SpiffeId> = peer
         .spiffe
@@ -143,12 +135,12 @@ pub fn decide(
         .filter(|s| trust_domain.is_none_or(|td| s.trust_domain.eq_ignore_ascii_case(td)))
         .collect();
     if spiffe.is_empty() {
-        return Decision::Deny(format!(
+        return Access::Deny(format!(
             "the client certificate ({peer}) does not authorize node {node_id:?}"
         ));
     }
     let Some(owner) = owner else {
-        return Decision::Wait;
+        return Access::Wait;
     };
     // A binding without a service account (written before the controller
     // recorded them) authorizes no SPIFFE identity.
@@ -157,9 +149,9 @@ pub fn decide(
             .iter()
             .any(|s| s.namespace == owner.namespace && s.service_account == owner.service_account);
     if authorized {
-        Decision::Allow
+        Access::Allow
     } else {
-        Decision::Deny(format!(
+        Access::Deny(format!(
             "the client certificate ({peer}) does not authorize node {node_id:?}, which runs as \
              service account {:?} in namespace {:?}",
             owner.service_account, owner.namespace
@@ -208,7 +200,7 @@ mod tests {
 
     #[test]
     fn without_client_authentication_every_claim_is_allowed() {
-        assert_eq!(decide(None, "edge-0.shop", None, None), Decision::Allow);
+        assert_eq!(decide(None, "edge-0.shop", None, None), Access::Allow);
     }
 
     #[test]
@@ -216,7 +208,7 @@ mod tests {
         let peer = spiffe("spiffe://cluster.local/ns/shop/sa/edge");
         assert_eq!(
             decide(Some(&peer), "edge-0.shop", Some(SHOP_EDGE), None),
-            Decision::Allow
+            Access::Allow
         );
         let other_sa = NodeOwner {
             namespace: "shop",
@@ -224,7 +216,7 @@ mod tests {
         };
         assert!(matches!(
             decide(Some(&peer), "pay-0.shop", Some(other_sa), None),
-            Decision::Deny(m) if m.contains("payments") && m.contains("spiffe://cluster.local/ns/shop/sa/edge")
+            Access::Deny(m) if m.contains("payments") && m.contains("spiffe://cluster.local/ns/shop/sa/edge")
         ));
         let other_ns = NodeOwner {
             namespace: "bank",
@@ -232,17 +224,14 @@ mod tests {
         };
         assert!(matches!(
             decide(Some(&peer), "edge-0.bank", Some(other_ns), None),
-            Decision::Deny(_)
+            Access::Deny(_)
         ));
     }
 
     #[test]
     fn spiffe_identity_waits_for_the_binding() {
         let peer = spiffe("spiffe://cluster.local/ns/shop/sa/edge");
-        assert_eq!(
-            decide(Some(&peer), "edge-0.shop", None, None),
-            Decision::Wait
-        );
+        assert_eq!(decide(Some(&peer), "edge-0.shop", None, None), Access::Wait);
     }
 
     #[test]
@@ -254,7 +243,7 @@ mod tests {
         };
         assert!(matches!(
             decide(Some(&peer), "edge-0.shop", Some(owner), None),
-            Decision::Deny(_)
+            Access::Deny(_)
         ));
     }
 
@@ -268,7 +257,7 @@ mod tests {
                 Some(SHOP_EDGE),
                 Some("cluster.local")
             ),
-            Decision::Deny(_)
+            Access::Deny(_)
         ));
         let ours = spiffe("spiffe://cluster.local/ns/shop/sa/edge");
         assert_eq!(
@@ -278,7 +267,7 @@ mod tests {
                 Some(SHOP_EDGE),
                 Some("Cluster.Local")
             ),
-            Decision::Allow
+            Access::Allow
         );
     }
 
@@ -287,20 +276,20 @@ mod tests {
         let peer = dns("Edge-0.shop");
         assert_eq!(
             decide(Some(&peer), "edge-0.shop", None, None),
-            Decision::Allow
+            Access::Allow
         );
         assert_eq!(
             decide(Some(&peer), "edge-0.shop", Some(SHOP_EDGE), None),
-            Decision::Allow
+            Access::Allow
         );
         assert!(matches!(
             decide(Some(&peer), "edge-1.shop", Some(SHOP_EDGE), None),
-            Decision::Deny(m) if m.contains("DNS:Edge-0.shop")
+            Access::Deny(m) if m.contains("DNS:Edge-0.shop")
         ));
         let wildcard = dns("*.shop");
         assert!(matches!(
             decide(Some(&wildcard), "edge-1.shop", None, None),
-            Decision::Deny(_)
+            Access::Deny(_)
         ));
     }
 
@@ -309,11 +298,11 @@ mod tests {
         let peer = PeerIdentity::from_sans(["https://example.com/x".to_string()], vec![]);
         assert!(matches!(
             decide(Some(&peer), "edge-0.shop", Some(SHOP_EDGE), None),
-            Decision::Deny(m) if m.contains("https://example.com/x")
+            Access::Deny(m) if m.contains("https://example.com/x")
         ));
         assert!(matches!(
             decide(Some(&PeerIdentity::default()), "edge-0.shop", Some(SHOP_EDGE), None),
-            Decision::Deny(m) if m.contains("without URI or DNS")
+            Access::Deny(m) if m.contains("without URI or DNS")
         ));
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 #[derive(Debug, clap::Args)]
 pub struct Config {
     #[command(flatten)]
-    pub etcd: bootes_etcd::EtcdArgs,
+    pub etcd: bootes_etcd::args::EtcdArgs,
     /// gRPC listen address (xDS).
     #[arg(long, env = "BOOTES_LISTEN", default_value = "0.0.0.0:18000")]
     pub listen: SocketAddr,

@@ -1,5 +1,5 @@
 //! Keeps [`Snapshots`] in step with etcd through
-//! [`bootes_etcd::ListWatch`]. On any error (etcd unreachable, watch
+//! [`bootes_etcd::watch::ListWatch`]. On any error (etcd unreachable, watch
 //! cancelled, compacted revision) the last contents keep being served and the
 //! loop relists once etcd answers again.
 
@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bootes_etcd::etcd_client::Client;
-use bootes_etcd::Update;
+use bootes_etcd::watch::Update;
 use bootes_proto::sealed::SecretKeys;
 use bootes_proto::Keys;
 use tokio::sync::watch;
@@ -117,7 +117,7 @@ impl Shared {
 /// it from there; relists after any error, serving the last contents
 /// meanwhile.
 pub async fn run(client: Client, keys: Keys, shared: Arc<Shared>) {
-    let mut updates = bootes_etcd::ListWatch::new(&client, keys.prefix());
+    let mut updates = bootes_etcd::watch::ListWatch::new(&client, keys.prefix());
     loop {
         match updates.next().await {
             Update::Listed(listing) => {
@@ -134,18 +134,18 @@ pub async fn run(client: Client, keys: Keys, shared: Arc<Shared>) {
                 // batch so no stream sees half a transaction.
                 let newest = events
                     .iter()
-                    .map(bootes_etcd::Event::mod_revision)
+                    .map(bootes_etcd::watch::Event::mod_revision)
                     .max()
                     .unwrap_or(revision);
                 shared.metrics.etcd_watch_lag.set(revision - newest);
                 let events = events
                     .into_iter()
                     .map(|e| match e {
-                        bootes_etcd::Event::Put(kv) => Event::Put {
+                        bootes_etcd::watch::Event::Put(kv) => Event::Put {
                             key: kv.key,
                             value: kv.value,
                         },
-                        bootes_etcd::Event::Delete { key, .. } => Event::Delete { key },
+                        bootes_etcd::watch::Event::Delete { key, .. } => Event::Delete { key },
                     })
                     .collect();
                 shared.apply(events, revision);

@@ -69,7 +69,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let keys = config.etcd.keys();
     let etcd_config = config.etcd.config()?.with_request_timeout(None);
     etcd_config.warn_if_plaintext();
-    let etcd = bootes_etcd::connect(&etcd_config)
+    let etcd = bootes_etcd::connect::connect(&etcd_config)
         .await
         .context("etcd client")?;
     let secrets = config.etcd.secret_keys()?;
@@ -138,9 +138,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             client_auth,
             trust_domain: config.tls.spiffe_trust_domain.clone(),
             allow_unauthenticated_secrets: config.tls.allow_unauthenticated_secrets,
-            max_resource_names: config.limits.max_resource_names,
-            max_nack_detail: config.limits.max_nack_detail_bytes,
-            max_node_id: config.limits.max_node_id_bytes,
+            limits: bootes_xds::session::Limits {
+                max_resource_names: config.limits.max_resource_names,
+                max_nack_detail: config.limits.max_nack_detail_bytes,
+                max_node_id: config.limits.max_node_id_bytes,
+            },
             max_request_bytes: config.limits.max_request_bytes,
         },
     });

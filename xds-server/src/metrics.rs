@@ -8,6 +8,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use bootes_proto::ResourceType;
+use bootes_xds::session::Protocol;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TypeLabel {
@@ -15,8 +16,8 @@ pub struct TypeLabel {
 }
 
 /// The `variant` label of a stream: state of the world or delta.
-pub const SOTW: &str = "sotw";
-pub const DELTA: &str = "delta";
+pub const SOTW: &str = <bootes_xds::sotw::SotwStream as Protocol>::VARIANT;
+pub const DELTA: &str = <bootes_xds::delta::DeltaStream as Protocol>::VARIANT;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VariantLabel {

@@ -85,7 +85,7 @@ pub async fn run(
     bound: impl Fn(&str) -> bool,
     metrics: Arc<Metrics>,
 ) {
-    let mut backoff = bootes_etcd::Backoff::default();
+    let mut backoff = bootes_etcd::backoff::Backoff::default();
     loop {
         match report(
             client.clone(),

@@ -9,6 +9,12 @@
 //! * ACK/NACK by nonce. After a NACK the client keeps what it had; the
 //!   rejected version of a resource is not sent again, the next one is.
 //! * The first request of each type is answered, possibly with nothing.
+//! * A name subscribed to that the node's configuration lacks is sent once
+//!   in `removed_resources` (the delta protocol's "does not exist") and in
+//!   `resource_errors` as NOT_FOUND (xRFC TP3), at once, so a client
+//!   fails fast instead of waiting out its timer; again only after it has
+//!   existed and gone. Wildcard subscribers are told nothing of names they
+//!   did not name.
 //! * Make-before-break as in state of the world: [`ResourceType::ALL`]
 //!   order, one response in flight per type, dependencies ACKed first
 //!   ([`super::waits_for`]); removals are sent only once every type carries
@@ -20,7 +26,7 @@ use std::sync::Arc;
 use bootes_proto::envoy::discovery::DeltaDiscoveryRequest;
 use bootes_proto::ResourceType;
 
-use super::response::{Encoded, ResponseCache, Step};
+use super::response::{Encoded, NameError, ResponseCache, Step};
 use super::{Effects, Nack, TypeReport};
 use crate::held::Held;
 use crate::schedule::{Memo, Scheduled, TypeStep};
@@ -55,6 +61,8 @@ struct TypeState {
     must_answer: bool,
     /// Versions the client rejected, not to be sent again.
     rejected: BTreeMap<String, String>,
+    /// Names subscribed to that the client was told do not exist.
+    told_missing: BTreeSet<String>,
     nack: Option<Nack>,
     memo: Memo,
 }
@@ -68,6 +76,7 @@ impl Default for TypeState {
             in_flight: None,
             must_answer: false,
             rejected: BTreeMap::new(),
+            told_missing: BTreeSet::new(),
             nack: None,
             memo: Memo::default(),
         }
@@ -174,6 +183,7 @@ impl DeltaStream {
                 state.wildcard = false;
             } else {
                 state.names.remove(name);
+                state.told_missing.remove(name);
             }
         }
         // The client forgets what it no longer wants.
@@ -256,8 +266,14 @@ impl TypeStep for TypeState {
         };
         let response = response.or_else(|| {
             self.must_answer
-                .then(|| cache.delta(ty, Vec::new(), Vec::new()))
+                .then(|| cache.delta(ty, Vec::new(), Vec::new(), Vec::new()))
         })?;
+        for r in &response.resources {
+            self.told_missing.remove(&r.name);
+        }
+        for (name, _) in &response.errors {
+            self.told_missing.insert(name.clone());
+        }
         Some(send(self, response, held))
     }
 
@@ -283,13 +299,17 @@ impl TypeStep for TypeState {
                 if removed.is_empty() {
                     return (None, self.client.clone());
                 }
-                let response = cache.delta(ty, Vec::new(), removed);
+                let response = cache.delta(ty, Vec::new(), removed, Vec::new());
                 let held = after(&self.client, &response);
                 (Some(response), held)
             });
         let response = response?;
         for name in &response.removed {
             self.rejected.remove(name);
+            // Gone: that is what a subscriber of the name was told.
+            if self.names.contains(name) {
+                self.told_missing.insert(name.clone());
+            }
         }
         Some(send(self, response, held))
     }
@@ -311,10 +331,28 @@ fn updates(
         .filter(|r| state.rejected.get(&r.name) != Some(&r.version))
         .cloned()
         .collect();
-    if updates.is_empty() {
+    let present = target.resources(ty);
+    let missing: Vec<String> = if state.wildcard {
+        Vec::new()
+    } else {
+        state
+            .names
+            .iter()
+            .filter(|n| present.is_none_or(|p| !p.contains_key(*n)))
+            // One the client holds is removed by the break step, in order.
+            .filter(|n| !state.client.versions.contains_key(*n))
+            .filter(|n| !state.told_missing.contains(*n))
+            .cloned()
+            .collect()
+    };
+    if updates.is_empty() && missing.is_empty() {
         return (None, state.client.clone());
     }
-    let response = cache.delta(ty, updates, Vec::new());
+    let errors = missing
+        .iter()
+        .map(|n| (n.clone(), NameError::NotFound))
+        .collect();
+    let response = cache.delta(ty, updates, missing, errors);
     let held = after(&state.client, &response);
     (Some(response), held)
 }

@@ -5,6 +5,8 @@
 //! * [`snapshots`] — etcd's key-values → the snapshot each node gets.
 //! * [`sotw`], [`delta`] — one stream's state machine per protocol variant.
 //! * [`response`] — responses encoded once and shared by every stream.
+//! * [`session`] — one stream from its first request to its end, around
+//!   either state machine.
 //! * `schedule` — the make-before-break order both state machines follow;
 //!   `held` — what a delta client holds, as the cache shares it.
 //!
@@ -14,6 +16,7 @@ pub mod delta;
 mod held;
 pub mod response;
 mod schedule;
+pub mod session;
 pub mod snapshots;
 pub mod sotw;
 #[cfg(test)]
@@ -65,6 +68,16 @@ pub struct Effects {
     pub nacks: Vec<Nack>,
     /// Requests ignored, with why (unknown type URL, stale nonce).
     pub ignored: Vec<String>,
+}
+
+impl Effects {
+    /// Appends `other`'s responses and observations after this one's.
+    pub fn extend(&mut self, other: Effects) {
+        self.responses.extend(other.responses);
+        self.acks.extend(other.acks);
+        self.nacks.extend(other.nacks);
+        self.ignored.extend(other.ignored);
+    }
 }
 
 /// What a client holds of one type, as far as its ACKs and NACKs tell.

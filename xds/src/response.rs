@@ -33,6 +33,9 @@ pub struct Encoded {
     pub resources: Vec<Arc<Resource>>,
     /// Delta only: names removed.
     pub removed: Vec<String>,
+    /// Names the client subscribed to that it cannot have, and why
+    /// (xRFC TP3 `resource_errors`).
+    pub errors: NameErrors,
     /// The protobuf encoding of the whole response message (a view into
     /// [`Self::framed`]).
     pub bytes: Bytes,
@@ -56,6 +59,65 @@ impl Encoded {
     }
 }
 
+/// Why a client cannot have a resource it named (xRFC TP3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NameError {
+    /// Nothing of that name exists in the node's configuration.
+    NotFound,
+    /// The stream's identity may not have it (Secrets to a client that did
+    /// not authenticate).
+    PermissionDenied,
+}
+
+impl NameError {
+    /// The `google.rpc.Code`.
+    fn code(self) -> i32 {
+        match self {
+            NameError::NotFound => 5,
+            NameError::PermissionDenied => 7,
+        }
+    }
+
+    fn message(self, ty: ResourceType) -> String {
+        match self {
+            NameError::NotFound => format!(
+                "no {} resource of this name is in the node's configuration",
+                ty.short_name()
+            ),
+            NameError::PermissionDenied => crate::session::SECRETS_REFUSED.to_string(),
+        }
+    }
+
+    /// How it enters a response's version: a pseudo-version no content
+    /// hash can equal.
+    fn version_tag(self) -> &'static str {
+        match self {
+            NameError::NotFound => "!not-found",
+            NameError::PermissionDenied => "!permission-denied",
+        }
+    }
+}
+
+/// Named resources a response reports as unavailable, sorted by name.
+pub type NameErrors = Vec<(String, NameError)>;
+
+fn resource_errors(ty: ResourceType, errors: &NameErrors) -> Vec<discovery::ResourceError> {
+    errors
+        .iter()
+        .map(|(name, e)| discovery::ResourceError {
+            resource_name: Some(discovery::ResourceName {
+                name: name.clone(),
+                ..Default::default()
+            }),
+            error_detail: Some(bootes_proto::envoy::RpcStatus {
+                code: e.code(),
+                message: e.message(ty),
+                details: Vec::new(),
+            }),
+        })
+        .collect()
+}
+
 /// gRPC's message header: a compression flag and a 4-byte length.
 const GRPC_FRAME_HEADER: usize = 5;
 
@@ -75,22 +137,42 @@ fn framed(message: &impl Message) -> Bytes {
 }
 
 /// The resources of a state-of-the-world response (sorted by name) with its
-/// version, a hash of exactly their (name, version) pairs, computed once.
+/// version, a hash of exactly their (name, version) pairs (and of the names
+/// it reports errors for), computed once.
 #[derive(Debug)]
 pub struct ResourceSet {
     pub version: String,
     pub resources: Vec<Arc<Resource>>,
+    pub errors: NameErrors,
 }
 
 impl ResourceSet {
     pub fn new(resources: Vec<Arc<Resource>>) -> Self {
-        let version = version::of_set(
-            resources
-                .iter()
-                .map(|r| (r.name.as_str(), r.version.as_str())),
-        );
-        Self { version, resources }
+        Self::with_errors(resources, Vec::new())
     }
+
+    /// A set that also reports `errors` (none of them names a resource of
+    /// the set).
+    pub fn with_errors(resources: Vec<Arc<Resource>>, errors: NameErrors) -> Self {
+        let version = content_id(&resources, &[], &errors);
+        Self {
+            version,
+            resources,
+            errors,
+        }
+    }
+}
+
+/// The hash of what a response carries: resources by (name, version),
+/// removed names, names with errors.
+fn content_id(resources: &[Arc<Resource>], removed: &[String], errors: &NameErrors) -> String {
+    version::of_set(
+        resources
+            .iter()
+            .map(|r| (r.name.as_str(), r.version.as_str()))
+            .chain(removed.iter().map(|n| (n.as_str(), "-")))
+            .chain(errors.iter().map(|(n, e)| (n.as_str(), e.version_tag()))),
+    )
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -144,40 +226,41 @@ impl ResponseCache {
     /// The response carrying `set`, encoded at most once while any stream
     /// holds it.
     pub fn state_of_the_world(&self, ty: ResourceType, set: ResourceSet) -> Arc<Encoded> {
-        let ResourceSet { version, resources } = set;
-        self.state_of_the_world_with(ty, version, || resources)
+        let ResourceSet {
+            version,
+            resources,
+            errors,
+        } = set;
+        self.state_of_the_world_with(ty, version, || (resources, errors))
     }
 
     /// [`Self::state_of_the_world`] for a set known by its version, built
-    /// only if it has to be encoded.
+    /// (resources and errors) only if it has to be encoded.
     pub fn state_of_the_world_with(
         &self,
         ty: ResourceType,
         version: String,
-        resources: impl FnOnce() -> Vec<Arc<Resource>>,
+        set: impl FnOnce() -> (Vec<Arc<Resource>>, NameErrors),
     ) -> Arc<Encoded> {
         self.get_or_encode((ty, Variant::Sotw, version), |version_info| {
-            encode_sotw(ty, version_info, resources())
+            let (resources, errors) = set();
+            encode_sotw(ty, version_info, resources, errors)
         })
     }
 
-    /// A delta response carrying `updates` (sorted by name) and `removed`.
-    /// Its nonce is a hash of exactly that content, so streams that need the
-    /// same delta share it.
+    /// A delta response carrying `updates` (sorted by name), `removed` and
+    /// `errors`. Its nonce is a hash of exactly that content, so streams that
+    /// need the same delta share it.
     pub fn delta(
         &self,
         ty: ResourceType,
         updates: Vec<Arc<Resource>>,
         removed: Vec<String>,
+        errors: NameErrors,
     ) -> Arc<Encoded> {
-        let id = version::of_set(
-            updates
-                .iter()
-                .map(|r| (r.name.as_str(), r.version.as_str()))
-                .chain(removed.iter().map(|n| (n.as_str(), "-"))),
-        );
+        let id = content_id(&updates, &removed, &errors);
         self.get_or_encode((ty, Variant::Delta, id), |id| {
-            encode_delta(ty, id, updates, removed)
+            encode_delta(ty, id, updates, removed, errors)
         })
     }
 
@@ -248,7 +331,12 @@ impl ResponseCache {
     }
 }
 
-fn encode_sotw(ty: ResourceType, version_info: String, resources: Vec<Arc<Resource>>) -> Encoded {
+fn encode_sotw(
+    ty: ResourceType,
+    version_info: String,
+    resources: Vec<Arc<Resource>>,
+    errors: NameErrors,
+) -> Encoded {
     let nonce = version_info.clone();
     let response = DiscoveryResponse {
         version_info: version_info.clone(),
@@ -264,6 +352,7 @@ fn encode_sotw(ty: ResourceType, version_info: String, resources: Vec<Arc<Resour
         control_plane: Some(bootes_proto::envoy::core::ControlPlane {
             identifier: CONTROL_PLANE_ID.to_string(),
         }),
+        resource_errors: resource_errors(ty, &errors),
         ..Default::default()
     };
     Encoded {
@@ -272,6 +361,7 @@ fn encode_sotw(ty: ResourceType, version_info: String, resources: Vec<Arc<Resour
         nonce,
         resources,
         removed: Vec::new(),
+        errors,
         framed: framed(&response),
         bytes: Bytes::new(),
     }
@@ -283,6 +373,7 @@ fn encode_delta(
     id: String,
     updates: Vec<Arc<Resource>>,
     removed: Vec<String>,
+    errors: NameErrors,
 ) -> Encoded {
     let response = DeltaDiscoveryResponse {
         system_version_info: id.clone(),
@@ -304,6 +395,7 @@ fn encode_delta(
         control_plane: Some(bootes_proto::envoy::core::ControlPlane {
             identifier: CONTROL_PLANE_ID.to_string(),
         }),
+        resource_errors: resource_errors(ty, &errors),
         ..Default::default()
     };
     Encoded {
@@ -312,6 +404,7 @@ fn encode_delta(
         nonce: id,
         resources: updates,
         removed,
+        errors,
         framed: framed(&response),
         bytes: Bytes::new(),
     }

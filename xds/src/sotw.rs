@@ -12,10 +12,14 @@
 //!   its type is stale and ignored. A NACKed version is not sent again; the
 //!   next different version is.
 //! * A version is never pushed twice on one stream.
+//! * A name subscribed to that the node's configuration lacks is reported
+//!   in the response's `resource_errors` as NOT_FOUND (xRFC TP3), at once;
+//!   such names count in the response's version. Wildcard subscribers get
+//!   no errors.
 //! * Make-before-break: responses go out in the order of
 //!   [`ResourceType::ALL`] (CDS, EDS, …, LDS, RDS), at most one in flight per
 //!   type, and a type waits for the ACKs of the types it depends on
-//!   ([`super::waits_for`]; the scheduler is [`crate::schedule`]). While a change is being made, clusters and
+//!   ([`super::waits_for`]; the scheduler is `schedule`). While a change is being made, clusters and
 //!   listeners that disappear stay in the full-state responses; they are
 //!   removed only once every type carries the new state and nothing is in
 //!   flight, in reverse order.
@@ -26,7 +30,7 @@ use std::sync::Arc;
 use bootes_proto::envoy::discovery::DiscoveryRequest;
 use bootes_proto::ResourceType;
 
-use super::response::{Encoded, ResourceSet, ResponseCache};
+use super::response::{Encoded, NameError, NameErrors, ResourceSet, ResponseCache};
 use super::{Effects, Nack, TypeReport};
 use crate::schedule::{Memo, Scheduled, TypeStep};
 use crate::snapshots::{Resource, Snapshot};
@@ -85,7 +89,7 @@ impl SotwStream {
         self.scheduled.on_snapshot(snapshot, cache)
     }
 
-    /// A request from the client (after [`Self::identify`]).
+    /// A request from the client (after [`crate::Identity::identify`]).
     pub fn on_request(&mut self, req: &DiscoveryRequest, cache: &ResponseCache) -> Effects {
         let mut effects = Effects::default();
         let Some(ty) = ResourceType::from_type_url(&req.type_url) else {
@@ -213,7 +217,14 @@ impl TypeStep for TypeState {
             return None;
         }
         let response = cache.state_of_the_world_with(ty, version, || {
-            set.unwrap_or_else(|| make_set(ty, self, target))
+            set.map_or_else(
+                || {
+                    let resources = make_set(ty, self, target);
+                    let errors = not_found(self, &resources);
+                    (resources, errors)
+                },
+                |s| (s.resources, s.errors),
+            )
         });
         if !self.answered && self.claimed.as_ref() == Some(&response.version_info) {
             // The client has exactly this already (it reconnected).
@@ -239,7 +250,9 @@ impl TypeStep for TypeState {
             // It holds exactly the target's set: nothing kept.
             return None;
         }
-        let set = ResourceSet::new(exact_set(ty, self, target));
+        let resources = exact_set(ty, self, target);
+        let errors = not_found(self, &resources);
+        let set = ResourceSet::with_errors(resources, errors);
         self.sent
             .as_ref()
             .is_some_and(|s| s.version_info != set.version)
@@ -259,16 +272,32 @@ fn send(state: &mut TypeState, response: Arc<Encoded>) -> Arc<Encoded> {
 /// when it had to be built to know it. A stream subscribed to the whole
 /// type that keeps nothing takes the snapshot's set version, hashed once for
 /// every stream; the set is built only if the response must be encoded.
-fn plan(
-    ty: ResourceType,
-    state: &TypeState,
-    target: &Snapshot,
-) -> (String, Option<Vec<Arc<Resource>>>) {
+fn plan(ty: ResourceType, state: &TypeState, target: &Snapshot) -> (String, Option<ResourceSet>) {
     if state.subscription == Subscription::Wildcard && !keeps(ty, state, target) {
         return (target.set_version(ty).to_string(), None);
     }
-    let set = ResourceSet::new(make_set(ty, state, target));
-    (set.version, Some(set.resources))
+    let resources = make_set(ty, state, target);
+    let errors = not_found(state, &resources);
+    let set = ResourceSet::with_errors(resources, errors);
+    (set.version.clone(), Some(set))
+}
+
+/// The names a subscription asks for that `set` (sorted by name) lacks:
+/// reported NOT_FOUND at once (xRFC TP3), so a client fails fast instead of
+/// waiting out its timer. A wildcard subscriber named nothing and is told
+/// nothing.
+fn not_found(state: &TypeState, set: &[Arc<Resource>]) -> NameErrors {
+    let Subscription::Names(names) = &state.subscription else {
+        return Vec::new();
+    };
+    names
+        .iter()
+        .filter(|n| {
+            set.binary_search_by(|r| r.name.as_str().cmp(n.as_str()))
+                .is_err()
+        })
+        .map(|n| (n.clone(), NameError::NotFound))
+        .collect()
 }
 
 /// Whether [`make_set`] keeps resources of the last response that `target`

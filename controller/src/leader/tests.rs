@@ -85,7 +85,7 @@ async fn a_deposed_leader_cannot_write() {
     let old_fence = a.leadership().borrow().clone().unwrap();
 
     let mut writer = EtcdWriter::connect(
-        &bootes_etcd::EtcdConfig::new([etcd.endpoint()]),
+        &bootes_etcd::connect::EtcdConfig::new([etcd.endpoint()]),
         keys.clone(),
         None,
     )

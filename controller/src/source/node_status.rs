@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bootes_etcd::etcd_client::Client;
-use bootes_etcd::{Event, Update};
+use bootes_etcd::watch::{Event, Update};
 use bootes_proto::values::{self, ValueError};
 use bootes_proto::{store, Key, Keys};
 use tokio::sync::mpsc;
@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 /// Runs until the receiver is gone; relists after any error (counted in
 /// `metrics`).
 pub async fn run(client: Client, keys: Keys, tx: mpsc::Sender<SourceEvent>, metrics: Arc<Metrics>) {
-    let mut updates = bootes_etcd::ListWatch::new(&client, keys.statuses());
+    let mut updates = bootes_etcd::watch::ListWatch::new(&client, keys.statuses());
     loop {
         let events = match updates.next().await {
             Update::Listed(listing) => {

@@ -37,7 +37,7 @@ pub fn run(args: &WebhookCertArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where [`write`] put the files.
+/// Where [`write()`] put the files.
 #[derive(Debug)]
 pub struct Written {
     pub cert: PathBuf,

@@ -177,8 +177,6 @@ fn wrapper_kind(full_name: &str) -> bool {
     )
 }
 
-pub use crate::any::message_name as type_url_message_name;
-
 /// How a JSON value is described in messages.
 fn describe(json: &Json) -> String {
     match json {
@@ -619,11 +617,11 @@ impl Parser {
         if crate::any::is_typed_struct(&type_url) {
             return self.typed_struct(desc, map);
         }
-        let Some(payload_desc) =
-            type_url_message_name(&type_url).and_then(|name| self.pool.get_message_by_name(name))
+        let Some(payload_desc) = crate::any::message_name(&type_url)
+            .and_then(|name| self.pool.get_message_by_name(name))
         else {
             self.at_field("@type", |p| {
-                let message = match type_url_message_name(&type_url) {
+                let message = match crate::any::message_name(&type_url) {
                     None => format!(
                         "{} is not a type URL (expected \"type.googleapis.com/<message name>\")",
                         quote(&type_url)

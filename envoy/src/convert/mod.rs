@@ -7,16 +7,22 @@
 //!
 //! docs/VALIDATION.md describes what is checked and how problems read.
 
+pub mod filter_order;
+pub mod formatter;
 pub mod json;
 pub mod pgv;
+pub mod re2;
 pub mod rule;
 pub mod semantic;
+mod semantic_checks;
 mod semantic_rules;
 #[cfg(test)]
 mod semantic_tests;
 pub mod slots;
 #[cfg(test)]
 mod tests;
+pub mod tls_names;
+pub mod uri_template;
 
 use bootes_proto::envoy::descriptor_pool;
 use bootes_proto::{version, ResourceType};

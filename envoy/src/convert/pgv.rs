@@ -2,7 +2,7 @@
 //!
 //! The `validate.rules` field options, the `validate.required` oneof option
 //! and the `validate.disabled` / `validate.ignored` message options of every
-//! message are read once (per message type, cached) into a [`MessagePlan`];
+//! message are read once (per message type, cached) into a `MessagePlan`;
 //! [`validate`] then walks a [`DynamicMessage`] with those plans, recursing
 //! into every set message field, list item, map value and `Any` payload.
 //!

@@ -1,7 +1,7 @@
 //! What a semantic rule is ([`Rule`]: a message, conditions, a check) and
 //! how rules name fields: paths of field names from the message a rule is
 //! about. [`super::semantic`] walks resources and applies the rules of
-//! [`super::semantic_rules`]; both use this module, which uses neither.
+//! `semantic_rules`; both use this module, which uses neither.
 //!
 //! A path (`load_assignment.endpoints.lb_endpoints`) takes a repeated field
 //! on the way item by item, a map field value by value, and its last name

@@ -1,5 +1,5 @@
 //! Envoy's own checks beyond protoc-gen-validate, as data: a table of rules
-//! ([`super::semantic_rules::RULES`]) keyed by message full name, evaluated on
+//! (`semantic_rules::RULES`) keyed by message full name, evaluated on
 //! every message of a converted resource (the payloads of `Any` fields
 //! included), wherever the message occurs.
 //!
@@ -23,7 +23,7 @@ pub fn check(ty: ResourceType, message: &DynamicMessage, root: &str) -> Vec<Conf
     walk(RULES, ty, message, root)
 }
 
-/// What the warning rules ([`super::semantic_rules::WARNINGS`]) find: configs
+/// What the warning rules (`semantic_rules::WARNINGS`) find: configs
 /// Envoy may accept, or rejects depending on what Bootes cannot see (its
 /// bootstrap), reported without rejecting the object.
 pub fn warnings(ty: ResourceType, message: &DynamicMessage, root: &str) -> Vec<ConfigError> {

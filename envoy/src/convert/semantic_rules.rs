@@ -5,7 +5,9 @@
 use bootes_proto::ResourceType;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
+use super::filter_order;
 use super::rule::{enum_name, is_set, values, Check, Cond, Rule};
+use super::semantic_checks::*;
 use super::slots::{any_misfit, Slot};
 
 const LISTENER: &str = "envoy.config.listener.v3.Listener";
@@ -516,6 +518,274 @@ pub static RULES: &[Rule] = &[
         problem: "",
         envoy: "crashes (assert failure: INVALID_ALPN_PROTOCOL_LIST)",
     },
+    // --- issue 24: filter order ---------------------------------------------------
+    Rule {
+        message: "envoy.config.listener.v3.FilterChain",
+        when: &[],
+        check: Check::Message(filter_order::network_terminal_not_last),
+        problem: "",
+        envoy: "terminal filter named … must be the last filter in a network filter chain",
+    },
+    Rule {
+        message: "envoy.config.listener.v3.FilterChain",
+        when: &[],
+        check: Check::Message(filter_order::network_last_not_terminal),
+        problem: "",
+        envoy: "non-terminal filter named … is the last filter in a network filter chain",
+    },
+    Rule {
+        message: HCM,
+        when: &[],
+        check: Check::Message(filter_order::http_terminal_not_last),
+        problem: "",
+        envoy: "terminal filter named … must be the last filter in a http filter chain",
+    },
+    Rule {
+        message: HCM,
+        when: &[],
+        check: Check::Message(filter_order::http_last_not_terminal),
+        problem: "",
+        envoy: "non-terminal filter named … is the last filter in a http filter chain",
+    },
+    // --- issue 24: listeners ------------------------------------------------------
+    Rule {
+        message: "envoy.config.listener.v3.FilterChainMatch",
+        when: &[],
+        check: Check::Each("server_names", server_name),
+        problem: "partial wildcard",
+        envoy: "partial wildcards are not supported in \"server_names\"",
+    },
+    Rule {
+        message: LISTENER,
+        when: &[Cond::Unset("filter_chain_matcher")],
+        check: Check::Message(duplicate_chain_matches),
+        problem: "",
+        envoy: "filter chain '…' has the same matching rules defined as '…' / multiple filter chains with overlapping matching rules are defined",
+    },
+    Rule {
+        message: LISTENER,
+        when: &[
+            Cond::Enum("address.socket_address.protocol", &["UDP"]),
+            Cond::Unset("udp_listener_config.quic_options"),
+        ],
+        check: Check::Count {
+            path: "filter_chains",
+            min: 0,
+            max: 0,
+        },
+        problem: "a UDP listener that is not a QUIC listener takes no filter_chains (its filters are listener_filters)",
+        envoy: "… filter chain(s) specified for connection-less UDP listener",
+    },
+    Rule {
+        message: LISTENER,
+        when: &[],
+        check: Check::Message(http3_needs_quic),
+        problem: "",
+        envoy: "HTTP/3 codec configured on non-QUIC listener",
+    },
+    // --- issue 24: regular expressions --------------------------------------------
+    Rule {
+        message: "envoy.type.matcher.v3.RegexMatcher",
+        when: &[],
+        check: Check::Message(regex),
+        problem: "",
+        envoy: "RE2's error (missing ), invalid repetition size, invalid perl operator, …) or \"RE2 program size of … > max program size of 100\"",
+    },
+    // --- issue 24: routes and virtual hosts -----------------------------------------
+    Rule {
+        message: "envoy.config.route.v3.RouteConfiguration",
+        when: &[],
+        check: Check::Message(unique_domains),
+        problem: "",
+        envoy: "Only unique values for domains are permitted / Only a single wildcard domain is permitted",
+    },
+    Rule {
+        message: "envoy.config.route.v3.RouteAction",
+        when: &[],
+        check: Check::Message(one_path_rewrite),
+        problem: "",
+        envoy: "Specify only one of prefix_rewrite, regex_rewrite or path_rewrite_policy",
+    },
+    Rule {
+        message: "envoy.config.route.v3.WeightedCluster",
+        when: &[],
+        check: Check::Message(weights_sum),
+        problem: "",
+        envoy: "Sum of weights in the weighted_cluster must be greater than 0",
+    },
+    Rule {
+        message: "envoy.config.route.v3.RouteConfiguration",
+        when: &[],
+        check: Check::Message(header_mutations),
+        problem: "",
+        envoy: ":-prefixed or host headers may not be modified / removed",
+    },
+    Rule {
+        message: "envoy.config.route.v3.VirtualHost",
+        when: &[],
+        check: Check::Message(header_mutations),
+        problem: "",
+        envoy: ":-prefixed or host headers may not be modified / removed",
+    },
+    Rule {
+        message: "envoy.config.route.v3.Route",
+        when: &[],
+        check: Check::Message(header_mutations),
+        problem: "",
+        envoy: ":-prefixed or host headers may not be modified / removed",
+    },
+    Rule {
+        message: "envoy.config.route.v3.WeightedCluster.ClusterWeight",
+        when: &[],
+        check: Check::Message(header_mutations),
+        problem: "",
+        envoy: ":-prefixed or host headers may not be modified / removed",
+    },
+    Rule {
+        message: "envoy.config.route.v3.RouteConfiguration",
+        when: &[],
+        check: Check::Message(header_value_formats),
+        problem: "",
+        envoy: FORMAT,
+    },
+    Rule {
+        message: "envoy.config.route.v3.VirtualHost",
+        when: &[],
+        check: Check::Message(header_value_formats),
+        problem: "",
+        envoy: FORMAT,
+    },
+    Rule {
+        message: "envoy.config.route.v3.Route",
+        when: &[],
+        check: Check::Message(header_value_formats),
+        problem: "",
+        envoy: FORMAT,
+    },
+    Rule {
+        message: "envoy.config.route.v3.WeightedCluster.ClusterWeight",
+        when: &[],
+        check: Check::Message(header_value_formats),
+        problem: "",
+        envoy: FORMAT,
+    },
+    Rule {
+        message: "envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig",
+        when: &[],
+        check: Check::Each("path_template", uri_template),
+        problem: "not a valid URI template",
+        envoy: "path_match_policy.path_template … is invalid",
+    },
+    Rule {
+        message: "envoy.extensions.path.rewrite.uri_template.v3.UriTemplateRewriteConfig",
+        when: &[],
+        check: Check::Each("path_template_rewrite", uri_template),
+        problem: "not a valid URI template",
+        envoy: "path_rewrite_policy.path_template_rewrite … is invalid",
+    },
+    // --- issue 24: HTTP connection manager and formats ------------------------------
+    Rule {
+        message: HCM,
+        when: &[],
+        check: Check::Message(unique_upgrades),
+        problem: "",
+        envoy: "Error: multiple upgrade configs with the same name: '…'",
+    },
+    Rule {
+        message: "envoy.config.core.v3.SubstitutionFormatString",
+        when: &[],
+        check: Check::Message(substitution_format),
+        problem: "",
+        envoy: FORMAT,
+    },
+    // --- issue 24: clusters ----------------------------------------------------------
+    Rule {
+        message: CLUSTER,
+        when: &[Cond::Enum("type", &["ORIGINAL_DST"]), Cond::Unset("cluster_type")],
+        check: Check::Holds(Cond::Unset("load_assignment")),
+        problem: "a cluster of type ORIGINAL_DST takes no load_assignment (its hosts are the connections' original destinations)",
+        envoy: "ORIGINAL_DST clusters must have no load assignment configured",
+    },
+    Rule {
+        message: "envoy.config.core.v3.BindConfig",
+        when: &[],
+        check: Check::Each("source_address", ip_address),
+        problem: "a bind address must be an IP address",
+        envoy: "malformed IP address",
+    },
+    Rule {
+        message: "envoy.config.core.v3.HealthCheck.Payload",
+        when: &[],
+        check: Check::Each("text", hex_payload),
+        problem: "not hex",
+        envoy: "invalid hex string '…'",
+    },
+    Rule {
+        message: "envoy.config.core.v3.HealthCheck.HttpHealthCheck",
+        when: &[Cond::Set("send")],
+        check: Check::Holds(Cond::Enum("method", &["POST", "PUT", "PATCH", "OPTIONS"])),
+        problem: "an HTTP health check with a send payload needs a method that takes a body (POST, PUT, PATCH, OPTIONS); the default is GET",
+        envoy: "HTTP health check cannot specify a request payload with method '…'",
+    },
+    Rule {
+        message: CLUSTER,
+        when: &[],
+        check: Check::Message(grpc_health_check_needs_http2),
+        problem: "",
+        envoy: "… cluster must support HTTP/2 for gRPC healthchecking",
+    },
+    // --- issue 24: TLS ----------------------------------------------------------------
+    Rule {
+        // Like ALPN: with a secret from SDS, the context is built (and the
+        // names read) only when the secret arrives.
+        message: "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext",
+        when: TLS_IN_PLACE,
+        check: Check::Message(cipher_suites),
+        problem: "",
+        envoy: "Failed to initialize cipher suites …",
+    },
+    Rule {
+        message: "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext",
+        when: TLS_IN_PLACE,
+        check: Check::Each("tls_params.ecdh_curves", ecdh_curve),
+        problem: "unknown curve",
+        envoy: "Failed to initialize ECDH curves …",
+    },
+    Rule {
+        message: "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext",
+        when: TLS_IN_PLACE,
+        check: Check::Each("tls_params.signature_algorithms", signature_algorithm),
+        problem: "unknown signature algorithm",
+        envoy: "Failed to initialize TLS signature algorithms …",
+    },
+    Rule {
+        message: "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        when: &[],
+        check: Check::Each("session_ticket_keys.keys", ticket_key_length),
+        problem: "a session ticket key is 80 bytes",
+        envoy: "Incorrect TLS session ticket key length. Length …, expected length 80.",
+    },
+    Rule {
+        message: "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        when: &[
+            Cond::Enum("ocsp_staple_policy", &["MUST_STAPLE"]),
+            Cond::Unset("common_tls_context.tls_certificate_sds_secret_configs"),
+        ],
+        check: Check::Each("common_tls_context.tls_certificates", has_ocsp_staple),
+        problem: "ocsp_staple_policy MUST_STAPLE needs an ocsp_staple with every certificate",
+        envoy: "Required OCSP response is missing from TLS context",
+    },
+];
+
+/// Envoy's words for a broken substitution format.
+const FORMAT: &str = "Incorrect configuration: …. Couldn't find valid command at position …";
+
+/// A TLS context whose names Envoy reads with the resource (no secret from
+/// SDS).
+const TLS_IN_PLACE: &[Cond] = &[
+    Cond::Unset("tls_certificate_sds_secret_configs"),
+    Cond::Unset("validation_context_sds_secret_config"),
+    Cond::Unset("combined_validation_context"),
 ];
 
 /// Warnings: what Envoy may accept, or rejects only depending on what Bootes
@@ -851,12 +1121,27 @@ fn pem(v: &Value, label: &str) -> Option<String> {
     } else {
         return None;
     };
-    let ok = pem_blocks(&text).any(|(l, body)| l.contains(label) && !body.is_empty());
-    (!ok).then(|| format!("no PEM block \"-----BEGIN …{label}-----\" with a base64 body"))
+    let blocks: Vec<_> = pem_blocks(&text)
+        .filter(|(l, body, _)| l.contains(label) && !body.is_empty())
+        .collect();
+    if blocks.is_empty() {
+        return Some(format!(
+            "no PEM block \"-----BEGIN …{label}-----\" with a base64 body"
+        ));
+    }
+    // The contents are DER, unless encrypted (a block with headers, or an
+    // ENCRYPTED label), which only the password opens.
+    blocks
+        .iter()
+        .position(|(l, body, headers)| {
+            !headers && !l.contains("ENCRYPTED") && !well_formed_der(body)
+        })
+        .map(|i| format!("PEM block {i} (\"{label}\") does not hold well-formed DER: its contents are broken"))
 }
 
-/// (label, decoded body) of every well-formed PEM block in `text`.
-fn pem_blocks(text: &str) -> impl Iterator<Item = (&str, Vec<u8>)> {
+/// (label, decoded body, whether it had headers) of every well-formed PEM
+/// block in `text`.
+fn pem_blocks(text: &str) -> impl Iterator<Item = (&str, Vec<u8>, bool)> {
     use base64::Engine as _;
     let mut rest = text;
     std::iter::from_fn(move || loop {
@@ -870,6 +1155,7 @@ fn pem_blocks(text: &str) -> impl Iterator<Item = (&str, Vec<u8>)> {
             rest = body_start;
             continue;
         };
+        let headers = body_start[..end].lines().any(|l| l.contains(':'));
         let body: String = body_start[..end]
             .lines()
             .filter(|l| !l.contains(':'))
@@ -877,7 +1163,7 @@ fn pem_blocks(text: &str) -> impl Iterator<Item = (&str, Vec<u8>)> {
             .collect();
         rest = &body_start[end + end_marker.len()..];
         if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(body) {
-            return Some((label, decoded));
+            return Some((label, decoded, headers));
         }
     })
 }

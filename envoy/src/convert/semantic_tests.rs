@@ -427,8 +427,10 @@ fn route_rules() {
     );
 }
 
-const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBnTCCAUOg\n-----END CERTIFICATE-----\n";
-const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\n-----END PRIVATE KEY-----\n";
+/// The self-signed test pair of tests/corpus/envoy/secrets.yaml (nothing
+/// trusts it).
+const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBnTCCAUOgAwIBAgIUIJVu8TkfrPr4iND+hloLzn7U65EwCgYIKoZIzj0EAwIw\nIzEhMB8GA1UEAwwYZGlmZmVyZW50aWFsLnRlc3QuYm9vdGVzMCAXDTI2MTEyNzEw\nMDgxNFoYDzIxMjYxMTAzMTAwODE0WjAjMSEwHwYDVQQDDBhkaWZmZXJlbnRpYWwu\ndGVzdC5ib290ZXMwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAT5hzuzSy/DAy23\n8jBOQjp5S4UMUhVETlcW6c+H+4BWPaeIyWHJ/6VpC/o6OMKjgcic4rq/JB40paOI\n3C1q0l4to1MwUTAdBgNVHQ4EFgQUYl9lRDP9h+w4eFzQnGvpew/uWIcwHwYDVR0j\nBBgwFoAUYl9lRDP9h+w4eFzQnGvpew/uWIcwDwYDVR0TAQH/BAUwAwEB/zAKBggq\nhkjOPQQDAgNIADBFAiB6AqiCP9RHt4qahMQ8Z5e5KNBFRTCTobwEB49UOkXlBQIh\nAP/5bhl3BRGTLjJhtEfzkLMRcpgnKKD6bKY8SWKyfy6O\n-----END CERTIFICATE-----\n";
+const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgijIsHoI4T4kjI5Pv\ntZd7fkTNJOiCQc/j7RvMO8mGLb6hRANCAAT5hzuzSy/DAy238jBOQjp5S4UMUhVE\nTlcW6c+H+4BWPaeIyWHJ/6VpC/o6OMKjgcic4rq/JB40paOI3C1q0l4t\n-----END PRIVATE KEY-----\n";
 
 #[test]
 fn secret_and_tls_rules() {

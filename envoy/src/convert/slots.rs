@@ -87,22 +87,26 @@ impl Slot {
 /// Section name → the message full names listed in it.
 pub fn table() -> &'static BTreeMap<&'static str, BTreeSet<&'static str>> {
     static PARSED: OnceLock<BTreeMap<&'static str, BTreeSet<&'static str>>> = OnceLock::new();
-    PARSED.get_or_init(|| {
-        let mut out: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-        let mut section = None;
-        for line in TABLE.lines().map(str::trim) {
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                section = Some(name);
-                out.entry(name).or_default();
-            } else if let Some(s) = section {
-                out.entry(s).or_default().insert(line);
-            }
+    PARSED.get_or_init(|| sections(TABLE))
+}
+
+/// A data file of `[section]` lines, each followed by names, one a line
+/// (`#` starts a comment line): section → names.
+pub(crate) fn sections(text: &'static str) -> BTreeMap<&'static str, BTreeSet<&'static str>> {
+    let mut out: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut section = None;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
         }
-        out
-    })
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = Some(name);
+            out.entry(name).or_default();
+        } else if let Some(s) = section {
+            out.entry(s).or_default().insert(line);
+        }
+    }
+    out
 }
 
 /// The types a slot takes.

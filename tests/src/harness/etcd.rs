@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use super::{eventually, find_etcd, free_port, http_get, test_dir, ChildProcess, Issued, TestCa};
 
@@ -223,4 +223,37 @@ pub(crate) async fn wait_for_health(
         }
     })
     .await
+}
+
+/// Runs manifests/etcd/roles.sh (what the install's roles Job runs) with
+/// `env` and etcdctl (installed beside etcd) on the PATH, twice: running it
+/// again must be harmless.
+pub fn run_roles_script<K, V>(env: &[(K, V)]) -> Result<()>
+where
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
+    let script = super::repo_dir().join("manifests/etcd/roles.sh");
+    let etcd_dir = find_etcd()?
+        .parent()
+        .context("etcd's directory")?
+        .to_path_buf();
+    let path = std::env::join_paths(std::iter::once(etcd_dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))?;
+    for run in 1..=2 {
+        let out = Command::new("bash")
+            .arg(&script)
+            .env("PATH", &path)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "roles.sh (run {run}) failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }

@@ -43,7 +43,7 @@ pub use envoy::{
     bootstrap as envoy_bootstrap, dynamic_clusters, dynamic_endpoints, dynamic_listeners,
     dynamic_route_configs, Envoy, EnvoyOptions, XdsApi, XdsTls,
 };
-pub use etcd::{ClientTls, Etcd};
+pub use etcd::{run_roles_script, ClientTls, Etcd};
 pub use etcd_cluster::{ClusterOptions, EtcdCluster};
 pub use http::{http_get, HttpResponse};
 pub use kube::{apply_bootes_crds, kubectl, kubectl_apply, kubectl_run, KubectlOutput};

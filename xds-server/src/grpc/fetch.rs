@@ -7,11 +7,12 @@ use bootes_proto::ResourceType;
 use tonic::server::UnaryService;
 use tonic::Status;
 
-use super::policy::{denied, SECRETS_REFUSED};
+use super::policy::status;
 use super::{BoxFuture, Server};
-use crate::authz::Decision;
 use crate::listener::ConnInfo;
+use crate::metrics::ReasonLabel;
 use bootes_xds::response::{Encoded, ResourceSet};
+use bootes_xds::session::{Access, SECRETS_REFUSED};
 use bootes_xds::{Identity, ProtocolError};
 
 pub struct Fetch {
@@ -46,31 +47,34 @@ impl UnaryService<DiscoveryRequest> for Fetch {
                 .identify(req.node.as_ref())
                 .map_err(|e: ProtocolError| Status::invalid_argument(e.to_string()))?;
             let node = identity.get().unwrap_or_default();
-            policy.check_node_id(node)?;
+            let refused = |r| status(&server.metrics, r);
+            policy.limits.check_node_id(node).map_err(refused)?;
             policy
+                .limits
                 .check_names(req.resource_names.len())
-                .map_err(|s| denied(&server.metrics, "too_many_names", s))?;
+                .map_err(refused)?;
+            let denied = |reason| {
+                server
+                    .metrics
+                    .denied
+                    .get_or_create(&ReasonLabel { reason })
+                    .inc();
+            };
             match policy.authorize(peer, node, server.snapshots.as_ref()) {
-                Decision::Allow => {}
-                Decision::Deny(why) => {
-                    return Err(denied(
-                        &server.metrics,
-                        "node_not_authorized",
-                        Status::permission_denied(why),
-                    ))
+                Access::Allow => {}
+                Access::Deny(why) => {
+                    denied("node_not_authorized");
+                    return Err(Status::permission_denied(why));
                 }
-                Decision::Wait => {
+                Access::Wait => {
                     return Err(Status::unavailable(format!(
                         "no configuration for node {node:?} yet"
                     )))
                 }
             }
             if ty == ResourceType::Secret && !policy.secrets_allowed(peer) {
-                return Err(denied(
-                    &server.metrics,
-                    "unauthenticated_secrets",
-                    Status::permission_denied(SECRETS_REFUSED),
-                ));
+                denied("unauthenticated_secrets");
+                return Err(Status::permission_denied(SECRETS_REFUSED));
             }
             let snapshot = server.snapshots.for_node(node).ok_or_else(|| {
                 Status::unavailable(format!("no configuration for node {node:?} yet"))

@@ -210,7 +210,7 @@ async fn streaming<M, B>(
     req: http::Request<B>,
 ) -> http::Response<Body>
 where
-    M: stream::Machine,
+    M: bootes_xds::session::Protocol,
     B: http_body::Body + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {

@@ -1,13 +1,12 @@
-//! One task per xDS stream: moves requests and snapshot changes into a
-//! protocol state machine and its responses out.
+//! One task per xDS stream: the I/O shell around a
+//! [`bootes_xds::session::Session`]. It moves requests, snapshot changes and
+//! timers into the session and its responses out, and logs and counts what
+//! the session observed.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bootes_proto::envoy::core::Node;
-use bootes_proto::envoy::discovery::{DeltaDiscoveryRequest, DiscoveryRequest};
 use bootes_proto::ResourceType;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -17,92 +16,38 @@ use tonic::{Status, Streaming};
 use tracing::Instrument;
 
 use super::convergence::Convergence;
-use super::policy::{denied, is_secret, SECRETS_REFUSED};
+use super::policy::status;
 use super::{BoxFuture, Server};
-use crate::authz::Decision;
+use crate::authz::PeerIdentity;
 use crate::clients::Reports;
 use crate::listener::ConnInfo;
 use crate::metrics::{ReasonLabel, TypeLabel, VariantLabel};
-use bootes_xds::delta::DeltaStream;
-use bootes_xds::response::{Encoded, ResponseCache};
+use bootes_xds::response::Encoded;
+use bootes_xds::session::{Access, Nodes, Note, Output, Protocol, Rules, Session};
 use bootes_xds::snapshots::Snapshot;
-use bootes_xds::sotw::SotwStream;
-use bootes_xds::{Effects, Identity, TypeReport};
+use bootes_xds::{Effects, TypeReport};
 
-/// What the stream task needs from a protocol state machine.
-pub trait Machine: Default + Send + 'static {
-    type Request: prost::Message + Default + Send + 'static;
-    const VARIANT: &'static str;
-    fn node(req: &Self::Request) -> Option<&Node>;
-    fn type_url(req: &mut Self::Request) -> &mut String;
-    /// The NACK's `error_detail.message`, if the request is a NACK.
-    fn error_detail(req: &mut Self::Request) -> Option<&mut String>;
-    /// How many resource names the request carries.
-    fn name_count(req: &Self::Request) -> usize;
-    fn on_request(&mut self, req: &Self::Request, cache: &ResponseCache) -> Effects;
-    fn on_snapshot(&mut self, snapshot: Option<Arc<Snapshot>>, cache: &ResponseCache) -> Effects;
-    fn report(&self) -> BTreeMap<ResourceType, TypeReport>;
-}
-
-impl Machine for SotwStream {
-    type Request = DiscoveryRequest;
-    const VARIANT: &'static str = crate::metrics::SOTW;
-    fn node(req: &DiscoveryRequest) -> Option<&Node> {
-        req.node.as_ref()
-    }
-    fn type_url(req: &mut DiscoveryRequest) -> &mut String {
-        &mut req.type_url
-    }
-    fn error_detail(req: &mut DiscoveryRequest) -> Option<&mut String> {
-        req.error_detail.as_mut().map(|e| &mut e.message)
-    }
-    fn name_count(req: &DiscoveryRequest) -> usize {
-        req.resource_names.len() + req.resource_locators.len()
-    }
-    fn on_request(&mut self, req: &DiscoveryRequest, cache: &ResponseCache) -> Effects {
-        SotwStream::on_request(self, req, cache)
-    }
-    fn on_snapshot(&mut self, s: Option<Arc<Snapshot>>, cache: &ResponseCache) -> Effects {
-        SotwStream::on_snapshot(self, s, cache)
-    }
-    fn report(&self) -> BTreeMap<ResourceType, TypeReport> {
-        SotwStream::report(self)
-    }
-}
-
-impl Machine for DeltaStream {
-    type Request = DeltaDiscoveryRequest;
-    const VARIANT: &'static str = crate::metrics::DELTA;
-    fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
-        req.node.as_ref()
-    }
-    fn type_url(req: &mut DeltaDiscoveryRequest) -> &mut String {
-        &mut req.type_url
-    }
-    fn error_detail(req: &mut DeltaDiscoveryRequest) -> Option<&mut String> {
-        req.error_detail.as_mut().map(|e| &mut e.message)
-    }
-    fn name_count(req: &DeltaDiscoveryRequest) -> usize {
-        req.resource_names_subscribe.len()
-            + req.resource_names_unsubscribe.len()
-            + req.initial_resource_versions.len()
-            + req.resource_locators_subscribe.len()
-            + req.resource_locators_unsubscribe.len()
-    }
-    fn on_request(&mut self, req: &DeltaDiscoveryRequest, cache: &ResponseCache) -> Effects {
-        DeltaStream::on_request(self, req, cache)
-    }
-    fn on_snapshot(&mut self, s: Option<Arc<Snapshot>>, cache: &ResponseCache) -> Effects {
-        DeltaStream::on_snapshot(self, s, cache)
-    }
-    fn report(&self) -> BTreeMap<ResourceType, TypeReport> {
-        DeltaStream::report(self)
-    }
-}
-
-impl<M: Machine> Reports for Mutex<M> {
+impl<M: Protocol> Reports for Mutex<Session<M>> {
     fn report(&self) -> BTreeMap<ResourceType, TypeReport> {
         self.lock().unwrap_or_else(PoisonError::into_inner).report()
+    }
+}
+
+/// What the server knows about nodes, for one stream's peer.
+struct Gate<'a> {
+    server: &'a Server,
+    peer: Option<&'a PeerIdentity>,
+}
+
+impl Nodes for Gate<'_> {
+    fn authorize(&self, node: &str) -> Access {
+        self.server
+            .policy
+            .authorize(self.peer, node, self.server.snapshots.as_ref())
+    }
+
+    fn snapshot(&self, node: &str) -> Option<Arc<Snapshot>> {
+        self.server.snapshots.for_node(node)
     }
 }
 
@@ -126,7 +71,7 @@ impl<M> Streams<M> {
 
 type ResponseStream = ReceiverStream<Result<Arc<Encoded>, Status>>;
 
-impl<M: Machine> StreamingService<M::Request> for Streams<M> {
+impl<M: Protocol> StreamingService<M::Request> for Streams<M> {
     type Response = Arc<Encoded>;
     type ResponseStream = ResponseStream;
     type Future = BoxFuture<tonic::Response<ResponseStream>, Status>;
@@ -154,17 +99,14 @@ impl<M: Machine> StreamingService<M::Request> for Streams<M> {
     }
 }
 
-enum End {
-    ClientClosed,
-    Error(Status),
-}
+type Sender = mpsc::Sender<Result<Arc<Encoded>, Status>>;
 
-async fn serve<M: Machine>(
+async fn serve<M: Protocol>(
     server: Arc<Server>,
     only: Option<ResourceType>,
     conn: ConnInfo,
     mut requests: Streaming<M::Request>,
-    tx: mpsc::Sender<Result<Arc<Encoded>, Status>>,
+    tx: Sender,
 ) {
     let policy = &server.policy;
     let peer = match policy.peer(&conn) {
@@ -174,17 +116,24 @@ async fn serve<M: Machine>(
             return;
         }
     };
-    // Whether the node ID claimed is authorized now: until then the stream
-    // gets no snapshot and leaves no trace in CSDS or etcd.
-    let mut authorized = false;
-    let mut secrets_refused_logged = false;
-    // Registered with the client index only once authorized.
-    let mut identified = false;
+    let gate = Gate {
+        server: &server,
+        peer,
+    };
+    let rules = Rules {
+        only,
+        limits: policy.limits,
+        secrets_allowed: policy.secrets_allowed(peer),
+    };
     // Shared with the client index, which reads its report only when asked
-    // (CSDS, the status writer); locked here only while handling an event.
-    let machine = Arc::new(Mutex::new(M::default()));
-    let lock = || machine.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut identity = Identity::default();
+    // (CSDS, the status writer); locked here only while handling an input.
+    let session = Arc::new(Mutex::new(Session::<M>::new(
+        rules,
+        Instant::now().into_std(),
+        server.max_connection_age,
+        fastrand::f64(),
+    )));
+    let lock = || session.lock().unwrap_or_else(PoisonError::into_inner);
     let mut handle = server.clients.register();
     let gauge = server
         .metrics
@@ -199,141 +148,126 @@ async fn serve<M: Machine>(
     });
     let mut changes = server.snapshots.subscribe();
     let mut draining = server.draining.clone();
-    let mut drain_at: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    let max_age = server.max_connection_age.map(|age| {
-        // ± 10% so streams opened together do not all end together.
-        let spread = age / 5;
-        Box::pin(tokio::time::sleep(
-            age - age / 10 + spread.mul_f64(fastrand::f64()),
-        ))
-    });
-    let mut max_age = max_age;
-
+    // One timer for the stream's deadline, moved when the deadline moves.
+    let timer = tokio::time::sleep(std::time::Duration::ZERO);
+    tokio::pin!(timer);
+    let mut timer_at = None;
     let mut convergence = Convergence::default();
+
     let end = loop {
-        tokio::select! {
-            message = requests.message() => {
-                let mut req = match message {
-                    Ok(Some(req)) => req,
-                    Ok(None) => break End::ClientClosed,
-                    Err(status) => break End::Error(status),
-                };
-                if let Some(ty) = only {
-                    let url = M::type_url(&mut req);
-                    if url.is_empty() {
-                        *url = ty.type_url().to_string();
-                    } else if url != ty.type_url() {
-                        break End::Error(Status::invalid_argument(format!(
-                            "this service serves {} only, not {url}",
-                            ty.type_url()
-                        )));
-                    }
-                }
-                if let Err(status) = policy.check_names(M::name_count(&req)) {
-                    break End::Error(denied(&server.metrics, "too_many_names", status));
-                }
-                if let Some(detail) = M::error_detail(&mut req) {
-                    policy.bound_detail(detail);
-                }
-                let first = match identity.identify(M::node(&req)) {
-                    Ok(first) => first,
-                    Err(e) => break End::Error(Status::invalid_argument(e.to_string())),
-                };
-                let node = identity.get().unwrap_or_default().to_string();
-                if first {
-                    if let Err(status) = policy.check_node_id(&node) {
-                        break End::Error(status);
-                    }
-                    tracing::Span::current().record("node", node.as_str());
-                    match policy.authorize(peer, &node, server.snapshots.as_ref()) {
-                        Decision::Deny(why) => {
-                            break End::Error(denied(&server.metrics, "node_not_authorized", Status::permission_denied(why)));
-                        }
-                        Decision::Wait => tracing::info!("stream opened; waiting for the node's binding to authorize it"),
-                        Decision::Allow => {
-                            authorized = true;
-                            tracing::info!("stream opened");
-                        }
-                    }
-                    if authorized {
-                        handle.identify(&node, machine.clone());
-                        identified = true;
-                    }
-                    let snapshot = authorized.then(|| server.snapshots.for_node(&node)).flatten();
-                    if authorized && snapshot.is_none() {
-                        tracing::info!("node has no binding yet; waiting");
-                    }
-                    let effects = lock().on_snapshot(snapshot, &server.cache);
-                    if !send(&server, &tx, effects, None, &mut convergence).await {
-                        break End::ClientClosed;
-                    }
-                }
-                if is_secret(M::type_url(&mut req)) && !policy.secrets_allowed(peer) {
-                    if only == Some(ResourceType::Secret) {
-                        break End::Error(denied(&server.metrics, "unauthenticated_secrets", Status::permission_denied(SECRETS_REFUSED)));
-                    }
-                    // On ADS the other types keep flowing; the SDS
-                    // subscription is not answered.
-                    server.metrics.denied.get_or_create(&ReasonLabel { reason: "unauthenticated_secrets" }).inc();
-                    if !std::mem::replace(&mut secrets_refused_logged, true) {
-                        tracing::warn!("{SECRETS_REFUSED}; this stream's SDS requests are not answered");
-                    }
-                    continue;
-                }
-                let effects = lock().on_request(&req, &server.cache);
-                // A request is what moves ACKs, NACKs and subscriptions.
-                if identified {
-                    handle.changed();
-                }
-                if !send(&server, &tx, effects, None, &mut convergence).await {
-                    break End::ClientClosed;
-                }
+        let (wants_changes, is_draining, deadline) = {
+            let s = lock();
+            (s.wants_changes(), s.draining(), s.deadline())
+        };
+        if deadline != timer_at {
+            timer_at = deadline;
+            if let Some(at) = deadline {
+                timer.as_mut().reset(Instant::from_std(at));
             }
-            changed = changes.changed(), if identity.get().is_some() => {
+        }
+        let mut applied_at = None;
+        let output = tokio::select! {
+            message = requests.message() => match message {
+                Ok(Some(req)) => lock().on_request(req, &gate, &server.cache),
+                Ok(None) => break None,
+                Err(status) => break Some(status),
+            },
+            changed = changes.changed(), if wants_changes => {
                 if changed.is_err() {
-                    break End::Error(Status::unavailable("server stopping"));
+                    break Some(Status::unavailable("server stopping"));
                 }
-                let applied_at = changes.borrow_and_update().1;
-                let node = identity.get().unwrap_or_default().to_string();
-                // The binding may have changed (another service account, or
-                // it appeared for a stream waiting on it).
-                match policy.authorize(peer, &node, server.snapshots.as_ref()) {
-                    Decision::Deny(why) => {
-                        break End::Error(denied(&server.metrics, "node_not_authorized", Status::permission_denied(why)));
-                    }
-                    Decision::Wait => authorized = false,
-                    Decision::Allow => authorized = true,
-                }
-                if authorized && !identified {
-                    handle.identify(&node, machine.clone());
-                    identified = true;
-                }
-                let snapshot = authorized.then(|| server.snapshots.for_node(&node)).flatten();
-                let effects = lock().on_snapshot(snapshot, &server.cache);
-                if !send(&server, &tx, effects, Some(applied_at), &mut convergence).await {
-                    break End::ClientClosed;
-                }
+                applied_at = Some(changes.borrow_and_update().1);
+                lock().on_change(&gate, &server.cache)
             }
-            _ = draining.changed(), if drain_at.is_none() => {
+            _ = draining.changed(), if !is_draining => {
                 if *draining.borrow() {
-                    let wait = server.drain_period.mul_f64(fastrand::f64());
-                    drain_at = Some(Box::pin(tokio::time::sleep(wait)));
+                    lock().on_drain(Instant::now().into_std(), server.drain_period, fastrand::f64());
                 }
+                continue;
             }
-            () = async { drain_at.as_mut().expect("guarded").await }, if drain_at.is_some() => {
-                break End::Error(Status::unavailable("xds-server is shutting down; reconnect to another replica"));
+            () = &mut timer, if deadline.is_some() => {
+                lock().on_timer(Instant::now().into_std())
             }
-            () = async { max_age.as_mut().expect("guarded").await }, if max_age.is_some() => {
-                break End::Error(Status::unavailable("max connection age reached; reconnect"));
-            }
+        };
+        match act(
+            &server,
+            &session,
+            &mut handle,
+            &tx,
+            output,
+            applied_at,
+            &mut convergence,
+        )
+        .await
+        {
+            Act::Continue => {}
+            Act::ClientGone => break None,
+            Act::End(status) => break Some(status),
         }
     };
     match end {
-        End::ClientClosed => tracing::info!("stream closed by the client"),
-        End::Error(status) => {
+        None => tracing::info!("stream closed by the client"),
+        Some(status) => {
             tracing::info!(code = ?status.code(), message = status.message(), "stream ended");
             let _ = tx.send(Err(status)).await;
         }
+    }
+}
+
+enum Act {
+    Continue,
+    ClientGone,
+    End(Status),
+}
+
+/// Carries out a session's output: notes logged, refusals counted, the
+/// stream registered under its node, responses sent, then the end if any.
+async fn act<M: Protocol>(
+    server: &Server,
+    session: &Arc<Mutex<Session<M>>>,
+    handle: &mut crate::clients::StreamHandle,
+    tx: &Sender,
+    output: Output,
+    applied_at: Option<Instant>,
+    convergence: &mut Convergence,
+) -> Act {
+    for note in &output.notes {
+        match note {
+            Note::Node(node) => {
+                tracing::Span::current().record("node", node.as_str());
+            }
+            Note::Opened => tracing::info!("stream opened"),
+            Note::WaitingForAuthorization => {
+                tracing::info!("stream opened; waiting for the node's binding to authorize it")
+            }
+            Note::WaitingForBinding => {
+                tracing::info!("stream opened; node has no binding yet; waiting")
+            }
+            Note::SecretsRefused => tracing::warn!(
+                "{}; this stream's SDS requests are not answered",
+                bootes_xds::session::SECRETS_REFUSED
+            ),
+        }
+    }
+    for reason in &output.refused {
+        server
+            .metrics
+            .denied
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+    if let Some(node) = &output.identified {
+        handle.identify(node, session.clone());
+    }
+    if output.report_changed {
+        handle.changed();
+    }
+    if !send(server, tx, output.effects, applied_at, convergence).await {
+        return Act::ClientGone;
+    }
+    match output.end {
+        Some(refusal) => Act::End(status(&server.metrics, refusal)),
+        None => Act::Continue,
     }
 }
 
@@ -341,7 +275,7 @@ async fn serve<M: Machine>(
 /// responses. False when the client is gone.
 async fn send(
     server: &Server,
-    tx: &mpsc::Sender<Result<Arc<Encoded>, Status>>,
+    tx: &Sender,
     effects: Effects,
     change_applied_at: Option<Instant>,
     convergence: &mut Convergence,

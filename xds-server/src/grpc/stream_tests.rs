@@ -9,6 +9,7 @@ use bootes_proto::envoy::cluster_service::cluster_discovery_service_client::Clus
 use bootes_proto::envoy::core::Node;
 use bootes_proto::envoy::discovery::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use bootes_proto::envoy::discovery::{DiscoveryRequest, DiscoveryResponse};
+use bootes_xds::session::Limits;
 use bootes_xds::snapshots::{Resource, Snapshot};
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
@@ -276,7 +277,10 @@ async fn ended(responses: &mut Streaming<DiscoveryResponse>) -> tonic::Status {
 #[tokio::test(start_paused = true)]
 async fn a_request_naming_too_many_resources_ends_the_stream() {
     let s = start_with(Policy {
-        max_resource_names: 2,
+        limits: Limits {
+            max_resource_names: 2,
+            ..Limits::default()
+        },
         ..Policy::default()
     })
     .await;
@@ -292,7 +296,10 @@ async fn a_request_naming_too_many_resources_ends_the_stream() {
 #[tokio::test(start_paused = true)]
 async fn an_overlong_node_id_ends_the_stream() {
     let s = start_with(Policy {
-        max_node_id: 8,
+        limits: Limits {
+            max_node_id: 8,
+            ..Limits::default()
+        },
         ..Policy::default()
     })
     .await;
@@ -333,7 +340,15 @@ async fn without_authentication_sds_requests_go_unanswered_and_the_rest_flows() 
     sds.type_url = ResourceType::Secret.type_url().into();
     sds.resource_names = vec!["key".into()];
     requests.send(sds).await.unwrap();
-    assert!(next(&mut responses).await.is_none(), "no Secret sent");
+    let refused = next(&mut responses).await.expect("refused by name");
+    assert!(refused.resources.is_empty(), "no Secret sent");
+    let error = &refused.resource_errors[0];
+    assert_eq!(error.resource_name.as_ref().unwrap().name, "key");
+    assert_eq!(
+        error.error_detail.as_ref().unwrap().code,
+        7,
+        "PERMISSION_DENIED"
+    );
     requests.send(cds(None, "", "")).await.unwrap();
     let r = next(&mut responses).await.expect("clusters still served");
     assert_eq!(names(&r), ["a@v1"]);

@@ -4,7 +4,11 @@ use std::sync::Arc;
 use bootes_proto::envoy::discovery::DeltaDiscoveryRequest;
 use bootes_proto::ResourceType::{self, *};
 
+use bootes_proto::envoy::discovery::DeltaDiscoveryResponse;
+use prost::Message;
+
 use super::*;
+use crate::response::NameError;
 use crate::test_support::snap;
 
 fn req(
@@ -227,6 +231,48 @@ fn removals_wait_until_every_type_carries_the_new_state() {
     let removal = c.request(ack(&removal[0]));
     assert_eq!(describe(&removal[0]), (Cluster, vec![], s(&["old"])));
     assert!(c.request(ack(&removal[0])).is_empty());
+}
+
+#[test]
+fn a_named_subscription_to_what_does_not_exist_is_told_so_once() {
+    let mut c = Client::new(snap(&[(Cluster, "a", "1")]));
+    let out = c.request(req(Cluster, &["a", "missing"], &[], ""));
+    assert_eq!(updates(&out[0]), [("a", "1")]);
+    assert_eq!(
+        out[0].removed,
+        ["missing"],
+        "the delta protocol's does-not-exist"
+    );
+    assert_eq!(
+        out[0].errors,
+        [("missing".to_string(), NameError::NotFound)]
+    );
+    let wire = DeltaDiscoveryResponse::decode(out[0].bytes.clone()).unwrap();
+    assert_eq!(
+        wire.resource_errors[0].error_detail.as_ref().unwrap().code,
+        5
+    );
+    assert!(c.request(ack(&out[0])).is_empty(), "told once");
+    // Another one, named later, at once.
+    let out = c.request(req(Cluster, &["other"], &[], ""));
+    assert_eq!(out[0].removed, ["other"]);
+    assert!(c.request(ack(&out[0])).is_empty());
+    // It appears, then goes: sent, then removed once.
+    let out = c.snapshot(snap(&[(Cluster, "a", "1"), (Cluster, "other", "1")]));
+    assert_eq!(updates(&out[0]), [("other", "1")]);
+    assert!(c.request(ack(&out[0])).is_empty());
+    let out = c.snapshot(snap(&[(Cluster, "a", "1")]));
+    assert_eq!(out[0].removed, ["other"]);
+    assert!(c.request(ack(&out[0])).is_empty(), "not told again");
+    // Unsubscribed and named again: told again.
+    c.request(req(Cluster, &[], &["missing"], ""));
+    let out = c.request(req(Cluster, &["missing"], &[], ""));
+    assert_eq!(out[0].removed, ["missing"]);
+    c.request(ack(&out[0]));
+    // A wildcard subscriber is told nothing of names it did not name.
+    let mut w = Client::new(snap(&[(Cluster, "a", "1")]));
+    let out = w.request(req(Cluster, &[], &[], ""));
+    assert!(out[0].errors.is_empty() && out[0].removed.is_empty());
 }
 
 #[test]

@@ -4,7 +4,11 @@ use bootes_proto::envoy::core::Node;
 use bootes_proto::envoy::discovery::DiscoveryRequest;
 use bootes_proto::ResourceType::{self, *};
 
+use bootes_proto::envoy::discovery::DiscoveryResponse;
+use prost::Message;
+
 use super::*;
+use crate::response::NameError;
 use crate::test_support::snap;
 
 fn req(ty: ResourceType, names: &[&str], nonce: &str) -> DiscoveryRequest {
@@ -156,7 +160,9 @@ fn a_client_reconnecting_with_what_it_has_is_not_sent_it_again() {
 
     // It has no nonce on this stream yet: its requests still count.
     let more = again.request(req(Endpoint, &["a", "b"], ""));
-    assert!(more.is_empty(), "b does not exist");
+    assert_eq!(names(&more[0]), ["a"]);
+    assert_eq!(more[0].errors, [("b".to_string(), NameError::NotFound)]);
+    again.request(req(Endpoint, &["a", "b"], &more[0].nonce));
     // The next change is pushed as usual.
     let next = again.snapshot(Some(snap(&[
         (Endpoint, "a", "2"),
@@ -256,8 +262,48 @@ fn named_subscriptions_get_exactly_the_requested_names_that_exist() {
     assert_eq!(names(&sent[0]), ["r2"]);
     let more = c.ack(&sent[0], &["r1", "r2"]);
     assert_eq!(names(&more[0]), ["r1", "r2"]);
-    // Subscribing to a name that does not exist changes nothing to send.
-    assert!(c.ack(&more[0], &["r1", "r2", "nope"]).is_empty());
+    assert!(more[0].errors.is_empty());
+    assert!(c.ack(&more[0], &["r1", "r2"]).is_empty());
+}
+
+#[test]
+fn a_named_subscription_to_what_does_not_exist_gets_not_found_at_once() {
+    let mut c = Client::new();
+    c.snapshot(Some(snap(&[(Route, "r1", "1"), (Cluster, "c", "1")])));
+    let not_found = |names: &[&str]| -> Vec<(String, NameError)> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), NameError::NotFound))
+            .collect()
+    };
+    let sent = c.request(req(Route, &["r1", "missing"], ""));
+    assert_eq!(names(&sent[0]), ["r1"]);
+    assert_eq!(sent[0].errors, not_found(&["missing"]));
+    let wire = DiscoveryResponse::decode(sent[0].bytes.clone()).unwrap();
+    assert_eq!(wire.resource_errors.len(), 1);
+    let error = &wire.resource_errors[0];
+    assert_eq!(error.resource_name.as_ref().unwrap().name, "missing");
+    assert_eq!(error.error_detail.as_ref().unwrap().code, 5, "NOT_FOUND");
+    // The ACK repeats the subscription: nothing more.
+    assert!(c.ack(&sent[0], &["r1", "missing"]).is_empty());
+    // Another missing name is reported as soon as it is named.
+    let more = c.ack(&sent[0], &["r1", "missing", "nope"]);
+    assert_eq!(more[0].errors, not_found(&["missing", "nope"]));
+    // When it appears, it is sent and no longer an error.
+    let appeared = c.snapshot(Some(snap(&[
+        (Route, "r1", "1"),
+        (Route, "nope", "1"),
+        (Cluster, "c", "1"),
+    ])));
+    assert!(appeared.is_empty(), "waits for the ACK in flight");
+    let appeared = c.ack(&more[0], &["r1", "missing", "nope"]);
+    assert_eq!(names(&appeared[0]), ["nope", "r1"]);
+    assert_eq!(appeared[0].errors, not_found(&["missing"]));
+    // A wildcard subscriber is told nothing of names it did not name.
+    let cds = c.request(req(Cluster, &[], ""));
+    assert!(cds[0].errors.is_empty());
+    let cds = c.ack(&cds[0], &["*", "other"]);
+    assert!(cds.is_empty() || cds[0].errors.is_empty());
 }
 
 #[test]
@@ -473,7 +519,12 @@ fn the_shared_set_version_plans_what_building_the_set_would() {
                 let (version, _) = plan(ty, &state, &new);
                 let built = make_set(ty, &state, &new);
                 let case = format!("{ty} {subscription:?}, sent {sent_name}");
-                assert_eq!(version, ResourceSet::new(built.clone()).version, "{case}");
+                let errors = not_found(&state, &built);
+                assert_eq!(
+                    version,
+                    ResourceSet::with_errors(built.clone(), errors).version,
+                    "{case}"
+                );
                 assert_eq!(
                     keeps(ty, &state, &new),
                     built.len() != exact_set(ty, &state, &new).len(),
