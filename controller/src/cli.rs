@@ -82,6 +82,9 @@ pub struct RunArgs {
     /// Quiet time that ends a burst of changes before it is written.
     #[arg(long, env = "BOOTES_DEBOUNCE", value_parser = parse_duration, default_value = "100ms")]
     pub debounce: Duration,
+    /// How long a change on a quiet controller (no change for --max-delay) waits for another before it is written alone; another within it starts a burst, written as --debounce and --max-delay say. Set to --debounce for a plain trailing debounce.
+    #[arg(long, env = "BOOTES_FIRST_DEBOUNCE", value_parser = parse_duration, default_value = "20ms")]
+    pub first_debounce: Duration,
     /// Longest a burst of changes may delay a write.
     #[arg(long, env = "BOOTES_MAX_DELAY", value_parser = parse_duration, default_value = "1s")]
     pub max_delay: Duration,

@@ -20,14 +20,7 @@ use bootes_core::store::{SnapshotStore, StoreError};
 use bootes_core::xref::BootstrapClusters;
 use bootes_envoy::convert::ConfigError;
 use bootes_proto::Fence;
-
-#[derive(Clone, Copy, Debug)]
-pub struct Timing {
-    /// A burst ends after this much quiet.
-    pub debounce: Duration,
-    /// ... or at the latest this long after it started.
-    pub max_delay: Duration,
-}
+use debounce::{Debounce, Timing};
 
 /// Everything a reconcile loop is built from.
 pub struct Config<S> {
@@ -82,17 +75,11 @@ impl<S: SnapshotStore> Reconciler<S> {
 
     /// Runs until every source is gone.
     pub async fn run(mut self, mut events: mpsc::Receiver<SourceEvent>) {
-        let mut dirty_since: Option<Instant> = None;
-        let mut last_event = Instant::now();
+        let mut debounce = Debounce::new(self.timing);
         let mut retry_at: Option<Instant> = None;
         let mut leadership = self.leadership.clone();
         loop {
-            let deadline = match (dirty_since, retry_at) {
-                (Some(first), _) => {
-                    Some((last_event + self.timing.debounce).min(first + self.timing.max_delay))
-                }
-                (None, retry) => retry,
-            };
+            let deadline = debounce.deadline().or(retry_at);
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -109,11 +96,10 @@ impl<S: SnapshotStore> Reconciler<S> {
                 event = events.recv() => {
                     let Some(event) = event else { return };
                     self.apply(event);
-                    last_event = Instant::now();
-                    dirty_since.get_or_insert(last_event);
+                    debounce.change(Instant::now());
                 }
                 () = sleep => {
-                    dirty_since = None;
+                    debounce.written();
                     retry_at = match self.sync().await {
                         Ok(()) => None,
                         Err(e) => {
@@ -324,5 +310,6 @@ impl<S: SnapshotStore> Reconciler<S> {
     }
 }
 
+pub mod debounce;
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,8 @@ use crate::cli::RunArgs;
 use crate::etcd_writer::EtcdWriter;
 use crate::leader::Election;
 use crate::metrics::{self, Metrics};
-use crate::reconcile::{Config, Reconciler, Timing};
+use crate::reconcile::debounce::Timing;
+use crate::reconcile::{Config, Reconciler};
 use crate::source;
 use crate::status_kube::{KubeStatus, ObservedStatuses};
 use crate::webhook::{self, Views};
@@ -95,6 +96,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let timing = Timing {
+        first: args.first_debounce.min(args.debounce),
         debounce: args.debounce,
         max_delay: args.max_delay,
     };

@@ -94,6 +94,7 @@ impl SnapshotStore for FakeStore {
     }
 }
 
+const FIRST: Duration = Duration::from_millis(20);
 const DEBOUNCE: Duration = Duration::from_millis(100);
 const MAX_DELAY: Duration = Duration::from_millis(500);
 
@@ -116,6 +117,7 @@ impl Harness {
             foreign: foreign.clone(),
         };
         let timing = Timing {
+            first: FIRST,
             debounce: DEBOUNCE,
             max_delay: MAX_DELAY,
         };
@@ -235,6 +237,38 @@ async fn a_burst_is_written_once_after_it_quiets_down() {
         Some(3),
         "the last edit is what is written"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_single_edit_on_a_quiet_controller_is_written_at_once() {
+    let h = Harness::start(true);
+    h.send(SourceEvent::ApplyPod(pod())).await;
+    h.edit(1).await;
+    wait(Duration::from_secs(2)).await;
+    assert_eq!(h.times(), [DEBOUNCE]);
+    // Quiet since: the next edit is written after the short first wait,
+    // not a whole debounce later.
+    let edited = Instant::now() - h.start;
+    h.edit(2).await;
+    wait(Duration::from_secs(2)).await;
+    assert_eq!(h.times(), [DEBOUNCE, edited + FIRST]);
+    assert_eq!(h.stored_timeout(), Some(2));
+    // Edits that follow one written early are coalesced for the debounce.
+    let edited = Instant::now() - h.start;
+    for s in 3..=6 {
+        h.edit(s).await;
+        wait(Duration::from_millis(40)).await;
+    }
+    wait(Duration::from_secs(2)).await;
+    let times = h.times();
+    assert_eq!(
+        times[2..],
+        [
+            edited + FIRST,
+            edited + Duration::from_millis(120) + DEBOUNCE
+        ]
+    );
+    assert_eq!(h.stored_timeout(), Some(6));
 }
 
 #[tokio::test(start_paused = true)]
