@@ -100,6 +100,8 @@ pub struct Seen {
     /// Resources in the response (delta only; 0 for SotW, whose responses
     /// always carry the whole set).
     pub resources: usize,
+    /// Delta only: the (name, version) of each resource in the response.
+    pub updated: Vec<(String, String)>,
     pub at: Instant,
 }
 
@@ -149,6 +151,7 @@ impl Variant for Sotw {
             stream: index,
             version: resp.version_info.clone(),
             resources: 0,
+            updated: Vec::new(),
             at,
         };
         let ack = Request {
@@ -181,6 +184,11 @@ impl Variant for Delta {
             stream: index,
             version: resp.system_version_info,
             resources: resp.resources.len(),
+            updated: resp
+                .resources
+                .into_iter()
+                .map(|r| (r.name, r.version))
+                .collect(),
             at,
         };
         let ack = DeltaRequest {
@@ -244,6 +252,86 @@ pub async fn delta_stream(
     seen: SeenTx,
 ) -> Result<()> {
     stream::<Delta>(channel, index, held, seen).await
+}
+
+/// The replicas a roaming client may connect to; the test adds some as it
+/// goes.
+pub type Replicas = std::sync::Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>>;
+
+/// What a roaming client ([`roam`]) holds and did, as the test reads it.
+#[derive(Debug, Default)]
+pub struct Roamer {
+    /// What it holds now: SotW by `version_info`, delta by resource.
+    pub held: std::sync::Mutex<Held>,
+    /// The index (in [`Replicas`]) of the replica its stream is on, if any.
+    pub on: std::sync::Mutex<Option<usize>>,
+    /// When each of its streams ended, and on which replica.
+    pub ended: std::sync::Mutex<Vec<(usize, Instant)>>,
+    /// Streams it opened.
+    pub streams: std::sync::atomic::AtomicUsize,
+    /// Responses that carried only what it held when its stream opened:
+    /// what a server honouring `version_info` / `initial_resource_versions`
+    /// never sends.
+    pub resent: std::sync::atomic::AtomicUsize,
+}
+
+/// A client that, like an Envoy behind a Service, opens each stream on a new
+/// connection to a replica picked at random, subscribes with what it holds,
+/// and opens another when the server ends it. Runs until the task is
+/// dropped.
+pub async fn roam(index: usize, delta: bool, replicas: Replicas, me: std::sync::Arc<Roamer>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    loop {
+        let (on, addr) = {
+            let r = replicas.lock().expect("replicas");
+            let k = fastrand::usize(..r.len());
+            (k, r[k])
+        };
+        let Ok(channel) = connect(addr).await else {
+            // A replica going away: try another (a jittered pause, as
+            // Envoy's back-off, not a wait on a condition).
+            tokio::time::sleep(Duration::from_millis(20 + fastrand::u64(..80))).await;
+            continue;
+        };
+        let at_open = me.held.lock().expect("held").clone();
+        *me.on.lock().expect("on") = Some(on);
+        me.streams.fetch_add(1, Relaxed);
+        let (tx, mut rx) = mpsc::unbounded_channel::<Seen>();
+        let held = at_open.clone();
+        let run = tokio::spawn(async move {
+            if delta {
+                delta_stream(channel, index, held, tx).await
+            } else {
+                sotw_stream(channel, index, held, tx).await
+            }
+        });
+        let mut first = true;
+        while let Some(seen) = rx.recv().await {
+            let mut held = me.held.lock().expect("held");
+            if delta {
+                let old = seen
+                    .updated
+                    .iter()
+                    .all(|(n, v)| at_open.resources.get(n) == Some(v));
+                if !seen.updated.is_empty() && old {
+                    me.resent.fetch_add(1, Relaxed);
+                }
+                for (n, v) in seen.updated {
+                    held.resources.insert(n, v);
+                }
+            } else {
+                if first && !at_open.version_info.is_empty() && seen.version == at_open.version_info
+                {
+                    me.resent.fetch_add(1, Relaxed);
+                }
+                held.version_info = seen.version;
+            }
+            first = false;
+        }
+        let _ = run.await;
+        *me.on.lock().expect("on") = None;
+        me.ended.lock().expect("ended").push((on, Instant::now()));
+    }
 }
 
 /// A plaintext HTTP/2 connection to an xds-server, with a window large

@@ -536,6 +536,35 @@ fn port_of(addr: &str) -> i64 {
         .unwrap()
 }
 
+/// The xds-server's pod is given the time its drain takes, and leaves the
+/// Service early in it.
+#[test]
+fn the_xds_server_drains_within_its_grace_period_and_turns_unready_first() {
+    for (name, docs) in both() {
+        let xds = Container::named(&docs, "Deployment", "bootes-xds-server", "xds-server").unwrap();
+        let drain: u64 = xds
+            .flag("--drain-period")
+            .unwrap_or_else(|| panic!("{name}: --drain-period is not set"))
+            .parse()
+            .unwrap();
+        let grace = pod_spec(xds.workload)["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap_or(30);
+        assert!(
+            grace >= drain + 5,
+            "{name}: terminationGracePeriodSeconds {grace} leaves no time after a {drain} s drain"
+        );
+        let probe = &xds.container["readinessProbe"];
+        assert_eq!(probe["httpGet"]["path"], "/readyz", "{name}");
+        let unready_after = probe["periodSeconds"].as_u64().unwrap_or(10)
+            * probe["failureThreshold"].as_u64().unwrap_or(3);
+        assert!(
+            unready_after * 4 <= drain,
+            "{name}: readiness notices a drain after {unready_after} s, late in a {drain} s drain"
+        );
+    }
+}
+
 #[test]
 fn network_policies_select_the_pods_they_mean() {
     let docs = render(BASE).unwrap();

@@ -19,10 +19,13 @@ pub struct Config {
     /// On SIGTERM, streams end at random points within this period.
     #[arg(long, env = "BOOTES_DRAIN_PERIOD", value_parser = parse_seconds, default_value = "5")]
     pub drain_period: Duration,
-    /// End streams older than this (± 10%) so clients rebalance after a
-    /// scale-up (seconds; unset: never).
-    #[arg(long, env = "BOOTES_MAX_CONNECTION_AGE", value_parser = parse_seconds)]
-    pub max_connection_age: Option<Duration>,
+    /// Connections older than this get a GOAWAY and each of their streams
+    /// ends at a random point within the following fifth of the age, so
+    /// clients reconnect, spread out, to any replica: after a scale-up the
+    /// new replicas take their share within about 1.2× the age (seconds;
+    /// 0: never).
+    #[arg(long, env = "BOOTES_MAX_CONNECTION_AGE", value_parser = parse_seconds, default_value = "1800")]
+    pub max_connection_age: Duration,
     /// Name of this replica in `status/` keys (default: hostname and process ID).
     #[arg(long, env = "BOOTES_REPLICA_ID")]
     pub replica_id: Option<String>,

@@ -133,7 +133,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics: metrics.clone(),
         draining,
         drain_period: config.drain_period,
-        max_connection_age: config.max_connection_age,
+        max_connection_age: Some(config.max_connection_age).filter(|age| !age.is_zero()),
         policy: grpc::Policy {
             client_auth,
             trust_domain: config.tls.spiffe_trust_domain.clone(),
@@ -158,6 +158,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         bootes_runtime::admin::router(Arc::new(admin::Admin {
             shared: shared.clone(),
             metrics: metrics.clone(),
+            draining: server.draining.clone(),
         })),
     )
     .await?;
@@ -235,7 +236,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         set_health(&health, tonic_health::ServingStatus::NotServing).await;
         let _ = drain_tx.send(true);
     };
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if !config.max_connection_age.is_zero() {
+        // GOAWAY at the age: a client's next stream opens a new connection,
+        // which may reach another replica. The streams themselves end
+        // within the next fifth of the age (`bootes_xds::session`); the
+        // grace only closes connections whose client holds on.
+        let age = config.max_connection_age;
+        builder = builder
+            .max_connection_age(age)
+            .max_connection_age_grace(age / 4);
+    }
+    let router = builder
         .http2_keepalive_interval(Some(config.limits.http2_keepalive_interval))
         .http2_keepalive_timeout(Some(config.limits.http2_keepalive_timeout))
         .max_concurrent_streams(config.limits.max_streams_per_connection)

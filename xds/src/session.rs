@@ -318,14 +318,16 @@ pub struct Session<P> {
 }
 
 impl<P: Protocol> Session<P> {
-    /// A stream opened at `now`. With a maximum age, it ends at `age`
-    /// ± 10%, placed by `jitter` in [0, 1), so that streams opened together
-    /// do not all end together.
+    /// A stream opened at `now`. With a maximum age, it ends in the fifth
+    /// of the age after it, placed by `jitter` in [0, 1), so that streams
+    /// opened together do not all end together; never before the age, when
+    /// its connection gets a GOAWAY, so the client reconnects on a new
+    /// connection, which may reach another replica.
     pub fn new(rules: Rules, now: Instant, max_age: Option<Duration>, jitter: f64) -> Self {
         let deadline = max_age.map(|age| {
             let spread = age / 5;
             (
-                now + (age - age / 10) + spread.mul_f64(jitter.clamp(0.0, 1.0)),
+                now + age + spread.mul_f64(jitter.clamp(0.0, 1.0)),
                 Deadline::Age,
             )
         });

@@ -45,8 +45,8 @@ pub struct Server {
     /// Once draining, streams end at random points within this period, so
     /// Envoys do not all reconnect to the other replicas at the same instant.
     pub drain_period: Duration,
-    /// Streams older than this (± 10% jitter) are ended so clients rebalance
-    /// across replicas after a scale-up.
+    /// Streams older than this are ended (within the next fifth of it) so
+    /// clients rebalance across replicas after a scale-up.
     pub max_connection_age: Option<Duration>,
     /// Authorization and per-request bounds.
     pub policy: Policy,

@@ -295,10 +295,10 @@ fn without_authentication_sds_goes_unanswered_on_ads_and_the_rest_flows() {
 }
 
 #[test]
-fn a_stream_ends_at_its_age_within_ten_percent() {
+fn a_stream_ends_within_the_fifth_after_its_age() {
     let t0 = Instant::now();
     let age = Duration::from_secs(100);
-    for (jitter, at) in [(0.0, 90), (0.5, 100), (0.999_999, 110)] {
+    for (jitter, at) in [(0.0, 100), (0.5, 110), (0.999_999, 120)] {
         let mut s = Session::<SotwStream>::new(ads(), t0, Some(age), jitter);
         let deadline = s.deadline().expect("has an age");
         assert_eq!((deadline - t0).as_secs_f64().round() as u64, at);
