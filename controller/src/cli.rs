@@ -152,6 +152,15 @@ pub struct ValidateArgs {
     /// Clusters the Envoys' bootstrap defines, which no Bootes object provides: `NAME` (every namespace) or `NAMESPACE/NAME`, comma separated. Routes to them count as resolved (docs/VALIDATION.md).
     #[arg(long, env = "BOOTES_BOOTSTRAP_CLUSTERS", value_delimiter = ',', value_name = "[NAMESPACE/]NAME", value_parser = parse_bootstrap_cluster)]
     pub bootstrap_clusters: Vec<String>,
+    /// An Envoy binary to judge what would be served, too: every group's snapshot goes to `envoy --mode validate` in a bootstrap built from it, and what Envoy rejects is an error of the object whose resource it rejects (docs/VALIDATION.md, "Envoy in the loop").
+    #[arg(long = "envoy", value_name = "PATH")]
+    pub envoy: Option<PathBuf>,
+    /// Envoys run at once by --envoy.
+    #[arg(long = "envoy-parallel", default_value_t = 2, value_name = "N")]
+    pub envoy_parallel: usize,
+    /// How long one `envoy --mode validate` may take before it counts as a rejection.
+    #[arg(long = "envoy-timeout", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub envoy_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

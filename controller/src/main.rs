@@ -2,6 +2,7 @@
 
 mod cli;
 mod crd;
+mod envoy_oracle;
 mod etcd_writer;
 mod inspect;
 mod leader;

@@ -15,9 +15,20 @@ use crate::cli::ValidateArgs;
 /// Reads every file (directories recursively, `-` for stdin), prints one line
 /// per problem, and fails when any object is invalid.
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let envoy = args
+        .envoy
+        .as_ref()
+        .map(|binary| crate::envoy_oracle::Envoy {
+            binary: binary.clone(),
+            parallel: args.envoy_parallel,
+            timeout: args.envoy_timeout,
+        });
     let outcome = check(
         &args.files,
         &crate::cli::bootstrap_clusters(&args.bootstrap_clusters),
+        envoy
+            .as_ref()
+            .map(|e| e as &dyn bootes_core::validate::EnvoyOracle),
     );
     let mut out = std::io::stdout().lock();
     for line in &outcome.errors {

@@ -31,7 +31,7 @@ fn secret(name: &str, config: Value) -> Value {
 /// A certificate and key in PEM framing (Bootes checks it); the secret
 /// material is a header line of the key.
 fn key(material: &str) -> Value {
-    json!({"certificate_chain": {"inline_string": "-----BEGIN CERTIFICATE-----\nMIIBnTCC\n-----END CERTIFICATE-----\n"},
+    json!({"certificate_chain": {"inline_string": "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n"},
            "private_key": {"inline_string": format!(
                "-----BEGIN PRIVATE KEY-----\nComment: {material}\nMIGHAgEA\n-----END PRIVATE KEY-----\n")}})
 }

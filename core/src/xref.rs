@@ -329,6 +329,18 @@ impl BootstrapClusters {
         Ok(out)
     }
 
+    /// The clusters declared for `namespace`, sorted.
+    pub fn names_in(&self, namespace: &str) -> Vec<String> {
+        let mut names: BTreeSet<&String> = self.everywhere.iter().collect();
+        names.extend(
+            self.in_namespace
+                .iter()
+                .filter(|(ns, _)| ns == namespace)
+                .map(|(_, n)| n),
+        );
+        names.into_iter().cloned().collect()
+    }
+
     pub fn contains(&self, namespace: &str, name: &str) -> bool {
         self.everywhere.contains(name)
             || self

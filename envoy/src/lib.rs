@@ -14,4 +14,5 @@
 pub mod any;
 pub mod convert;
 mod error;
+pub mod oracle;
 pub mod sensitive;

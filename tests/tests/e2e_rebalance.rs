@@ -240,3 +240,76 @@ async fn a_draining_replica_turns_unready_then_ends_its_streams_over_the_period(
     }
     Ok(())
 }
+
+/// The same with real Envoys, smaller: four Envoys on one replica, two more
+/// replicas come up (each Envoy's xDS cluster lists all three, as a
+/// Service's endpoints would), and with `--max-connection-age` the new
+/// replicas get Envoys while every Envoy keeps its configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_envoys_move_to_new_replicas_at_their_connection_age() -> Result<()> {
+    use bootes_tests::harness::{cluster_eds, endpoint, pod, Controller, Envoy, ManifestDir};
+    const ENVOYS: usize = 4;
+    let m = ManifestDir::new()?;
+    let mut docs: Vec<_> = (0..ENVOYS)
+        .map(|i| pod("demo", &format!("envoy-{i}"), &[]))
+        .collect();
+    docs.push(cluster_eds("demo", "cluster-a", "cluster-a", &[]));
+    docs.push(endpoint(
+        "demo",
+        "cluster-a-endpoints",
+        "cluster-a",
+        &["127.0.0.1:9".parse()?],
+        &[],
+    ));
+    m.write_docs("objects.yaml", &docs)?;
+    let etcd = Etcd::start().await?;
+    let _controller = Controller::start(&etcd, m.path()).await?;
+    let age = AGE_SECS.to_string();
+    let args = ["--max-connection-age", age.as_str()];
+    let a = XdsServer::start_with_args(&etcd, "a", &args).await?;
+    // B and C exist in the Envoys' bootstrap from the start, but are down.
+    let mut b = XdsServer::start_with_args(&etcd, "b", &args).await?;
+    let mut c = XdsServer::start_with_args(&etcd, "c", &args).await?;
+    b.kill();
+    c.kill();
+    let addrs = [a.addr(), b.addr(), c.addr()];
+    let mut envoys = Vec::new();
+    for i in 0..ENVOYS {
+        envoys.push(Envoy::start(&format!("envoy-{i}.demo"), &addrs).await?);
+    }
+    let has_cluster = |e: &Envoy| {
+        let e = e.admin_addr();
+        async move {
+            let body = http_get(e, "localhost", "/clusters").await?.body;
+            ensure!(body.contains("cluster-a::"), "no cluster-a yet");
+            Ok(())
+        }
+    };
+    for e in &envoys {
+        eventually("Envoy has its cluster from A", || has_cluster(e)).await?;
+    }
+    b.restart().await?;
+    c.restart().await?;
+    let on = eventually_with(
+        "both new replicas serve Envoys",
+        Duration::from_secs(2 * AGE_SECS),
+        || async {
+            let mut on = [0usize; 3];
+            for e in &envoys {
+                for addr in e.connected_xds_servers().await? {
+                    if let Some(k) = addrs.iter().position(|a| *a == addr) {
+                        on[k] += 1;
+                    }
+                }
+            }
+            ensure!(on[1] > 0 && on[2] > 0, "Envoys per replica: {on:?}");
+            Ok(on)
+        },
+    )
+    .await?;
+    println!("Envoys per replica: {on:?}");
+    for e in &envoys {
+        has_cluster(e).await?;
+    }
+    Ok(())
+}

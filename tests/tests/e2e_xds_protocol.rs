@@ -547,3 +547,38 @@ async fn named_subscriptions_to_missing_or_forbidden_resources_get_resource_erro
     }
     Ok(())
 }
+
+/// A replica at its `--max-connections` refuses an Envoy's connection; the
+/// Envoy backs off and reaches another replica instead of spinning on the
+/// full one (docs/ARCHITECTURE.md, "Sizing `--max-connections`").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envoy_refused_by_a_full_replica_reaches_another_without_spinning() -> Result<()> {
+    use bootes_tests::harness::{metric_sum, Controller, Etcd, XdsServer};
+    let a_up = Upstream::start("upstream-a").await?;
+    let port = free_port();
+    let m = ManifestDir::new()?;
+    m.write_docs(
+        "routing.yaml",
+        &routing(port, "cluster-a", a_up.addr(), XdsApi::Ads),
+    )?;
+    let etcd = Etcd::start().await?;
+    let _controller = Controller::start(&etcd, m.path()).await?;
+    // Full: it holds no connection at all.
+    let full = XdsServer::start_with_args(&etcd, "full", &["--max-connections", "0"]).await?;
+    let other = XdsServer::start(&etcd, "other").await?;
+    let envoy = Envoy::start("envoy-0.demo", &[full.addr(), other.addr()]).await?;
+    expect_routed(port, "example.com", "/", "upstream-a").await?;
+    let connected = envoy.connected_xds_servers().await?;
+    assert_eq!(connected, [other.addr()], "served by the replica with room");
+    let refused = "bootes_xds_refused_connections_total";
+    let at_first = metric_sum(full.admin_addr(), refused).await?;
+    println!("the full replica refused {at_first} connections before the Envoy was served");
+    // Served by the other replica, it does not come back to the full one.
+    expect_routed(port, "example.com", "/", "upstream-a").await?;
+    let later = metric_sum(full.admin_addr(), refused).await?;
+    assert!(
+        at_first <= 5.0 && later == at_first,
+        "the full replica refused {at_first} then {later} connections: the Envoy spins"
+    );
+    Ok(())
+}

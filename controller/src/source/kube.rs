@@ -521,8 +521,8 @@ pub fn object_from_dynamic(
         None | Some(serde_json::Value::Null) => return Err(format!("{display}: spec: missing")),
         Some(spec) => spec,
     };
-    let spec: RawSpec =
-        serde_json::from_value(spec.clone()).map_err(|e| format!("{display}: spec: {e}"))?;
+    // Read from the borrowed value: one copy of `config`, not two.
+    let spec = RawSpec::deserialize(spec).map_err(|e| format!("{display}: spec: {e}"))?;
     let config = match spec.config {
         None | Some(serde_json::Value::Null) => {
             return Err(format!("{display}: spec.config: missing"))

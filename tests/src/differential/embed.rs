@@ -14,6 +14,7 @@
 //! clusters named like the clusters the corpus routes to (`targets`), as an
 //! Envoy would have them from CDS.
 
+use bootes_envoy::oracle::{secret_user, xds_cluster};
 use serde_json::{json, Value};
 
 /// The ADS cluster of every bootstrap (no corpus config uses this name).
@@ -25,7 +26,7 @@ const ROUTE_HOST_LISTENER: &str = "bootes-differential-route-host";
 /// The bootstrap that validates `config`, a resource of `kind` made from
 /// `original`; `targets` are the cluster names routes may refer to.
 pub fn bootstrap(kind: &str, original: &Value, config: &Value, targets: &[String]) -> Value {
-    let mut clusters = vec![xds_cluster()];
+    let mut clusters = vec![xds_cluster(XDS_CLUSTER)];
     let mut listeners = Vec::new();
     let mut secrets = Vec::new();
     match kind {
@@ -50,7 +51,7 @@ pub fn bootstrap(kind: &str, original: &Value, config: &Value, targets: &[String
         })),
         "Secret" => {
             secrets.push(config.clone());
-            if let Some(user) = secret_user(original) {
+            if let Some(user) = secret_user(SECRET_USER_CLUSTER, original) {
                 clusters.push(user);
             }
         }
@@ -77,26 +78,6 @@ pub fn bootstrap(kind: &str, original: &Value, config: &Value, targets: &[String
     })
 }
 
-fn xds_cluster() -> Value {
-    json!({
-        "name": XDS_CLUSTER,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}}
-            }
-        },
-        "load_assignment": {
-            "cluster_name": XDS_CLUSTER,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-                "socket_address": {"address": "127.0.0.1", "port_value": 1}
-            }}}]}]
-        }
-    })
-}
-
 fn empty_cluster(name: &str) -> Value {
     json!({"name": name, "type": "STATIC", "connect_timeout": "1s"})
 }
@@ -118,31 +99,4 @@ fn route_host(route_config: Value) -> Value {
             }
         }]}]
     })
-}
-
-/// A cluster whose TLS context uses the secret as what the original is (a
-/// certificate or a validation context), as the Envoy that subscribed to it
-/// over SDS would.
-fn secret_user(secret: &Value) -> Option<Value> {
-    let name = secret.get("name")?.as_str()?;
-    let sds = json!({"name": name});
-    let common = if secret.get("tls_certificate").is_some() {
-        json!({"tls_certificate_sds_secret_configs": [sds]})
-    } else if secret.get("validation_context").is_some() {
-        json!({"validation_context_sds_secret_config": sds})
-    } else {
-        return None;
-    };
-    Some(json!({
-        "name": SECRET_USER_CLUSTER,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "transport_socket": {
-            "name": "envoy.transport_sockets.tls",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                "common_tls_context": common
-            }
-        }
-    }))
 }

@@ -88,7 +88,8 @@ fn an_invalid_create_is_denied_in_the_words_of_validate() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("db.yaml");
     std::fs::write(&file, serde_yaml::to_string(&bad).unwrap()).unwrap();
-    let outcome = bootes_core::validate::check(std::slice::from_ref(&file), &Default::default());
+    let outcome =
+        bootes_core::validate::check(std::slice::from_ref(&file), &Default::default(), None);
     assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
     let line = outcome.errors[0]
         .strip_prefix(&format!("{}: ", file.display()))
