@@ -4,6 +4,7 @@ mod cli;
 mod crd;
 mod envoy_oracle;
 mod etcd_writer;
+mod events_kube;
 mod inspect;
 mod leader;
 mod metrics;

@@ -160,7 +160,7 @@ pub fn rfc3339(t: k8s_openapi::jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-type Statuses = Arc<BTreeMap<ObjectKey, ObjectStatus>>;
+pub type Statuses = Arc<BTreeMap<ObjectKey, ObjectStatus>>;
 
 /// The reconciler's status sink in Kubernetes mode.
 pub struct KubeStatus {
@@ -178,6 +178,12 @@ impl KubeStatus {
             min_interval: MIN_WRITE_INTERVAL,
             written_at: Default::default(),
         };
+        tokio::spawn(crate::events_kube::run(
+            writer.client.clone(),
+            writer.observed.clone(),
+            writer.leadership.clone(),
+            rx.clone(),
+        ));
         tokio::spawn(write_loop(writer, rx));
         Self { latest }
     }

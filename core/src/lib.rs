@@ -25,6 +25,7 @@ pub mod conditions;
 pub mod index;
 pub mod manifest;
 pub mod model;
+pub mod notices;
 pub mod plan;
 pub mod report;
 pub mod rollout;

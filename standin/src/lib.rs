@@ -70,6 +70,7 @@ pub mod admission;
 pub mod client;
 pub mod discovery;
 pub mod error;
+pub mod event_versions;
 pub mod kubeconfig;
 pub mod kubectl;
 pub mod patch;

@@ -174,6 +174,9 @@ pub fn table(
         0,
     );
     type CellFn = Box<dyn Fn(&Value) -> Value>;
+    if rt.plural == "events" && printer.is_empty() {
+        return rows_table(event_columns(now), items, revision, version, include_object);
+    }
     let mut columns = vec![name_col];
     let mut cells: Vec<CellFn> = vec![Box::new(|o: &Value| o["metadata"]["name"].clone())];
     let age = move |o: &Value| age_cell(o.pointer("/metadata/creationTimestamp"), now);
@@ -248,6 +251,119 @@ pub fn table(
         ));
         cells.push(Box::new(age));
     }
+    rows_table(
+        columns.into_iter().zip(cells).collect(),
+        items,
+        revision,
+        version,
+        include_object,
+    )
+}
+
+type Column = (Value, Box<dyn Fn(&Value) -> Value>);
+
+/// The columns of Events (both API versions), as the API server prints
+/// them: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE (and, wide, the others).
+fn event_columns(now: i64) -> Vec<Column> {
+    // Core v1 names, else events.k8s.io/v1 names.
+    fn field<'a>(o: &'a Value, core: &str, v1: &str) -> &'a Value {
+        o.get(core).filter(|v| !v.is_null()).unwrap_or(&o[v1])
+    }
+    let last_seen = move |o: &Value| {
+        let t = [
+            o.pointer("/series/lastObservedTime"),
+            Some(field(o, "lastTimestamp", "deprecatedLastTimestamp")),
+            o.get("eventTime"),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|v| v.as_str().is_some_and(|s| !s.is_empty()));
+        age_cell(t, now)
+    };
+    let first_seen = move |o: &Value| {
+        let t = [
+            Some(field(o, "firstTimestamp", "deprecatedFirstTimestamp")),
+            o.get("eventTime"),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|v| v.as_str().is_some_and(|s| !s.is_empty()));
+        age_cell(t, now)
+    };
+    let text = |v: &Value| json!(v.as_str().unwrap_or(""));
+    vec![
+        (
+            column("Last Seen", "string", "", "The time at which the most recent occurrence of this event was recorded.", 0),
+            Box::new(last_seen),
+        ),
+        (
+            column("Type", "string", "", "Type of this event (Normal, Warning).", 0),
+            Box::new(move |o: &Value| text(&o["type"])),
+        ),
+        (
+            column("Reason", "string", "", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.", 0),
+            Box::new(move |o: &Value| text(&o["reason"])),
+        ),
+        (
+            column("Object", "string", "", "The object that this event is about.", 0),
+            Box::new(|o: &Value| {
+                let r = field(o, "involvedObject", "regarding");
+                json!(format!(
+                    "{}/{}",
+                    r["kind"].as_str().unwrap_or("").to_ascii_lowercase(),
+                    r["name"].as_str().unwrap_or("")
+                ))
+            }),
+        ),
+        (
+            column("Subobject", "string", "", "The field of the object that this event is about.", 1),
+            Box::new(move |o: &Value| text(&field(o, "involvedObject", "regarding")["fieldPath"])),
+        ),
+        (
+            column("Source", "string", "", "The component reporting this event.", 1),
+            Box::new(move |o: &Value| {
+                let component = &field(o, "source", "deprecatedSource")["component"];
+                match component.as_str() {
+                    Some(c) if !c.is_empty() => json!(c),
+                    _ => text(field(o, "reportingComponent", "reportingController")),
+                }
+            }),
+        ),
+        (
+            column("Message", "string", "", "A human-readable description of the status of this operation.", 0),
+            Box::new(move |o: &Value| text(field(o, "message", "note"))),
+        ),
+        (
+            column("First Seen", "string", "", "The time at which the event was first recorded.", 1),
+            Box::new(first_seen),
+        ),
+        (
+            column("Count", "string", "", "The number of times this event has occurred.", 1),
+            Box::new(|o: &Value| {
+                let n = o
+                    .pointer("/series/count")
+                    .or_else(|| Some(field(o, "count", "deprecatedCount")))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1);
+                json!(n.to_string())
+            }),
+        ),
+        (
+            column("Name", "string", "name", "Name must be unique within a namespace.", 1),
+            Box::new(|o: &Value| o["metadata"]["name"].clone()),
+        ),
+    ]
+}
+
+/// A meta.k8s.io Table of `items` with these columns.
+fn rows_table(
+    columns: Vec<Column>,
+    items: &[Value],
+    revision: Option<u64>,
+    version: &str,
+    include_object: &str,
+) -> Value {
+    let (columns, cells): (Vec<Value>, Vec<_>) = columns.into_iter().unzip();
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {

@@ -793,7 +793,7 @@ fn start_watch(
         let period = app.options.bookmark_interval.max(Duration::from_millis(10));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let key = spec.target.rt.key();
+        let key = spec.target.storage();
         let mut live = false;
         loop {
             let batch = app.store().events_after(&key, cursor, live);

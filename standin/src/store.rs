@@ -11,6 +11,7 @@ use std::hash::{BuildHasher, RandomState};
 use serde_json::{json, Map, Value};
 
 use super::error::{success_status, ApiError, Subject};
+use super::event_versions;
 use super::patch::{json_patch, merge_patch};
 use super::schema::{prune_and_check, FieldValidation};
 use super::selector::Selectors;
@@ -110,8 +111,25 @@ impl Target {
         self.namespace.as_deref().unwrap_or("")
     }
 
+    /// Where objects of this type are stored.
+    pub fn storage(&self) -> ResKey {
+        event_versions::storage_key(&self.rt)
+    }
+
+    /// A request's object in its stored form.
+    fn to_storage(&self, obj: Value) -> Value {
+        if event_versions::is_events_v1(&self.rt) {
+            event_versions::to_core(obj)
+        } else {
+            obj
+        }
+    }
+
     /// The object as returned for this request: apiVersion of the requested version.
     pub fn present(&self, mut obj: Value) -> Value {
+        if event_versions::is_events_v1(&self.rt) {
+            obj = event_versions::from_core(obj);
+        }
         obj["apiVersion"] = json!(self.rt.api_version(&self.version));
         obj["kind"] = json!(self.rt.kind);
         obj
@@ -331,7 +349,7 @@ impl Store {
 
     /// GET one object.
     pub fn get(&self, t: &Target, name: &str) -> Result<Value, ApiError> {
-        self.raw(&t.rt.key(), t.ns(), name)
+        self.raw(&t.storage(), t.ns(), name)
             .map(|o| t.present(o.clone()))
             .ok_or_else(|| ApiError::not_found(t.subject(name)))
     }
@@ -340,7 +358,7 @@ impl Store {
     pub fn list(&self, t: &Target, sel: &Selectors) -> (Vec<Value>, u64) {
         let items = self
             .objects
-            .get(&t.rt.key())
+            .get(&t.storage())
             .into_iter()
             .flatten()
             .filter(|((ns, _), _)| t.namespace.as_deref().is_none_or(|want| want == ns))
@@ -532,7 +550,7 @@ impl Store {
 
     /// POST: creates an object.
     pub fn create(&mut self, t: &Target, body: Value) -> Result<Value, ApiError> {
-        let mut obj = self.prepare_body(t, body, None)?;
+        let mut obj = t.to_storage(self.prepare_body(t, body, None)?);
         if t.rt.namespaced && t.namespace.is_none() {
             return Err(ApiError::no_route());
         }
@@ -561,7 +579,7 @@ impl Store {
         }
         self.check_name(t, &name)?;
         self.check_labels(t, &name, &obj)?;
-        let key = t.rt.key();
+        let key = t.storage();
         if t.rt.namespaced {
             let ns = t.ns();
             if self.raw(&ResKey::namespaces(), "", ns).is_none() {
@@ -674,12 +692,12 @@ impl Store {
         sub: Subresource,
         body: Value,
     ) -> Result<Value, ApiError> {
-        let key = t.rt.key();
+        let key = t.storage();
         let old = self
             .raw(&key, t.ns(), name)
             .cloned()
             .ok_or_else(|| ApiError::not_found(t.subject(name)))?;
-        let body = self.prepare_body(t, body, Some(name))?;
+        let body = t.to_storage(self.prepare_body(t, body, Some(name))?);
         let body_rv = meta_str(&body, "resourceVersion");
         if !body_rv.is_empty() && body_rv != meta_str(&old, "resourceVersion") {
             return Err(ApiError::stale(t.subject(name)));
@@ -750,7 +768,7 @@ impl Store {
     }
 
     fn commit_update(&mut self, t: &Target, old: Value, mut new: Value) -> Result<Value, ApiError> {
-        let key = t.rt.key();
+        let key = t.storage();
         let name = meta_str(&old, "name").to_string();
         let ns = t.ns().to_string();
         meta_mut(&mut new).insert(
@@ -808,7 +826,7 @@ impl Store {
         body: &[u8],
     ) -> Result<Value, ApiError> {
         let patch = parse_body(body)?;
-        let Some(old) = self.raw(&t.rt.key(), t.ns(), name).cloned() else {
+        let Some(old) = self.raw(&t.storage(), t.ns(), name).cloned() else {
             if kind == PatchKind::Apply && sub == Subresource::Main {
                 let mut obj = patch;
                 strip_directives(&mut obj);
@@ -904,7 +922,7 @@ impl Store {
 
     /// DELETE with optional DeleteOptions (preconditions are honoured).
     pub fn delete(&mut self, t: &Target, name: &str, options: &Value) -> Result<Deleted, ApiError> {
-        let key = t.rt.key();
+        let key = t.storage();
         let old = self
             .raw(&key, t.ns(), name)
             .cloned()

@@ -616,6 +616,30 @@ async fn endpoints_follow_a_services_slices_applied_with_kubectl() {
     })
     .await
     .unwrap();
+    // And a Warning Event on the Endpoint names them too.
+    eventually(
+        "kubectl describe shows the slice's Warning Event",
+        || async {
+            let out = kubectl(
+                &standin,
+                &["describe", "endpoints.bootes.io", "web", "-n", NS],
+                None,
+            )
+            .await?;
+            let events = out.split("Events:").nth(1).unwrap_or_default();
+            ensure!(
+                events.lines().any(|l| l.contains("Warning")
+                    && l.contains("MalformedEndpointSlice")
+                    && l.contains(&format!(
+                        "EndpointSlice {NS}/web-x1: endpoints[2].addresses[0]"
+                    ))),
+                "{out}"
+            );
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
     expect_spread(port, "example.com", "/", &[&pods[1]])
         .await
         .unwrap();

@@ -23,9 +23,12 @@ const NS: &str = "demo";
 async fn stack_with_envoy() -> Result<(Stack, Envoy, ManifestDir)> {
     let m = ManifestDir::new()?;
     let mut docs = route_all_to_cluster_a(NS, bootes_tests::harness::free_port());
-    docs.push(endpoint_a(NS, &["127.0.0.1:9".parse()?]));
     docs.push(pod(NS, "envoy-0", &[]));
     m.write_docs("objects.yaml", &docs)?;
+    m.write_docs(
+        "endpoint.yaml",
+        &[endpoint_a(NS, &["127.0.0.1:9".parse()?])],
+    )?;
     let stack = Stack::start(&m, 1).await?;
     let envoy = Envoy::start("envoy-0.demo", &stack.xds_addrs()).await?;
     envoy.wait_for_listener("listener_1").await?;
@@ -34,7 +37,30 @@ async fn stack_with_envoy() -> Result<(Stack, Envoy, ManifestDir)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_every_metric_the_dashboard_and_alerts_name() {
-    let (stack, _envoy, _manifests) = stack_with_envoy().await.unwrap();
+    let (stack, _envoy, manifests) = stack_with_envoy().await.unwrap();
+    // A change once the Envoy is connected: the xds-server times it from
+    // its arrival to the Envoy's ACK (its first responses are no change).
+    manifests
+        .write_docs(
+            "endpoint.yaml",
+            &[endpoint_a(NS, &["127.0.0.1:10".parse().unwrap()])],
+        )
+        .unwrap();
+    let xds = stack.xds[0].admin_addr();
+    eventually(
+        "the xds-server timed a change to the Envoy's ACK",
+        || async {
+            let n = metric(
+                xds,
+                r#"bootes_xds_ack_convergence_seconds_count{type="EDS"}"#,
+            )
+            .await?;
+            ensure!(n >= 1.0, "{n}");
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
     let rules_dir = test_dir("rules").unwrap();
     let rules = write_rules_file(rules_dir.path()).unwrap();
     let prometheus = Prometheus::start(

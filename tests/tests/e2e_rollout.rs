@@ -229,33 +229,38 @@ async fn kubectl_wait_for_programmed_follows_what_envoy_runs() -> Result<()> {
     let xds = XdsServer::start(&etcd, "a").await?;
     let envoy = Envoy::start("envoy-0.demo", &[xds.addr()]).await?;
 
-    // The real `kubectl wait` returns once Envoy runs the objects.
+    // Until the Envoy connects, its node does not hold Programmed back (it
+    // is counted as not connected); once it runs the objects, 1/1 of the
+    // connected nodes do, and `kubectl get` shows it in the PROGRAMMED column.
+    envoy.wait_for_listener("edge").await?;
+    eventually("kubectl get shows PROGRAMMED 1/1", || async {
+        let table = kubectl(&standin, &["get", "clusters.bootes.io", "-n", "demo"], None).await?;
+        let header: Vec<&str> = table
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let row: Vec<&str> = table
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let column = header.iter().position(|h| *h == "PROGRAMMED");
+        ensure!(
+            column.is_some() && column.and_then(|c| row.get(c)) == Some(&"1/1"),
+            "{table}"
+        );
+        Ok(())
+    })
+    .await?;
+    ensure!(connect_timeout(&envoy).await?.as_deref() == Some("1s"));
+    // The real `kubectl wait`, on two kinds.
     for resource in ["clusters.bootes.io/static-a", "listeners.bootes.io/edge"] {
         let (ok, said) = kubectl_wait(&standin, resource, "60s").await?;
         ensure!(ok && said.contains("condition met"), "{resource}: {said}");
     }
-    ensure!(connect_timeout(&envoy).await?.as_deref() == Some("1s"));
-    ensure!(envoy.listener_names().await?.contains("edge"));
-
-    // `kubectl get` shows the PROGRAMMED column.
-    let table = kubectl(&standin, &["get", "clusters.bootes.io", "-n", "demo"], None).await?;
-    let header: Vec<&str> = table
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let row: Vec<&str> = table
-        .lines()
-        .nth(1)
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let column = header.iter().position(|h| *h == "PROGRAMMED");
-    ensure!(
-        column.is_some() && column.and_then(|c| row.get(c)) == Some(&"1/1"),
-        "{table}"
-    );
 
     // A change (generation 2): `kubectl wait` waits for the condition of
     // generation 2, which comes only once Envoy's /config_dump shows it.
@@ -292,5 +297,67 @@ async fn kubectl_wait_for_programmed_follows_what_envoy_runs() -> Result<()> {
     let (ok, said) = kubectl_wait(&standin, "clusters.bootes.io/static-a", "2s").await?;
     ensure!(!ok && said.contains("timed out"), "{said}");
     ensure!(connect_timeout(&envoy).await?.as_deref() == Some("7s"));
+
+    // Events, read with the real kubectl: programmed after a rollout, then
+    // rejected by Envoy (with its message), on the object.
+    let events = |object: &'static str, want: &'static [&'static str]| {
+        let standin = &standin;
+        async move {
+            eventually(
+                &format!("kubectl describe {object} shows {want:?}"),
+                || async {
+                    let out = kubectl(standin, &["describe", object, "-n", "demo"], None).await?;
+                    let events = out.split("Events:").nth(1).unwrap_or_default();
+                    for line in want {
+                        ensure!(
+                            events.lines().any(|l| {
+                                let words: Vec<&str> = line.split(' ').collect();
+                                words.iter().all(|w| l.contains(w))
+                            }),
+                            "no event line with {line:?} in {out}"
+                        );
+                    }
+                    Ok(())
+                },
+            )
+            .await
+        }
+    };
+    events(
+        "clusters.bootes.io/static-a",
+        &[
+            "Normal Programmed bootes-controller 1/1 nodes run generation",
+            "Warning Rejected bootes-controller envoy-0.demo: /nonexistent/bootes-test/",
+        ],
+    )
+    .await?;
+
+    // Rejected by validation, and a conflict: Warning Events naming the
+    // field and the winner.
+    let mut bad = kube_cluster("1s", false);
+    bad["metadata"]["name"] = json!("bad");
+    bad["spec"]["config"]["conect_timeout"] = json!("1s");
+    let mut copy = kube_cluster("1s", false);
+    copy["metadata"]["name"] = json!("copy");
+    kubectl_apply(&standin, &[bad, copy]).await?;
+    events(
+        "clusters.bootes.io/bad",
+        &["Warning InvalidConfig bootes-controller spec.config.conect_timeout"],
+    )
+    .await?;
+    events(
+        "clusters.bootes.io/copy",
+        &["Warning Conflict bootes-controller Cluster demo/static-a"],
+    )
+    .await?;
+    // `kubectl get events` lists them as the API server does.
+    let table = kubectl(&standin, &["get", "events", "-n", "demo"], None).await?;
+    ensure!(
+        table.starts_with("LAST SEEN")
+            && table.lines().any(|l| l.contains("Warning")
+                && l.contains("Rejected")
+                && l.contains("cluster/static-a")),
+        "{table}"
+    );
     Ok(())
 }

@@ -49,6 +49,8 @@ fn every_alert_has_a_unit_test_that_expects_it_to_fire() {
         "BootesReplicaNotReady",
         "BootesNoLeader",
         "BootesEtcdUnreachable",
+        "BootesConvergenceSlow",
+        "BootesObjectsNotProgrammed",
     ] {
         assert!(alerts.contains(want), "no alert {want} in {alerts:?}");
     }
@@ -82,9 +84,19 @@ fn the_dashboard_covers_what_operators_watch() {
         ("streams per replica", "bootes_xds_connected_streams"),
         ("pushes by type", "bootes_xds_pushes_total"),
         ("NACKs by type", "bootes_xds_nacks_total"),
-        // Until the Programmed condition (issue 22) brings the convergence
-        // histograms, the xds-server's push latency stands for it.
-        ("convergence time", "bootes_xds_push_latency_seconds_bucket"),
+        (
+            "convergence time",
+            "bootes_controller_rollout_convergence_seconds_bucket",
+        ),
+        (
+            "convergence time",
+            "bootes_xds_ack_convergence_seconds_bucket",
+        ),
+        ("push latency", "bootes_xds_push_latency_seconds_bucket"),
+        (
+            "objects by Programmed",
+            "bootes_controller_programmed_objects",
+        ),
         ("objects by condition", "bootes_controller_objects"),
         (
             "reconcile latency",

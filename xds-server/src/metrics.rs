@@ -48,6 +48,9 @@ pub struct Metrics {
     pub acks: Family<TypeLabel, Counter>,
     /// From the etcd change being applied to the response being handed to the stream.
     pub push_latency: Histogram,
+    /// From a snapshot change arriving (its etcd revision applied) to each
+    /// stream's ACK of it, by type.
+    pub ack_convergence: Family<TypeLabel, Histogram>,
     pub encodes: Counter,
     pub etcd_revision: Gauge,
     /// Revisions between etcd's current revision and the last one applied.
@@ -95,8 +98,19 @@ impl Metrics {
             "From an etcd change applied to the response handed to the stream",
             push_latency.clone(),
         );
+        let ack_convergence = Family::<TypeLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ])
+        });
+        r.register(
+            "ack_convergence_seconds",
+            "From a snapshot change arriving at this replica (its etcd revision applied) to each stream's ACK of it, by type",
+            ack_convergence.clone(),
+        );
         let m = Self {
             registry: Registry::default(),
+            ack_convergence,
             connected_streams,
             pushes,
             nacks,

@@ -3,6 +3,7 @@
 
 mod body;
 mod codec;
+mod convergence;
 mod csds;
 mod fetch;
 mod policy;

@@ -15,6 +15,7 @@ use tonic::server::StreamingService;
 use tonic::{Status, Streaming};
 use tracing::Instrument;
 
+use super::convergence::Convergence;
 use super::policy::status;
 use super::{BoxFuture, Server};
 use crate::authz::PeerIdentity;
@@ -151,6 +152,7 @@ async fn serve<M: Protocol>(
     let timer = tokio::time::sleep(std::time::Duration::ZERO);
     tokio::pin!(timer);
     let mut timer_at = None;
+    let mut convergence = Convergence::default();
 
     let end = loop {
         let (wants_changes, is_draining, deadline) = {
@@ -187,7 +189,17 @@ async fn serve<M: Protocol>(
                 lock().on_timer(Instant::now().into_std())
             }
         };
-        match act(&server, &session, &mut handle, &tx, output, applied_at).await {
+        match act(
+            &server,
+            &session,
+            &mut handle,
+            &tx,
+            output,
+            applied_at,
+            &mut convergence,
+        )
+        .await
+        {
             Act::Continue => {}
             Act::ClientGone => break None,
             Act::End(status) => break Some(status),
@@ -217,6 +229,7 @@ async fn act<M: Protocol>(
     tx: &Sender,
     output: Output,
     applied_at: Option<Instant>,
+    convergence: &mut Convergence,
 ) -> Act {
     for note in &output.notes {
         match note {
@@ -249,7 +262,7 @@ async fn act<M: Protocol>(
     if output.report_changed {
         handle.changed();
     }
-    if !send(server, tx, output.effects, applied_at).await {
+    if !send(server, tx, output.effects, applied_at, convergence).await {
         return Act::ClientGone;
     }
     match output.end {
@@ -265,18 +278,24 @@ async fn send(
     tx: &Sender,
     effects: Effects,
     change_applied_at: Option<Instant>,
+    convergence: &mut Convergence,
 ) -> bool {
     let metrics = &server.metrics;
     for (ty, version) in &effects.acks {
-        metrics
-            .acks
-            .get_or_create(&TypeLabel {
-                r#type: ty.short_name(),
-            })
-            .inc();
+        let label = TypeLabel {
+            r#type: ty.short_name(),
+        };
+        metrics.acks.get_or_create(&label).inc();
+        if let Some(took) = convergence.acked(*ty, version, std::time::Instant::now()) {
+            metrics
+                .ack_convergence
+                .get_or_create(&label)
+                .observe(took.as_secs_f64());
+        }
         tracing::debug!(r#type = %ty, version, "ACK");
     }
     for nack in &effects.nacks {
+        convergence.nacked(nack.ty, &nack.version);
         metrics
             .nacks
             .get_or_create(&TypeLabel {
@@ -310,6 +329,11 @@ async fn send(
                 r#type: response.ty.short_name(),
             })
             .inc();
+        convergence.sent(
+            response.ty,
+            &response.version_info,
+            change_applied_at.map(Instant::into_std),
+        );
         if tx.send(Ok(response)).await.is_err() {
             return false;
         }
