@@ -417,21 +417,10 @@ async fn an_oversized_request_ends_only_its_own_stream() -> Result<()> {
 
 /// The node's `status/` record: (version of the key, decoded value).
 async fn status_record(etcd: &Etcd) -> Result<(i64, bootes_proto::store::NodeStatus)> {
-    let prefix = format!("/bootes/v1/status/{NODE}/");
-    let resp = etcd
-        .client()
-        .await?
-        .get(
-            prefix.as_str(),
-            Some(etcd_client::GetOptions::new().with_prefix()),
-        )
-        .await?;
-    match resp.kvs() {
-        [kv] => Ok((
-            kv.version(),
-            bootes_proto::store::NodeStatus::decode(kv.value())?,
-        )),
-        kvs => bail!("{} status records under {prefix}", kvs.len()),
+    let mut records = etcd.node_status(NODE).await?;
+    match records.len() {
+        1 => Ok(records.remove(0)),
+        n => bail!("{n} status records of {NODE}"),
     }
 }
 

@@ -116,8 +116,13 @@ impl DeltaStream {
         let state = self.scheduled.types.entry(ty).or_default();
         if first {
             state.must_answer = true;
-            // A first request that names nothing is a (legacy) wildcard.
-            state.wildcard = req.resource_names_subscribe.is_empty();
+            // A first request that names nothing is a (legacy) wildcard,
+            // except for VHDS: Envoy subscribes there to the namespace of
+            // its route configuration without naming it, and asks for each
+            // virtual host as a request needs it (`<route config>/<host>`);
+            // sending every one would defeat VHDS.
+            state.wildcard =
+                req.resource_names_subscribe.is_empty() && ty != ResourceType::VirtualHost;
             if !req.initial_resource_versions.is_empty() {
                 state.client = Held::new(
                     req.initial_resource_versions

@@ -180,6 +180,32 @@ impl Etcd {
             .context("connecting to etcd")
     }
 
+    /// The `status/` records of `node` (default prefix), one per replica
+    /// it is connected to: (version of the key, decoded value).
+    pub async fn node_status(
+        &self,
+        node: &str,
+    ) -> Result<Vec<(i64, bootes_proto::store::NodeStatus)>> {
+        use prost::Message;
+        let prefix = format!("{}status/{node}/", bootes_proto::DEFAULT_PREFIX);
+        let resp = self
+            .client()
+            .await?
+            .get(
+                prefix.as_str(),
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await?;
+        resp.kvs()
+            .iter()
+            .map(|kv| {
+                let status = bootes_proto::store::NodeStatus::decode(kv.value())
+                    .with_context(|| format!("decoding {}", String::from_utf8_lossy(kv.key())))?;
+                Ok((kv.version(), status))
+            })
+            .collect()
+    }
+
     /// Every key under `prefix`, sorted.
     pub async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
         let mut client = self.client().await?;

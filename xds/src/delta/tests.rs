@@ -142,6 +142,27 @@ fn named_subscriptions_add_and_drop_names() {
 }
 
 #[test]
+fn vhds_sends_virtual_hosts_only_as_they_are_asked_for() {
+    let mut c = Client::new(snap(&[
+        (VirtualHost, "routes/a.example", "1"),
+        (VirtualHost, "routes/b.example", "1"),
+    ]));
+    // Envoy's first VHDS request names nothing: it is answered, empty.
+    let out = c.request(req(VirtualHost, &[], &[], ""));
+    assert_eq!(out.len(), 1);
+    assert!(updates(&out[0]).is_empty());
+    // A request for a.example needs it.
+    let out = c.request(req(VirtualHost, &["routes/a.example"], &[], &out[0].nonce));
+    assert_eq!(updates(&out[0]), [("routes/a.example", "1")]);
+    assert!(c.request(ack(&out[0])).is_empty());
+    let out = c.snapshot(snap(&[
+        (VirtualHost, "routes/a.example", "2"),
+        (VirtualHost, "routes/b.example", "2"),
+    ]));
+    assert_eq!(updates(&out[0]), [("routes/a.example", "2")]);
+}
+
+#[test]
 fn subscription_changes_with_a_stale_nonce_still_apply() {
     let mut c = Client::new(snap(&[(Endpoint, "a", "1"), (Endpoint, "b", "1")]));
     let first = c.request(req(Endpoint, &["a"], &[], ""));
