@@ -232,7 +232,7 @@ async fn stream<V: Variant>(
     Ok(())
 }
 
-/// A state-of-the-world stream (see [`stream`]): its first request carries
+/// A state-of-the-world stream (see `stream`): its first request carries
 /// `held.version_info`.
 pub async fn sotw_stream(
     channel: tonic::transport::Channel,
@@ -243,7 +243,7 @@ pub async fn sotw_stream(
     stream::<Sotw>(channel, index, held, seen).await
 }
 
-/// A delta stream (see [`stream`]): its first request carries
+/// A delta stream (see `stream`): its first request carries
 /// `held.resources` as `initial_resource_versions`.
 pub async fn delta_stream(
     channel: tonic::transport::Channel,
