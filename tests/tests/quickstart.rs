@@ -63,6 +63,16 @@ fn quickstart_routes_requests_and_says_what_to_try_next() {
     let ready = read_until(&rx, &mut seen, "Stop everything: Ctrl-C", deadline);
     let out = seen.join("\n");
     if !ready {
+        // SIGTERM, not SIGKILL: the script's trap then stops what it started
+        // (a killed script left etcd, the upstreams on 18081/18082 and the
+        // controller running, and every later run failed on the ports).
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let stop_deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().ok().flatten().is_none() && Instant::now() < stop_deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = child.kill();
         panic!("the quickstart did not reach its closing text:\n{out}");
     }
