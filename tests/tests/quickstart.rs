@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -66,13 +66,8 @@ fn quickstart_routes_requests_and_says_what_to_try_next() {
         // SIGTERM, not SIGKILL: the script's trap then stops what it started
         // (a killed script left etcd, the upstreams on 18081/18082 and the
         // controller running, and every later run failed on the ports).
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let stop_deadline = Instant::now() + Duration::from_secs(30);
-        while child.try_wait().ok().flatten().is_none() && Instant::now() < stop_deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        sigterm(&child);
+        let _ = wait_exit(&mut child, Duration::from_secs(30));
         let _ = child.kill();
         panic!("the quickstart did not reach its closing text:\n{out}");
     }
@@ -105,27 +100,35 @@ fn quickstart_routes_requests_and_says_what_to_try_next() {
     // and SIGTERM with one trap; the test sends SIGTERM because a test may
     // inherit SIGINT ignored (a non-interactive shell starts `&` jobs so),
     // and bash cannot trap a signal that was ignored when it started.
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let stop_deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert_eq!(status.code(), Some(130), "exit status after the signal");
-            break;
-        }
-        assert!(
-            Instant::now() < stop_deadline,
-            "the quickstart did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(sigterm(&child), "kill -TERM failed");
+    let status = wait_exit(&mut child, Duration::from_secs(60))
+        .expect("the quickstart did not stop after SIGTERM");
+    assert_eq!(status.code(), Some(130), "exit status after the signal");
     // Its Envoy listener is gone with it.
     assert!(
         std::net::TcpListener::bind(("127.0.0.1", 10000)).is_ok(),
         "127.0.0.1:10000 still in use after the quickstart stopped"
     );
+}
+
+/// Sends the script SIGTERM; whether `kill` succeeded.
+fn sigterm(child: &Child) -> bool {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Waits up to `within` for the script to exit.
+fn wait_exit(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
