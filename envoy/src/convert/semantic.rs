@@ -13,7 +13,7 @@
 use bootes_proto::ResourceType;
 use prost_reflect::{DynamicMessage, Kind, ReflectMessage, Value};
 
-use super::rule::{enum_name, first, is_set, map_key, values, Check, Cond, Rule};
+use super::rule::{enum_name, first, is_set, map_key, values_ref, Check, Cond, Rule};
 use super::semantic_rules::{RULES, WARNINGS};
 use super::ConfigError;
 
@@ -117,7 +117,7 @@ impl Walker {
             Cond::Enum(path, names) => {
                 enum_name(message, path).is_some_and(|n| names.contains(&n.as_str()))
             }
-            Cond::NoPrefix(path, prefix) => values(message, path)
+            Cond::NoPrefix(path, prefix) => values_ref(message, path)
                 .iter()
                 .all(|(_, v)| !v.as_str().is_some_and(|s| s.starts_with(prefix))),
             Cond::Resource(ty) => root && self.ty == *ty,
@@ -147,10 +147,10 @@ impl Walker {
                 (!self.holds(cond, message, root)).then(|| (String::new(), problem()))
             }
             Check::Count { path, min, max } => {
-                let n = values(message, path).len();
+                let n = values_ref(message, path).len();
                 (n < *min || n > *max).then(|| (format!(".{}", first(path)), problem()))
             }
-            Check::Each(path, test) => values(message, path).into_iter().find_map(|(at, v)| {
+            Check::Each(path, test) => values_ref(message, path).into_iter().find_map(|(at, v)| {
                 test(&v).map(|detail| (at, format!("{}: {detail}", rule.problem)))
             }),
             Check::Message(test) => test(message),
