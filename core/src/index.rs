@@ -27,10 +27,12 @@ use bootes_proto::limits::MAX_VALUE_BYTES;
 #[derive(Clone, Debug)]
 struct Entry {
     object: BootesObject,
-    /// What was converted: `spec.config`, or for an Endpoint naming a
-    /// Service, with the endpoints of its slices. `None` when the spec was
-    /// rejected before conversion.
-    input: Option<serde_json::Value>,
+    /// What was converted when it is not `object.config` as written: for
+    /// an Endpoint naming a Service, the config with the endpoints of its
+    /// slices (see [`Entry::input`]).
+    filled: Option<serde_json::Value>,
+    /// The latest spec got to conversion (it was not rejected before).
+    converted: bool,
     accepted: Option<Accepted>,
     errors: Vec<ConfigError>,
     /// The errors are that the resource is too large for etcd on its own.
@@ -132,12 +134,13 @@ impl Index {
     /// `previous`), keeping the previous valid resource if it is invalid.
     fn evaluate(&self, object: BootesObject, previous: Option<Entry>) -> Entry {
         let slices = self.slices_of_namespace(&object.key.namespace);
-        let effective = match service_endpoints::effective_config(&object, slices) {
-            Ok(effective) => effective,
+        let filled = match service_endpoints::effective_config(&object, slices) {
+            Ok(filled) => filled,
             Err(errors) => {
                 return Entry {
                     object,
-                    input: None,
+                    filled: None,
+                    converted: false,
                     accepted: previous.and_then(|p| p.accepted),
                     errors,
                     too_large: false,
@@ -145,9 +148,12 @@ impl Index {
                 }
             }
         };
-        let unchanged = previous
-            .as_ref()
-            .is_some_and(|p| p.input.as_ref() == Some(&effective.config));
+        let (filled, endpoints, slice_warnings) = match filled {
+            Some(la) => (Some(la.config), la.endpoints, la.warnings),
+            None => (None, 0, Vec::new()),
+        };
+        let input = filled.as_ref().unwrap_or(&object.config);
+        let unchanged = previous.as_ref().is_some_and(|p| p.input() == Some(input));
         let (accepted, errors, too_large) = match previous {
             // Same input: keep the conversion (and its problems) as they were;
             // a valid resource is now in force at the new generation.
@@ -162,7 +168,7 @@ impl Index {
                 });
                 (accepted, p.errors, p.too_large)
             }
-            previous => match convert::convert(object.key.kind, &effective.config) {
+            previous => match convert::convert(object.key.kind, input) {
                 Ok(resource) => {
                     let resource = Arc::new(resource);
                     match too_large(&object, &resource) {
@@ -176,7 +182,7 @@ impl Index {
                                 }),
                                 resource,
                                 generation: object.generation,
-                                service_endpoints: effective.endpoints,
+                                service_endpoints: endpoints,
                             }),
                             Vec::new(),
                             false,
@@ -188,11 +194,12 @@ impl Index {
         };
         Entry {
             object,
-            input: Some(effective.config),
+            filled,
+            converted: true,
             accepted,
             errors,
             too_large,
-            slice_warnings: effective.warnings,
+            slice_warnings,
         }
     }
 
@@ -733,6 +740,14 @@ impl Index {
 }
 
 impl Entry {
+    /// What was converted: `spec.config`, or for an Endpoint naming a
+    /// Service, with the endpoints of its slices. `None` when the spec was
+    /// rejected before conversion.
+    fn input(&self) -> Option<&serde_json::Value> {
+        self.converted
+            .then(|| self.filled.as_ref().unwrap_or(&self.object.config))
+    }
+
     /// The warning rules' findings on the resource in force, then the
     /// problems of the EndpointSlices the latest spec was filled from.
     fn warnings(&self) -> Vec<&ConfigError> {
