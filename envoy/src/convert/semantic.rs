@@ -10,6 +10,8 @@
 //! must never reject what Envoy accepts: the Envoy differential test
 //! (tests/tests/envoy_differential.rs) checks that.
 
+use std::collections::HashMap;
+
 use bootes_proto::ResourceType;
 use prost_reflect::{DynamicMessage, Kind, ReflectMessage, Value};
 
@@ -36,8 +38,12 @@ fn walk(
     message: &DynamicMessage,
     root: &str,
 ) -> Vec<ConfigError> {
+    let mut by_message: HashMap<&'static str, Vec<&'static Rule>> = HashMap::new();
+    for rule in rules {
+        by_message.entry(rule.message).or_default().push(rule);
+    }
     let mut walker = Walker {
-        rules,
+        by_message,
         ty,
         errors: Vec::new(),
     };
@@ -49,7 +55,9 @@ fn walk(
 const MAX_DEPTH: usize = 200;
 
 struct Walker {
-    rules: &'static [Rule],
+    /// The rules by the message they are about: a resource of a thousand
+    /// endpoints has thousands of messages, each looked up once.
+    by_message: HashMap<&'static str, Vec<&'static Rule>>,
     ty: ResourceType,
     errors: Vec<ConfigError>,
 }
@@ -67,7 +75,7 @@ impl Walker {
             }
             return;
         }
-        for rule in self.rules.iter().filter(|r| r.message == name) {
+        for rule in self.by_message.get(name).into_iter().flatten() {
             if rule.when.iter().all(|c| self.holds(c, message, root)) {
                 if let Some((at, problem)) = self.violation(rule, message, root) {
                     self.errors.push(ConfigError::new(
