@@ -55,7 +55,9 @@ struct Accepted {
 /// Objects and pods, indexed.
 #[derive(Default)]
 pub struct Index {
-    objects: BTreeMap<ObjectKey, Entry>,
+    /// Shared with the namespace views the webhook judges objects against
+    /// (see [`Index::namespace_view`]): a view copies pointers, not specs.
+    objects: BTreeMap<ObjectKey, Arc<Entry>>,
     pods: BTreeMap<PodKey, Pod>,
     /// EndpointSlices of Services, for Endpoints that name a Service.
     slices: BTreeMap<SliceKey, EndpointSlice>,
@@ -124,15 +126,16 @@ impl Index {
     pub fn apply_object(&mut self, object: BootesObject) -> Vec<ConfigError> {
         self.touch(&object.key.namespace);
         let previous = self.objects.remove(&object.key);
-        let entry = self.evaluate(object, previous);
+        let entry = self.evaluate(object, previous.as_deref());
         let result = entry.errors.clone();
-        self.objects.insert(entry.object.key.clone(), entry);
+        self.objects
+            .insert(entry.object.key.clone(), Arc::new(entry));
         result
     }
 
     /// Converts `object` (unless what it converts from is unchanged since
     /// `previous`), keeping the previous valid resource if it is invalid.
-    fn evaluate(&self, object: BootesObject, previous: Option<Entry>) -> Entry {
+    fn evaluate(&self, object: BootesObject, previous: Option<&Entry>) -> Entry {
         let slices = self.slices_of_namespace(&object.key.namespace);
         let filled = match service_endpoints::effective_config(&object, slices) {
             Ok(filled) => filled,
@@ -141,7 +144,7 @@ impl Index {
                     object,
                     filled: None,
                     converted: false,
-                    accepted: previous.and_then(|p| p.accepted),
+                    accepted: previous.and_then(|p| p.accepted.clone()),
                     errors,
                     too_large: false,
                     slice_warnings: Vec::new(),
@@ -153,12 +156,12 @@ impl Index {
             None => (None, 0, Vec::new()),
         };
         let input = filled.as_ref().unwrap_or(&object.config);
-        let unchanged = previous.as_ref().is_some_and(|p| p.input() == Some(input));
+        let unchanged = previous.is_some_and(|p| p.input() == Some(input));
         let (accepted, errors, too_large) = match previous {
             // Same input: keep the conversion (and its problems) as they were;
             // a valid resource is now in force at the new generation.
             Some(p) if unchanged => {
-                let accepted = p.accepted.map(|a| Accepted {
+                let accepted = p.accepted.clone().map(|a| Accepted {
                     generation: if p.errors.is_empty() {
                         object.generation
                     } else {
@@ -166,13 +169,13 @@ impl Index {
                     },
                     ..a
                 });
-                (accepted, p.errors, p.too_large)
+                (accepted, p.errors.clone(), p.too_large)
             }
             previous => match convert::convert(object.key.kind, input) {
                 Ok(resource) => {
                     let resource = Arc::new(resource);
                     match too_large(&object, &resource) {
-                        Some(e) => (previous.and_then(|p| p.accepted), vec![e], true),
+                        Some(e) => (previous.and_then(|p| p.accepted.clone()), vec![e], true),
                         None => (
                             Some(Accepted {
                                 references: Arc::new(if xref::may_refer(resource.ty) {
@@ -189,7 +192,7 @@ impl Index {
                         ),
                     }
                 }
-                Err(errors) => (previous.and_then(|p| p.accepted), errors, false),
+                Err(errors) => (previous.and_then(|p| p.accepted.clone()), errors, false),
             },
         };
         Entry {
@@ -273,8 +276,8 @@ impl Index {
                 continue;
             };
             self.touch(&key.namespace);
-            let entry = self.evaluate(entry.object.clone(), Some(entry));
-            self.objects.insert(key, entry);
+            let entry = self.evaluate(entry.object.clone(), Some(&entry));
+            self.objects.insert(key, Arc::new(entry));
         }
     }
 
@@ -295,12 +298,12 @@ impl Index {
     pub fn warnings(&self, key: &ObjectKey) -> Vec<&ConfigError> {
         self.objects
             .get(key)
-            .map(Entry::warnings)
+            .map(|e| e.warnings())
             .unwrap_or_default()
     }
 
     /// Objects, pods and EndpointSlices of one namespace only, as a new
-    /// index (conversions shared, not redone): what the admission webhook
+    /// index (entries and conversions shared, not copied or redone): what the admission webhook
     /// judges a candidate object against. A group never spans namespaces,
     /// so the namespace's statuses come out as in the whole index.
     pub fn namespace_view(&self, namespace: &str) -> Index {
@@ -312,7 +315,7 @@ impl Index {
             .objects
             .iter()
             .filter(|(k, _)| k.namespace == namespace)
-            .map(|(k, e)| (k.clone(), e.clone()))
+            .map(|(k, e)| (k.clone(), Arc::clone(e)))
             .collect();
         view.pods = self
             .pods
@@ -453,7 +456,7 @@ impl Index {
             // order (oldest first).
             let mut by_namespace: BTreeMap<&str, Vec<&Entry>> =
                 stale.iter().map(|ns| (ns.as_str(), Vec::new())).collect();
-            for entry in self.objects.values() {
+            for entry in self.objects.values().map(Arc::as_ref) {
                 if let Some(entries) = by_namespace.get_mut(entry.object.key.namespace.as_str()) {
                     entries.push(entry);
                 }
