@@ -816,6 +816,7 @@ fn each_rule_rejects_what_envoy_rejects_and_accepts_its_near_miss() -> Result<()
             kind: c.kind.to_string(),
             original: c.config.clone(),
             config: c.config.clone(),
+            twin: None,
         })
         .collect();
     let targets = vec!["c".to_string()];
