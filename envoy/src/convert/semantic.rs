@@ -11,6 +11,7 @@
 //! (tests/tests/envoy_differential.rs) checks that.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 
 use bootes_proto::ResourceType;
 use prost_reflect::{DynamicMessage, Kind, ReflectMessage, Value};
@@ -45,9 +46,10 @@ fn walk(
     let mut walker = Walker {
         by_message,
         ty,
+        path: root.to_string(),
         errors: Vec::new(),
     };
-    walker.message(message, root, true, 0);
+    walker.message(message, true, 0);
     walker.errors
 }
 
@@ -59,11 +61,14 @@ struct Walker {
     /// endpoints has thousands of messages, each looked up once.
     by_message: HashMap<&'static str, Vec<&'static Rule>>,
     ty: ResourceType,
+    /// The path of the message being walked: one string, grown and cut
+    /// back, rather than one made per message.
+    path: String,
     errors: Vec<ConfigError>,
 }
 
 impl Walker {
-    fn message(&mut self, message: &DynamicMessage, path: &str, root: bool, depth: usize) {
+    fn message(&mut self, message: &DynamicMessage, root: bool, depth: usize) {
         if depth > MAX_DEPTH {
             return;
         }
@@ -71,7 +76,7 @@ impl Walker {
         let name = desc.full_name();
         if name == "google.protobuf.Any" {
             if let Ok(payload) = crate::any::unpack(message) {
-                self.message(&payload, path, false, depth + 1);
+                self.message(&payload, false, depth + 1);
             }
             return;
         }
@@ -79,7 +84,7 @@ impl Walker {
             if rule.when.iter().all(|c| self.holds(c, message, root)) {
                 if let Some((at, problem)) = self.violation(rule, message, root) {
                     self.errors.push(ConfigError::new(
-                        format!("{path}{at}"),
+                        format!("{}{at}", self.path),
                         format!("{problem} (Envoy: {})", rule.envoy),
                     ));
                 }
@@ -92,14 +97,19 @@ impl Walker {
             let Kind::Message(_) = field.kind() else {
                 continue;
             };
-            let field_path = format!("{path}.{}", field.name());
+            let len = self.path.len();
+            self.path.push('.');
+            self.path.push_str(field.name());
+            let field_len = self.path.len();
             let value = message.get_field(&field);
             match &*value {
-                Value::Message(m) => self.message(m, &field_path, false, depth + 1),
+                Value::Message(m) => self.message(m, false, depth + 1),
                 Value::List(items) => {
                     for (i, item) in items.iter().enumerate() {
                         if let Value::Message(m) = item {
-                            self.message(m, &format!("{field_path}[{i}]"), false, depth + 1);
+                            let _ = write!(self.path, "[{i}]");
+                            self.message(m, false, depth + 1);
+                            self.path.truncate(field_len);
                         }
                     }
                 }
@@ -108,13 +118,15 @@ impl Walker {
                     entries.sort_by(|a, b| a.0.cmp(b.0));
                     for (key, item) in entries {
                         if let Value::Message(m) = item {
-                            let at = format!("{field_path}[{}]", map_key(key));
-                            self.message(m, &at, false, depth + 1);
+                            let _ = write!(self.path, "[{}]", map_key(key));
+                            self.message(m, false, depth + 1);
+                            self.path.truncate(field_len);
                         }
                     }
                 }
                 _ => {}
             }
+            self.path.truncate(len);
         }
     }
 
