@@ -2,6 +2,7 @@
 //! bench call it as the HTTPS handler does.
 
 use std::borrow::Cow;
+use std::sync::{mpsc, OnceLock};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
@@ -10,6 +11,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use bootes_core::conditions::join_errors;
+use bootes_core::index::Index;
 use bootes_core::report::object_problem;
 use bootes_core::validate::{review, Finding};
 use bootes_proto::ResourceType;
@@ -187,8 +189,9 @@ pub fn answer(views: &Views, body: &[u8]) -> Result<Answer, String> {
         }
     };
     let key = object.key.clone();
-    let (view, knows_others) = views.view(&key.namespace);
-    let findings = review(view, object);
+    let (mut view, knows_others) = views.view(&key.namespace);
+    let findings = review(&mut view, object);
+    free_later(view);
     let invalid: Vec<_> = findings
         .iter()
         .filter_map(|f| match f {
@@ -222,6 +225,27 @@ pub fn answer(views: &Views, body: &[u8]) -> Result<Answer, String> {
         answer.response.warnings = Some(warnings);
     }
     Ok(answer)
+}
+
+/// Frees a review's view on a thread of its own: the reviewed spec in it is
+/// a tree of thousands of allocations (issue 18's 100 KB object), and the
+/// API server need not wait for them to be freed. Inline if that thread
+/// cannot be started.
+fn free_later(view: Index) {
+    static FREER: OnceLock<Option<mpsc::Sender<Index>>> = OnceLock::new();
+    let freer = FREER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Index>();
+        std::thread::Builder::new()
+            .name("webhook-free".into())
+            .spawn(move || rx.into_iter().for_each(drop))
+            .ok()
+            .map(|_| tx)
+    });
+    if let Some(tx) = freer {
+        // Should the thread be gone, the view comes back in the error and
+        // is freed here.
+        let _ = tx.send(view);
+    }
 }
 
 /// A denial as the API server relays it: 400 (it would raise anything lower
