@@ -670,6 +670,7 @@ mod tests {
                     refs: Some(vec![bootes_core::xref::Unresolved {
                         problem: bootes_envoy::convert::ConfigError::new("spec.config.x", "y"),
                         envoy_rejects: false,
+                        reason: "UnresolvedReferences",
                     }]),
                     ..status("Valid")
                 },

@@ -513,6 +513,7 @@ mod tests {
         d.refs = Some(vec![Unresolved {
             problem: ConfigError::new("spec.config.x", "route to cluster \"c\": no Cluster object provides it to 1 of the 2 nodes this object reaches: p1.a"),
             envoy_rejects: false,
+            reason: "UnresolvedReferences",
         }]);
         let s1 = plan_patch(&d, &observed(Some(s0)), T1).unwrap();
         let (accepted, refs) = (&s1.conditions[0], &s1.conditions[1]);

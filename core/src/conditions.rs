@@ -141,11 +141,11 @@ pub fn resolved_refs(status: &ObjectStatus) -> Option<Said> {
     if refs.is_empty() {
         return Some(said(true, "ResolvedRefs", String::new()));
     }
-    let reason = if refs.iter().any(|u| u.envoy_rejects) {
-        "UnknownCluster"
-    } else {
-        "UnresolvedReferences"
-    };
+    // The first problem Envoy rejects the resource for, else a warning.
+    let reason = refs
+        .iter()
+        .find(|u| u.envoy_rejects)
+        .map_or("UnresolvedReferences", |u| u.reason);
     let message = refs
         .iter()
         .map(|u| u.problem.to_string())
