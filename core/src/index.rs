@@ -14,7 +14,7 @@ use bootes_proto::{store, version, ResourceType};
 use prost::Message;
 
 use crate::model::{BootesObject, ObjectKey, Pod, PodKey};
-use crate::rollout::{self, Records, Rollout};
+use crate::rollout::{self, Records, Rollout, Tally};
 use crate::service_endpoints::{self, EndpointSlice, SliceKey};
 use crate::verdict::{ObjectStatus, Verdict};
 use crate::xref::{self, BootstrapClusters, Gaps, Reference, Unresolved};
@@ -57,8 +57,9 @@ pub struct Index {
     pods: BTreeMap<PodKey, Pod>,
     /// EndpointSlices of Services, for Endpoints that name a Service.
     slices: BTreeMap<SliceKey, EndpointSlice>,
-    /// What the xds-servers recorded about each node, on each replica.
-    records: Records,
+    /// What the xds-servers recorded about each node, on each replica, and
+    /// each object's rollout counted from them as they arrive.
+    rollouts: Tally,
     /// Group snapshots of the last [`Index::desired`], rebuilt only when
     /// their objects change.
     memo: memo::Memo,
@@ -102,6 +103,9 @@ pub struct Desired {
     /// By node ID.
     pub bindings: BTreeMap<String, store::NodeBinding>,
     pub statuses: BTreeMap<ObjectKey, ObjectStatus>,
+    /// Groups whose snapshot is not to be written (Envoy rejects it: see
+    /// [`crate::envoy_gate`]): their nodes keep what etcd holds.
+    pub withheld: BTreeSet<String>,
 }
 
 impl Index {
@@ -414,7 +418,7 @@ impl Index {
 
     /// Replaces every xds-server record (after a relist of `status/`).
     pub fn reset_node_status(&mut self, records: impl IntoIterator<Item = store::NodeStatus>) {
-        self.records = Records::new(records);
+        self.rollouts.reset_records(Records::new(records));
     }
 
     /// Records what an xds-server replica reported for a node (`None`: the
@@ -425,7 +429,7 @@ impl Index {
         replica: &str,
         status: Option<store::NodeStatus>,
     ) {
-        self.records.set(node, replica, status);
+        self.rollouts.set_record(node, replica, status);
     }
 
     /// Computes groups, snapshots, bindings and statuses. Namespaces in which
@@ -464,9 +468,50 @@ impl Index {
             }
         }
         self.memo = round.finish(stale.iter().map(String::as_str));
+        self.count_rollouts(&stale, &parts);
         let desired = self.assemble(&parts);
         self.namespaces = parts;
         desired
+    }
+
+    /// Gives the rollout tally the groups of the namespaces recomputed; it
+    /// counts again only what changed in them.
+    fn count_rollouts(
+        &mut self,
+        stale: &BTreeSet<String>,
+        parts: &BTreeMap<String, NamespacePart>,
+    ) {
+        let gone: Vec<String> = self
+            .rollouts
+            .groups()
+            .filter(|key| {
+                let namespace = key.split_once('/').map_or(*key, |(ns, _)| ns);
+                stale.contains(namespace)
+                    && !parts
+                        .get(namespace)
+                        .is_some_and(|p| p.groups.iter().any(|(k, _)| k == key))
+            })
+            .map(str::to_string)
+            .collect();
+        let now = stale
+            .iter()
+            .filter_map(|ns| parts.get(ns))
+            .flat_map(|part| &part.groups)
+            .map(|(key, g)| {
+                let group = rollout::Group {
+                    snapshot: &g.snapshot,
+                    nodes: &g.nodes,
+                };
+                (key.as_str(), Some(group))
+            });
+        let gone = gone.iter().map(|key| (key.as_str(), None));
+        self.rollouts.set_groups(gone.chain(now));
+    }
+
+    /// Cells (node × object) of the rollouts counted so far: what keeping
+    /// them up to date has cost.
+    pub fn rollout_cells(&self) -> u64 {
+        self.rollouts.cells()
     }
 
     /// The namespaces' parts put together, with each object's verdict.
@@ -489,14 +534,6 @@ impl Index {
             unresolved.extend(part.unresolved.iter().map(|(k, u)| (k, u)));
         }
 
-        let mut rollouts = rollout::rollouts(
-            desired.groups.values().map(|g| rollout::Group {
-                snapshot: &g.snapshot,
-                nodes: &g.nodes,
-            }),
-            &self.records,
-            crate::conditions::EXAMPLES,
-        );
         for (key, entry) in &self.objects {
             let nodes = reach.get(key).copied().unwrap_or(0);
             let refs = entry.accepted.as_ref().map(|_| {
@@ -506,8 +543,8 @@ impl Index {
                     .unwrap_or_default()
             });
             let rollout = entry.accepted.as_ref().map(|a| {
-                rollouts
-                    .remove(key)
+                self.rollouts
+                    .rollout(key, crate::conditions::EXAMPLES)
                     .unwrap_or_else(|| Rollout::empty(a.generation))
             });
             let verdict = if !entry.errors.is_empty() {
@@ -648,12 +685,12 @@ impl Index {
                 l.nodes += nodes.len();
             }
             // Cross-references, against what this group's nodes receive.
-            let provided: HashSet<(ResourceType, &str)> = built
-                .winners
-                .iter()
-                .filter_map(|&i| members[i].accepted.as_ref())
-                .map(|a| (a.resource.ty, a.resource.name.as_str()))
-                .collect();
+            let mut received = xref::Received::default();
+            for &i in &built.winners {
+                if let Some(a) = &members[i].accepted {
+                    received.add(a.resource.ty, &a.resource.name, &a.references);
+                }
+            }
             for &i in &built.winners {
                 let Some(accepted) = &members[i].accepted else {
                     continue;
@@ -664,10 +701,10 @@ impl Index {
                 gaps.entry(selecting[i]).or_default().add_group(
                     &accepted.references,
                     &nodes,
-                    |ty, name| {
-                        provided.contains(&(ty, name))
-                            || (ty == ResourceType::Cluster
-                                && self.bootstrap.contains(namespace, name))
+                    |r| {
+                        received.resolves(&accepted.resource.name, r, |c| {
+                            self.bootstrap.contains(namespace, c)
+                        })
                     },
                 );
             }

@@ -2,8 +2,9 @@
 //! computed from what etcd holds alone: the group snapshots (each resource
 //! names its object and generation), the nodes bound to them, and the
 //! `status/` records the xds-servers write (the resource versions each node
-//! ACKed and NACKed, per replica). The controller and `inspect rollout` both
-//! compute it here.
+//! ACKed and NACKed, per replica). The controller keeps it up to date as
+//! records arrive ([`Tally`]: a record counts again only its node's objects);
+//! `inspect rollout` counts it once ([`rollouts`]); the same code both ways.
 //!
 //! A node *runs* an object's generation when, on some replica, it ACKed a
 //! response holding that generation's resource version. Versions are content
@@ -14,9 +15,15 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use bootes_proto::{store, ResourceType};
+use bootes_proto::store;
 
 use crate::model::ObjectKey;
+
+mod tally;
+#[cfg(test)]
+mod tests;
+
+pub use tally::Tally;
 
 /// What the xds-servers recorded, indexed for the checks: node → replica →
 /// per type URL.
@@ -145,18 +152,6 @@ pub struct Example {
     pub detail: String,
 }
 
-impl Nodes {
-    fn add(&mut self, node: &str, detail: &str, examples: usize) {
-        self.count += 1;
-        if self.examples.len() < examples {
-            self.examples.push(Example {
-                node: node.to_string(),
-                detail: detail.to_string(),
-            });
-        }
-    }
-}
-
 /// Where a rollout stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
@@ -192,44 +187,28 @@ impl Rollout {
 }
 
 /// One group as etcd holds it: its snapshot and the nodes bound to it.
+#[derive(Clone, Copy)]
 pub struct Group<'a> {
     pub snapshot: &'a store::Snapshot,
     pub nodes: &'a [String],
 }
 
 /// The rollout of every object with a resource in some group, naming at
-/// most `examples` nodes of each kind. An object whose groups hold different
-/// generations (between two writes) is judged on the newest; nodes of groups
-/// still holding an older one are pending.
+/// most `examples` nodes of each kind (the first by name), counted from
+/// scratch. An object whose groups hold different generations (between two
+/// writes) is judged on the newest; nodes of groups still holding an older
+/// one are pending.
 pub fn rollouts<'a>(
-    groups: impl IntoIterator<Item = Group<'a>> + Clone,
-    records: &Records,
+    groups: impl IntoIterator<Item = Group<'a>>,
+    records: Records,
     examples: usize,
 ) -> BTreeMap<ObjectKey, Rollout> {
-    let mut out: BTreeMap<ObjectKey, Rollout> = BTreeMap::new();
-    for group in groups.clone() {
-        for_each_resource(group.snapshot, |key, _, _, generation| {
-            let rollout = out.entry(key).or_insert_with(|| Rollout::empty(generation));
-            rollout.generation = rollout.generation.max(generation);
-        });
-    }
-    for group in groups {
-        for_each_resource(group.snapshot, |key, type_url, r, generation| {
-            let Some(rollout) = out.get_mut(&key) else {
-                return;
-            };
-            for node in group.nodes {
-                match records.state(node, type_url, &r.name, &r.version) {
-                    NodeState::NotConnected => rollout.not_connected.add(node, "", examples),
-                    _ if generation < rollout.generation => rollout.pending.add(node, "", examples),
-                    NodeState::Running => rollout.running += 1,
-                    NodeState::Pending => rollout.pending.add(node, "", examples),
-                    NodeState::Rejected(detail) => rollout.rejected.add(node, detail, examples),
-                }
-            }
-        });
-    }
-    out
+    let groups: Vec<(String, Group<'a>)> = groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| (i.to_string(), g))
+        .collect();
+    Tally::new(groups.iter().map(|(k, g)| (k.as_str(), *g)), records).rollouts(examples)
 }
 
 /// Calls `f(object, type URL, resource, generation)` for each resource of a
@@ -241,13 +220,8 @@ fn for_each_resource(
     for t in &snapshot.types {
         for r in &t.resources {
             let Some(source) = &r.source else { continue };
-            let Some(kind) = ResourceType::from_kind(&source.kind) else {
+            let Some(key) = ObjectKey::of_source(source) else {
                 continue;
-            };
-            let key = ObjectKey {
-                kind,
-                namespace: source.namespace.clone(),
-                name: source.name.clone(),
             };
             f(key, &t.type_url, r, source.generation);
         }

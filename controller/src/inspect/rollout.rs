@@ -68,7 +68,7 @@ pub fn rollouts(store: &Store) -> BTreeMap<ObjectKey, Rollout> {
             snapshot,
             nodes: nodes.get(key.as_str()).map_or(&[], Vec::as_slice),
         });
-    rollout::rollouts(groups, &records, usize::MAX)
+    rollout::rollouts(groups, records, usize::MAX)
 }
 
 /// Where one named object stands.

@@ -261,7 +261,7 @@ fn a_restart_recomputes_the_same_from_etcd_alone() {
             snapshot: &g.snapshot,
             nodes: &g.nodes,
         }),
-        &Records::new(records),
+        Records::new(records),
         crate::conditions::EXAMPLES,
     );
     for (key, status) in &before {
@@ -273,4 +273,55 @@ fn a_restart_recomputes_the_same_from_etcd_alone() {
         (1, 1, 1),
         "{a:?}"
     );
+}
+
+/// A namespace of `pods` pods all selected by `objects` clusters.
+fn fleet(index: &mut Index, ns: &str, pods: usize, objects: usize) {
+    for o in 0..objects {
+        let mut c = cluster(ns, &format!("c{o}"), None, "1s");
+        c.generation = 1;
+        index.apply_object(c);
+    }
+    for p in 0..pods {
+        index.apply_pod(mk_pod(ns, &format!("p{p}"), &[]));
+    }
+}
+
+#[test]
+fn a_record_or_an_edit_counts_again_only_what_it_touches() {
+    let mut index = Index::new();
+    fleet(&mut index, "foo", 3, 2);
+    fleet(&mut index, "big", 400, 20);
+    let d = index.desired();
+    let s = snapshot_of(&d, "p0.foo");
+    let full = index.rollout_cells();
+    assert!(full >= 400 * 20, "the first count is a full one: {full}");
+
+    // One node's record: its group's 2 objects out and back in, whatever
+    // the 8,000 cells of namespace big.
+    let before = index.rollout_cells();
+    index.set_node_status("p0.foo", "r1", Some(acked("p0.foo", "r1", &s)));
+    let r = rollout_of(&mut index, "c0");
+    assert_eq!((r.running, r.not_connected.count), (1, 2));
+    assert_eq!(index.rollout_cells() - before, 2 * 2);
+
+    // A sync with nothing new counts nothing.
+    let before = index.rollout_cells();
+    index.desired();
+    assert_eq!(index.rollout_cells() - before, 0);
+
+    // An edit of one object of big: its 400 nodes, not the other 19 objects'.
+    let before = index.rollout_cells();
+    let mut c = cluster("big", "c7", None, "9s");
+    c.generation = 2;
+    index.apply_object(c);
+    let d = index.desired();
+    assert_eq!(
+        d.statuses[&index_key("big", "c7")]
+            .rollout
+            .as_ref()
+            .map(|r| r.generation),
+        Some(2)
+    );
+    assert_eq!(index.rollout_cells() - before, 2 * 400);
 }

@@ -1,0 +1,260 @@
+//! bench-rollout: how long until an object says `Programmed=True` after an
+//! edit, on a fleet of many streams, and what counting it costs the
+//! controller.
+//!
+//! The whole real path, directory mode: a manifest directory with
+//! `--streams` pods (namespace `bench`, node IDs `envoy-N.bench`) and
+//! `--objects` STATIC Clusters selecting all of them; a real etcd, the real
+//! controller (`BOOTES_CONTROLLER_BIN`) and one real xds-server
+//! (`BOOTES_XDS_SERVER_BIN`); `--streams` SotW ADS streams acting as Envoys
+//! (the lean client of bench-fanout: CDS, every response ACKed at once).
+//! Once every object is Programmed, `--rounds` times the file of Cluster
+//! `c-0` is rewritten with a new connect timeout and generation, and the
+//! bench measures, from that write:
+//!
+//! * each stream's receipt of the new version (its ACK is sent at once):
+//!   p50 / p99 / the last;
+//! * the object saying `Programmed=True` for the new generation: the
+//!   controller's histogram `bootes_controller_rollout_convergence_seconds`
+//!   counting one more, read from its `/metrics` every 10 ms (so up to 10 ms
+//!   late); and how long after the last ACK that was (what the controller
+//!   adds: the xds-server writing `status/`, the controller's watch, its
+//!   count and its next sync);
+//! * the controller's CPU (user + system, from `/proc`) from the write to
+//!   `Programmed=True`, including its share of the bench's `/metrics` reads;
+//! * the status writes of the object: in directory mode its `programmed`
+//!   log lines (written when the condition's reason or generation changes,
+//!   never per ACK), counted in the controller's log for the round.
+//!
+//! ```text
+//! cargo build --release -p bootes-controller -p bootes-xds-server -p bootes-tests --bin bench-rollout
+//! BOOTES_CONTROLLER_BIN=target/release/bootes-controller \
+//! BOOTES_XDS_SERVER_BIN=target/release/bootes-xds-server \
+//!   target/release/bench-rollout --streams 10000 --objects 100 --rounds 5
+//! ```
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bootes_proto::{store, Keys, ResourceType};
+use bootes_tests::ads_client::{self, percentile, Held};
+use bootes_tests::harness::{
+    eventually, metric, metric_sum, pod, Controller, Etcd, ManifestDir, XdsServer,
+};
+use clap::Parser;
+use prost::Message;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// ADS streams (Envoys), one pod each.
+    #[arg(long, default_value_t = 1000)]
+    streams: usize,
+    /// Streams per HTTP/2 connection.
+    #[arg(long, default_value_t = 10)]
+    per_connection: usize,
+    /// Clusters selecting every pod.
+    #[arg(long, default_value_t = 100)]
+    objects: usize,
+    /// Edits of Cluster c-0 to measure.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+}
+
+const NAMESPACE: &str = "bench";
+const CONVERGED: &str = "bootes_controller_rollout_convergence_seconds_count";
+
+/// Cluster `c-{i}`: STATIC, one endpoint; `round` sets its connect timeout
+/// and generation.
+fn cluster(i: usize, round: usize) -> Value {
+    json!({
+        "apiVersion": "bootes.io/v1",
+        "kind": "Cluster",
+        "metadata": {"name": format!("c-{i}"), "namespace": NAMESPACE, "generation": round + 1},
+        "spec": {"config": {
+            "name": format!("cluster-{i}"),
+            "connect_timeout": format!("{}s", round + 1),
+            "type": "STATIC",
+            "load_assignment": {
+                "cluster_name": format!("cluster-{i}"),
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                    "address": "127.0.0.1", "port_value": 20000 + i
+                }}}}]}]
+            }
+        }}
+    })
+}
+
+/// The CDS version etcd holds for the nodes (all in one group).
+async fn cds_version(kv: &mut etcd_client::Client, keys: &Keys) -> Result<String> {
+    let binding = kv.get(keys.node(&ads_client::node_id(0)), None).await?;
+    let binding =
+        store::NodeBinding::decode(binding.kvs().first().context("no binding yet")?.value())?;
+    let snap = kv.get(keys.snapshot(&binding.snapshot), None).await?;
+    let snap = store::Snapshot::decode(snap.kvs().first().context("no snapshot")?.value())?;
+    let cds = snap
+        .types
+        .iter()
+        .find(|t| t.type_url == ResourceType::Cluster.type_url())
+        .context("no clusters in the snapshot")?;
+    Ok(cds.version.clone())
+}
+
+/// The process's CPU time so far (user + system).
+fn cpu(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces): utime is the
+    // 14th field, stime the 15th; clock ticks of 1/100 s on Linux.
+    let rest = stat.rsplit_once(')').context("stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(Duration::from_millis(ticks * 10))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let keys = Keys::default();
+    let m = ManifestDir::new()?;
+    let pods: Vec<Value> = (0..args.streams)
+        .map(|i| pod(NAMESPACE, &format!("envoy-{i}"), &[]))
+        .collect();
+    m.write_docs("pods.yaml", &pods)?;
+    for i in 0..args.objects {
+        m.write_docs(&format!("c-{i}.yaml"), &[cluster(i, 0)])?;
+    }
+    let etcd = Etcd::start().await?;
+    let mut kv = etcd_client::Client::connect([etcd.endpoint()], None).await?;
+    let mut controller = Controller::start(&etcd, m.path()).await?;
+    let mut xds = XdsServer::start(&etcd, "bench").await?;
+    let metrics = controller.metrics_addr();
+    let first = {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            match cds_version(&mut kv, &keys).await {
+                Ok(v) => break v,
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    };
+    let admin = xds.admin_addr();
+    eventually("the xds-server loaded every binding", || async {
+        let n = metric(admin, "bootes_xds_nodes").await?;
+        anyhow::ensure!(n as usize == args.streams, "{n} nodes");
+        Ok(())
+    })
+    .await?;
+
+    let connections = args.streams.div_ceil(args.per_connection.max(1));
+    let mut channels = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        channels.push(ads_client::connect(xds.addr()).await?);
+    }
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    for i in 0..args.streams {
+        let channel = channels[i / args.per_connection.max(1)].clone();
+        let seen_tx = seen_tx.clone();
+        let seen_closed = seen_tx.clone();
+        tokio::spawn(async move {
+            let r = ads_client::sotw_stream(channel, i, Held::default(), seen_tx).await;
+            if let Err(e) = r {
+                if !seen_closed.is_closed() {
+                    eprintln!("stream {i}: {e:#}");
+                }
+            }
+        });
+    }
+    drop(seen_tx);
+    let everyone: Vec<usize> = (0..args.streams).collect();
+    ads_client::wait_all(&mut seen, &everyone, &first, Duration::from_secs(600)).await?;
+    let programmed =
+        "bootes_controller_programmed_objects{kind=\"Cluster\",status=\"True\",reason=\"Programmed\"}";
+    let wait_all_programmed = Instant::now();
+    loop {
+        let n = metric(metrics, programmed).await.unwrap_or_default();
+        if n as usize == args.objects {
+            break;
+        }
+        anyhow::ensure!(
+            wait_all_programmed.elapsed() < Duration::from_secs(600),
+            "only {n} of {} objects Programmed",
+            args.objects
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = controller.process().pid();
+    let log_path = controller.process().stderr_path().to_path_buf();
+
+    let mut acks = Vec::new();
+    let mut rows = Vec::new();
+    for round in 1..=args.rounds {
+        let converged = metric_sum(metrics, CONVERGED).await?;
+        let log_from = std::fs::metadata(&log_path)?.len() as usize;
+        let cpu0 = cpu(pid)?;
+        let t0 = Instant::now();
+        m.write_docs("c-0.yaml", &[cluster(0, round)])?;
+        let programmed_at = loop {
+            if metric_sum(metrics, CONVERGED).await? > converged {
+                break Instant::now();
+            }
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(300),
+                "round {round}: not Programmed in 300 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let cpu_used = cpu(pid)? - cpu0;
+        let want = cds_version(&mut kv, &keys).await?;
+        let arrivals =
+            ads_client::wait_all(&mut seen, &everyone, &want, Duration::from_secs(60)).await?;
+        let mut times: Vec<Duration> = arrivals
+            .values()
+            .map(|at| at.saturating_duration_since(t0))
+            .collect();
+        times.sort();
+        let last = *times.last().context("no streams")?;
+        let to_programmed = programmed_at - t0;
+        acks.extend(times.iter().copied());
+        let log = std::fs::read(&log_path)?;
+        let round_log = String::from_utf8_lossy(&log[log_from.min(log.len())..]).into_owned();
+        let writes = round_log
+            .lines()
+            .filter(|l| l.contains("programmed") && l.contains("Cluster bench/c-0"))
+            .count();
+        rows.push(format!(
+            "| {round} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:+.0} ms | {:.2} s | {writes} |",
+            percentile(&times, 0.50).as_secs_f64() * 1e3,
+            percentile(&times, 0.99).as_secs_f64() * 1e3,
+            last.as_secs_f64() * 1e3,
+            to_programmed.as_secs_f64() * 1e3,
+            (to_programmed.as_secs_f64() - last.as_secs_f64()) * 1e3,
+            cpu_used.as_secs_f64(),
+        ));
+    }
+    acks.sort();
+    drop(seen);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "streams {} ({} per connection), objects {}, rounds {}; load average before printing: {}",
+        args.streams,
+        args.per_connection,
+        args.objects,
+        args.rounds,
+        load.trim()
+    );
+    println!("| round | edit → stream ACK p50 | p99 | last ACK | edit → Programmed=True | after the last ACK | controller CPU | status writes (log lines) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+    println!(
+        "all rounds: edit → ACK p50 {:.0} ms, p99 {:.0} ms over {} ACKs",
+        percentile(&acks, 0.50).as_secs_f64() * 1e3,
+        percentile(&acks, 0.99).as_secs_f64() * 1e3,
+        acks.len()
+    );
+    let _ = xds.terminate();
+    Ok(())
+}
