@@ -551,10 +551,17 @@ async fn named_subscriptions_to_missing_or_forbidden_resources_get_resource_erro
 /// A replica at its `--max-connections` refuses an Envoy's connection; the
 /// Envoy backs off and reaches another replica instead of spinning on the
 /// full one (docs/ARCHITECTURE.md, "Sizing `--max-connections`").
+///
+/// The other replica starts only once the full one has refused the Envoy
+/// twice, so the Envoy is known to have been refused, and retried, before
+/// it was served; the full replica's count of refusals while nothing served
+/// the Envoy tells whether it backed off (a client retrying at once makes
+/// thousands of attempts a second).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_envoy_refused_by_a_full_replica_reaches_another_without_spinning() -> Result<()> {
     use bootes_tests::harness::{metric_sum, Controller, Etcd, XdsServer};
     let a_up = Upstream::start("upstream-a").await?;
+    let b_up = Upstream::start("upstream-b").await?;
     let port = free_port();
     let m = ManifestDir::new()?;
     m.write_docs(
@@ -565,20 +572,43 @@ async fn an_envoy_refused_by_a_full_replica_reaches_another_without_spinning() -
     let _controller = Controller::start(&etcd, m.path()).await?;
     // Full: it holds no connection at all.
     let full = XdsServer::start_with_args(&etcd, "full", &["--max-connections", "0"]).await?;
-    let other = XdsServer::start(&etcd, "other").await?;
+    let mut other = XdsServer::reserve(&etcd, "other", &[])?;
+    let refused = || metric_sum(full.admin_addr(), "bootes_xds_refused_connections_total");
+    let t0 = std::time::Instant::now();
+    // The harness's Envoys retry after 0.1 s, doubling up to 1 s, jittered.
     let envoy = Envoy::start("envoy-0.demo", &[full.addr(), other.addr()]).await?;
+    eventually("the full replica refuses the Envoy twice", || async {
+        let n = refused().await?;
+        ensure!(n >= 2.0, "refused {n} connections");
+        Ok(())
+    })
+    .await?;
+    other.start_reserved().await?;
     expect_routed(port, "example.com", "/", "upstream-a").await?;
     let connected = envoy.connected_xds_servers().await?;
     assert_eq!(connected, [other.addr()], "served by the replica with room");
-    let refused = "bootes_xds_refused_connections_total";
-    let at_first = metric_sum(full.admin_addr(), refused).await?;
-    println!("the full replica refused {at_first} connections before the Envoy was served");
-    // Served by the other replica, it does not come back to the full one.
-    expect_routed(port, "example.com", "/", "upstream-a").await?;
-    let later = metric_sum(full.admin_addr(), refused).await?;
+    let until_served = t0.elapsed().as_secs_f64();
+    let at_served = refused().await?;
+    println!(
+        "the full replica refused {at_served} connections in the {until_served:.1} s before the Envoy was served"
+    );
+    // Backing off (at most 1 s between tries here, alternating between two
+    // replicas) is a few attempts a second; 10 a second is a generous bound.
     assert!(
-        at_first <= 5.0 && later == at_first,
-        "the full replica refused {at_first} then {later} connections: the Envoy spins"
+        at_served <= 2.0 + 10.0 * until_served,
+        "the full replica refused {at_served} connections in {until_served:.1} s: the Envoy spins"
+    );
+    // Served by the other replica, it does not come back to the full one:
+    // a change reaches it and the full replica saw no further attempt.
+    m.write_docs(
+        "routing.yaml",
+        &routing(port, "cluster-b", b_up.addr(), XdsApi::Ads),
+    )?;
+    expect_routed(port, "example.com", "/", "upstream-b").await?;
+    let later = refused().await?;
+    assert_eq!(
+        later, at_served,
+        "the full replica refused {at_served} then {later} connections: the Envoy came back"
     );
     Ok(())
 }

@@ -97,6 +97,20 @@ pub struct LimitArgs {
     /// resets.
     #[arg(long, env = "BOOTES_LISTEN_BACKLOG", default_value_t = 4096)]
     pub listen_backlog: u32,
+    /// New xDS streams set up per second at most (0: no bound). One
+    /// second's worth is admitted at once; beyond it a new stream waits for
+    /// its turn, up to --new-stream-max-wait, or is refused with UNAVAILABLE
+    /// (the client retries with back-off). The default admits a storm of a
+    /// full replica (10,000 streams) within 1 s without refusing any.
+    #[arg(
+        long,
+        env = "BOOTES_MAX_NEW_STREAMS_PER_SECOND",
+        default_value_t = 5_000
+    )]
+    pub max_new_streams_per_second: u32,
+    /// Longest a new stream waits for its turn before it is refused (seconds).
+    #[arg(long, env = "BOOTES_NEW_STREAM_MAX_WAIT", value_parser = parse_seconds, default_value = "1")]
+    pub new_stream_max_wait: Duration,
     /// Concurrent HTTP/2 streams per connection.
     #[arg(long, env = "BOOTES_MAX_STREAMS_PER_CONNECTION", default_value_t = 100)]
     pub max_streams_per_connection: u32,

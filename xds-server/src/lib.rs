@@ -12,6 +12,7 @@ pub mod config;
 mod etcd_sync;
 mod grpc;
 mod listener;
+mod log_limit;
 mod metrics;
 mod source;
 mod status_report;
@@ -133,6 +134,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics: metrics.clone(),
         draining,
         drain_period: config.drain_period,
+        drain_spread: Default::default(),
         max_connection_age: Some(config.max_connection_age).filter(|age| !age.is_zero()),
         policy: grpc::Policy {
             client_auth,
@@ -145,6 +147,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             },
             max_request_bytes: config.limits.max_request_bytes,
         },
+        admission: grpc::Admit::new(
+            config.limits.max_new_streams_per_second,
+            config.limits.new_stream_max_wait,
+        ),
     });
 
     // The xDS port is bound before the admin port answers /readyz, so ready

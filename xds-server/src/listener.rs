@@ -16,13 +16,12 @@
 //! behind a concurrency limit: clients that never finish theirs would hold
 //! every turn and lock everyone else out.)
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -31,14 +30,11 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::authz::PeerIdentity;
+use crate::log_limit::LogLimit;
 use bootes_tls::ReloadingTls;
 
 /// What every HTTP/2 connection starts with (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// How often a refusal reason is logged at most; the refusals in between
-/// are counted (always) and summed into the next line.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -232,43 +228,27 @@ impl Refused {
     }
 }
 
-/// Counts every refusal and logs each reason at most once per [`LOG_EVERY`],
-/// with how many were not logged since: a storm of refusals is visible in
-/// the log without flooding it.
+/// Counts every refusal and logs each reason at a bounded rate
+/// ([`LogLimit`]).
 struct Refusals<F> {
     count: F,
-    logged: Mutex<HashMap<Refused, (Instant, u64)>>,
+    log: LogLimit,
 }
 
 impl<F: Fn(Refused)> Refusals<F> {
     fn new(count: F) -> Self {
         Self {
             count,
-            logged: Mutex::new(HashMap::new()),
+            log: LogLimit::default(),
         }
     }
 
-    /// Counts the refusal; logs it unless its reason was logged within
-    /// [`LOG_EVERY`] (returns whether it logged).
+    /// Counts the refusal; logs it unless its reason was logged recently
+    /// (returns whether it logged).
     fn refused(&self, why: Refused, peer: Option<SocketAddr>, detail: &str) -> bool {
         (self.count)(why);
-        let now = Instant::now();
-        let suppressed = {
-            let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
-            match logged.get_mut(&why) {
-                Some((last, quiet)) if now.duration_since(*last) < LOG_EVERY => {
-                    *quiet += 1;
-                    return false;
-                }
-                Some((last, quiet)) => {
-                    *last = now;
-                    std::mem::take(quiet)
-                }
-                None => {
-                    logged.insert(why, (now, 0));
-                    0
-                }
-            }
+        let Some(suppressed) = self.log.may_log(why.label()) else {
+            return false;
         };
         tracing::warn!(
             reason = why.label(),

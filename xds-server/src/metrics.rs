@@ -195,6 +195,19 @@ impl Metrics {
         Self { registry: r, ..m }
     }
 
+    /// Streams connected now, of both variants.
+    pub fn streams(&self) -> usize {
+        [SOTW, DELTA]
+            .into_iter()
+            .map(|variant| {
+                self.connected_streams
+                    .get_or_create(&VariantLabel { variant })
+                    .get()
+            })
+            .sum::<i64>()
+            .max(0) as usize
+    }
+
     pub fn etcd_error(&self, op: &'static str) {
         self.etcd_errors.get_or_create(&OpLabel { op }).inc();
     }

@@ -7,11 +7,14 @@
 //! * [`response`] — responses encoded once and shared by every stream.
 //! * [`session`] — one stream from its first request to its end, around
 //!   either state machine.
+//! * [`admission`] — new streams admitted at a bounded rate.
+//! * [`spread`] — many streams' ends spread evenly over a period.
 //! * `schedule` — the make-before-break order both state machines follow;
 //!   `held` — what a delta client holds, as the cache shares it.
 //!
 //! No async runtime, no gRPC, no etcd (checked by `tests/tests/architecture.rs`).
 
+pub mod admission;
 pub mod delta;
 mod held;
 pub mod response;
@@ -19,6 +22,7 @@ mod schedule;
 pub mod session;
 pub mod snapshots;
 pub mod sotw;
+pub mod spread;
 #[cfg(test)]
 mod test_support;
 

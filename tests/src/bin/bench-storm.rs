@@ -20,7 +20,9 @@
 //! or reset, or a stream ended by the server), how many were sent again
 //! what they held (a response of the old version), and the bystanders'
 //! update latency (the etcd write returning → the new version; p50/p99/max)
-//! during the storm. Starts a real etcd and the real servers
+//! during the storm, and the CPU time the storm's replica and this client
+//! used from the storm's start until every stream was served (or the
+//! deadline). Starts a real etcd and the real servers
 //! (`BOOTES_XDS_SERVER_BIN`, e.g. target/release/bootes-xds-server).
 //!
 //! ```text
@@ -36,7 +38,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use bootes_proto::Keys;
 use bootes_tests::ads_client::{self, percentile, Held, SeenTx};
-use bootes_tests::harness::{Etcd, XdsServer};
+use bootes_tests::harness::{cpu_seconds, Etcd, XdsServer};
 use clap::{Parser, ValueEnum};
 use prost::Message;
 use tokio::sync::mpsc;
@@ -81,9 +83,24 @@ struct Client {
     delta: bool,
 }
 
+/// Streams that failed, and refusals retried.
+#[derive(Clone, Default)]
+struct Tally {
+    failed: Arc<AtomicUsize>,
+    refused: Arc<AtomicUsize>,
+}
+
+impl Tally {
+    fn failed(&self) -> usize {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
 /// Opens `streams` (stream indexes) on `addr`, `client.per_connection` per
-/// connection, each starting from `held`. A stream that fails (connecting,
-/// or ended by anything but the end of the bench) is counted in `failed`.
+/// connection, each starting from `held`. A stream refused with UNAVAILABLE
+/// (the replica's bounded-rate admission) is retried as Envoy would and
+/// counted in `tally.refused`; one that fails otherwise (connecting, or
+/// ended by anything but the end of the bench) in `tally.failed`.
 async fn open(
     tasks: &mut JoinSet<()>,
     addr: std::net::SocketAddr,
@@ -91,12 +108,17 @@ async fn open(
     client: Client,
     held: &Held,
     seen: &SeenTx,
-    failed: &Arc<AtomicUsize>,
+    tally: &Tally,
 ) {
     let delta = client.delta;
     for chunk in streams.chunks(client.per_connection.max(1)) {
         let chunk = chunk.to_vec();
-        let (held, seen, failed) = (held.clone(), seen.clone(), failed.clone());
+        let (held, seen, failed, refused) = (
+            held.clone(),
+            seen.clone(),
+            tally.failed.clone(),
+            tally.refused.clone(),
+        );
         tasks.spawn(async move {
             let channel = match ads_client::connect(addr).await {
                 Ok(c) => c,
@@ -109,11 +131,31 @@ async fn open(
             let mut streams = JoinSet::new();
             for i in chunk {
                 let (channel, held, seen) = (channel.clone(), held.clone(), seen.clone());
+                let refused = refused.clone();
                 streams.spawn(async move {
-                    let r = if delta {
-                        ads_client::delta_stream(channel, i, held, seen.clone()).await
-                    } else {
-                        ads_client::sotw_stream(channel, i, held, seen.clone()).await
+                    let mut backoff = Duration::from_millis(500);
+                    let r = loop {
+                        let r = if delta {
+                            ads_client::delta_stream(channel.clone(), i, held.clone(), seen.clone())
+                                .await
+                        } else {
+                            ads_client::sotw_stream(channel.clone(), i, held.clone(), seen.clone())
+                                .await
+                        };
+                        // Refused by the replica's admission (UNAVAILABLE
+                        // before any response): retry as Envoy does, after a
+                        // jittered, doubling back-off (0.5 s base).
+                        let unavailable = r
+                            .as_ref()
+                            .err()
+                            .and_then(|e| e.downcast_ref::<tonic::Status>())
+                            .is_some_and(|s| s.code() == tonic::Code::Unavailable);
+                        if !unavailable || seen.is_closed() {
+                            break r;
+                        }
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(backoff.mul_f64(fastrand::f64())).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
                     };
                     (i, r, seen.is_closed())
                 });
@@ -138,7 +180,8 @@ async fn main() -> Result<()> {
     let etcd = Etcd::start().await?;
     let extra: Vec<&str> = args.server_arg.iter().map(String::as_str).collect();
     let mut a = XdsServer::start_with_args(&etcd, "a", &extra).await?;
-    let b = XdsServer::start_with_args(&etcd, "b", &extra).await?;
+    let mut b = XdsServer::start_with_args(&etcd, "b", &extra).await?;
+    let b_pid = b.process().map(|p| p.pid());
     let mut kv = etcd_client::Client::connect([etcd.endpoint()], None).await?;
 
     let snap_key = ads_client::snapshot_key(&keys);
@@ -159,7 +202,7 @@ async fn main() -> Result<()> {
 
     // Before: the storm's streams on A, the bystanders on the target.
     let (seen_tx, mut seen) = mpsc::unbounded_channel();
-    let failed_before = Arc::new(AtomicUsize::new(0));
+    let before_storm = Tally::default();
     let mut before = JoinSet::new();
     let mut bystander_tasks = JoinSet::new();
     let client = Client {
@@ -174,11 +217,14 @@ async fn main() -> Result<()> {
         client,
         &none,
         &seen_tx,
-        &failed_before,
+        &before_storm,
     )
     .await;
-    let bystanders_failed = Arc::new(AtomicUsize::new(0));
-    let stay = &bystanders_failed;
+    // Bystanders: failures counted throughout, refusals before the storm.
+    let bystander_tally = Tally {
+        refused: before_storm.refused.clone(),
+        ..Tally::default()
+    };
     open(
         &mut bystander_tasks,
         target,
@@ -186,7 +232,7 @@ async fn main() -> Result<()> {
         client,
         &none,
         &seen_tx,
-        stay,
+        &bystander_tally,
     )
     .await;
     let everyone: Vec<usize> = (0..total).collect();
@@ -194,9 +240,23 @@ async fn main() -> Result<()> {
         .await
         .context("first sync")?;
     anyhow::ensure!(
-        failed_before.load(Ordering::Relaxed) + bystanders_failed.load(Ordering::Relaxed) == 0,
+        before_storm.failed() + bystander_tally.failed() == 0,
         "streams failed before the storm"
     );
+
+    // CPU time of the replica taking the storm, and of this client, during
+    // the storm: where the time until every stream is served goes.
+    let target_pid = match args.to {
+        To::Same => a.process().map(|p| p.pid()),
+        To::Other => b_pid,
+    };
+    let cpu = || {
+        (
+            target_pid.and_then(cpu_seconds).unwrap_or(f64::NAN),
+            cpu_seconds(std::process::id()).unwrap_or(f64::NAN),
+        )
+    };
+    let cpu_before = cpu();
 
     // The storm, and a change at the same moment.
     let t0 = Instant::now();
@@ -210,13 +270,22 @@ async fn main() -> Result<()> {
     while before.join_next().await.is_some() {}
     let next = ads_client::snapshot(args.clusters, 1);
     let new_version = next.types[0].version.clone();
-    let failed = Arc::new(AtomicUsize::new(0));
+    let storm_tally = Tally::default();
     let mut after = JoinSet::new();
     let t_put = Instant::now();
     kv.put(snap_key.as_str(), next.encode_to_vec(), None)
         .await?;
     let t_written = Instant::now();
-    open(&mut after, target, &storm, client, &held, &seen_tx, &failed).await;
+    open(
+        &mut after,
+        target,
+        &storm,
+        client,
+        &held,
+        &seen_tx,
+        &storm_tally,
+    )
+    .await;
 
     // Until every stream has the new version (or the deadline), counting
     // what was sent again.
@@ -234,6 +303,7 @@ async fn main() -> Result<()> {
             got.entry(s.stream).or_insert(s.at);
         }
     }
+    let cpu_after = cpu();
     let storm_served = storm.iter().filter(|i| got.contains_key(i)).count();
     let served_in = storm
         .iter()
@@ -248,8 +318,8 @@ async fn main() -> Result<()> {
         .collect();
     bystander_latency.sort();
     drop(seen);
-    println!("| storm | variant | streams | bystanders | per conn | served | all served in | failed | resent | bystander update p50 | p99 | max | write |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| storm | variant | streams | bystanders | per conn | served | all served in | failed | refused (retried) | resent | bystander update p50 | p99 | max | write | replica CPU | client CPU |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
     let (p50, p99, max) = if bystander_latency.is_empty() {
         ("-".to_string(), "-".to_string(), "-".to_string())
@@ -261,7 +331,7 @@ async fn main() -> Result<()> {
         )
     };
     println!(
-        "| {:?} | {} | {} | {} | {} | {}/{} | {} | {} | {} | {p50} | {p99} | {max} | {} |",
+        "| {:?} | {} | {} | {} | {} | {}/{} | {} | {} | {} | {} | {p50} | {p99} | {max} | {} | {:.2} s | {:.2} s |",
         args.to,
         if args.delta { "delta" } else { "SotW" },
         args.streams,
@@ -270,9 +340,12 @@ async fn main() -> Result<()> {
         storm_served,
         args.streams,
         ms(served_in),
-        failed.load(Ordering::Relaxed) + bystanders_failed.load(Ordering::Relaxed),
+        storm_tally.failed() + bystander_tally.failed(),
+        storm_tally.refused.load(Ordering::Relaxed),
         resent,
         ms(t_written - t_put),
+        cpu_after.0 - cpu_before.0,
+        cpu_after.1 - cpu_before.1,
     );
     drop(b);
     Ok(())

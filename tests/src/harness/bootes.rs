@@ -165,7 +165,30 @@ impl XdsServer {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Self> {
-        let mut server = Self {
+        let mut server = Self::unstarted(endpoints, name, extra, env)?;
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    /// A replica whose ports are chosen but that is not started yet: a
+    /// client can be pointed at it before it listens. Start it with
+    /// [`XdsServer::start_reserved`].
+    pub fn reserve(etcd: &Etcd, name: &str, extra: &[&str]) -> Result<Self> {
+        Self::unstarted(&etcd.endpoint(), name, extra, &[])
+    }
+
+    /// Starts a replica made by [`XdsServer::reserve`] and waits for `/readyz`.
+    pub async fn start_reserved(&mut self) -> Result<()> {
+        self.spawn().await
+    }
+
+    fn unstarted(
+        endpoints: &str,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        Ok(Self {
             name: name.to_string(),
             process: None,
             listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
@@ -180,9 +203,7 @@ impl XdsServer {
             bin: find_bootes_bin("bootes-xds-server", "BOOTES_XDS_SERVER_BIN")?,
             restarts: 0,
             dir: test_dir(&format!("xds-{name}"))?,
-        };
-        server.spawn().await?;
-        Ok(server)
+        })
     }
 
     async fn spawn(&mut self) -> Result<()> {

@@ -54,7 +54,8 @@ pub use manifests::{
 pub use metrics::{metric, metric_sum};
 pub use ports::free_port;
 pub use process::{
-    find_bootes_bin, find_envoy, find_etcd, find_venv_tool, rss_kib, test_dir, ChildProcess,
+    cpu_seconds, find_bootes_bin, find_envoy, find_etcd, find_venv_tool, rss_kib, test_dir,
+    ChildProcess,
 };
 pub use prometheus::{
     dashboard_exprs, find_prometheus, find_promtool, metric_names_in, monitoring_dir, rule_exprs,

@@ -74,6 +74,11 @@ impl ChildProcess {
         rss_kib(self.pid())
     }
 
+    /// CPU time used so far (user + system, seconds), while the process runs.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        cpu_seconds(self.pid())
+    }
+
     pub fn stderr_path(&self) -> &Path {
         &self.stderr_path
     }
@@ -273,6 +278,18 @@ pub fn find_etcd() -> Result<PathBuf> {
                  or set ETCD_BIN"
             )
         })
+}
+
+/// CPU time (user + system, seconds) process `pid` used so far, from
+/// `/proc/<pid>/stat` (fields 14 and 15, in clock ticks of 1/100 s, the
+/// kernel's `USER_HZ` on Linux).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count from after it.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 /// Resident memory of process `pid` (KiB, `VmRSS`).

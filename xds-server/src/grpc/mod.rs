@@ -1,10 +1,12 @@
 //! The gRPC shell: every xDS service (aggregated and per type; state of the
 //! world, delta and fetch), CSDS, health and reflection, on one port.
 
+mod admit;
 mod body;
 mod codec;
 mod convergence;
 mod csds;
+mod drain_spread;
 mod fetch;
 mod policy;
 mod stream;
@@ -31,7 +33,9 @@ use bootes_xds::response::{Encoded, ResponseCache};
 use bootes_xds::sotw::SotwStream;
 use codec::RequestDecoder;
 
+pub use admit::Admit;
 pub use csds::{CsdsAccess, CsdsService};
+pub use drain_spread::DrainSpread;
 pub use policy::Policy;
 
 /// Shared by every stream of this server.
@@ -46,11 +50,15 @@ pub struct Server {
     /// Once draining, streams end at random points within this period, so
     /// Envoys do not all reconnect to the other replicas at the same instant.
     pub drain_period: Duration,
+    /// Places those points evenly over the period.
+    pub drain_spread: DrainSpread,
     /// Streams older than this are ended (within the next fifth of it) so
     /// clients rebalance across replicas after a scale-up.
     pub max_connection_age: Option<Duration>,
     /// Authorization and per-request bounds.
     pub policy: Policy,
+    /// New streams are set up at a bounded rate.
+    pub admission: Admit,
 }
 
 /// What a gRPC method does.
@@ -215,6 +223,11 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
     if let Err(status) = uncompressed(req.headers()) {
+        return status.into_http();
+    }
+    // Before anything is read or set up for the stream: during a reconnect
+    // storm the streams already served keep their share of the replica.
+    if let Err(status) = server.admission.turn(&server.metrics).await {
         return status.into_http();
     }
     let requests = req.map(|body| {

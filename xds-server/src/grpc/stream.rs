@@ -181,7 +181,8 @@ async fn serve<M: Protocol>(
             }
             _ = draining.changed(), if !is_draining => {
                 if *draining.borrow() {
-                    lock().on_drain(Instant::now().into_std(), server.drain_period, fastrand::f64());
+                    let place = server.drain_spread.place(|| server.metrics.streams());
+                    lock().on_drain(Instant::now().into_std(), server.drain_period, place);
                 }
                 continue;
             }

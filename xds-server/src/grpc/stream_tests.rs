@@ -82,6 +82,7 @@ fn clusters(version: &str, names: &[&str]) -> Arc<Snapshot> {
 
 struct Running {
     source: Arc<FakeSource>,
+    metrics: Arc<Metrics>,
     channel: Channel,
     drain: watch::Sender<bool>,
 }
@@ -92,17 +93,24 @@ async fn start() -> Running {
 }
 
 async fn start_with(policy: Policy) -> Running {
+    start_server(policy, Admit::new(0, Duration::ZERO), Duration::ZERO).await
+}
+
+async fn start_server(policy: Policy, admission: Admit, drain_period: Duration) -> Running {
     let source = FakeSource::new();
+    let metrics = Arc::new(Metrics::new());
     let (drain, draining) = watch::channel(false);
     let server = Arc::new(Server {
         snapshots: source.clone(),
         cache: ResponseCache::new(),
         clients: Arc::new(Clients::default()),
-        metrics: Arc::new(Metrics::new()),
+        metrics: metrics.clone(),
         draining,
-        drain_period: Duration::ZERO,
+        drain_period,
+        drain_spread: Default::default(),
         max_connection_age: None,
         policy: policy.clone(),
+        admission,
     });
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
     tokio::spawn(async move {
@@ -125,6 +133,7 @@ async fn start_with(policy: Policy) -> Running {
         .unwrap();
     Running {
         source,
+        metrics,
         channel,
         drain,
     }
@@ -266,6 +275,36 @@ async fn draining_ends_streams_with_unavailable() {
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_drain_ends_the_streams_evenly_over_its_period() {
+    // 10 streams, a 10 s drain: one stream ends in each second of it.
+    let s = start_server(
+        Policy::default(),
+        Admit::new(0, Duration::ZERO),
+        Duration::from_secs(10),
+    )
+    .await;
+    s.source.set("n1", clusters("v1", &["a"]));
+    let mut open = Vec::new();
+    for _ in 0..10 {
+        let (requests, mut responses) = ads(&s.channel).await;
+        requests.send(cds(Some("n1"), "", "")).await.unwrap();
+        next(&mut responses).await.expect("served");
+        open.push((requests, responses));
+    }
+    let t0 = Instant::now();
+    s.drain.send_replace(true);
+    let ends = futures::future::join_all(open.iter_mut().map(|(_, responses)| async move {
+        let status = responses.message().await.expect_err("ended by the drain");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+        t0.elapsed()
+    }))
+    .await;
+    let mut seconds: Vec<u64> = ends.iter().map(|d| d.as_secs()).collect();
+    seconds.sort();
+    assert_eq!(seconds, (0..10).collect::<Vec<_>>(), "ended after {ends:?}");
+}
+
 /// The status that ended the stream (the next message is an error).
 async fn ended(responses: &mut Streaming<DiscoveryResponse>) -> tonic::Status {
     tokio::time::timeout(Duration::from_secs(5), responses.message())
@@ -352,4 +391,62 @@ async fn without_authentication_sds_requests_go_unanswered_and_the_rest_flows() 
     requests.send(cds(None, "", "")).await.unwrap();
     let r = next(&mut responses).await.expect("clusters still served");
     assert_eq!(names(&r), ["a@v1"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn new_streams_beyond_the_rate_wait_their_turn_then_are_refused_unavailable() {
+    // 2 a second, waiting at most 0.5 s: of 4 streams opened at once, 2 are
+    // served at once, the third after 0.5 s, the fourth (1 s away) refused.
+    let admission = Admit::new(2, Duration::from_millis(500));
+    let s = start_server(Policy::default(), admission, Duration::ZERO).await;
+    s.source.set("n1", clusters("v1", &["a"]));
+    let t0 = Instant::now();
+    let open = |channel: Channel| async move {
+        let (tx, rx) = mpsc::channel(8);
+        tx.send(cds(Some("n1"), "", "")).await.unwrap();
+        let opened = AggregatedDiscoveryServiceClient::new(channel)
+            .stream_aggregated_resources(ReceiverStream::new(rx))
+            .await;
+        let mut responses = opened?.into_inner();
+        let first = next(&mut responses).await.expect("served");
+        assert_eq!(names(&first), ["a@v1"]);
+        let served_after = t0.elapsed();
+        tx.send(cds(None, &first.version_info, &first.nonce))
+            .await
+            .unwrap();
+        Ok::<_, tonic::Status>((tx, responses, served_after))
+    };
+    let outcomes = futures::future::join_all((0..4).map(|_| open(s.channel.clone()))).await;
+    let mut served = Vec::new();
+    let mut refused = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Ok(stream) => served.push(stream),
+            Err(status) => refused.push(status),
+        }
+    }
+    let mut waited: Vec<Duration> = served.iter().map(|(_, _, after)| *after).collect();
+    waited.sort();
+    assert_eq!(
+        waited,
+        [Duration::ZERO, Duration::ZERO, Duration::from_millis(500)],
+        "one second's worth at once, the next at its turn"
+    );
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].code(), tonic::Code::Unavailable);
+    assert!(
+        refused[0].message().contains("new streams per second"),
+        "{:?}",
+        refused[0]
+    );
+    let counted = s.metrics.encode();
+    assert!(
+        counted.contains(r#"bootes_xds_denied_total{reason="new_stream_rate"} 1"#),
+        "{counted}"
+    );
+    // The streams admitted keep flowing.
+    s.source.set("n1", clusters("v2", &["a"]));
+    for (_, responses, _) in &mut served {
+        assert_eq!(names(&next(responses).await.expect("the change")), ["a@v2"]);
+    }
 }
