@@ -244,8 +244,8 @@ fn inline(text: String) -> Map<String, Value> {
 }
 
 fn base64_zeros(n: usize) -> String {
-    "A".repeat(n.div_ceil(3) * 4 - if n % 3 == 0 { 0 } else { 3 - n % 3 })
-        + &"=".repeat(if n % 3 == 0 { 0 } else { 3 - n % 3 })
+    let padding = (3 - n % 3) % 3;
+    "A".repeat(n.div_ceil(3) * 4 - padding) + &"=".repeat(padding)
 }
 
 /// Whether some certificate of `certificates` has its OCSP staple in a file.
