@@ -44,9 +44,11 @@ pub struct ServiceReference {
 pub struct BootesStatus {
     /// Accepted: whether the config is valid and in force (reasons Valid,
     /// InvalidConfig, TooLarge, Conflict).
-    /// ResolvedRefs: whether the clusters, route configurations and
-    /// endpoints it names reach every node it reaches (reasons ResolvedRefs,
-    /// UnresolvedReferences, UnknownCluster when Envoy rejects it for that).
+    /// ResolvedRefs: whether the clusters, route configurations, endpoints
+    /// and secrets it names reach every node it reaches, and what those
+    /// nodes receive with it fits (reasons ResolvedRefs,
+    /// UnresolvedReferences; when Envoy rejects it for that: UnknownCluster,
+    /// ConfigSourceCluster, DuplicateAddress).
     /// Programmed: whether every connected node it targets runs its current
     /// generation (reasons Programmed, Pending, Rejected when an Envoy
     /// NACKed it, NotAccepted).
@@ -76,9 +78,9 @@ pub struct Condition {
     /// True, False or Unknown.
     pub status: String,
     /// CamelCase reason: Valid, InvalidConfig, TooLarge or Conflict
-    /// (Accepted); ResolvedRefs, UnresolvedReferences or UnknownCluster
-    /// (ResolvedRefs); Programmed, Pending, Rejected or NotAccepted
-    /// (Programmed).
+    /// (Accepted); ResolvedRefs, UnresolvedReferences, UnknownCluster,
+    /// ConfigSourceCluster or DuplicateAddress (ResolvedRefs); Programmed,
+    /// Pending, Rejected or NotAccepted (Programmed).
     pub reason: String,
     /// Human-readable detail: the field and the rule it breaks, the object a
     /// conflict was lost to, or the Envoy's error.

@@ -508,45 +508,52 @@ pub fn snapshot(store: &Store, node: &str, options: Options) -> Result<Value, In
 /// [`xref`] code. One entry per object and name.
 fn unresolved(s: &store::Snapshot, nodes: &[&str], bootstrap: &BootstrapClusters) -> Vec<Value> {
     let pool = envoy::descriptor_pool();
-    let provided: BTreeSet<(ResourceType, &str)> = s
-        .types
-        .iter()
-        .filter_map(|t| ResourceType::from_type_url(&t.type_url).map(|ty| (ty, t)))
-        .flat_map(|(ty, t)| t.resources.iter().map(move |r| (ty, r.name.as_str())))
-        .collect();
     let nodes: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
-    let mut out = Vec::new();
+    // Every resource's references first: what the group receives includes
+    // its listeners' addresses.
+    let mut decoded = Vec::new();
     for t in &s.types {
-        let Some(ty) = ResourceType::from_type_url(&t.type_url).filter(|ty| xref::may_refer(*ty))
-        else {
+        let Some(ty) = ResourceType::from_type_url(&t.type_url) else {
             continue;
         };
-        let Some(desc) = pool.get_message_by_name(ty.message_name()) else {
-            continue;
-        };
-        for r in t.resources.iter().filter(|r| r.sealed.is_none()) {
-            let Ok(message) = DynamicMessage::decode(desc.clone(), r.value.as_slice()) else {
-                continue; // reported as a decoding error elsewhere
+        let desc = pool
+            .get_message_by_name(ty.message_name())
+            .filter(|_| xref::may_refer(ty));
+        for r in &t.resources {
+            let references = match (&desc, &r.sealed) {
+                (Some(desc), None) => {
+                    match DynamicMessage::decode(desc.clone(), r.value.as_slice()) {
+                        Ok(message) => xref::references(ty, &message),
+                        Err(_) => Vec::new(), // reported as a decoding error elsewhere
+                    }
+                }
+                _ => Vec::new(),
             };
-            let references = xref::references(ty, &message);
-            if references.is_empty() {
-                continue;
-            }
-            let mut gaps = Gaps::default();
-            gaps.add_group(&references, &nodes, |target, name| {
-                provided.contains(&(target, name))
-                    || (target == ResourceType::Cluster && bootstrap.contains(&s.namespace, name))
-            });
-            // Inspect sees snapshots, not objects: "no object provides it to
-            // these nodes" is what it can say.
-            for u in gaps.report(ty, &s.namespace, |_, _| true) {
-                out.push(json!({
-                    "object": r.source.as_ref().map_or(Value::Null, object_ref),
-                    "path": u.problem.path,
-                    "problem": u.problem.message,
-                    "envoy_rejects": u.envoy_rejects,
-                }));
-            }
+            decoded.push((ty, r, references));
+        }
+    }
+    let mut received = xref::Received::default();
+    for (ty, r, references) in &decoded {
+        received.add(*ty, &r.name, references);
+    }
+    let mut out = Vec::new();
+    for (ty, r, references) in &decoded {
+        if references.is_empty() {
+            continue;
+        }
+        let mut gaps = Gaps::default();
+        gaps.add_group(references, &nodes, |reference| {
+            received.resolves(&r.name, reference, |c| bootstrap.contains(&s.namespace, c))
+        });
+        // Inspect sees snapshots, not objects: "no object provides it to
+        // these nodes" is what it can say.
+        for u in gaps.report(*ty, &s.namespace, |_, _| true) {
+            out.push(json!({
+                "object": r.source.as_ref().map_or(Value::Null, object_ref),
+                "path": u.problem.path,
+                "problem": u.problem.message,
+                "envoy_rejects": u.envoy_rejects,
+            }));
         }
     }
     out

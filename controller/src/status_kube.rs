@@ -368,6 +368,13 @@ mod tests {
                     in_force: None,
                 }
             }
+            Reason::EnvoyRejected | Reason::EnvoyUnavailable => Verdict::EnvoyRejected {
+                reason: message.into(),
+                judged: reason == Reason::EnvoyRejected,
+                group: "ns/g".into(),
+                together: false,
+                nodes,
+            },
             Reason::Conflict => Verdict::Conflict {
                 resource: "c".into(),
                 winner: ObjectKey {
@@ -506,6 +513,7 @@ mod tests {
         d.refs = Some(vec![Unresolved {
             problem: ConfigError::new("spec.config.x", "route to cluster \"c\": no Cluster object provides it to 1 of the 2 nodes this object reaches: p1.a"),
             envoy_rejects: false,
+            reason: "UnresolvedReferences",
         }]);
         let s1 = plan_patch(&d, &observed(Some(s0)), T1).unwrap();
         let (accepted, refs) = (&s1.conditions[0], &s1.conditions[1]);

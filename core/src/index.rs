@@ -103,6 +103,9 @@ pub struct Desired {
     /// By node ID.
     pub bindings: BTreeMap<String, store::NodeBinding>,
     pub statuses: BTreeMap<ObjectKey, ObjectStatus>,
+    /// Groups whose snapshot is not to be written (Envoy rejects it: see
+    /// [`crate::envoy_gate`]): their nodes keep what etcd holds.
+    pub withheld: BTreeSet<String>,
 }
 
 impl Index {
@@ -682,12 +685,12 @@ impl Index {
                 l.nodes += nodes.len();
             }
             // Cross-references, against what this group's nodes receive.
-            let provided: HashSet<(ResourceType, &str)> = built
-                .winners
-                .iter()
-                .filter_map(|&i| members[i].accepted.as_ref())
-                .map(|a| (a.resource.ty, a.resource.name.as_str()))
-                .collect();
+            let mut received = xref::Received::default();
+            for &i in &built.winners {
+                if let Some(a) = &members[i].accepted {
+                    received.add(a.resource.ty, &a.resource.name, &a.references);
+                }
+            }
             for &i in &built.winners {
                 let Some(accepted) = &members[i].accepted else {
                     continue;
@@ -698,10 +701,10 @@ impl Index {
                 gaps.entry(selecting[i]).or_default().add_group(
                     &accepted.references,
                     &nodes,
-                    |ty, name| {
-                        provided.contains(&(ty, name))
-                            || (ty == ResourceType::Cluster
-                                && self.bootstrap.contains(namespace, name))
+                    |r| {
+                        received.resolves(&accepted.resource.name, r, |c| {
+                            self.bootstrap.contains(namespace, c)
+                        })
                     },
                 );
             }

@@ -1,14 +1,18 @@
 //! Cross-references between resources, and the ones nothing provides.
 //!
 //! Envoy tolerates a route to a cluster it does not have, a listener naming
-//! an RDS route configuration that never arrives, or an EDS cluster without
-//! endpoints — requests just fail. docs/DESIGN.md §3 makes these warnings, not
-//! errors. This module is pure: [`references`] reads the names a converted
-//! resource refers to (with their paths), and [`Gaps`] finds the ones
-//! that no object of the same namespace provides to the Envoys that receive
-//! the referring object.
+//! an RDS route configuration or an SDS secret that never arrives, or an EDS
+//! cluster without endpoints — requests just fail. docs/DESIGN.md §3 makes
+//! these warnings, not errors. This module is pure: [`references`] reads the
+//! names a converted resource refers to (with their paths), and [`Gaps`]
+//! finds the ones that what the Envoys receiving the referring object get
+//! ([`Received`]) does not satisfy.
+//!
+//! The same mechanism carries the rules Envoy applies across the resources
+//! one node receives ([`Need`]): a config source's cluster must be a static
+//! cluster of the bootstrap, and no two listeners may have one address.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use bootes_proto::ResourceType;
 use prost_reflect::{DynamicMessage, Value};
@@ -23,6 +27,26 @@ const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 /// EDS in `envoy.config.cluster.v3.Cluster.DiscoveryType`.
 const DISCOVERY_TYPE_EDS: i32 = 3;
 
+const UPSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+const DOWNSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+
+/// What satisfies a [`Reference`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Need {
+    /// A resource of the target type with that name, or for a cluster a
+    /// declared bootstrap cluster.
+    Resource,
+    /// A static cluster of the Envoys' bootstrap: only a declared one
+    /// (`--bootstrap-clusters`); a cluster from CDS does not do, as Envoy
+    /// says ("… must have a statically defined non-EDS cluster: … was added
+    /// via api …").
+    StaticCluster,
+    /// No other listener the node receives has this address (`name`, as
+    /// Envoy prints it, with the socket type and network namespace when not
+    /// the defaults).
+    OwnAddress,
+}
+
 /// A name one resource refers to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reference {
@@ -36,8 +60,10 @@ pub struct Reference {
     /// Envoy rejects the referring resource when the name is missing: a
     /// cluster named by a route configuration that validates its clusters
     /// (`validate_clusters`, true by default for an inline route
-    /// configuration, false over RDS).
+    /// configuration, false over RDS), a config source's cluster, an address
+    /// another listener has.
     pub envoy_rejects: bool,
+    pub need: Need,
 }
 
 /// Whether resources of type `ty` can refer to others (the rest need not be
@@ -74,6 +100,7 @@ pub fn references(ty: ResourceType, message: &DynamicMessage) -> Vec<Reference> 
                     path: format!("{root}.route_configuration_name"),
                     what: "scoped route configuration",
                     envoy_rejects: false,
+                    need: Need::Resource,
                 });
             }
         }
@@ -164,6 +191,7 @@ fn mirrors(m: &DynamicMessage, path: &str, strict: bool, out: &mut Vec<Reference
                 path: format!("{path}.request_mirror_policies[{k}].cluster"),
                 what: "request mirror to cluster",
                 envoy_rejects: strict,
+                need: Need::Resource,
             });
         }
     }
@@ -185,6 +213,7 @@ fn clusters_of(
             path: format!("{path}.cluster"),
             what: what.0,
             envoy_rejects: strict,
+            need: Need::Resource,
         });
     }
     if let Some(weighted) = message(m, "weighted_clusters") {
@@ -196,6 +225,7 @@ fn clusters_of(
                     path: format!("{path}.weighted_clusters.clusters[{k}].name"),
                     what: what.1,
                     envoy_rejects: strict,
+                    need: Need::Resource,
                 });
             }
         }
@@ -203,6 +233,7 @@ fn clusters_of(
 }
 
 fn listener(m: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
+    addresses(m, path, out);
     let mut chains: Vec<(String, DynamicMessage)> = list(m, "filter_chains")
         .into_iter()
         .enumerate()
@@ -212,6 +243,7 @@ fn listener(m: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
         chains.push((format!("{path}.default_filter_chain"), c));
     }
     for (chain_path, chain) in chains {
+        transport_socket(&chain, &chain_path, out);
         for (j, filter) in list(&chain, "filters").iter().enumerate() {
             let Some(any) = message(filter, "typed_config") else {
                 continue;
@@ -226,8 +258,191 @@ fn listener(m: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
     }
 }
 
+/// The addresses of a listener, as [`Need::OwnAddress`] references. Envoy
+/// refuses a listener with an address another listener has ("error adding
+/// listener: '…' has duplicate address '…' as existing listener"): the same
+/// IP and port (IPv6 compared as addresses, IPv4 and IPv6 never equal), of
+/// the same socket type, in the same network namespace, or the same pipe
+/// path — `bind_to_port` or `enable_reuse_port` make no difference (all
+/// checked with Envoy 1.40). A listener's own addresses may repeat.
+fn addresses(m: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
+    let binds = message(m, "bind_to_port")
+        .and_then(|w| w.get_field_by_name("value").and_then(|v| v.as_bool()))
+        .unwrap_or(true);
+    let mut all = Vec::new();
+    if let Some(a) = message(m, "address") {
+        all.push((format!("{path}.address"), a));
+    }
+    for (i, extra) in list(m, "additional_addresses").iter().enumerate() {
+        if let Some(a) = message(extra, "address") {
+            all.push((format!("{path}.additional_addresses[{i}].address"), a));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (at, a) in all {
+        let Some(name) = address_key(&a, binds) else {
+            continue;
+        };
+        if seen.insert(name.clone()) {
+            out.push(Reference {
+                target: ResourceType::Listener,
+                name,
+                path: at,
+                what: "listener address",
+                envoy_rejects: true,
+                need: Need::OwnAddress,
+            });
+        }
+    }
+}
+
+/// An `envoy.config.core.v3.Address` as Envoy prints it (`127.0.0.1:80`,
+/// `[::]:80`, a pipe's path), with ` (UDP)` and ` (network namespace …)`
+/// when not TCP and the Envoy's own namespace. `None` where Envoy does not
+/// compare it or Bootes cannot tell: port 0 on a listener that binds (each
+/// gets a port of its own; Envoy skips those, though not when only the
+/// other listener binds: missed, never refused), a custom resolver, a named
+/// port, an internal address.
+fn address_key(a: &DynamicMessage, binds: bool) -> Option<String> {
+    if let Some(pipe) = message(a, "pipe") {
+        return string(&pipe, "path");
+    }
+    let sa = message(a, "socket_address")?;
+    if string(&sa, "resolver_name").is_some() || string(&sa, "named_port").is_some() {
+        return None;
+    }
+    let ip: std::net::IpAddr = string(&sa, "address")?.parse().ok()?;
+    let port = field(&sa, "port_value")
+        .and_then(|v| v.as_u32())
+        .unwrap_or(0);
+    if port == 0 && binds {
+        return None;
+    }
+    let mut key = match ip {
+        std::net::IpAddr::V4(ip) => format!("{ip}:{port}"),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]:{port}"),
+    };
+    // SocketAddress.Protocol: TCP = 0, UDP = 1.
+    if field(&sa, "protocol").and_then(|v| v.as_enum_number()) == Some(1) {
+        key.push_str(" (UDP)");
+    }
+    if let Some(ns) = string(&sa, "network_namespace_filepath") {
+        key.push_str(&format!(" (network namespace {ns})"));
+    }
+    Some(key)
+}
+
+/// The SDS secrets a `transport_socket` (of a filter chain, a cluster or a
+/// transport socket match) asks for over ADS: its TLS context's
+/// certificates, validation context and session ticket keys. A secret that
+/// never arrives keeps the listener or cluster warming (until the config
+/// source's `initial_fetch_timeout`), then its connections fail: Envoy
+/// does not reject it. Secrets from another config source (an SDS server of
+/// its own, a SPIRE agent) are not Bootes' to provide.
+fn transport_socket(holder: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
+    let Some(any) = message(holder, "transport_socket").and_then(|ts| message(&ts, "typed_config"))
+    else {
+        return;
+    };
+    let Some(tls) = unpack(&any, UPSTREAM_TLS).or_else(|| unpack(&any, DOWNSTREAM_TLS)) else {
+        return;
+    };
+    let path = format!("{path}.transport_socket.typed_config");
+    if let Some(common) = message(&tls, "common_tls_context") {
+        let path = format!("{path}.common_tls_context");
+        for (i, s) in list(&common, "tls_certificate_sds_secret_configs")
+            .iter()
+            .enumerate()
+        {
+            let at = format!("{path}.tls_certificate_sds_secret_configs[{i}]");
+            sds_secret(s, &at, "SDS TLS certificate", out);
+        }
+        if let Some(s) = message(&common, "validation_context_sds_secret_config") {
+            let at = format!("{path}.validation_context_sds_secret_config");
+            sds_secret(&s, &at, "SDS validation context", out);
+        }
+        if let Some(s) = message(&common, "combined_validation_context")
+            .and_then(|c| message(&c, "validation_context_sds_secret_config"))
+        {
+            let at =
+                format!("{path}.combined_validation_context.validation_context_sds_secret_config");
+            sds_secret(&s, &at, "SDS validation context", out);
+        }
+    }
+    if let Some(s) = message(&tls, "session_ticket_keys_sds_secret_config") {
+        let at = format!("{path}.session_ticket_keys_sds_secret_config");
+        sds_secret(&s, &at, "SDS session ticket keys", out);
+    }
+}
+
+fn sds_secret(s: &DynamicMessage, path: &str, what: &'static str, out: &mut Vec<Reference>) {
+    let over_ads = message(s, "sds_config").is_some_and(|cs| cs.has_field_by_name("ads"));
+    if let (true, Some(name)) = (over_ads, string(s, "name")) {
+        out.push(Reference {
+            target: ResourceType::Secret,
+            name,
+            path: format!("{path}.name"),
+            what,
+            envoy_rejects: false,
+            need: Need::Resource,
+        });
+    }
+}
+
+/// The clusters a ConfigSource's `api_config_source` names, which Envoy
+/// requires to be static clusters of its bootstrap ("… must have a
+/// statically defined non-EDS cluster"): REST `cluster_names` and gRPC
+/// `envoy_grpc` clusters. Checked with Envoy 1.40 for RDS and EDS config
+/// sources; Envoy's validation took a DELTA_GRPC source and an SDS one
+/// naming no cluster, so those are left alone.
+fn config_source_clusters(cs: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
+    let Some(api) = message(cs, "api_config_source") else {
+        return;
+    };
+    let path = format!("{path}.api_config_source");
+    let mut names = Vec::new();
+    // ApiConfigSource.ApiType: REST = 1, GRPC = 2.
+    match field(&api, "api_type").and_then(|v| v.as_enum_number()) {
+        Some(1) => {
+            if let Some(list) =
+                field(&api, "cluster_names").and_then(|v| v.as_list().map(<[_]>::to_vec))
+            {
+                for (i, n) in list.iter().enumerate() {
+                    if let Some(n) = n.as_str().filter(|n| !n.is_empty()) {
+                        names.push((n.to_string(), format!("{path}.cluster_names[{i}]")));
+                    }
+                }
+            }
+        }
+        Some(2) => {
+            for (i, g) in list(&api, "grpc_services").iter().enumerate() {
+                if let Some(n) = message(g, "envoy_grpc").and_then(|e| string(&e, "cluster_name")) {
+                    names.push((
+                        n,
+                        format!("{path}.grpc_services[{i}].envoy_grpc.cluster_name"),
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    for (name, path) in names {
+        out.push(Reference {
+            target: ResourceType::Cluster,
+            name,
+            path,
+            what: "config source cluster",
+            envoy_rejects: true,
+            need: Need::StaticCluster,
+        });
+    }
+}
+
 fn http_connection_manager(hcm: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
     if let Some(rds) = message(hcm, "rds") {
+        if let Some(cs) = message(&rds, "config_source") {
+            config_source_clusters(&cs, &format!("{path}.rds.config_source"), out);
+        }
         let served = message(&rds, "config_source").is_none_or(|cs| served_by_bootes(&cs));
         if let (Some(name), true) = (string(&rds, "route_config_name"), served) {
             out.push(Reference {
@@ -236,6 +451,7 @@ fn http_connection_manager(hcm: &DynamicMessage, path: &str, out: &mut Vec<Refer
                 path: format!("{path}.rds.route_config_name"),
                 what: "RDS route configuration",
                 envoy_rejects: false,
+                need: Need::Resource,
             });
         }
     }
@@ -258,11 +474,23 @@ fn tcp_proxy(tcp: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
 }
 
 fn cluster(m: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
+    transport_socket(m, path, out);
+    for (i, matched) in list(m, "transport_socket_matches").iter().enumerate() {
+        transport_socket(
+            matched,
+            &format!("{path}.transport_socket_matches[{i}]"),
+            out,
+        );
+    }
     let is_eds = field(m, "type").and_then(|v| v.as_enum_number()) == Some(DISCOVERY_TYPE_EDS);
     if !is_eds {
         return;
     }
     let eds = message(m, "eds_cluster_config");
+    if let Some(cs) = eds.as_ref().and_then(|e| message(e, "eds_config")) {
+        let at = format!("{path}.eds_cluster_config.eds_config");
+        config_source_clusters(&cs, &at, out);
+    }
     let served = eds
         .as_ref()
         .and_then(|e| message(e, "eds_config"))
@@ -283,6 +511,7 @@ fn cluster(m: &DynamicMessage, path: &str, out: &mut Vec<Reference>) {
         path: at,
         what: "EDS cluster needs endpoints for",
         envoy_rejects: false,
+        need: Need::Resource,
     });
 }
 
@@ -349,6 +578,65 @@ impl BootstrapClusters {
     }
 }
 
+/// What the nodes of one group receive, for resolving references: the
+/// names of their resources and the addresses of their listeners.
+#[derive(Debug, Default)]
+pub struct Received<'a> {
+    names: HashSet<(ResourceType, &'a str)>,
+    /// Listener address → the listeners (by name) that have it.
+    addresses: HashMap<&'a str, Vec<&'a str>>,
+}
+
+impl<'a> Received<'a> {
+    /// Records a resource of type `ty` named `name`, with its references.
+    pub fn add(&mut self, ty: ResourceType, name: &'a str, references: &'a [Reference]) {
+        self.names.insert((ty, name));
+        for r in references.iter().filter(|r| r.need == Need::OwnAddress) {
+            let listeners = self.addresses.entry(r.name.as_str()).or_default();
+            if !listeners.contains(&name) {
+                listeners.push(name);
+            }
+        }
+    }
+
+    /// Whether `r`, a reference of the resource named `own`, is satisfied;
+    /// `declared(cluster)`: a cluster of the Envoys' bootstrap. `Err` says
+    /// what is in the way (the other listeners, for an address).
+    pub fn resolves(
+        &self,
+        own: &str,
+        r: &Reference,
+        declared: impl Fn(&str) -> bool,
+    ) -> Result<(), String> {
+        let ok = match r.need {
+            Need::Resource => {
+                self.names.contains(&(r.target, r.name.as_str()))
+                    || (r.target == ResourceType::Cluster && declared(&r.name))
+            }
+            Need::StaticCluster => declared(&r.name),
+            Need::OwnAddress => {
+                let others: Vec<String> = self
+                    .addresses
+                    .get(r.name.as_str())
+                    .into_iter()
+                    .flatten()
+                    .filter(|n| **n != own)
+                    .map(|n| format!("{n:?}"))
+                    .collect();
+                if !others.is_empty() {
+                    return Err(others.join(", "));
+                }
+                true
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(String::new())
+        }
+    }
+}
+
 /// A reference nothing provides to some of the nodes an object reaches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unresolved {
@@ -357,6 +645,10 @@ pub struct Unresolved {
     pub problem: ConfigError,
     /// Envoy rejects the referring resource on those nodes.
     pub envoy_rejects: bool,
+    /// The `ResolvedRefs` reason it gives: `UnresolvedReferences`, or when
+    /// Envoy rejects, `UnknownCluster`, `ConfigSourceCluster` or
+    /// `DuplicateAddress`.
+    pub reason: &'static str,
 }
 
 /// One object's references that the groups it reaches do not satisfy,
@@ -378,6 +670,8 @@ struct Gap {
     /// [`SHOWN`]): a group of 10,000 pods is not copied into every report.
     missing: usize,
     nodes: Vec<String>,
+    /// What is in the way, from the first group (see [`Received::resolves`]).
+    detail: String,
 }
 
 /// Nodes named in a report; the rest are counted.
@@ -385,20 +679,21 @@ const SHOWN: usize = 5;
 
 impl Gaps {
     /// Records one group the object's resource reaches: its `nodes` (sorted),
-    /// and whether the group provides each name (`provided(type, name)`).
+    /// and whether the group satisfies each reference (`resolves`, see
+    /// [`Received::resolves`]).
     pub fn add_group(
         &mut self,
         references: &[Reference],
         nodes: &[String],
-        provided: impl Fn(ResourceType, &str) -> bool,
+        resolves: impl Fn(&Reference) -> Result<(), String>,
     ) {
         self.reached += nodes.len();
         // A name referred to in several places gets one report, at the first
         // place (or the first place where Envoy rejects it).
         let mut first: Vec<(&Reference, usize)> = Vec::new();
-        let mut at: HashMap<(ResourceType, &str), usize> = HashMap::new();
+        let mut at: HashMap<(ResourceType, Need, &str), usize> = HashMap::new();
         for r in references {
-            match at.get(&(r.target, r.name.as_str())) {
+            match at.get(&(r.target, r.need, r.name.as_str())) {
                 Some(&i) => {
                     let (g, n) = &mut first[i];
                     *n += 1;
@@ -407,20 +702,20 @@ impl Gaps {
                     }
                 }
                 None => {
-                    at.insert((r.target, r.name.as_str()), first.len());
+                    at.insert((r.target, r.need, r.name.as_str()), first.len());
                     first.push((r, 1));
                 }
             }
         }
         for (position, (r, places)) in first.into_iter().enumerate() {
-            if provided(r.target, &r.name) {
+            let Err(detail) = resolves(r) else {
                 continue;
-            }
-            let gap = match self
-                .gaps
-                .iter_mut()
-                .find(|g| g.reference.target == r.target && g.reference.name == r.name)
-            {
+            };
+            let gap = match self.gaps.iter_mut().find(|g| {
+                g.reference.target == r.target
+                    && g.reference.need == r.need
+                    && g.reference.name == r.name
+            }) {
                 Some(g) => g,
                 None => {
                     self.gaps.push(Gap {
@@ -429,6 +724,7 @@ impl Gaps {
                         places,
                         missing: 0,
                         nodes: Vec::new(),
+                        detail,
                     });
                     self.gaps.last_mut().expect("just pushed")
                 }
@@ -451,40 +747,76 @@ impl Gaps {
         let reached = self.reached;
         let mut gaps = self.gaps;
         gaps.sort_by_key(|g| g.position);
+        let referrer = match referrer {
+            ResourceType::Listener => "listener",
+            ResourceType::Cluster => "cluster",
+            _ => "route configuration",
+        };
         gaps.into_iter()
             .map(|g| {
                 let r = &g.reference;
                 let kind = r.target.kind();
-                let mut message = if exists(r.target, &r.name) {
-                    format!(
-                        "{} {:?}: no {kind} object provides it to {}",
-                        r.what,
-                        r.name,
-                        list_nodes(&g.nodes, g.missing, reached)
-                    )
-                } else {
-                    format!(
+                let nodes = list_nodes(&g.nodes, g.missing, reached);
+                let mut message = match r.need {
+                    Need::Resource if exists(r.target, &r.name) => {
+                        format!("{} {:?}: no {kind} object provides it to {nodes}", r.what, r.name)
+                    }
+                    Need::Resource => format!(
                         "{} {:?}: no {kind} object in namespace {namespace} provides it",
                         r.what, r.name
-                    )
+                    ),
+                    Need::StaticCluster => format!(
+                        "{} {:?}: not a cluster of the Envoys' bootstrap declared with --bootstrap-clusters{}",
+                        r.what,
+                        r.name,
+                        if exists(ResourceType::Cluster, &r.name) {
+                            " (a Cluster object provides it over CDS, which does not count)"
+                        } else {
+                            ""
+                        }
+                    ),
+                    Need::OwnAddress => format!(
+                        "{} {}: also the address of listener {} on {nodes}",
+                        r.what, r.name, g.detail
+                    ),
                 };
+                if r.target == ResourceType::Secret {
+                    message.push_str(&format!(
+                        " (Envoy keeps the {referrer} warming until the secret arrives, at most the config source's initial_fetch_timeout, then its TLS connections fail)"
+                    ));
+                }
                 if g.places > 1 {
                     let more = g.places - 1;
                     let places = if more == 1 { "place" } else { "places" };
                     message.push_str(&format!(" (referred to in {more} more {places})"));
                 }
-                if r.envoy_rejects {
-                    let what = match referrer {
-                        ResourceType::Listener => "listener",
-                        _ => "route configuration",
-                    };
-                    message.push_str(&format!(
-                        "; Envoy rejects the {what} there (\"route: unknown cluster\": the route configuration validates its clusters); a cluster of the Envoys' bootstrap is declared with --bootstrap-clusters"
-                    ));
-                }
+                let reason = match (r.need, r.envoy_rejects) {
+                    (_, false) => "UnresolvedReferences",
+                    (Need::Resource, true) => {
+                        message.push_str(&format!(
+                            "; Envoy rejects the {referrer} there (\"route: unknown cluster\": the route configuration validates its clusters); a cluster of the Envoys' bootstrap is declared with --bootstrap-clusters"
+                        ));
+                        "UnknownCluster"
+                    }
+                    (Need::StaticCluster, true) => {
+                        message.push_str(&format!(
+                            "; Envoy rejects the {referrer} unless its bootstrap defines it as a static cluster (\"envoy.config.core.v3.ApiConfigSource must have a statically defined non-EDS cluster: '{}' does not exist, was added via api, or is an EDS cluster\")",
+                            r.name
+                        ));
+                        "ConfigSourceCluster"
+                    }
+                    (Need::OwnAddress, true) => {
+                        let shown = r.name.split(" (").next().unwrap_or(&r.name);
+                        message.push_str(&format!(
+                            "; Envoy rejects whichever of these listeners it receives second (\"error adding listener: '…' has duplicate address '{shown}' as existing listener\")"
+                        ));
+                        "DuplicateAddress"
+                    }
+                };
                 Unresolved {
                     problem: ConfigError::new(r.path.clone(), message),
                     envoy_rejects: r.envoy_rejects,
+                    reason,
                 }
             })
             .collect()
@@ -514,8 +846,10 @@ mod tests {
         references(ty, &c.message())
     }
 
+    /// The names referred to, without a listener's own addresses.
     fn names(r: &[Reference]) -> Vec<(ResourceType, &str, &str)> {
         r.iter()
+            .filter(|r| r.need != Need::OwnAddress)
             .map(|r| (r.target, r.name.as_str(), r.path.as_str()))
             .collect()
     }
@@ -582,7 +916,7 @@ mod tests {
                 json!({"rds": {"route_config_name": "r1", "config_source": {"path_config_source": {"path": "/r.yaml"}}}}),
             ),
         );
-        assert!(r.is_empty(), "{r:?}");
+        assert!(names(&r).is_empty(), "{r:?}");
         let r = refs(
             ResourceType::Listener,
             listener_with(json!({"route_config": {"name": "inline", "virtual_hosts": [
@@ -645,6 +979,7 @@ mod tests {
             path: "spec.config.x".into(),
             what: "route to cluster",
             envoy_rejects,
+            need: Need::Resource,
         }
     }
 
@@ -669,6 +1004,7 @@ mod tests {
         };
         let strict = |r: &[Reference]| {
             r.iter()
+                .filter(|r| r.need != Need::OwnAddress)
                 .map(|r| (r.name.clone(), r.envoy_rejects))
                 .collect::<Vec<_>>()
         };
@@ -725,8 +1061,14 @@ mod tests {
         ];
         let mut gaps = Gaps::default();
         // Group 1 has "c" but not "d"; group 2 has neither.
-        gaps.add_group(&refs, &nodes(&["p1.a", "p2.a"]), |_, n| n == "c");
-        gaps.add_group(&refs, &nodes(&["p3.a"]), |_, _| false);
+        gaps.add_group(&refs, &nodes(&["p1.a", "p2.a"]), |r| {
+            if r.name == "c" {
+                Ok(())
+            } else {
+                Err(String::new())
+            }
+        });
+        gaps.add_group(&refs, &nodes(&["p3.a"]), |_| Err(String::new()));
         let u = gaps.report(ResourceType::Listener, "a", |_, n| n == "c");
         assert_eq!(u.len(), 2, "{u:?}");
         assert_eq!(
@@ -747,7 +1089,7 @@ mod tests {
         );
         // Everything provided: nothing to report.
         let mut gaps = Gaps::default();
-        gaps.add_group(&refs, &nodes(&["p1.a"]), |_, _| true);
+        gaps.add_group(&refs, &nodes(&["p1.a"]), |_| Ok(()));
         assert!(gaps
             .report(ResourceType::Route, "a", |_, _| true)
             .is_empty());
@@ -757,13 +1099,244 @@ mod tests {
     fn long_node_lists_are_cut() {
         let many: Vec<String> = (0..8).map(|i| format!("p{i}.a")).collect();
         let mut gaps = Gaps::default();
-        gaps.add_group(&[route_to("c", false)], &many, |_, _| false);
+        gaps.add_group(&[route_to("c", false)], &many, |_| Err(String::new()));
         let u = gaps.report(ResourceType::Route, "a", |_, _| true);
         assert!(
             u[0].problem.message.ends_with(
                 "8 of the 8 nodes this object reaches: p0.a, p1.a, p2.a, p3.a, p4.a, … (3 more)"
             ),
             "{u:?}"
+        );
+    }
+
+    fn tcp_listener(
+        name: &str,
+        address: serde_json::Value,
+        extra: serde_json::Value,
+    ) -> Vec<Reference> {
+        let mut l = json!({"name": name, "address": address,
+            "filter_chains": [{"filters": [{"name": "tcp", "typed_config": {
+                "@type": format!("type.googleapis.com/{TCP_PROXY}"), "stat_prefix": "t", "cluster": "db"}}]}]});
+        l.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        refs(ResourceType::Listener, l)
+    }
+
+    fn addresses_of(r: &[Reference]) -> Vec<(&str, &str)> {
+        r.iter()
+            .filter(|r| r.need == Need::OwnAddress)
+            .map(|r| (r.name.as_str(), r.path.as_str()))
+            .collect()
+    }
+
+    fn sa(address: &str, port: u32) -> serde_json::Value {
+        json!({"socket_address": {"address": address, "port_value": port}})
+    }
+
+    #[test]
+    fn listener_addresses_are_compared_as_envoy_compares_them() {
+        let r = tcp_listener(
+            "l",
+            sa("0:0::0", 80),
+            json!({"additional_addresses": [{"address": sa("127.0.0.1", 81)}, {"address": sa("::", 80)}]}),
+        );
+        assert_eq!(
+            addresses_of(&r),
+            vec![
+                ("[::]:80", "spec.config.address"),
+                (
+                    "127.0.0.1:81",
+                    "spec.config.additional_addresses[0].address"
+                ),
+            ],
+            "IPv6 in Envoy's form, a listener's own repeats once"
+        );
+        let udp = refs(
+            ResourceType::Listener,
+            json!({"name": "u", "udp_listener_config": {}, "address": {"socket_address": {
+                "address": "127.0.0.1", "port_value": 80, "protocol": "UDP"}}}),
+        );
+        assert_eq!(addresses_of(&udp)[0].0, "127.0.0.1:80 (UDP)");
+        let ns = json!({"socket_address": {"address": "127.0.0.1", "port_value": 80, "network_namespace_filepath": "/run/netns/x"}});
+        assert_eq!(
+            addresses_of(&tcp_listener("l", ns, json!({})))[0].0,
+            "127.0.0.1:80 (network namespace /run/netns/x)"
+        );
+        assert_eq!(
+            addresses_of(&tcp_listener(
+                "l",
+                json!({"pipe": {"path": "/tmp/s"}}),
+                json!({})
+            ))[0]
+                .0,
+            "/tmp/s"
+        );
+        // Port 0 gets a port of its own when the listener binds.
+        assert!(addresses_of(&tcp_listener("l", sa("127.0.0.1", 0), json!({}))).is_empty());
+        assert_eq!(
+            addresses_of(&tcp_listener(
+                "l",
+                sa("127.0.0.1", 0),
+                json!({"bind_to_port": false})
+            ))
+            .len(),
+            1
+        );
+        assert!(r
+            .iter()
+            .filter(|r| r.need == Need::OwnAddress)
+            .all(|r| r.envoy_rejects));
+    }
+
+    #[test]
+    fn two_listeners_on_one_address_are_reported_on_both_naming_the_other() {
+        let a = tcp_listener("a", sa("127.0.0.1", 80), json!({}));
+        let b = tcp_listener(
+            "b",
+            sa("127.0.0.1", 81),
+            json!({"additional_addresses": [{"address": sa("127.0.0.1", 80)}]}),
+        );
+        let c = tcp_listener("c", sa("127.0.0.2", 80), json!({}));
+        let mut received = Received::default();
+        received.add(ResourceType::Listener, "a", &a);
+        received.add(ResourceType::Listener, "b", &b);
+        received.add(ResourceType::Listener, "c", &c);
+        let report = |own: &str, refs: &[Reference]| {
+            let mut gaps = Gaps::default();
+            gaps.add_group(refs, &nodes(&["p1.a"]), |r| {
+                received.resolves(own, r, |_| true)
+            });
+            gaps.report(ResourceType::Listener, "a", |_, _| true)
+        };
+        let on_a = report("a", &a);
+        assert_eq!(on_a.len(), 1, "{on_a:?}");
+        assert_eq!(on_a[0].reason, "DuplicateAddress");
+        assert!(on_a[0].envoy_rejects);
+        assert_eq!(on_a[0].problem.path, "spec.config.address");
+        assert_eq!(
+            on_a[0].problem.message,
+            "listener address 127.0.0.1:80: also the address of listener \"b\" on 1 of the 1 nodes this object reaches: p1.a; Envoy rejects whichever of these listeners it receives second (\"error adding listener: '…' has duplicate address '127.0.0.1:80' as existing listener\")"
+        );
+        let on_b = report("b", &b);
+        assert_eq!(
+            on_b[0].problem.path,
+            "spec.config.additional_addresses[0].address"
+        );
+        assert!(report("c", &c).is_empty(), "another IP, same port");
+    }
+
+    fn tls_cluster(sds_config: serde_json::Value) -> Vec<Reference> {
+        refs(
+            ResourceType::Cluster,
+            json!({"name": "c", "type": "STRICT_DNS", "transport_socket": {"name": "tls", "typed_config": {
+                "@type": format!("type.googleapis.com/{UPSTREAM_TLS}"),
+                "common_tls_context": {
+                    "tls_certificate_sds_secret_configs": [{"name": "cert", "sds_config": sds_config}],
+                    "combined_validation_context": {"default_validation_context": {},
+                        "validation_context_sds_secret_config": {"name": "ca", "sds_config": sds_config}}}}},
+                "transport_socket_matches": [{"name": "m", "transport_socket": {"name": "tls", "typed_config": {
+                    "@type": format!("type.googleapis.com/{UPSTREAM_TLS}"),
+                    "common_tls_context": {"validation_context_sds_secret_config": {"name": "ca2", "sds_config": sds_config}}}}}]}),
+        )
+    }
+
+    #[test]
+    fn sds_secrets_over_ads_are_references_to_secrets() {
+        let r = tls_cluster(json!({"ads": {}}));
+        assert_eq!(
+            names(&r),
+            vec![
+                (ResourceType::Secret, "cert", "spec.config.transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0].name"),
+                (ResourceType::Secret, "ca", "spec.config.transport_socket.typed_config.common_tls_context.combined_validation_context.validation_context_sds_secret_config.name"),
+                (ResourceType::Secret, "ca2", "spec.config.transport_socket_matches[0].transport_socket.typed_config.common_tls_context.validation_context_sds_secret_config.name"),
+            ]
+        );
+        assert!(r
+            .iter()
+            .all(|r| !r.envoy_rejects && r.need == Need::Resource));
+        // Another SDS server's secrets are not Bootes' to provide.
+        let other = json!({"api_config_source": {"api_type": "GRPC", "transport_api_version": "V3",
+            "grpc_services": [{"envoy_grpc": {"cluster_name": "spire"}}]}});
+        assert!(tls_cluster(other).is_empty());
+        let mut gaps = Gaps::default();
+        gaps.add_group(&r[..1], &nodes(&["p1.a"]), |_| Err(String::new()));
+        let u = gaps.report(ResourceType::Cluster, "a", |_, _| true);
+        assert_eq!(u[0].reason, "UnresolvedReferences");
+        assert!(
+            u[0].problem.message.starts_with(
+                "SDS TLS certificate \"cert\": no Secret object provides it to 1 of the 1 nodes"
+            ),
+            "{u:?}"
+        );
+        assert!(
+            u[0].problem
+                .message
+                .contains("Envoy keeps the cluster warming"),
+            "{u:?}"
+        );
+    }
+
+    #[test]
+    fn config_source_clusters_must_be_declared_bootstrap_clusters() {
+        let grpc = |api_type: &str| {
+            json!({"route_config_name": "r", "config_source": {"api_config_source": {
+            "api_type": api_type, "transport_api_version": "V3", "cluster_names": ["rest"],
+            "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]}}})
+        };
+        let static_ones = |r: &[Reference]| {
+            r.iter()
+                .filter(|r| r.need == Need::StaticCluster)
+                .map(|r| (r.name.clone(), r.path.clone()))
+                .collect::<Vec<_>>()
+        };
+        let path = "spec.config.filter_chains[0].filters[0].typed_config.rds.config_source.api_config_source";
+        let r = refs(
+            ResourceType::Listener,
+            listener_with(json!({"rds": grpc("GRPC")})),
+        );
+        assert_eq!(
+            static_ones(&r),
+            [(
+                "xds".to_string(),
+                format!("{path}.grpc_services[0].envoy_grpc.cluster_name")
+            )]
+        );
+        let r = refs(
+            ResourceType::Listener,
+            listener_with(json!({"rds": grpc("REST")})),
+        );
+        assert_eq!(
+            static_ones(&r),
+            [("rest".to_string(), format!("{path}.cluster_names[0]"))]
+        );
+        // Envoy's validation takes a delta gRPC source naming no cluster.
+        let r = refs(
+            ResourceType::Listener,
+            listener_with(json!({"rds": grpc("DELTA_GRPC")})),
+        );
+        assert!(static_ones(&r).is_empty());
+        let r = refs(
+            ResourceType::Cluster,
+            json!({"name": "c", "type": "EDS", "eds_cluster_config": {"eds_config": {"api_config_source": {
+                "api_type": "GRPC", "transport_api_version": "V3", "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]}}}}),
+        );
+        assert_eq!(static_ones(&r)[0].0, "xds");
+        // Only a declaration resolves it, not a Cluster object.
+        let mut received = Received::default();
+        received.add(ResourceType::Cluster, "xds", &[]);
+        let it = r.iter().find(|r| r.need == Need::StaticCluster).unwrap();
+        assert!(received.resolves("c", it, |_| false).is_err());
+        assert!(received.resolves("c", it, |n| n == "xds").is_ok());
+        let mut gaps = Gaps::default();
+        gaps.add_group(std::slice::from_ref(it), &nodes(&["p1.a"]), |r| {
+            received.resolves("c", r, |_| false)
+        });
+        let u = gaps.report(ResourceType::Cluster, "a", |_, _| true);
+        assert_eq!(u[0].reason, "ConfigSourceCluster");
+        assert_eq!(
+            u[0].problem.message,
+            "config source cluster \"xds\": not a cluster of the Envoys' bootstrap declared with --bootstrap-clusters (a Cluster object provides it over CDS, which does not count); Envoy rejects the cluster unless its bootstrap defines it as a static cluster (\"envoy.config.core.v3.ApiConfigSource must have a statically defined non-EDS cluster: 'xds' does not exist, was added via api, or is an EDS cluster\")"
         );
     }
 }

@@ -97,6 +97,7 @@ fn bootes_rejects_nothing_envoy_accepts_and_catches_what_envoy_rejects() -> Resu
             kind: o.kind.clone(),
             original: o.config.clone(),
             config: o.config.clone(),
+            twin: None,
         })
         .collect();
     let envoy_says = envoy_verdicts(&envoy, dir.path(), &baseline, &targets, 2)?;
@@ -136,6 +137,7 @@ fn bootes_rejects_nothing_envoy_accepts_and_catches_what_envoy_rejects() -> Resu
             kind: o.kind.clone(),
             original: o.config.clone(),
             config: m.config,
+            twin: None,
         });
     }
     ensure!(
@@ -285,14 +287,21 @@ fn semantic_mutants_bootes_rejects_nothing_envoy_accepts() -> Result<()> {
         let Some(m) = mutate_semantic(&o.config, &mut rng) else {
             continue;
         };
-        if !seen.insert((o.kind.clone(), m.config.to_string())) {
+        let twin = m.twin.as_ref().map(|t| t.to_string()).unwrap_or_default();
+        if !seen.insert((o.kind.clone(), m.config.to_string(), twin)) {
             continue;
         }
-        meta.push((o.source.clone(), m.op, m.path.clone()));
+        let value = m
+            .value
+            .as_ref()
+            .map(|v| format!(" = {}", short(&v.to_string())))
+            .unwrap_or_default();
+        meta.push((o.source.clone(), m.op, format!("{}{value}", m.path)));
         cases.push(Case {
             kind: o.kind.clone(),
             original: o.config.clone(),
             config: m.config,
+            twin: m.twin,
         });
     }
     let envoy_says = envoy_verdicts(&envoy, dir.path(), &cases, &targets, 2)?;

@@ -589,6 +589,49 @@ fn checks() -> Result<Vec<Check>> {
         cluster(json!({"type": "STATIC"})),
         Accepted,
     );
+    for (address, expect) in [
+        (
+            "127.0.0.1",
+            Rejected(
+                "address.socket_address.ipv4_compat",
+                "Only IPv6 address '::' or valid IPv4-mapped IPv6 address can set ipv4_compat",
+            ),
+        ),
+        (
+            "::1",
+            Rejected("address.socket_address.ipv4_compat", "can set ipv4_compat"),
+        ),
+        ("::", Accepted),
+        ("::ffff:10.0.0.1", Accepted),
+    ] {
+        add(
+            &format!("a listener on {address} with ipv4_compat"),
+            "Listener",
+            json!({"name": "l", "address": {"socket_address": {"address": address, "port_value": 10000, "ipv4_compat": true}},
+                "filter_chains": [{"filters": [tcp_proxy()]}]}),
+            expect,
+        );
+    }
+    add(
+        "an additional listener address with ipv4_compat",
+        "Listener",
+        json!({"name": "l", "address": {"socket_address": {"address": "127.0.0.1", "port_value": 10000}},
+            "additional_addresses": [{"address": {"socket_address": {"address": "127.0.0.1", "port_value": 10001, "ipv4_compat": true}}}],
+            "filter_chains": [{"filters": [tcp_proxy()]}]}),
+        Rejected(
+            "additional_addresses[0].address.socket_address.ipv4_compat",
+            "can set ipv4_compat",
+        ),
+    );
+    add(
+        "a cluster's endpoint with ipv4_compat",
+        "Cluster",
+        cluster(
+            json!({"type": "STATIC", "load_assignment": {"cluster_name": "c", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 80, "ipv4_compat": true}}}}]}]}}),
+        ),
+        Accepted,
+    );
     add(
         "a bind address that is a name",
         "Cluster",
@@ -816,6 +859,7 @@ fn each_rule_rejects_what_envoy_rejects_and_accepts_its_near_miss() -> Result<()
             kind: c.kind.to_string(),
             original: c.config.clone(),
             config: c.config.clone(),
+            twin: None,
         })
         .collect();
     let targets = vec!["c".to_string()];

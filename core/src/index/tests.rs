@@ -998,4 +998,53 @@ fn resolved_refs_is_computed_from_what_each_group_receives() {
     assert_eq!(index.desired().statuses[&bad.key].refs, None);
 }
 
+fn tcp_listener(
+    ns: &str,
+    name: &str,
+    port: u32,
+    selector: Option<&[(&str, &str)]>,
+) -> BootesObject {
+    mk_object(
+        ResourceType::Listener,
+        ns,
+        name,
+        selector,
+        json!({"name": name, "address": {"socket_address": {"address": "0.0.0.0", "port_value": port}},
+               "filter_chains": [{"filters": [{"name": "tcp", "typed_config": {
+                   "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                   "stat_prefix": "t", "cluster": "db"}}]}]}),
+    )
+}
+
+#[test]
+fn two_listeners_on_one_address_are_reported_where_one_node_receives_both() {
+    let mut index = Index::new();
+    index.set_bootstrap_clusters(BootstrapClusters::parse(["db"]).unwrap());
+    index.apply_object(tcp_listener("foo", "a", 80, None));
+    index.apply_object(tcp_listener("foo", "b", 80, Some(&[("track", "canary")])));
+    index.apply_object(tcp_listener("foo", "c", 81, None));
+    index.apply_pod(mk_pod("foo", "p1", &[("track", "canary")]));
+    index.apply_pod(mk_pod("foo", "p2", &[]));
+    let desired = index.desired();
+    let said = |name: &str| {
+        conditions::resolved_refs(
+            &desired.statuses[&ObjectKey {
+                kind: ResourceType::Listener,
+                namespace: "foo".into(),
+                name: name.into(),
+            }],
+        )
+        .unwrap()
+    };
+    let a = said("a");
+    assert_eq!((a.ok, a.reason), (false, "DuplicateAddress"), "{a:?}");
+    assert!(
+        a.message.starts_with("spec.config.address: listener address 0.0.0.0:80: also the address of listener \"b\" on 1 of the 2 nodes this object reaches: p1.foo"),
+        "{}",
+        a.message
+    );
+    assert_eq!(said("b").reason, "DuplicateAddress");
+    assert!(said("c").ok, "another port");
+}
+
 mod rollout;

@@ -707,6 +707,13 @@ pub static RULES: &[Rule] = &[
         envoy: "ORIGINAL_DST clusters must have no load assignment configured",
     },
     Rule {
+        message: "envoy.config.listener.v3.Listener",
+        when: &[],
+        check: Check::Message(ipv4_compat),
+        problem: "",
+        envoy: "Only IPv6 address '::' or valid IPv4-mapped IPv6 address can set ipv4_compat",
+    },
+    Rule {
         message: "envoy.config.core.v3.BindConfig",
         when: &[],
         check: Check::Each("source_address", ip_address),
@@ -971,6 +978,45 @@ fn any_has_type(v: &Value) -> Option<String> {
     url.as_str()
         .is_some_and(str::is_empty)
         .then(|| "the @type is missing".to_string())
+}
+
+/// A listener's addresses with `ipv4_compat`: `::` or an IPv4-mapped IPv6
+/// address (`::ffff:10.0.0.1`). Envoy checks it on listeners only (a
+/// cluster's endpoints and bind addresses with it pass: checked with 1.40).
+fn ipv4_compat(listener: &DynamicMessage) -> Option<(String, String)> {
+    let message = |m: &DynamicMessage, name: &str| {
+        m.has_field_by_name(name)
+            .then(|| m.get_field_by_name(name))
+            .flatten()
+            .and_then(|v| v.as_message().cloned())
+    };
+    let mut addresses = vec![(".address".to_string(), message(listener, "address"))];
+    if let Some(extra) = listener.get_field_by_name("additional_addresses") {
+        for (i, a) in extra.as_list().unwrap_or_default().iter().enumerate() {
+            let address = a.as_message().and_then(|a| message(a, "address"));
+            addresses.push((format!(".additional_addresses[{i}].address"), address));
+        }
+    }
+    addresses.into_iter().find_map(|(at, address)| {
+        let sa = message(&address?, "socket_address")?;
+        let compat = sa.get_field_by_name("ipv4_compat")?.as_bool()?;
+        let text = sa.get_field_by_name("address")?.as_str()?.to_string();
+        let fits = match text.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(ip)) => ip.is_unspecified() || ip.to_ipv4_mapped().is_some(),
+            Ok(std::net::IpAddr::V4(_)) => false,
+            // Not an IP: another rule says so.
+            Err(_) => true,
+        };
+        (compat && !fits).then(|| {
+            (
+                format!("{at}.socket_address.ipv4_compat"),
+                format!(
+                    "ipv4_compat is only for the IPv6 address :: or an IPv4-mapped IPv6 address, not {}",
+                    super::json::quote(&text)
+                ),
+            )
+        })
+    })
 }
 
 /// A `SocketAddress` Envoy must parse as an IP address (no `resolver_name`).

@@ -101,6 +101,10 @@ async fn cds_version(kv: &mut etcd_client::Client, keys: &Keys) -> Result<String
     Ok(cds.version.clone())
 }
 
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 /// The process's CPU time so far (user + system).
 fn cpu(pid: u32) -> Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -184,6 +188,24 @@ async fn main() -> Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // When the xds-server's status records land in etcd.
+    let (puts_tx, mut puts) = mpsc::unbounded_channel::<Instant>();
+    let mut watch = kv
+        .watch(
+            keys.statuses(),
+            Some(etcd_client::WatchOptions::new().with_prefix()),
+        )
+        .await?;
+    tokio::spawn(async move {
+        while let Ok(Some(resp)) = watch.message().await {
+            let now = Instant::now();
+            for e in resp.events() {
+                if e.event_type() == etcd_client::EventType::Put {
+                    let _ = puts_tx.send(now);
+                }
+            }
+        }
+    });
     let pid = controller.process().pid();
     let log_path = controller.process().stderr_path().to_path_buf();
 
@@ -192,6 +214,7 @@ async fn main() -> Result<()> {
     for round in 1..=args.rounds {
         let converged = metric_sum(metrics, CONVERGED).await?;
         let log_from = std::fs::metadata(&log_path)?.len() as usize;
+        while puts.try_recv().is_ok() {}
         let cpu0 = cpu(pid)?;
         let t0 = Instant::now();
         m.write_docs("c-0.yaml", &[cluster(0, round)])?;
@@ -206,6 +229,15 @@ async fn main() -> Result<()> {
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
         let cpu_used = cpu(pid)? - cpu0;
+        let mut last_put = None;
+        let mut records = 0;
+        while let Ok(at) = puts.try_recv() {
+            if at <= programmed_at {
+                last_put = Some(at);
+                records += 1;
+            }
+        }
+        let last_put = last_put.context("no status/ record written")?;
         let want = cds_version(&mut kv, &keys).await?;
         let arrivals =
             ads_client::wait_all(&mut seen, &everyone, &want, Duration::from_secs(60)).await?;
@@ -217,19 +249,32 @@ async fn main() -> Result<()> {
         let last = *times.last().context("no streams")?;
         let to_programmed = programmed_at - t0;
         acks.extend(times.iter().copied());
-        let log = std::fs::read(&log_path)?;
-        let round_log = String::from_utf8_lossy(&log[log_from.min(log.len())..]).into_owned();
-        let writes = round_log
-            .lines()
-            .filter(|l| l.contains("programmed") && l.contains("Cluster bench/c-0"))
-            .count();
+        // The log line follows the metric in the same sync.
+        let writes = loop {
+            let log = std::fs::read(&log_path)?;
+            let round_log = String::from_utf8_lossy(&log[log_from.min(log.len())..]).into_owned();
+            let lines: Vec<&str> = round_log
+                .lines()
+                .filter(|l| l.contains(" programmed ") && l.contains("object=Cluster bench/c-0 "))
+                .collect();
+            if lines.iter().any(|l| l.contains("programmed=true")) {
+                break lines.len();
+            }
+            anyhow::ensure!(
+                programmed_at.elapsed() < Duration::from_secs(30),
+                "round {round}: no programmed=true line in the controller's log"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
         rows.push(format!(
-            "| {round} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:+.0} ms | {:.2} s | {writes} |",
+            "| {round} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:+.0} ms | {records} | {:+.0} ms | {:+.0} ms | {:.2} s | {writes} |",
             percentile(&times, 0.50).as_secs_f64() * 1e3,
             percentile(&times, 0.99).as_secs_f64() * 1e3,
             last.as_secs_f64() * 1e3,
             to_programmed.as_secs_f64() * 1e3,
-            (to_programmed.as_secs_f64() - last.as_secs_f64()) * 1e3,
+            ms(to_programmed) - ms(last),
+            ms(last_put - t0) - ms(last),
+            ms(programmed_at - last_put),
             cpu_used.as_secs_f64(),
         ));
     }
@@ -244,8 +289,8 @@ async fn main() -> Result<()> {
         args.rounds,
         load.trim()
     );
-    println!("| round | edit → stream ACK p50 | p99 | last ACK | edit → Programmed=True | after the last ACK | controller CPU | status writes (log lines) |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| round | edit → stream ACK p50 | p99 | last ACK | edit → Programmed=True | after the last ACK | status/ puts | last ACK → last put | last put → Programmed | controller CPU | status writes (log lines) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
     }

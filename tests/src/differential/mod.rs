@@ -172,6 +172,10 @@ pub struct Case {
     pub kind: String,
     pub original: Value,
     pub config: Value,
+    /// A second resource of the same kind, received with it (a listener
+    /// for the cross-resource classes): in Envoy's bootstrap after it, in
+    /// `validate` an object of the same namespace.
+    pub twin: Option<Value>,
 }
 
 /// `envoy --mode validate` on each case, `parallel` at a time.
@@ -205,7 +209,17 @@ fn envoy_verdict(
     targets: &[String],
 ) -> Result<Verdict> {
     let path = dir.join(format!("bootstrap-{i:05}.json"));
-    let bootstrap = embed::bootstrap(&case.kind, &case.original, &case.config, targets);
+    let mut bootstrap = embed::bootstrap(&case.kind, &case.original, &case.config, targets);
+    if let Some(twin) = &case.twin {
+        let kind = match case.kind.as_str() {
+            "Listener" => "listeners",
+            "Cluster" => "clusters",
+            other => bail!("no twin of kind {other}"),
+        };
+        if let Some(list) = bootstrap["static_resources"][kind].as_array_mut() {
+            list.push(twin.clone());
+        }
+    }
     std::fs::write(&path, serde_json::to_vec(&bootstrap)?)?;
     let out = Command::new(envoy)
         .args(["--mode", "validate", "--log-level", "critical", "-c"])
@@ -276,6 +290,17 @@ pub fn bootes_verdicts(
         text.push_str("---\n");
         text.push_str(&serde_json::to_string(&doc)?);
         text.push('\n');
+        if let Some(twin) = &case.twin {
+            let doc = json!({
+                "apiVersion": "bootes.io/v1",
+                "kind": case.kind,
+                "metadata": {"name": format!("{}-twin", object_name(i)), "namespace": object_name(i)},
+                "spec": {"config": twin},
+            });
+            text.push_str("---\n");
+            text.push_str(&serde_json::to_string(&doc)?);
+            text.push('\n');
+        }
     }
     let path = dir.join("mutants.yaml");
     std::fs::write(&path, text)?;

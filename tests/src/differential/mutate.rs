@@ -65,6 +65,33 @@ pub enum Op {
     PseudoHeader,
     /// A partial wildcard in `server_names`.
     PartialWildcard,
+    // Cluster classes.
+    /// The cluster's discovery type changed (ORIGINAL_DST with endpoints,
+    /// STATIC with host names, LOGICAL_DNS with several endpoints, …).
+    ClusterType,
+    /// An upstream bind address, an IP or not.
+    BindAddress,
+    /// A health check: TCP payloads (hex or not), gRPC (HTTP/2 or not), an
+    /// HTTP body with GET or POST.
+    HealthCheck,
+    /// Ring hash sizes the wrong way round, under RING_HASH or another policy.
+    RingHash,
+    // TLS classes.
+    /// A cipher suite, curve or signature algorithm name, known or not.
+    TlsNames,
+    /// An inline PEM certificate or key broken (framing, base64, DER, or
+    /// only its contents).
+    BadPem,
+    /// An inline session ticket key of another length.
+    TicketKey,
+    /// An OCSP staple policy.
+    StaplePolicy,
+    // Cross-resource classes: over what one node receives.
+    /// A second listener, on the same address or a near one.
+    SameAddress,
+    /// An ADS config source replaced by an API config source naming a
+    /// static cluster of the bootstrap, or one it does not have.
+    ConfigSourceCluster,
 }
 
 pub const OPS: [Op; 8] = [
@@ -79,13 +106,23 @@ pub const OPS: [Op; 8] = [
 ];
 
 /// The semantic mutation operators of issue 24.
-pub const SEMANTIC_OPS: [Op; 6] = [
+pub const SEMANTIC_OPS: [Op; 16] = [
     Op::SwapOrder,
     Op::Duplicate,
     Op::BadRegex,
     Op::BadFormat,
     Op::PseudoHeader,
     Op::PartialWildcard,
+    Op::ClusterType,
+    Op::BindAddress,
+    Op::HealthCheck,
+    Op::RingHash,
+    Op::TlsNames,
+    Op::BadPem,
+    Op::TicketKey,
+    Op::StaplePolicy,
+    Op::SameAddress,
+    Op::ConfigSourceCluster,
 ];
 
 impl Op {
@@ -105,6 +142,16 @@ impl Op {
             Op::BadFormat => "bad-format",
             Op::PseudoHeader => "pseudo-header",
             Op::PartialWildcard => "partial-wildcard",
+            Op::ClusterType => "cluster-type",
+            Op::BindAddress => "bind-address",
+            Op::HealthCheck => "health-check",
+            Op::RingHash => "ring-hash",
+            Op::TlsNames => "tls-names",
+            Op::BadPem => "bad-pem",
+            Op::TicketKey => "ticket-key",
+            Op::StaplePolicy => "staple-policy",
+            Op::SameAddress => "same-address",
+            Op::ConfigSourceCluster => "config-source-cluster",
         }
     }
 }
@@ -125,6 +172,9 @@ pub struct Mutant {
     pub path: String,
     /// The new value (`None` for a deletion).
     pub value: Option<Value>,
+    /// A second resource of the same kind that the node receives with it
+    /// ([`Op::SameAddress`]).
+    pub twin: Option<Value>,
 }
 
 /// Fields never mutated: at the top level, the resource's own name (the xDS
@@ -147,6 +197,10 @@ fn mutate_with(ops: &[Op], original: &Value, rng: &mut Rng) -> Option<Mutant> {
     let config = original;
     let op = *rng.pick(ops);
     let mut places = Vec::new();
+    if SEMANTIC_OPS.contains(&op) {
+        // Semantic classes may change the resource as a whole.
+        places.push((Vec::new(), config.clone()));
+    }
     collect(config, &mut Vec::new(), &mut places);
     let candidates: Vec<&(Vec<Step>, Value)> = places
         .iter()
@@ -156,6 +210,16 @@ fn mutate_with(ops: &[Op], original: &Value, rng: &mut Rng) -> Option<Mutant> {
         return None;
     }
     let (path, old) = rng.pick(&candidates);
+    if op == Op::SameAddress {
+        let twin = twin_listener(old, rng)?;
+        return Some(Mutant {
+            config: config.clone(),
+            op,
+            path: "spec.config.address".into(),
+            value: twin.get("address").cloned(),
+            twin: Some(twin),
+        });
+    }
     let new = replacement(op, old, rng);
     let mut config = config.clone();
     match (&new, op) {
@@ -188,6 +252,7 @@ fn mutate_with(ops: &[Op], original: &Value, rng: &mut Rng) -> Option<Mutant> {
         op,
         path: display(path),
         value: new,
+        twin: None,
     })
 }
 
@@ -258,6 +323,36 @@ fn applies(op: Op, path: &[Step], value: &Value) -> bool {
         }
         Op::PseudoHeader => value.is_string() && headers_to_add && key == "key",
         Op::PartialWildcard => value.is_string() && key == "server_names",
+        Op::ClusterType | Op::BindAddress | Op::HealthCheck | Op::RingHash => {
+            path.is_empty() && is_cluster(value)
+        }
+        Op::TlsNames => {
+            value.is_object()
+                && matches!(path.last(), Some(Step::Key(k)) if k == "common_tls_context")
+        }
+        Op::BadPem => {
+            value.as_str().is_some_and(|s| s.contains("-----BEGIN"))
+                && key == "inline_string"
+                && ["certificate_chain", "private_key", "trusted_ca"]
+                    .iter()
+                    .any(|k| under(path, k))
+        }
+        Op::TicketKey => {
+            value.is_string() && key == "inline_bytes" && under(path, "session_ticket_keys")
+        }
+        Op::StaplePolicy => value
+            .get("@type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.ends_with(".DownstreamTlsContext")),
+        Op::SameAddress => {
+            path.is_empty()
+                && value
+                    .pointer("/address/socket_address/port_value")
+                    .is_some()
+                && (value.get("filter_chains").is_some()
+                    || value.get("default_filter_chain").is_some())
+        }
+        Op::ConfigSourceCluster => value.get("ads").is_some(),
         Op::Delete => matches!(path.last(), Some(Step::Key(_))),
         Op::Zero => value.is_number() || value.is_boolean() || duration,
         Op::Negative => value.is_number() || duration,
@@ -329,7 +424,190 @@ fn replacement(op: Op, old: &Value, rng: &mut Rng) -> Option<Value> {
         }
         Op::PseudoHeader => json!(rng.pick(&[":path", "host", ":method", ":authority"])),
         Op::PartialWildcard => json!(format!("*{}", old.as_str()?.trim_start_matches("*."))),
+        Op::ClusterType => {
+            let mut c = old.clone();
+            let ty = *rng.pick(&["STATIC", "STRICT_DNS", "LOGICAL_DNS", "EDS", "ORIGINAL_DST"]);
+            c["type"] = json!(ty);
+            if ty == "ORIGINAL_DST" && rng.below(2) == 0 {
+                c["lb_policy"] = json!("CLUSTER_PROVIDED");
+            }
+            c
+        }
+        Op::BindAddress => {
+            let mut c = old.clone();
+            let address = *rng.pick(&["localhost", "not-an-ip", "10.0.0.1", "::1", "0.0.0.0"]);
+            c["upstream_bind_config"] =
+                json!({"source_address": {"address": address, "port_value": 0}});
+            c
+        }
+        Op::HealthCheck => {
+            let mut c = old.clone();
+            let kind = match rng.below(3) {
+                0 => {
+                    json!({"tcp_health_check": {"send": {"text": rng.pick(&["zz", "0A0B0C", "abc", "48454C4C4F", "0x12"])}}})
+                }
+                1 => json!({"grpc_health_check": {}}),
+                _ => {
+                    json!({"http_health_check": {"path": "/healthz", "method": rng.pick(&["GET", "POST", "PUT", "HEAD"]), "send": {"text": "0A"}}})
+                }
+            };
+            let mut check = json!({"timeout": "1s", "interval": "5s", "unhealthy_threshold": 2, "healthy_threshold": 2});
+            check.as_object_mut()?.extend(kind.as_object()?.clone());
+            c["health_checks"] = json!([check]);
+            c
+        }
+        Op::RingHash => {
+            let mut c = old.clone();
+            c["lb_policy"] = json!(rng.pick(&["RING_HASH", "ROUND_ROBIN", "MAGLEV"]));
+            c["ring_hash_lb_config"] = json!({"minimum_ring_size": rng.pick(&[2048, 512, 1024]), "maximum_ring_size": 1024});
+            c
+        }
+        Op::TlsNames => {
+            let mut c = old.clone();
+            let (field, names): (&str, &[&str]) = match rng.below(3) {
+                0 => (
+                    "cipher_suites",
+                    &[
+                        "ECDHE-RSA-AES128-GCM-SHA256",
+                        "NOT-A-CIPHER",
+                        "TLS_AES_128_GCM_SHA256",
+                        "[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-ECDSA-CHACHA20-POLY1305]",
+                        "ECDHE-RSA-AES256-GCM-SHA384",
+                        "AES128-SHA",
+                        "RC4-MD5",
+                    ],
+                ),
+                1 => (
+                    "ecdh_curves",
+                    &[
+                        "X25519",
+                        "P-256",
+                        "P-384",
+                        "P-999",
+                        "X25519MLKEM768",
+                        "secp256r1",
+                        "brainpoolP256r1",
+                    ],
+                ),
+                _ => (
+                    "signature_algorithms",
+                    &[
+                        "rsa_pss_rsae_sha256",
+                        "ecdsa_secp256r1_sha256",
+                        "rsa_pkcs1_sha999",
+                        "ed25519",
+                        "rsa_pkcs1_md5_sha1",
+                    ],
+                ),
+            };
+            let params = c.as_object_mut()?.entry("tls_params").or_insert(json!({}));
+            params[field] = json!([rng.pick(names)]);
+            c
+        }
+        Op::BadPem => json!(broken_pem(old.as_str()?, rng)),
+        Op::TicketKey => {
+            // n bytes of 7, in base64: "BwcH" per 3 bytes.
+            let n = *rng.pick(&[80usize, 79, 48, 96, 81]);
+            let tail = ["", "Bw==", "Bwc="][n % 3];
+            json!(format!("{}{tail}", "BwcH".repeat(n / 3)))
+        }
+        Op::StaplePolicy => {
+            let mut c = old.clone();
+            c["ocsp_staple_policy"] =
+                json!(rng.pick(&["MUST_STAPLE", "STRICT_STAPLING", "LENIENT_STAPLING"]));
+            c
+        }
+        Op::SameAddress => return None,
+        Op::ConfigSourceCluster => {
+            let cluster = *rng.pick(&[super::embed::XDS_CLUSTER, "bootes-differential-nowhere"]);
+            let api = match rng.below(3) {
+                0 => json!({"api_type": "GRPC", "transport_api_version": "V3",
+                    "grpc_services": [{"envoy_grpc": {"cluster_name": cluster}}]}),
+                1 => json!({"api_type": "REST", "transport_api_version": "V3",
+                    "cluster_names": [cluster], "refresh_delay": "1s"}),
+                _ => json!({"api_type": "DELTA_GRPC", "transport_api_version": "V3",
+                    "grpc_services": [{"envoy_grpc": {"cluster_name": cluster}}]}),
+            };
+            json!({"api_config_source": api, "resource_api_version": "V3"})
+        }
     })
+}
+
+/// Whether a resource is a Cluster (by the fields only a cluster has).
+fn is_cluster(value: &Value) -> bool {
+    [
+        "connect_timeout",
+        "lb_policy",
+        "load_assignment",
+        "eds_cluster_config",
+    ]
+    .iter()
+    .any(|k| value.get(k).is_some())
+        && value.get("filter_chains").is_none()
+}
+
+/// A PEM text broken one way: its END line gone, its base64 cut short
+/// (a DER length that runs past the end), a character base64 lacks, or two
+/// base64 characters of the body swapped (only the contents change).
+fn broken_pem(pem: &str, rng: &mut Rng) -> String {
+    let lines: Vec<&str> = pem.lines().collect();
+    let body: Vec<usize> = (0..lines.len())
+        .filter(|i| !lines[*i].starts_with("-----") && !lines[*i].trim().is_empty())
+        .collect();
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    match rng.below(4) {
+        0 => out.retain(|l| !l.starts_with("-----END")),
+        1 if body.len() > 2 => {
+            let cut: Vec<usize> = body[body.len() / 2..body.len() - 1].to_vec();
+            out = out
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !cut.contains(i))
+                .map(|(_, l)| l)
+                .collect();
+        }
+        2 if !body.is_empty() => out[body[body.len() / 2]].insert_str(4, "!!"),
+        _ if !body.is_empty() => {
+            let line = &mut out[body[body.len() / 2]];
+            let mut chars: Vec<char> = line.chars().collect();
+            let at = chars.len() / 2;
+            if at >= 1 {
+                chars.swap(at - 1, at);
+                if chars[at - 1] == chars[at] {
+                    chars[at] = if chars[at] == 'A' { 'B' } else { 'A' };
+                }
+            }
+            *line = chars.into_iter().collect();
+        }
+        _ => out.retain(|l| !l.starts_with("-----END")),
+    }
+    let mut text = out.join("\n");
+    text.push('\n');
+    text
+}
+
+/// A second listener (named `<name>-twin`) on the address of `listener`,
+/// or a near one: the same address, its port + 1, another IP, the same
+/// address as an additional address, the same address without binding.
+fn twin_listener(listener: &Value, rng: &mut Rng) -> Option<Value> {
+    let mut twin = listener.clone();
+    twin["name"] = json!(format!("{}-twin", listener.get("name")?.as_str()?));
+    let port = listener
+        .pointer("/address/socket_address/port_value")?
+        .as_u64()?;
+    let address = &mut twin["address"]["socket_address"];
+    match rng.below(5) {
+        0 => {}
+        1 => address["port_value"] = json!(port + 1),
+        2 => address["address"] = json!(rng.pick(&["127.0.0.3", "0.0.0.0", "::"])),
+        3 => {
+            let same = twin["address"].clone();
+            twin["address"]["socket_address"]["port_value"] = json!(port + 1);
+            twin["additional_addresses"] = json!([{"address": same}]);
+        }
+        _ => twin["bind_to_port"] = json!(false),
+    }
+    Some(twin)
 }
 
 fn get_mut<'a>(value: &'a mut Value, path: &[Step]) -> Option<&'a mut Value> {
