@@ -24,13 +24,17 @@
 //!   `Programmed=True`, including its share of the bench's `/metrics` reads;
 //! * the status writes of the object: in directory mode its `programmed`
 //!   log lines (written when the condition's reason or generation changes,
-//!   never per ACK), counted in the controller's log for the round.
+//!   never per ACK), counted in the controller's log for the round;
+//! * when the xds-server's `status/` records land in etcd (a watch): how
+//!   many in the round, the last one after the last ACK, and the controller
+//!   from that last one to `Programmed=True`.
 //!
 //! ```text
-//! cargo build --release -p bootes-controller -p bootes-xds-server -p bootes-tests --bin bench-rollout
+//! cargo build --release -p bootes-controller -p bootes-xds-server -p bootes-tests \
+//!   --bin bootes-controller --bin bootes-xds-server --bin bench-rollout
 //! BOOTES_CONTROLLER_BIN=target/release/bootes-controller \
 //! BOOTES_XDS_SERVER_BIN=target/release/bootes-xds-server \
-//!   target/release/bench-rollout --streams 10000 --objects 100 --rounds 5
+//!   target/release/bench-rollout --streams 10000 --objects 100 --rounds 5 2>/dev/null
 //! ```
 
 use std::time::{Duration, Instant};
