@@ -24,13 +24,17 @@
 //!   `Programmed=True`, including its share of the bench's `/metrics` reads;
 //! * the status writes of the object: in directory mode its `programmed`
 //!   log lines (written when the condition's reason or generation changes,
-//!   never per ACK), counted in the controller's log for the round.
+//!   never per ACK), counted in the controller's log for the round;
+//! * when the xds-server's `status/` records land in etcd (a watch): how
+//!   many in the round, the last one after the last ACK, and the controller
+//!   from that last one to `Programmed=True`.
 //!
 //! ```text
-//! cargo build --release -p bootes-controller -p bootes-xds-server -p bootes-tests --bin bench-rollout
+//! cargo build --release -p bootes-controller -p bootes-xds-server -p bootes-tests \
+//!   --bin bootes-controller --bin bootes-xds-server --bin bench-rollout
 //! BOOTES_CONTROLLER_BIN=target/release/bootes-controller \
 //! BOOTES_XDS_SERVER_BIN=target/release/bootes-xds-server \
-//!   target/release/bench-rollout --streams 10000 --objects 100 --rounds 5
+//!   target/release/bench-rollout --streams 10000 --objects 100 --rounds 5 2>/dev/null
 //! ```
 
 use std::time::{Duration, Instant};
@@ -103,6 +107,19 @@ async fn cds_version(kv: &mut etcd_client::Client, keys: &Keys) -> Result<String
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// The `programmed` lines of Cluster c-0 in the controller's log from byte
+/// `from` on, or 0 while none says `programmed=true`.
+fn programmed_lines(log: &std::path::Path, from: usize) -> Result<usize> {
+    let log = std::fs::read(log)?;
+    let text = String::from_utf8_lossy(&log[from.min(log.len())..]).into_owned();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" programmed ") && l.contains("object=Cluster bench/c-0 "))
+        .collect();
+    let done = lines.iter().any(|l| l.contains("programmed=true"));
+    Ok(if done { lines.len() } else { 0 })
 }
 
 /// The process's CPU time so far (user + system).
@@ -209,6 +226,17 @@ async fn main() -> Result<()> {
     let pid = controller.process().pid();
     let log_path = controller.process().stderr_path().to_path_buf();
 
+    // The first programmed=true line of c-0 follows the metric in the same
+    // sync: it must be in the log before round 1 counts lines.
+    let start = Instant::now();
+    while programmed_lines(&log_path, 0)? == 0 {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(30),
+            "no programmed=true line for c-0 in the controller's log"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
     let mut acks = Vec::new();
     let mut rows = Vec::new();
     for round in 1..=args.rounds {
@@ -251,14 +279,9 @@ async fn main() -> Result<()> {
         acks.extend(times.iter().copied());
         // The log line follows the metric in the same sync.
         let writes = loop {
-            let log = std::fs::read(&log_path)?;
-            let round_log = String::from_utf8_lossy(&log[log_from.min(log.len())..]).into_owned();
-            let lines: Vec<&str> = round_log
-                .lines()
-                .filter(|l| l.contains(" programmed ") && l.contains("object=Cluster bench/c-0 "))
-                .collect();
-            if lines.iter().any(|l| l.contains("programmed=true")) {
-                break lines.len();
+            let n = programmed_lines(&log_path, log_from)?;
+            if n > 0 {
+                break n;
             }
             anyhow::ensure!(
                 programmed_at.elapsed() < Duration::from_secs(30),
