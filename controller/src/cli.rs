@@ -46,7 +46,7 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Watch objects and pods and keep the snapshots in etcd up to date.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check manifests offline (no etcd, no cluster); exit 1 on any error.
     Validate(ValidateArgs),
     /// Print the CustomResourceDefinitions of every Bootes kind (YAML, generated from the Rust types).
@@ -91,6 +91,20 @@ pub struct RunArgs {
     /// Clusters the Envoys' bootstrap defines, which no Bootes object provides: `NAME` (every namespace) or `NAMESPACE/NAME`, comma separated. Routes to them count as resolved (docs/VALIDATION.md).
     #[arg(long, env = "BOOTES_BOOTSTRAP_CLUSTERS", value_delimiter = ',', value_name = "[NAMESPACE/]NAME", value_parser = parse_bootstrap_cluster)]
     pub bootstrap_clusters: Vec<String>,
+    /// An Envoy binary (the version the fleet runs) that judges each changed group's snapshot, `envoy --mode validate` on a bootstrap built from it, before it is written: a snapshot Envoy rejects is not written (its nodes keep the previous one) and the object whose resource Envoy rejects gets Accepted=False, reason EnvoyRejected (README, "Envoy in the loop").
+    #[arg(long, env = "BOOTES_ENVOY_VALIDATE", value_name = "PATH")]
+    pub envoy_validate: Option<PathBuf>,
+    /// Envoys run at once by --envoy-validate.
+    #[arg(
+        long,
+        env = "BOOTES_ENVOY_VALIDATE_PARALLEL",
+        default_value_t = 2,
+        value_name = "N"
+    )]
+    pub envoy_validate_parallel: usize,
+    /// How long one `envoy --mode validate` may take before it is killed: its group is not written (EnvoyUnavailable) and judged again later.
+    #[arg(long, env = "BOOTES_ENVOY_VALIDATE_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub envoy_validate_timeout: Duration,
     #[command(flatten)]
     pub webhook: WebhookArgs,
 }
@@ -158,7 +172,7 @@ pub struct ValidateArgs {
     /// Envoys run at once by --envoy.
     #[arg(long = "envoy-parallel", default_value_t = 2, value_name = "N")]
     pub envoy_parallel: usize,
-    /// How long one `envoy --mode validate` may take before it counts as a rejection.
+    /// How long one `envoy --mode validate` may take before it is killed (an error on the objects of its group).
     #[arg(long = "envoy-timeout", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub envoy_timeout: std::time::Duration,
 }

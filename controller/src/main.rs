@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             .and_then(|rt| rt.block_on(inspect::run(args))),
         cli::Command::Run(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(run::run(args)))
+            .and_then(|rt| rt.block_on(run::run(*args)))
             .map(|()| ExitCode::SUCCESS),
     };
     match result {

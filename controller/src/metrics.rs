@@ -27,13 +27,19 @@ use bootes_core::verdict::{ObjectStatus, Reason};
 
 /// The `reason` label of `objects`: `Accepted`'s reasons, and `Rejected`
 /// for a valid object an Envoy NACKed (condition `Programmed`).
-const REASONS: [&str; 5] = [
+const REASONS: [&str; 7] = [
     Reason::Valid.as_str(),
     Reason::InvalidConfig.as_str(),
     Reason::TooLarge.as_str(),
     Reason::Conflict.as_str(),
+    Reason::EnvoyRejected.as_str(),
+    Reason::EnvoyUnavailable.as_str(),
     Progress::Rejected.as_str(),
 ];
+
+/// The `result` label of `envoy_validate_runs_total`: Envoy's answer on one
+/// bootstrap, or `failed` (not run, killed after the timeout).
+pub const ENVOY_RESULTS: [&str; 3] = ["accepted", "rejected", "failed"];
 
 /// The (status, reason) pairs of `programmed_objects`.
 const PROGRAMMED: [(&str, &str); 4] = [
@@ -113,6 +119,9 @@ pub struct Metrics {
     leading: AtomicBool,
     etcd_errors: Family<OpLabel, Counter>,
     webhook_reviews: Family<ResultLabel, Counter>,
+    envoy_runs: Family<ResultLabel, Counter>,
+    envoy_duration: Histogram,
+    envoy_withheld: Gauge,
     /// Set by the election; read when scraped.
     leadership: Mutex<Option<Leadership>>,
     health: Mutex<Health>,
@@ -124,7 +133,7 @@ impl Metrics {
         let objects = Family::<ObjectLabels, Gauge>::default();
         r.register(
             "objects",
-            "Bootes objects by kind and status reason (Valid, InvalidConfig, TooLarge, Conflict, Rejected)",
+            "Bootes objects by kind and status reason (Valid, InvalidConfig, TooLarge, Conflict, EnvoyRejected, EnvoyUnavailable, Rejected)",
             objects.clone(),
         );
         let programmed = Family::<ProgrammedLabels, Gauge>::default();
@@ -247,6 +256,25 @@ impl Metrics {
             "AdmissionReviews answered by the validating webhook: allowed, warned (allowed with warnings), denied, error (malformed, answered 400)",
             webhook_reviews.clone(),
         );
+        let envoy_runs = Family::<ResultLabel, Counter>::default();
+        r.register(
+            "envoy_validate_runs",
+            "`envoy --mode validate` runs of --envoy-validate by result: accepted, rejected, failed (could not run, or killed after --envoy-validate-timeout)",
+            envoy_runs.clone(),
+        );
+        let envoy_duration =
+            Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]);
+        r.register(
+            "envoy_validate_duration_seconds",
+            "Duration of one `envoy --mode validate` run of --envoy-validate",
+            envoy_duration.clone(),
+        );
+        let envoy_withheld = Gauge::default();
+        r.register(
+            "envoy_withheld_groups",
+            "Groups whose new snapshot --envoy-validate keeps out of etcd (Envoy rejects it, or gave no verdict): their nodes keep the previous one",
+            envoy_withheld.clone(),
+        );
         let m = Self {
             registry: r,
             objects,
@@ -272,6 +300,9 @@ impl Metrics {
             leading: AtomicBool::new(false),
             etcd_errors,
             webhook_reviews,
+            envoy_runs,
+            envoy_duration,
+            envoy_withheld,
             leadership: Mutex::new(None),
             health: Mutex::new(Health::default()),
         };
@@ -285,6 +316,9 @@ impl Metrics {
         }
         for op in ETCD_OPS {
             let _ = m.etcd_errors.get_or_create(&OpLabel { op });
+        }
+        for result in ENVOY_RESULTS {
+            let _ = m.envoy_runs.get_or_create(&ResultLabel { result });
         }
         for result in ["allowed", "warned", "denied", "error"] {
             let _ = m.webhook_reviews.get_or_create(&ResultLabel { result });
@@ -303,6 +337,18 @@ impl Metrics {
     /// How long writing a non-empty plan to etcd took (whether it succeeded).
     pub fn observe_etcd_write(&self, elapsed: Duration) {
         self.etcd_write_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// One `envoy --mode validate` run (`result`: one of [`ENVOY_RESULTS`]).
+    pub fn observe_envoy_run(&self, result: &'static str, elapsed: Duration) {
+        debug_assert!(ENVOY_RESULTS.contains(&result), "unknown result {result}");
+        self.envoy_runs.get_or_create(&ResultLabel { result }).inc();
+        self.envoy_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Groups `--envoy-validate` withholds now.
+    pub fn observe_envoy_withheld(&self, groups: usize) {
+        self.envoy_withheld.set(groups as i64);
     }
 
     /// An etcd request that failed (`op`: one of [`ETCD_OPS`]).

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
+use bootes_core::envoy_judge::EnvoyOracle;
 use bootes_core::index::Index;
 use bootes_core::model::ObjectKey;
 use bootes_core::report;
@@ -21,6 +22,7 @@ use bootes_core::xref::BootstrapClusters;
 use bootes_envoy::convert::ConfigError;
 use bootes_proto::Fence;
 use debounce::{Debounce, Timing};
+use envoy_check::EnvoyCheck;
 
 /// Everything a reconcile loop is built from.
 pub struct Config<S> {
@@ -40,6 +42,9 @@ pub struct Config<S> {
     /// What the admission webhook judges objects against, renewed after
     /// each sync.
     pub views: Option<crate::webhook::Views>,
+    /// `--envoy-validate`: an Envoy that judges changed groups before they
+    /// are written.
+    pub envoy: Option<Arc<dyn EnvoyOracle + Send + Sync>>,
 }
 
 pub struct Reconciler<S> {
@@ -54,11 +59,18 @@ pub struct Reconciler<S> {
     /// Problems last logged per object, with the config they were found
     /// in: each is logged once per change of the object.
     logged: BTreeMap<ObjectKey, (serde_json::Value, Vec<ConfigError>)>,
+    envoy: Option<EnvoyCheck>,
 }
+
+/// How soon a group Envoy gave no verdict on is judged again.
+const ENVOY_RETRY: Duration = Duration::from_secs(5);
 
 impl<S: SnapshotStore> Reconciler<S> {
     pub fn new(config: Config<S>) -> Self {
         let mut index = Index::new();
+        let envoy = config
+            .envoy
+            .map(|oracle| EnvoyCheck::new(oracle, config.bootstrap_clusters.clone()));
         index.set_bootstrap_clusters(config.bootstrap_clusters);
         Self {
             index,
@@ -70,6 +82,7 @@ impl<S: SnapshotStore> Reconciler<S> {
             metrics: config.metrics,
             logged: BTreeMap::new(),
             views: config.views,
+            envoy,
         }
     }
 
@@ -101,7 +114,8 @@ impl<S: SnapshotStore> Reconciler<S> {
                 () = sleep => {
                     debounce.written();
                     retry_at = match self.sync().await {
-                        Ok(()) => None,
+                        Ok(false) => None,
+                        Ok(true) => Some(Instant::now() + ENVOY_RETRY),
                         Err(e) => {
                             tracing::error!(error = %e, "writing to etcd failed; retrying");
                             Some(Instant::now() + Duration::from_secs(1))
@@ -230,7 +244,9 @@ impl<S: SnapshotStore> Reconciler<S> {
             groups = tracing::field::Empty,
         )
     )]
-    async fn sync(&mut self) -> Result<(), StoreError> {
+    /// `Ok(true)`: done, but Envoy gave no verdict on a group: sync again
+    /// in a while.
+    async fn sync(&mut self) -> Result<bool, StoreError> {
         if let Some(views) = &self.views {
             views.publish(&self.index);
         }
@@ -241,10 +257,14 @@ impl<S: SnapshotStore> Reconciler<S> {
             self.observe(&desired, 0);
             self.metrics.observe_follower();
             self.synced.store(true, Ordering::Release);
-            return Ok(());
+            return Ok(false);
         }
         let started = std::time::Instant::now();
-        let desired = self.index.desired();
+        let mut desired = self.index.desired();
+        let judge_again = match self.envoy.as_mut() {
+            Some(envoy) => envoy.check(&mut desired, &self.metrics).await,
+            None => false,
+        };
         let plan = self.writer.plan(&desired);
         self.observe(&desired, plan.oversized.len());
         for o in &plan.oversized {
@@ -293,7 +313,7 @@ impl<S: SnapshotStore> Reconciler<S> {
                 "wrote etcd"
             );
         }
-        Ok(())
+        Ok(judge_again)
     }
 
     /// Records the desired state in the metrics and the reconcile span.
@@ -311,5 +331,6 @@ impl<S: SnapshotStore> Reconciler<S> {
 }
 
 pub mod debounce;
+mod envoy_check;
 #[cfg(test)]
 mod tests;

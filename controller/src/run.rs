@@ -115,6 +115,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => Box::new(LogStatus::default()),
     };
     metrics.set_leadership(election.leadership());
+    let envoy = args.envoy_validate.as_ref().map(|binary| {
+        tracing::info!(envoy = %binary.display(), "judging each changed group's snapshot with Envoy before it is written (--envoy-validate)");
+        Arc::new(crate::envoy_oracle::Envoy {
+            binary: binary.clone(),
+            parallel: args.envoy_validate_parallel,
+            timeout: args.envoy_validate_timeout,
+            metrics: Some(metrics.clone()),
+        }) as Arc<dyn bootes_core::envoy_judge::EnvoyOracle + Send + Sync>
+    });
     let reconciler = Reconciler::new(Config {
         store: writer,
         status,
@@ -124,6 +133,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         synced,
         metrics,
         views: Some(views),
+        envoy,
     });
     tokio::select! {
         () = reconciler.run(rx) => tracing::info!("sources ended"),

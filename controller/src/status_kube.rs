@@ -368,6 +368,13 @@ mod tests {
                     in_force: None,
                 }
             }
+            Reason::EnvoyRejected | Reason::EnvoyUnavailable => Verdict::EnvoyRejected {
+                reason: message.into(),
+                judged: reason == Reason::EnvoyRejected,
+                group: "ns/g".into(),
+                together: false,
+                nodes,
+            },
             Reason::Conflict => Verdict::Conflict {
                 resource: "c".into(),
                 winner: ObjectKey {

@@ -22,13 +22,14 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
             binary: binary.clone(),
             parallel: args.envoy_parallel,
             timeout: args.envoy_timeout,
+            metrics: None,
         });
     let outcome = check(
         &args.files,
         &crate::cli::bootstrap_clusters(&args.bootstrap_clusters),
         envoy
             .as_ref()
-            .map(|e| e as &dyn bootes_core::validate::EnvoyOracle),
+            .map(|e| e as &dyn bootes_core::envoy_judge::EnvoyOracle),
     );
     let mut out = std::io::stdout().lock();
     for line in &outcome.errors {

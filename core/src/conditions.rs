@@ -30,6 +30,8 @@ impl Reason {
             Reason::InvalidConfig => "InvalidConfig",
             Reason::TooLarge => "TooLarge",
             Reason::Conflict => "Conflict",
+            Reason::EnvoyRejected => "EnvoyRejected",
+            Reason::EnvoyUnavailable => "EnvoyUnavailable",
         }
     }
 }
@@ -90,7 +92,41 @@ pub fn accepted_message(verdict: &Verdict) -> String {
         } => format!(
             "too large together with the other objects of its group: left out of the snapshot of {nodes} node(s), e.g. {example}, which would be {snapshot_bytes} bytes with it, more than one etcd value may hold ({MAX_VALUE_BYTES} bytes; this resource is {resource_bytes} bytes, and objects older than it are kept first); those nodes do not receive it"
         ),
+        Verdict::EnvoyRejected {
+            reason,
+            judged,
+            group,
+            together,
+            nodes,
+        } => {
+            let said = if *judged {
+                envoy_rejection(ENVOY_VALIDATE, reason, together.then_some(group.as_str()))
+            } else {
+                format!(
+                    "{} (judged again in a while)",
+                    envoy_unjudged(ENVOY_VALIDATE, group, reason)
+                )
+            };
+            format!("{said}; not written: {nodes} node(s) of group {group} (and any other it is in) keep their previous snapshot")
+        }
     }
+}
+
+/// The flag of `run` that puts Envoy in the loop.
+const ENVOY_VALIDATE: &str = "--envoy-validate";
+
+/// Envoy's rejection of a resource, under `flag` (`--envoy`,
+/// `--envoy-validate`); `together`: the group it fails only with.
+pub fn envoy_rejection(flag: &str, reason: &str, together: Option<&str>) -> String {
+    let together = together
+        .map(|g| format!(" together with the other resources of group {g} (alone it passes)"))
+        .unwrap_or_default();
+    format!("Envoy ({flag}) rejects it{together}: {reason}")
+}
+
+/// Envoy gave no verdict on `group`, and why.
+pub fn envoy_unjudged(flag: &str, group: &str, why: &str) -> String {
+    format!("Envoy ({flag}) gave no verdict on group {group}: {why}")
 }
 
 /// `ResolvedRefs`, or `None` when the object has no resource in force.

@@ -107,6 +107,9 @@ pub struct Desired {
     /// By node ID.
     pub bindings: BTreeMap<String, store::NodeBinding>,
     pub statuses: BTreeMap<ObjectKey, ObjectStatus>,
+    /// Groups whose snapshot is not to be written (Envoy rejects it: see
+    /// [`crate::envoy_gate`]): their nodes keep what etcd holds.
+    pub withheld: BTreeSet<String>,
 }
 
 impl Index {

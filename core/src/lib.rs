@@ -16,12 +16,16 @@
 //!   EndpointSlices → the ClusterLoadAssignment; [`service_ref`] — how it
 //!   names the Service (`spec.service`).
 //! * [`validate`] — the offline checks of `bootes-controller validate`.
+//! * [`envoy_judge`] — a real Envoy as the judge of group snapshots;
+//!   [`envoy_gate`] — `run --envoy-validate`: what it holds back.
 //! * [`report`] — one line per problem.
 //!
 //! No async runtime, no Kubernetes, no etcd (checked by
 //! `tests/tests/architecture.rs`): the shells in `controller/` do the I/O.
 
 pub mod conditions;
+pub mod envoy_gate;
+pub mod envoy_judge;
 pub mod index;
 pub mod manifest;
 pub mod model;

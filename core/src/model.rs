@@ -16,6 +16,18 @@ pub struct ObjectKey {
     pub name: String,
 }
 
+impl ObjectKey {
+    /// The object a snapshot names (a resource's source, or one of its
+    /// objects); `None` for a kind Bootes does not know.
+    pub fn of_source(source: &bootes_proto::store::ObjectRef) -> Option<Self> {
+        Some(Self {
+            kind: ResourceType::from_kind(&source.kind)?,
+            namespace: source.namespace.clone(),
+            name: source.name.clone(),
+        })
+    }
+}
+
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}/{}", self.kind.kind(), self.namespace, self.name)

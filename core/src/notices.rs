@@ -51,7 +51,12 @@ pub fn notices(before: Option<&ObjectStatus>, after: &ObjectStatus) -> Vec<Notic
     let reason = after.verdict.reason();
     let reason_changed = before.is_none_or(|b| b.verdict.reason() != reason);
     match reason {
-        Reason::InvalidConfig | Reason::TooLarge if reason_changed || new_generation => {
+        Reason::InvalidConfig
+        | Reason::TooLarge
+        | Reason::EnvoyRejected
+        | Reason::EnvoyUnavailable
+            if reason_changed || new_generation =>
+        {
             out.push(validate(
                 true,
                 reason.as_str(),

@@ -93,6 +93,11 @@ pub fn plan(keys: &Keys, current: &Contents, desired: &Desired) -> Plan {
             skipped_nodes.extend(group.nodes.iter().cloned());
             continue;
         }
+        if desired.withheld.contains(snapshot_ref) {
+            // Likewise: the snapshot etcd holds stays, and so do bindings.
+            skipped_nodes.extend(group.nodes.iter().cloned());
+            continue;
+        }
         let mut ops = Vec::new();
         if current.get(&key).map(Vec::as_slice) != Some(&value[..]) {
             ops.push(Op::Put {
@@ -347,6 +352,29 @@ mod tests {
             touched,
             ["/bootes/v1/snapshots/ns/g3", "/bootes/v1/nodes/b.ns"],
             "a.ns keeps its binding and g1 stays: {touched:?}"
+        );
+    }
+
+    #[test]
+    fn a_withheld_snapshot_is_not_written_and_its_nodes_keep_what_they_had() {
+        let keys = Keys::default();
+        let before = desired(vec![group("ns", "g1", &["a.ns"], 1)]);
+        let current = contents(&keys, &before);
+        // g1 changed, g2 is new (a.ns moves to it): both withheld.
+        let mut after = desired(vec![
+            group("ns", "g1", &["b.ns"], 2),
+            group("ns", "g2", &["a.ns"], 3),
+        ]);
+        after.withheld = ["ns/g1".to_string(), "ns/g2".to_string()].into();
+        let p = plan(&keys, &current, &after);
+        assert!(p.is_empty(), "{:?}", p.txns);
+        after.withheld.remove("ns/g1");
+        let p = plan(&keys, &current, &after);
+        let touched: Vec<&str> = p.txns.iter().flat_map(|t| keys_of(t)).collect();
+        assert_eq!(
+            touched,
+            ["/bootes/v1/snapshots/ns/g1", "/bootes/v1/nodes/b.ns"],
+            "a.ns keeps its binding to g1: {touched:?}"
         );
     }
 

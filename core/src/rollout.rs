@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use bootes_proto::{store, ResourceType};
+use bootes_proto::store;
 
 use crate::model::ObjectKey;
 
@@ -220,13 +220,8 @@ fn for_each_resource(
     for t in &snapshot.types {
         for r in &t.resources {
             let Some(source) = &r.source else { continue };
-            let Some(kind) = ResourceType::from_kind(&source.kind) else {
+            let Some(key) = ObjectKey::of_source(source) else {
                 continue;
-            };
-            let key = ObjectKey {
-                kind,
-                namespace: source.namespace.clone(),
-                name: source.name.clone(),
             };
             f(key, &t.type_url, r, source.generation);
         }

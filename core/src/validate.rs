@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::conditions;
+use crate::envoy_judge::{self, EnvoyOracle, GroupVerdict};
 use crate::index::{Desired, Index};
 use crate::manifest::{self, Document};
 use crate::model::{BootesObject, ObjectKey, Pod};
@@ -25,8 +26,6 @@ use crate::service_endpoints::EndpointSlice;
 use crate::verdict::Reason;
 use crate::xref::BootstrapClusters;
 use bootes_envoy::convert::{ConfigError, CONFIG_PATH};
-use bootes_envoy::oracle;
-use bootes_proto::ResourceType;
 
 /// What a validation run found.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -34,13 +33,6 @@ pub struct Outcome {
     pub objects: usize,
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
-}
-
-/// An Envoy binary that judges bootstraps (`validate --envoy`, see
-/// [`bootes_envoy::oracle`]): for each, `None` when Envoy takes it, else
-/// Envoy's reason.
-pub trait EnvoyOracle {
-    fn judge(&self, bootstraps: &[Vec<u8>]) -> Vec<Option<String>>;
 }
 
 /// Validates the manifests named by `paths`; unreadable files are errors too.
@@ -132,176 +124,55 @@ pub fn check(
     outcome
 }
 
-/// A group to judge: its name, resources, declared bootstrap clusters and
-/// bootstrap file.
-type Judged<'a> = (&'a String, Vec<Served>, Vec<String>, Vec<u8>);
-
-/// One resource of a group snapshot, and the object it came from.
-struct Served {
-    ty: ResourceType,
-    name: String,
-    value: Vec<u8>,
-    object: ObjectKey,
-}
-
-/// What Envoy (the `oracle`) rejects in the groups' snapshots, by object.
-/// Every group is judged whole; in a group Envoy rejects, each resource is
-/// judged alone, and Envoy's reason goes to the objects whose resource it
-/// rejects alone. When none fails alone (a conflict between resources), it
-/// goes to the objects whose resource the reason names, else to every
-/// object of the group.
-/// The clusters of the Envoys' bootstrap (`bootstrap`) are in every
-/// bootstrap Envoy judges.
+/// What Envoy (the `oracle`) rejects in the groups' snapshots, by object
+/// (see [`envoy_judge`]). The clusters of the Envoys' bootstrap
+/// (`bootstrap`) are in every bootstrap Envoy judges.
 pub fn envoy_findings(
     desired: &Desired,
     bootstrap: &BootstrapClusters,
     oracle: &dyn EnvoyOracle,
 ) -> Vec<(ObjectKey, ConfigError)> {
-    let groups: Vec<(&String, Vec<Served>, Vec<String>)> = desired
+    let groups: Vec<envoy_judge::Group> = desired
         .groups
         .iter()
-        .map(|(name, g)| {
-            let declared = bootstrap.names_in(&g.snapshot.namespace);
-            (name, served(&g.snapshot), declared)
-        })
-        .filter(|(_, served, _)| !served.is_empty())
-        .collect();
-    let files = |served: &[&Served], declared: &[String]| {
-        let resources: Vec<(ResourceType, &[u8])> =
-            served.iter().map(|s| (s.ty, s.value.as_slice())).collect();
-        oracle::bootstrap_file(&resources, declared)
-    };
-    // A resource that cannot be put in a bootstrap (never one that was
-    // converted) leaves its group unjudged.
-    let groups: Vec<Judged> = groups
-        .into_iter()
-        .filter_map(|(name, served, declared)| {
-            let file = files(&served.iter().collect::<Vec<_>>(), &declared).ok()?;
-            Some((name, served, declared, file))
+        .map(|(name, g)| envoy_judge::Group {
+            name: name.clone(),
+            snapshot: g.snapshot.clone(),
+            bootstrap_clusters: bootstrap.names_in(&g.snapshot.namespace),
         })
         .collect();
-    let bootstraps: Vec<Vec<u8>> = groups.iter().map(|(.., b)| b.clone()).collect();
-    let verdicts = oracle.judge(&bootstraps);
+    let verdicts = envoy_judge::judge_groups(&groups, oracle);
     let mut out: BTreeSet<(ObjectKey, String)> = BTreeSet::new();
-    let failed: Vec<(&String, &Vec<Served>, &Vec<String>, String)> = groups
-        .iter()
-        .zip(verdicts)
-        .filter_map(|((name, served, declared, _), v)| Some((*name, served, declared, v?)))
-        .collect();
-    // Each resource of a failed group, alone.
-    let mut alone: Vec<(usize, usize)> = Vec::new();
-    let mut singles = Vec::new();
-    for (g, (_, served, declared, _)) in failed.iter().enumerate() {
-        // Alone, a resource still finds the group's clusters (as empty
-        // ones): a route to one is no reason to blame it.
-        let mut clusters: Vec<String> = declared.to_vec();
-        clusters.extend(
-            served
-                .iter()
-                .filter(|s| s.ty == ResourceType::Cluster)
-                .map(|s| s.name.clone()),
-        );
-        for (r, s) in served.iter().enumerate() {
-            if let Ok(b) = files(&[s], &clusters) {
-                alone.push((g, r));
-                singles.push(b);
+    for (group, verdict) in groups.iter().zip(verdicts) {
+        match verdict {
+            GroupVerdict::Accepted => {}
+            GroupVerdict::Rejected(blamed) => {
+                for b in blamed {
+                    let Some(key) = envoy_judge::source_of(&group.snapshot, b.ty, &b.name)
+                        .and_then(ObjectKey::of_source)
+                    else {
+                        continue;
+                    };
+                    let together = b.together.then_some(group.name.as_str());
+                    out.insert((
+                        key,
+                        conditions::envoy_rejection("--envoy", &b.reason, together),
+                    ));
+                }
             }
-        }
-    }
-    let single_verdicts = oracle.judge(&singles);
-    let mut blamed: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); failed.len()];
-    for ((g, r), verdict) in alone.into_iter().zip(single_verdicts) {
-        if let Some(reason) = verdict {
-            blamed[g].insert(r);
-            let s = &failed[g].1[r];
-            out.insert((s.object.clone(), envoy_error(&reason, None)));
-        }
-    }
-    // What fails only together: the group without the resources that fail
-    // alone, judged again (the group's own reason when none does).
-    let rest: Vec<Vec<&Served>> = failed
-        .iter()
-        .zip(&blamed)
-        .map(|((_, served, ..), b)| {
-            served
-                .iter()
-                .enumerate()
-                .filter(|(r, _)| !b.contains(r))
-                .map(|(_, s)| s)
-                .collect()
-        })
-        .collect();
-    let again: Vec<usize> = (0..failed.len())
-        .filter(|g| !blamed[*g].is_empty() && !rest[*g].is_empty())
-        .collect();
-    let again_files: Vec<Vec<u8>> = again
-        .iter()
-        .map(|g| files(&rest[*g], failed[*g].2).unwrap_or_default())
-        .collect();
-    let mut together: Vec<Option<String>> = failed
-        .iter()
-        .zip(&blamed)
-        .map(|((.., reason), b)| b.is_empty().then(|| reason.clone()))
-        .collect();
-    for (g, verdict) in again.into_iter().zip(oracle.judge(&again_files)) {
-        together[g] = verdict;
-    }
-    for (g, reason) in together.into_iter().enumerate() {
-        let Some(reason) = reason else { continue };
-        let named: Vec<&&Served> = rest[g]
-            .iter()
-            .filter(|s| {
-                reason.contains(&format!("'{}'", s.name))
-                    || reason.contains(&format!("\"{}\"", s.name))
-            })
-            .collect();
-        let culprits: Vec<&&Served> = if named.is_empty() {
-            rest[g].iter().collect()
-        } else {
-            named
-        };
-        for s in culprits {
-            out.insert((s.object.clone(), envoy_error(&reason, Some(failed[g].0))));
+            GroupVerdict::Unjudged(why) => {
+                let message = conditions::envoy_unjudged("--envoy", &group.name, &why);
+                for source in &group.snapshot.objects {
+                    if let Some(key) = ObjectKey::of_source(source) {
+                        out.insert((key, message.clone()));
+                    }
+                }
+            }
         }
     }
     out.into_iter()
         .map(|(key, message)| (key, ConfigError::new(CONFIG_PATH, message)))
         .collect()
-}
-
-fn envoy_error(reason: &str, group: Option<&str>) -> String {
-    let together = group
-        .map(|g| format!(" together with the other resources of group {g} (alone it passes)"))
-        .unwrap_or_default();
-    format!("Envoy (--envoy) rejects it{together}: {reason}")
-}
-
-/// The resources of a snapshot the oracle embeds, with their objects.
-fn served(snapshot: &bootes_proto::store::Snapshot) -> Vec<Served> {
-    let mut out = Vec::new();
-    for t in &snapshot.types {
-        let Some(ty) = ResourceType::from_type_url(&t.type_url).filter(|t| oracle::embeds(*t))
-        else {
-            continue;
-        };
-        for r in &t.resources {
-            let Some(source) = &r.source else { continue };
-            let Some(kind) = ResourceType::from_kind(&source.kind) else {
-                continue;
-            };
-            out.push(Served {
-                ty,
-                name: r.name.clone(),
-                value: r.value.to_vec(),
-                object: ObjectKey {
-                    kind,
-                    namespace: source.namespace.clone(),
-                    name: source.name.clone(),
-                },
-            });
-        }
-    }
-    out
 }
 
 /// One problem of one object, by what it depends on.

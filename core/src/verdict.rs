@@ -36,6 +36,23 @@ pub enum Verdict {
         snapshot_bytes: usize,
         resource_bytes: usize,
     },
+    /// `run --envoy-validate`: Envoy rejects this object's resource in the
+    /// snapshot of groups it is in, or gave no verdict on them. Those
+    /// groups' new snapshots are not written; their nodes keep the previous
+    /// ones.
+    EnvoyRejected {
+        /// Envoy's reason, or why it gave none.
+        reason: String,
+        /// Envoy gave a verdict (else it could not be run or did not
+        /// answer in time, and the group is judged again later).
+        judged: bool,
+        /// The (first) group.
+        group: String,
+        /// Envoy rejects it only together with the group's other resources.
+        together: bool,
+        /// Nodes that keep their previous snapshot.
+        nodes: usize,
+    },
 }
 
 /// The reason words of `Accepted`.
@@ -47,14 +64,21 @@ pub enum Reason {
     /// snapshot it would push over that size.
     TooLarge,
     Conflict,
+    /// `run --envoy-validate`: Envoy rejects the resource.
+    EnvoyRejected,
+    /// `run --envoy-validate`: Envoy gave no verdict (see
+    /// [`Verdict::EnvoyRejected`]).
+    EnvoyUnavailable,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 4] = [
+    pub const ALL: [Reason; 6] = [
         Reason::Valid,
         Reason::InvalidConfig,
         Reason::TooLarge,
         Reason::Conflict,
+        Reason::EnvoyRejected,
+        Reason::EnvoyUnavailable,
     ];
 }
 
@@ -74,6 +98,8 @@ impl Verdict {
             }
             | Verdict::LeftOut { .. } => Reason::TooLarge,
             Verdict::Conflict { .. } => Reason::Conflict,
+            Verdict::EnvoyRejected { judged: true, .. } => Reason::EnvoyRejected,
+            Verdict::EnvoyRejected { judged: false, .. } => Reason::EnvoyUnavailable,
         }
     }
 }

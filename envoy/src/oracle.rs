@@ -20,7 +20,9 @@
 //! stand-in certificate and key of `envoy/data/standin.pem` for
 //! certificate chains, keys and CAs; empty text elsewhere), a CRL file or a
 //! watched directory is left out, and a file access log writes to
-//! `/dev/null`. Wasm code from files is not stood in.
+//! `/dev/null`. Session ticket keys from files become 80 zero bytes, OCSP
+//! staples from files are left out (and with them a policy that requires
+//! one), and a Wasm filter whose code is a file is taken out of its chain.
 
 use bootes_proto::envoy::descriptor_pool;
 use bootes_proto::ResourceType;
@@ -190,16 +192,29 @@ pub fn stand_in_files(value: &mut Value, key: Option<&str>) {
     match value {
         Value::Object(m) => {
             if m.contains_key("filename") && m.len() == 1 {
-                let text = match key {
-                    Some("certificate_chain" | "trusted_ca") => standin("CERTIFICATE"),
-                    Some("private_key") => standin("PRIVATE KEY"),
-                    _ => String::new(),
+                *m = match key {
+                    Some("certificate_chain" | "trusted_ca") => inline(standin("CERTIFICATE")),
+                    Some("private_key") => inline(standin("PRIVATE KEY")),
+                    // A session ticket key is 80 bytes.
+                    Some("keys") => {
+                        Map::from_iter([("inline_bytes".to_string(), json!(base64_zeros(80)))])
+                    }
+                    _ => inline(String::new()),
                 };
-                *m = Map::from_iter([("inline_string".to_string(), json!(text))]);
                 return;
             }
-            if m.get("crl").and_then(|c| c.get("filename")).is_some() {
-                m.remove("crl");
+            // A staple left out may not be required.
+            let staples = m
+                .get("common_tls_context")
+                .and_then(|c| c.get("tls_certificates"))
+                .is_some_and(staple_from_file);
+            if staples {
+                m.remove("ocsp_staple_policy");
+            }
+            for field in ["crl", "ocsp_staple"] {
+                if m.get(field).and_then(|c| c.get("filename")).is_some() {
+                    m.remove(field);
+                }
             }
             m.remove("watched_directory");
             let file_log = m.get("@type").and_then(Value::as_str).is_some_and(|t| {
@@ -213,12 +228,52 @@ pub fn stand_in_files(value: &mut Value, key: Option<&str>) {
             }
         }
         Value::Array(items) => {
+            // A Wasm filter whose code is a file: taken out (its code cannot
+            // be run here; the other filters are still judged).
+            items.retain(|v| !wasm_from_file(v));
             for v in items {
                 stand_in_files(v, key);
             }
         }
         _ => {}
     }
+}
+
+fn inline(text: String) -> Map<String, Value> {
+    Map::from_iter([("inline_string".to_string(), json!(text))])
+}
+
+fn base64_zeros(n: usize) -> String {
+    let padding = (3 - n % 3) % 3;
+    "A".repeat(n.div_ceil(3) * 4 - padding) + &"=".repeat(padding)
+}
+
+/// Whether some certificate of `certificates` has its OCSP staple in a file.
+fn staple_from_file(certificates: &Value) -> bool {
+    certificates.as_array().is_some_and(|cs| {
+        cs.iter().any(|c| {
+            c.get("ocsp_staple")
+                .and_then(|o| o.get("filename"))
+                .is_some()
+        })
+    })
+}
+
+/// Whether `filter` is an HTTP or network Wasm filter whose code is a file.
+fn wasm_from_file(filter: &Value) -> bool {
+    let Some(config) = filter.get("typed_config") else {
+        return false;
+    };
+    let wasm = config
+        .get("@type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| {
+            t.ends_with("extensions.filters.http.wasm.v3.Wasm")
+                || t.ends_with("extensions.filters.network.wasm.v3.Wasm")
+        });
+    wasm && config
+        .pointer("/config/vm_config/code/local/filename")
+        .is_some()
 }
 
 /// [`bootstrap`], as bytes to write to a `.json` file.
@@ -279,6 +334,31 @@ mod tests {
         assert!(v["validation_context"].get("watched_directory").is_none());
         assert_eq!(v["access_log"][0]["typed_config"]["path"], "/dev/null");
         assert_eq!(v["source_codes"]["a"], json!({"inline_string": ""}));
+    }
+
+    #[test]
+    fn tls_session_keys_staples_and_wasm_files_are_stood_in() {
+        let mut v = json!({"session_ticket_keys": {"keys": [{"filename": "/k"}]},
+            "ocsp_staple_policy": "MUST_STAPLE",
+            "common_tls_context": {"tls_certificates": [{"ocsp_staple": {"filename": "/o"}}]},
+            "http_filters": [
+                {"name": "w", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                    "config": {"vm_config": {"code": {"local": {"filename": "/f.wasm"}}}}}},
+                {"name": "r", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]});
+        stand_in_files(&mut v, None);
+        let key = v["session_ticket_keys"]["keys"][0]["inline_bytes"]
+            .as_str()
+            .unwrap();
+        assert_eq!(key.len(), 108);
+        assert!(key.ends_with("A="));
+        assert!(v.get("ocsp_staple_policy").is_none());
+        assert!(v["common_tls_context"]["tls_certificates"][0]
+            .get("ocsp_staple")
+            .is_none());
+        assert_eq!(v["http_filters"].as_array().unwrap().len(), 1);
+        assert_eq!(v["http_filters"][0]["name"], "r");
     }
 
     #[test]

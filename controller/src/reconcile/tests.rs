@@ -133,6 +133,7 @@ impl Harness {
             synced: Default::default(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             views: None,
+            envoy: None,
         });
         let (events, rx) = mpsc::channel(16);
         tokio::spawn(reconciler.run(rx));

@@ -24,13 +24,17 @@
 //!   `Programmed=True`, including its share of the bench's `/metrics` reads;
 //! * the status writes of the object: in directory mode its `programmed`
 //!   log lines (written when the condition's reason or generation changes,
-//!   never per ACK), counted in the controller's log for the round.
+//!   never per ACK), counted in the controller's log for the round;
+//! * when the xds-server's `status/` records land in etcd (a watch): how
+//!   many in the round, the last one after the last ACK, and the controller
+//!   from that last one to `Programmed=True`.
 //!
 //! ```text
-//! cargo build --release -p bootes-controller -p bootes-xds-server -p bootes-tests --bin bench-rollout
+//! cargo build --release -p bootes-controller -p bootes-xds-server -p bootes-tests \
+//!   --bin bootes-controller --bin bootes-xds-server --bin bench-rollout
 //! BOOTES_CONTROLLER_BIN=target/release/bootes-controller \
 //! BOOTES_XDS_SERVER_BIN=target/release/bootes-xds-server \
-//!   target/release/bench-rollout --streams 10000 --objects 100 --rounds 5
+//!   target/release/bench-rollout --streams 10000 --objects 100 --rounds 5 2>/dev/null
 //! ```
 
 use std::time::{Duration, Instant};
@@ -99,6 +103,23 @@ async fn cds_version(kv: &mut etcd_client::Client, keys: &Keys) -> Result<String
         .find(|t| t.type_url == ResourceType::Cluster.type_url())
         .context("no clusters in the snapshot")?;
     Ok(cds.version.clone())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The `programmed` lines of Cluster c-0 in the controller's log from byte
+/// `from` on, or 0 while none says `programmed=true`.
+fn programmed_lines(log: &std::path::Path, from: usize) -> Result<usize> {
+    let log = std::fs::read(log)?;
+    let text = String::from_utf8_lossy(&log[from.min(log.len())..]).into_owned();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" programmed ") && l.contains("object=Cluster bench/c-0 "))
+        .collect();
+    let done = lines.iter().any(|l| l.contains("programmed=true"));
+    Ok(if done { lines.len() } else { 0 })
 }
 
 /// The process's CPU time so far (user + system).
@@ -184,14 +205,44 @@ async fn main() -> Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // When the xds-server's status records land in etcd.
+    let (puts_tx, mut puts) = mpsc::unbounded_channel::<Instant>();
+    let mut watch = kv
+        .watch(
+            keys.statuses(),
+            Some(etcd_client::WatchOptions::new().with_prefix()),
+        )
+        .await?;
+    tokio::spawn(async move {
+        while let Ok(Some(resp)) = watch.message().await {
+            let now = Instant::now();
+            for e in resp.events() {
+                if e.event_type() == etcd_client::EventType::Put {
+                    let _ = puts_tx.send(now);
+                }
+            }
+        }
+    });
     let pid = controller.process().pid();
     let log_path = controller.process().stderr_path().to_path_buf();
+
+    // The first programmed=true line of c-0 follows the metric in the same
+    // sync: it must be in the log before round 1 counts lines.
+    let start = Instant::now();
+    while programmed_lines(&log_path, 0)? == 0 {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(30),
+            "no programmed=true line for c-0 in the controller's log"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let mut acks = Vec::new();
     let mut rows = Vec::new();
     for round in 1..=args.rounds {
         let converged = metric_sum(metrics, CONVERGED).await?;
         let log_from = std::fs::metadata(&log_path)?.len() as usize;
+        while puts.try_recv().is_ok() {}
         let cpu0 = cpu(pid)?;
         let t0 = Instant::now();
         m.write_docs("c-0.yaml", &[cluster(0, round)])?;
@@ -206,6 +257,15 @@ async fn main() -> Result<()> {
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
         let cpu_used = cpu(pid)? - cpu0;
+        let mut last_put = None;
+        let mut records = 0;
+        while let Ok(at) = puts.try_recv() {
+            if at <= programmed_at {
+                last_put = Some(at);
+                records += 1;
+            }
+        }
+        let last_put = last_put.context("no status/ record written")?;
         let want = cds_version(&mut kv, &keys).await?;
         let arrivals =
             ads_client::wait_all(&mut seen, &everyone, &want, Duration::from_secs(60)).await?;
@@ -217,19 +277,27 @@ async fn main() -> Result<()> {
         let last = *times.last().context("no streams")?;
         let to_programmed = programmed_at - t0;
         acks.extend(times.iter().copied());
-        let log = std::fs::read(&log_path)?;
-        let round_log = String::from_utf8_lossy(&log[log_from.min(log.len())..]).into_owned();
-        let writes = round_log
-            .lines()
-            .filter(|l| l.contains("programmed") && l.contains("Cluster bench/c-0"))
-            .count();
+        // The log line follows the metric in the same sync.
+        let writes = loop {
+            let n = programmed_lines(&log_path, log_from)?;
+            if n > 0 {
+                break n;
+            }
+            anyhow::ensure!(
+                programmed_at.elapsed() < Duration::from_secs(30),
+                "round {round}: no programmed=true line in the controller's log"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
         rows.push(format!(
-            "| {round} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:+.0} ms | {:.2} s | {writes} |",
+            "| {round} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:+.0} ms | {records} | {:+.0} ms | {:+.0} ms | {:.2} s | {writes} |",
             percentile(&times, 0.50).as_secs_f64() * 1e3,
             percentile(&times, 0.99).as_secs_f64() * 1e3,
             last.as_secs_f64() * 1e3,
             to_programmed.as_secs_f64() * 1e3,
-            (to_programmed.as_secs_f64() - last.as_secs_f64()) * 1e3,
+            ms(to_programmed) - ms(last),
+            ms(last_put - t0) - ms(last),
+            ms(programmed_at - last_put),
             cpu_used.as_secs_f64(),
         ));
     }
@@ -244,8 +312,8 @@ async fn main() -> Result<()> {
         args.rounds,
         load.trim()
     );
-    println!("| round | edit → stream ACK p50 | p99 | last ACK | edit → Programmed=True | after the last ACK | controller CPU | status writes (log lines) |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| round | edit → stream ACK p50 | p99 | last ACK | edit → Programmed=True | after the last ACK | status/ puts | last ACK → last put | last put → Programmed | controller CPU | status writes (log lines) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
     }

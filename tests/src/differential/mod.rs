@@ -95,6 +95,46 @@ pub fn corpus() -> Result<Vec<Original>> {
     Ok(out)
 }
 
+/// The listeners and clusters of the Envoy bootstraps under `dir` (every
+/// `*.yaml` / `*.yml` with `static_resources`; files that are not YAML
+/// Bootes can read are skipped): a corpus from outside the repository, read
+/// where it lies (`BOOTES_DIFF_CORPUS`), for figures on configs the rules
+/// were not written from. Some of them name files on their Envoy's machine
+/// or need other resources, so the caller keeps only those both validators
+/// accept as they are.
+pub fn bootstrap_corpus(dir: &Path) -> Result<Vec<Original>> {
+    let mut out = Vec::new();
+    for file in yaml_files(dir)? {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let name = file
+            .strip_prefix(dir)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let Ok(doc) = <Value as serde::Deserialize>::deserialize(doc) else {
+                break;
+            };
+            let statics = &doc["static_resources"];
+            for (kind, key) in [("Listener", "listeners"), ("Cluster", "clusters")] {
+                for config in statics[key].as_array().into_iter().flatten() {
+                    let Some(resource) = config["name"].as_str() else {
+                        continue;
+                    };
+                    out.push(Original {
+                        source: format!("{name} ({kind} {resource})"),
+                        kind: kind.to_string(),
+                        config: config.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -103,7 +143,7 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
             let path = entry?.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "yaml") {
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
                 files.push(path);
             }
         }

@@ -206,6 +206,23 @@ impl Etcd {
             .collect()
     }
 
+    /// The snapshot `node` is bound to (default prefix), if any.
+    pub async fn node_snapshot(&self, node: &str) -> Result<Option<bootes_proto::store::Snapshot>> {
+        use prost::Message;
+        let keys = bootes_proto::Keys::default();
+        let mut client = self.client().await?;
+        let resp = client.get(keys.node(node), None).await?;
+        let Some(kv) = resp.kvs().first() else {
+            return Ok(None);
+        };
+        let binding = bootes_proto::store::NodeBinding::decode(kv.value())?;
+        let resp = client.get(keys.snapshot(&binding.snapshot), None).await?;
+        let Some(kv) = resp.kvs().first() else {
+            return Ok(None);
+        };
+        Ok(Some(bootes_proto::store::Snapshot::decode(kv.value())?))
+    }
+
     /// Every key under `prefix`, sorted.
     pub async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
         let mut client = self.client().await?;

@@ -1,0 +1,79 @@
+//! `run --envoy-validate`: the I/O shell of [`bootes_core::envoy_gate`].
+//! Envoy runs on a blocking thread, a bounded number of processes at a
+//! time, each killed after its timeout (see [`crate::envoy_oracle`]).
+
+use std::sync::Arc;
+
+use bootes_core::envoy_gate::EnvoyGate;
+use bootes_core::envoy_judge::{self, EnvoyOracle, GroupVerdict};
+use bootes_core::index::Desired;
+use bootes_core::xref::BootstrapClusters;
+
+use crate::metrics::Metrics;
+
+pub struct EnvoyCheck {
+    gate: EnvoyGate,
+    oracle: Arc<dyn EnvoyOracle + Send + Sync>,
+    bootstrap: BootstrapClusters,
+}
+
+impl EnvoyCheck {
+    pub fn new(oracle: Arc<dyn EnvoyOracle + Send + Sync>, bootstrap: BootstrapClusters) -> Self {
+        Self {
+            gate: EnvoyGate::new(),
+            oracle,
+            bootstrap,
+        }
+    }
+
+    /// Judges the groups of `desired` that changed and withholds those
+    /// Envoy does not accept. Returns whether a group got no verdict (to
+    /// judge again soon).
+    pub async fn check(&mut self, desired: &mut Desired, metrics: &Metrics) -> bool {
+        let groups = self.gate.to_judge(desired, &self.bootstrap);
+        if !groups.is_empty() {
+            let oracle = self.oracle.clone();
+            let started = std::time::Instant::now();
+            let (groups, verdicts) = tokio::task::spawn_blocking(move || {
+                let verdicts = envoy_judge::judge_groups(&groups, &*oracle);
+                (groups, verdicts)
+            })
+            .await
+            .expect("judging groups does not panic");
+            let mut rejected = 0;
+            for (g, v) in groups.iter().zip(&verdicts) {
+                match v {
+                    GroupVerdict::Accepted => {}
+                    GroupVerdict::Rejected(blamed) => {
+                        rejected += 1;
+                        let resources: Vec<String> = blamed
+                            .iter()
+                            .map(|b| format!("{} {}: {}", b.ty.short_name(), b.name, b.reason))
+                            .collect();
+                        tracing::warn!(
+                            group = g.name,
+                            nodes = desired.groups[&g.name].nodes.len(),
+                            rejected = ?resources,
+                            "Envoy (--envoy-validate) rejects the group's snapshot: not written, its nodes keep their previous one"
+                        );
+                    }
+                    GroupVerdict::Unjudged(why) => tracing::error!(
+                        group = g.name,
+                        error = why.as_str(),
+                        "Envoy (--envoy-validate) gave no verdict on the group's snapshot: not written, its nodes keep their previous one; judged again in a while"
+                    ),
+                }
+            }
+            tracing::info!(
+                groups = groups.len(),
+                rejected,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "Envoy (--envoy-validate) judged the changed groups"
+            );
+            self.gate.record(&groups, verdicts);
+        }
+        let withheld = self.gate.apply(desired);
+        metrics.observe_envoy_withheld(withheld.rejected + withheld.unjudged);
+        withheld.unjudged > 0
+    }
+}
