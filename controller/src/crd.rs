@@ -43,7 +43,8 @@ pub struct ServiceReference {
 #[serde(rename_all = "camelCase")]
 pub struct BootesStatus {
     /// Accepted: whether the config is valid and in force (reasons Valid,
-    /// InvalidConfig, TooLarge, Conflict).
+    /// InvalidConfig, TooLarge, Conflict; EnvoyRejected, EnvoyUnavailable
+    /// with --envoy-validate).
     /// ResolvedRefs: whether the clusters, route configurations, endpoints
     /// and secrets it names reach every node it reaches, and what those
     /// nodes receive with it fits (reasons ResolvedRefs,
@@ -77,8 +78,8 @@ pub struct Condition {
     pub type_: String,
     /// True, False or Unknown.
     pub status: String,
-    /// CamelCase reason: Valid, InvalidConfig, TooLarge or Conflict
-    /// (Accepted); ResolvedRefs, UnresolvedReferences, UnknownCluster,
+    /// CamelCase reason: Valid, InvalidConfig, TooLarge, Conflict,
+    /// EnvoyRejected or EnvoyUnavailable (Accepted); ResolvedRefs, UnresolvedReferences, UnknownCluster,
     /// ConfigSourceCluster or DuplicateAddress (ResolvedRefs); Programmed,
     /// Pending, Rejected or NotAccepted (Programmed).
     pub reason: String,
