@@ -27,10 +27,12 @@ use bootes_proto::limits::MAX_VALUE_BYTES;
 #[derive(Clone, Debug)]
 struct Entry {
     object: BootesObject,
-    /// What was converted: `spec.config`, or for an Endpoint naming a
-    /// Service, with the endpoints of its slices. `None` when the spec was
-    /// rejected before conversion.
-    input: Option<serde_json::Value>,
+    /// What was converted when it is not `object.config` as written: for
+    /// an Endpoint naming a Service, the config with the endpoints of its
+    /// slices (see [`Entry::input`]).
+    filled: Option<serde_json::Value>,
+    /// The latest spec got to conversion (it was not rejected before).
+    converted: bool,
     accepted: Option<Accepted>,
     errors: Vec<ConfigError>,
     /// The errors are that the resource is too large for etcd on its own.
@@ -53,7 +55,9 @@ struct Accepted {
 /// Objects and pods, indexed.
 #[derive(Default)]
 pub struct Index {
-    objects: BTreeMap<ObjectKey, Entry>,
+    /// Shared with the namespace views the webhook judges objects against
+    /// (see [`Index::namespace_view`]): a view copies pointers, not specs.
+    objects: BTreeMap<ObjectKey, Arc<Entry>>,
     pods: BTreeMap<PodKey, Pod>,
     /// EndpointSlices of Services, for Endpoints that name a Service.
     slices: BTreeMap<SliceKey, EndpointSlice>,
@@ -126,37 +130,42 @@ impl Index {
     pub fn apply_object(&mut self, object: BootesObject) -> Vec<ConfigError> {
         self.touch(&object.key.namespace);
         let previous = self.objects.remove(&object.key);
-        let entry = self.evaluate(object, previous);
+        let entry = self.evaluate(object, previous.as_deref());
         let result = entry.errors.clone();
-        self.objects.insert(entry.object.key.clone(), entry);
+        self.objects
+            .insert(entry.object.key.clone(), Arc::new(entry));
         result
     }
 
     /// Converts `object` (unless what it converts from is unchanged since
     /// `previous`), keeping the previous valid resource if it is invalid.
-    fn evaluate(&self, object: BootesObject, previous: Option<Entry>) -> Entry {
+    fn evaluate(&self, object: BootesObject, previous: Option<&Entry>) -> Entry {
         let slices = self.slices_of_namespace(&object.key.namespace);
-        let effective = match service_endpoints::effective_config(&object, slices) {
-            Ok(effective) => effective,
+        let filled = match service_endpoints::effective_config(&object, slices) {
+            Ok(filled) => filled,
             Err(errors) => {
                 return Entry {
                     object,
-                    input: None,
-                    accepted: previous.and_then(|p| p.accepted),
+                    filled: None,
+                    converted: false,
+                    accepted: previous.and_then(|p| p.accepted.clone()),
                     errors,
                     too_large: false,
                     slice_warnings: Vec::new(),
                 }
             }
         };
-        let unchanged = previous
-            .as_ref()
-            .is_some_and(|p| p.input.as_ref() == Some(&effective.config));
+        let (filled, endpoints, slice_warnings) = match filled {
+            Some(la) => (Some(la.config), la.endpoints, la.warnings),
+            None => (None, 0, Vec::new()),
+        };
+        let input = filled.as_ref().unwrap_or(&object.config);
+        let unchanged = previous.is_some_and(|p| p.input() == Some(input));
         let (accepted, errors, too_large) = match previous {
             // Same input: keep the conversion (and its problems) as they were;
             // a valid resource is now in force at the new generation.
             Some(p) if unchanged => {
-                let accepted = p.accepted.map(|a| Accepted {
+                let accepted = p.accepted.clone().map(|a| Accepted {
                     generation: if p.errors.is_empty() {
                         object.generation
                     } else {
@@ -164,13 +173,13 @@ impl Index {
                     },
                     ..a
                 });
-                (accepted, p.errors, p.too_large)
+                (accepted, p.errors.clone(), p.too_large)
             }
-            previous => match convert::convert(object.key.kind, &effective.config) {
+            previous => match convert::convert(object.key.kind, input) {
                 Ok(resource) => {
                     let resource = Arc::new(resource);
                     match too_large(&object, &resource) {
-                        Some(e) => (previous.and_then(|p| p.accepted), vec![e], true),
+                        Some(e) => (previous.and_then(|p| p.accepted.clone()), vec![e], true),
                         None => (
                             Some(Accepted {
                                 references: Arc::new(if xref::may_refer(resource.ty) {
@@ -180,23 +189,24 @@ impl Index {
                                 }),
                                 resource,
                                 generation: object.generation,
-                                service_endpoints: effective.endpoints,
+                                service_endpoints: endpoints,
                             }),
                             Vec::new(),
                             false,
                         ),
                     }
                 }
-                Err(errors) => (previous.and_then(|p| p.accepted), errors, false),
+                Err(errors) => (previous.and_then(|p| p.accepted.clone()), errors, false),
             },
         };
         Entry {
             object,
-            input: Some(effective.config),
+            filled,
+            converted: true,
             accepted,
             errors,
             too_large,
-            slice_warnings: effective.warnings,
+            slice_warnings,
         }
     }
 
@@ -270,8 +280,8 @@ impl Index {
                 continue;
             };
             self.touch(&key.namespace);
-            let entry = self.evaluate(entry.object.clone(), Some(entry));
-            self.objects.insert(key, entry);
+            let entry = self.evaluate(entry.object.clone(), Some(&entry));
+            self.objects.insert(key, Arc::new(entry));
         }
     }
 
@@ -292,12 +302,12 @@ impl Index {
     pub fn warnings(&self, key: &ObjectKey) -> Vec<&ConfigError> {
         self.objects
             .get(key)
-            .map(Entry::warnings)
+            .map(|e| e.warnings())
             .unwrap_or_default()
     }
 
     /// Objects, pods and EndpointSlices of one namespace only, as a new
-    /// index (conversions shared, not redone): what the admission webhook
+    /// index (entries and conversions shared, not copied or redone): what the admission webhook
     /// judges a candidate object against. A group never spans namespaces,
     /// so the namespace's statuses come out as in the whole index.
     pub fn namespace_view(&self, namespace: &str) -> Index {
@@ -309,7 +319,7 @@ impl Index {
             .objects
             .iter()
             .filter(|(k, _)| k.namespace == namespace)
-            .map(|(k, e)| (k.clone(), e.clone()))
+            .map(|(k, e)| (k.clone(), Arc::clone(e)))
             .collect();
         view.pods = self
             .pods
@@ -450,7 +460,7 @@ impl Index {
             // order (oldest first).
             let mut by_namespace: BTreeMap<&str, Vec<&Entry>> =
                 stale.iter().map(|ns| (ns.as_str(), Vec::new())).collect();
-            for entry in self.objects.values() {
+            for entry in self.objects.values().map(Arc::as_ref) {
                 if let Some(entries) = by_namespace.get_mut(entry.object.key.namespace.as_str()) {
                     entries.push(entry);
                 }
@@ -770,6 +780,14 @@ impl Index {
 }
 
 impl Entry {
+    /// What was converted: `spec.config`, or for an Endpoint naming a
+    /// Service, with the endpoints of its slices. `None` when the spec was
+    /// rejected before conversion.
+    fn input(&self) -> Option<&serde_json::Value> {
+        self.converted
+            .then(|| self.filled.as_ref().unwrap_or(&self.object.config))
+    }
+
     /// The warning rules' findings on the resource in force, then the
     /// problems of the EndpointSlices the latest spec was filled from.
     fn warnings(&self) -> Vec<&ConfigError> {

@@ -417,15 +417,16 @@ pub fn load_assignment(
     }
 }
 
-/// What an object is converted from: its `spec.config` as written, or, for
-/// an Endpoint naming a Service, that config with the endpoints of `slices`
-/// (every slice of the object's namespace may be given; those of other
-/// Services are ignored). `endpoints` counts the generated lb_endpoints.
+/// What an object is converted from when it is not its `spec.config` as
+/// written (`None`, not a copy of it: 100 KB objects): for an Endpoint
+/// naming a Service, that config with the endpoints of `slices` (every
+/// slice of the object's namespace may be given; those of other Services
+/// are ignored). `endpoints` counts the generated lb_endpoints.
 /// The one evaluation `run` and `validate` share.
 pub fn effective_config<'a>(
     object: &BootesObject,
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
-) -> Result<LoadAssignment, Vec<ConfigError>> {
+) -> Result<Option<LoadAssignment>, Vec<ConfigError>> {
     let is_endpoint = object.key.kind == ResourceType::Endpoint;
     let errors = match (&object.service, is_endpoint) {
         (Some(_), false) => vec![ConfigError::new(
@@ -439,17 +440,13 @@ pub fn effective_config<'a>(
         return Err(errors);
     }
     let Some(service) = &object.service else {
-        return Ok(LoadAssignment {
-            config: object.config.clone(),
-            endpoints: 0,
-            warnings: Vec::new(),
-        });
+        return Ok(None);
     };
     let own: Vec<&EndpointSlice> = slices
         .into_iter()
         .filter(|s| s.key.namespace == object.key.namespace && s.service == service.name)
         .collect();
-    Ok(load_assignment(&object.config, &service.port, &own))
+    Ok(Some(load_assignment(&object.config, &service.port, &own)))
 }
 
 fn locality_of(endpoint: &SliceEndpoint) -> Locality {

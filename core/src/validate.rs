@@ -240,8 +240,9 @@ pub fn findings(index: &Index, desired: &Desired, key: &ObjectKey, invalid: bool
 /// Judges `object` as `validate` would, against `view`: the objects, pods
 /// and EndpointSlices of its namespace (see [`Index::namespace_view`]),
 /// which it joins or replaces. A namespace without pods gets imagined ones,
-/// as in [`check`].
-pub fn review(mut view: Index, object: BootesObject) -> Vec<Finding> {
+/// as in [`check`]. `view` keeps the object: the caller chooses when to
+/// free it (the webhook, after answering).
+pub fn review(view: &mut Index, object: BootesObject) -> Vec<Finding> {
     let key = object.key.clone();
     let invalid = !view.apply_object(object).is_empty();
     if !view.has_pods(&key.namespace) {
@@ -249,7 +250,7 @@ pub fn review(mut view: Index, object: BootesObject) -> Vec<Finding> {
         view.reset_pods(imagined);
     }
     let desired = view.desired();
-    findings(&view, &desired, &key, invalid)
+    findings(view, &desired, &key, invalid)
 }
 
 /// One pod per distinct selector of the objects of each namespace that has

@@ -24,6 +24,7 @@ use bootes_proto::ResourceType;
 use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod as KubePod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -485,9 +486,10 @@ fn object_key(kind: ResourceType, object: &DynamicObject) -> Option<ObjectKey> {
     })
 }
 
+/// A Bootes object's `spec`, as written.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawSpec {
+pub struct RawSpec {
     #[serde(default)]
     workload_selector: Option<RawSelector>,
     config: Option<serde_json::Value>,
@@ -508,7 +510,21 @@ pub fn object_from_dynamic(
     kind: ResourceType,
     object: &DynamicObject,
 ) -> Result<BootesObject, String> {
-    let meta = &object.metadata;
+    let spec = match object.data.get("spec") {
+        None | Some(serde_json::Value::Null) => None,
+        // Read from the borrowed value: one copy of `config`, not two.
+        Some(spec) => Some(RawSpec::deserialize(spec).map_err(|e| e.to_string())),
+    };
+    object_from_parts(kind, &object.metadata, spec)
+}
+
+/// [`object_from_dynamic`] from an object's metadata and its spec (`None`:
+/// none or null; `Err`: why it is not a [`RawSpec`]).
+pub fn object_from_parts(
+    kind: ResourceType,
+    meta: &ObjectMeta,
+    spec: Option<Result<RawSpec, String>>,
+) -> Result<BootesObject, String> {
     let name = meta.name.clone().unwrap_or_default();
     let namespace = meta.namespace.clone().unwrap_or_default();
     let display = format!("{} {namespace}/{name}", kind.kind());
@@ -517,12 +533,10 @@ pub fn object_from_dynamic(
             "{display}: metadata: a name and a namespace are required"
         ));
     }
-    let spec = match object.data.get("spec") {
-        None | Some(serde_json::Value::Null) => return Err(format!("{display}: spec: missing")),
-        Some(spec) => spec,
+    let spec = match spec {
+        None => return Err(format!("{display}: spec: missing")),
+        Some(spec) => spec.map_err(|e| format!("{display}: spec: {e}"))?,
     };
-    // Read from the borrowed value: one copy of `config`, not two.
-    let spec = RawSpec::deserialize(spec).map_err(|e| format!("{display}: spec: {e}"))?;
     let config = match spec.config {
         None | Some(serde_json::Value::Null) => {
             return Err(format!("{display}: spec.config: missing"))

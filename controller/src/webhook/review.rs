@@ -1,16 +1,23 @@
 //! One AdmissionReview in, its answer out: no I/O, so the tests and the
 //! bench call it as the HTTPS handler does.
 
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::DynamicObject;
+use std::borrow::Cow;
+use std::sync::{mpsc, OnceLock};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use kube::core::{ApiResource, DynamicResourceScope, Resource, TypeMeta};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use bootes_core::conditions::join_errors;
+use bootes_core::index::Index;
 use bootes_core::report::object_problem;
 use bootes_core::validate::{review, Finding};
 use bootes_proto::ResourceType;
 
 use super::Views;
-use crate::source::kube::object_from_dynamic;
+use crate::source::kube::{object_from_parts, RawSpec};
 
 /// The group of every kind the webhook judges.
 pub const GROUP: &str = "bootes.io";
@@ -50,20 +57,82 @@ impl Answer {
     }
 }
 
+/// An AdmissionReview, read without a tree of its objects: kube's
+/// `AdmissionReview` flattens its `TypeMeta`, which makes serde buffer the
+/// whole review (both 100 KB objects) before building it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Review {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    request: Option<AdmissionRequest<SentObject>>,
+}
+
+/// An object of a review: its metadata, and its `spec` as sent, parsed
+/// only when judged (`oldObject` never is).
+#[derive(Clone, Debug, Deserialize)]
+pub struct SentObject {
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: Option<Box<RawValue>>,
+}
+
+/// As kube's `DynamicObject`: what it is comes with the request.
+impl Resource for SentObject {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn group(dt: &ApiResource) -> Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+
+    fn version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+
+    fn kind(dt: &ApiResource) -> Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+
+    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.api_version.as_str().into()
+    }
+
+    fn plural(dt: &ApiResource) -> Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
 /// Judges the review in `body`. `Err` is a malformed review: the caller
 /// answers 400 with it.
 pub fn answer(views: &Views, body: &[u8]) -> Result<Answer, String> {
-    let parsed: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
+    let parsed: Review = serde_json::from_slice(body)
         .map_err(|e| format!("the body is not an admission.k8s.io/v1 AdmissionReview: {e}"))?;
-    if parsed.types.api_version != "admission.k8s.io/v1" || parsed.types.kind != "AdmissionReview" {
+    if parsed.api_version != "admission.k8s.io/v1" || parsed.kind != "AdmissionReview" {
         return Err(format!(
             "expected apiVersion admission.k8s.io/v1, kind AdmissionReview; got apiVersion {:?}, kind {:?}",
-            parsed.types.api_version, parsed.types.kind
+            parsed.api_version, parsed.kind
         ));
     }
-    let mut request: AdmissionRequest<DynamicObject> = parsed
-        .try_into()
-        .map_err(|_| "the AdmissionReview has no request".to_string())?;
+    let mut request = parsed
+        .request
+        .ok_or_else(|| "the AdmissionReview has no request".to_string())?;
+    // What the answer's AdmissionReview is (kube's `try_into` does the same).
+    request.types = TypeMeta {
+        api_version: parsed.api_version,
+        kind: parsed.kind,
+    };
     // Moved out, not cloned: it is the bulk of the review (issue 18's 100 KB).
     let candidate = request.object.take();
     // Never read: dropped now rather than kept for the whole review.
@@ -104,7 +173,12 @@ pub fn answer(views: &Views, body: &[u8]) -> Result<Answer, String> {
     if object.metadata.name.is_none() && !request.name.is_empty() {
         object.metadata.name = Some(request.name.clone());
     }
-    let object = match object_from_dynamic(kind, &object) {
+    // The spec's JSON parsed once, straight into what is judged.
+    let spec = object
+        .spec
+        .as_deref()
+        .map(|raw| serde_json::from_str::<RawSpec>(raw.get()).map_err(without_position));
+    let object = match object_from_parts(kind, &object.metadata, spec) {
         Ok(object) => object,
         Err(message) => {
             return Ok(Answer {
@@ -115,8 +189,9 @@ pub fn answer(views: &Views, body: &[u8]) -> Result<Answer, String> {
         }
     };
     let key = object.key.clone();
-    let (view, knows_others) = views.view(&key.namespace);
-    let findings = review(view, object);
+    let (mut view, knows_others) = views.view(&key.namespace);
+    let findings = review(&mut view, object);
+    free_later(view);
     let invalid: Vec<_> = findings
         .iter()
         .filter_map(|f| match f {
@@ -152,14 +227,43 @@ pub fn answer(views: &Views, body: &[u8]) -> Result<Answer, String> {
     Ok(answer)
 }
 
+/// Frees a review's view on a thread of its own: the reviewed spec in it is
+/// a tree of thousands of allocations (issue 18's 100 KB object), and the
+/// API server need not wait for them to be freed. Inline if that thread
+/// cannot be started.
+fn free_later(view: Index) {
+    static FREER: OnceLock<Option<mpsc::Sender<Index>>> = OnceLock::new();
+    let freer = FREER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Index>();
+        std::thread::Builder::new()
+            .name("webhook-free".into())
+            .spawn(move || rx.into_iter().for_each(drop))
+            .ok()
+            .map(|_| tx)
+    });
+    if let Some(tx) = freer {
+        // Should the thread be gone, the view comes back in the error and
+        // is freed here.
+        let _ = tx.send(view);
+    }
+}
+
 /// A denial as the API server relays it: 400 (it would raise anything lower
 /// to that), `Invalid`, with `message` after "admission webhook ... denied
 /// the request: ".
-fn deny(request: &AdmissionRequest<DynamicObject>, message: String) -> AdmissionResponse {
+fn deny(request: &AdmissionRequest<SentObject>, message: String) -> AdmissionResponse {
     let mut response = AdmissionResponse::from(request).deny(message);
     response.result.code = 400;
     response.result.reason = "Invalid".into();
     response
+}
+
+/// A spec's parse error in the words a spec read from the API gets (where
+/// in the text it was is not in them).
+fn without_position(e: serde_json::Error) -> String {
+    let text = e.to_string();
+    let at = format!(" at line {} column {}", e.line(), e.column());
+    text.strip_suffix(&at).unwrap_or(&text).to_string()
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ pub fn too_large(object: &BootesObject, resource: &Arc<Converted>) -> Option<Con
     }
     let entry = Entry {
         object: object.clone(),
-        input: None,
+        filled: None,
+        converted: false,
         accepted: Some(Accepted {
             resource: Arc::clone(resource),
             generation: object.generation,

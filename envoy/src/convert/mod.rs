@@ -182,7 +182,7 @@ fn write_sorted(value: &serde_json::Value, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(serde_json::Value::from(k.as_str()).to_string().as_bytes());
+                serde_json::to_writer(&mut *out, k).expect("a string serializes");
                 out.push(b':');
                 write_sorted(v, out);
             }
@@ -198,6 +198,7 @@ fn write_sorted(value: &serde_json::Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+        // Written in place: no string made per key or scalar.
+        scalar => serde_json::to_writer(out, scalar).expect("a scalar serializes"),
     }
 }

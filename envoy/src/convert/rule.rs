@@ -74,20 +74,34 @@ pub(crate) fn map_key(key: &MapKey) -> String {
 
 /// Every value at `path` below `message`, with its path (`.a[0].b`). Unset
 /// fields yield nothing; lists and maps yield their items; a oneof name
-/// yields its set member.
+/// yields its set member. Copies: see [`values_ref`].
 pub fn values(message: &DynamicMessage, path: &str) -> Vec<(String, Value)> {
+    values_ref(message, path)
+        .into_iter()
+        .map(|(at, v)| (at, v.into_owned()))
+        .collect()
+}
+
+/// [`values`], borrowed from `message`: a rule about a Cluster must not copy
+/// its thousand endpoints to look at one field (issue 18's webhook p99).
+pub fn values_ref<'a>(message: &'a DynamicMessage, path: &str) -> Vec<(String, Cow<'a, Value>)> {
     let mut out = Vec::new();
     let names: Vec<&str> = path.split('.').collect();
     collect(message, &names, String::new(), &mut out);
     out
 }
 
-fn collect(message: &DynamicMessage, names: &[&str], at: String, out: &mut Vec<(String, Value)>) {
+fn collect<'a>(
+    message: &'a DynamicMessage,
+    names: &[&str],
+    at: String,
+    out: &mut Vec<(String, Cow<'a, Value>)>,
+) {
     let Some((name, rest)) = names.split_first() else {
         return;
     };
     let desc = message.descriptor();
-    let (field, value): (_, Cow<'_, Value>) = match desc.get_field_by_name(name) {
+    let (field, value): (_, Cow<'a, Value>) = match desc.get_field_by_name(name) {
         Some(f) if message.has_field(&f) => {
             let v = message.get_field(&f);
             (f, v)
@@ -105,39 +119,79 @@ fn collect(message: &DynamicMessage, names: &[&str], at: String, out: &mut Vec<(
             };
             let v = message.get_field(&member);
             let at = format!("{at}.{}", member.name());
-            emit(v.into_owned(), rest, at, out);
+            emit(v, rest, at, out);
             return;
         }
     };
     let at = format!("{at}.{}", field.name());
-    match value.into_owned() {
-        Value::List(items) => {
-            for (i, item) in items.into_iter().enumerate() {
-                emit(item, rest, format!("{at}[{i}]"), out);
+    match value {
+        Cow::Borrowed(Value::List(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                emit(Cow::Borrowed(item), rest, format!("{at}[{i}]"), out);
             }
         }
-        Value::Map(entries) => {
+        Cow::Borrowed(Value::Map(entries)) => {
+            let mut entries: Vec<_> = entries.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            for (key, item) in entries {
+                emit(
+                    Cow::Borrowed(item),
+                    rest,
+                    format!("{at}[{}]", map_key(key)),
+                    out,
+                );
+            }
+        }
+        Cow::Owned(Value::List(items)) => {
+            for (i, item) in items.into_iter().enumerate() {
+                emit(Cow::Owned(item), rest, format!("{at}[{i}]"), out);
+            }
+        }
+        Cow::Owned(Value::Map(entries)) => {
             let mut entries: Vec<_> = entries.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             for (key, item) in entries {
-                emit(item, rest, format!("{at}[{}]", map_key(&key)), out);
+                emit(
+                    Cow::Owned(item),
+                    rest,
+                    format!("{at}[{}]", map_key(&key)),
+                    out,
+                );
             }
         }
         v => emit(v, rest, at, out),
     }
 }
 
-fn emit(value: Value, rest: &[&str], at: String, out: &mut Vec<(String, Value)>) {
+fn emit<'a>(
+    value: Cow<'a, Value>,
+    rest: &[&str],
+    at: String,
+    out: &mut Vec<(String, Cow<'a, Value>)>,
+) {
     if rest.is_empty() {
         out.push((at, value));
-    } else if let Value::Message(m) = value {
-        collect(&m, rest, at, out);
+        return;
+    }
+    match value {
+        Cow::Borrowed(Value::Message(m)) => collect(m, rest, at, out),
+        // A default (unset) message: what is below it cannot be borrowed.
+        Cow::Owned(Value::Message(m)) => {
+            let mut inner = Vec::new();
+            collect(&m, rest, at, &mut inner);
+            out.extend(
+                inner
+                    .into_iter()
+                    .map(|(at, v)| (at, Cow::Owned(v.into_owned()))),
+            );
+        }
+        _ => {}
     }
 }
 
 /// Whether anything is set at `path` (see [`Cond::Set`]).
 pub fn is_set(message: &DynamicMessage, path: &str) -> bool {
-    values(message, path).iter().any(|(_, v)| match v {
+    values_ref(message, path).iter().any(|(_, v)| match &**v {
         Value::String(s) => !s.is_empty(),
         Value::Bytes(b) => !b.is_empty(),
         Value::Bool(b) => *b,
@@ -150,7 +204,7 @@ pub fn is_set(message: &DynamicMessage, path: &str) -> bool {
 
 /// The name of the enum value at `path` (the default when unset).
 pub(crate) fn enum_name(message: &DynamicMessage, path: &str) -> Option<String> {
-    let number = match values(message, path).first() {
+    let number = match values_ref(message, path).first() {
         Some((_, v)) => v.as_enum_number()?,
         None => 0,
     };
@@ -160,8 +214,8 @@ pub(crate) fn enum_name(message: &DynamicMessage, path: &str) -> Option<String> 
     };
     let owner = match parent {
         None => message.descriptor(),
-        Some(p) => match values(message, p).first() {
-            Some((_, Value::Message(m))) => m.descriptor(),
+        Some(p) => match values_ref(message, p).first().map(|(_, v)| &**v) {
+            Some(Value::Message(m)) => m.descriptor(),
             _ => message_type_at(&message.descriptor(), p)?,
         },
     };

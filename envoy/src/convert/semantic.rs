@@ -10,10 +10,13 @@
 //! must never reject what Envoy accepts: the Envoy differential test
 //! (tests/tests/envoy_differential.rs) checks that.
 
+use std::collections::HashMap;
+use std::fmt::Write;
+
 use bootes_proto::ResourceType;
 use prost_reflect::{DynamicMessage, Kind, ReflectMessage, Value};
 
-use super::rule::{enum_name, first, is_set, map_key, values, Check, Cond, Rule};
+use super::rule::{enum_name, first, is_set, map_key, values_ref, Check, Cond, Rule};
 use super::semantic_rules::{RULES, WARNINGS};
 use super::ConfigError;
 
@@ -36,12 +39,17 @@ fn walk(
     message: &DynamicMessage,
     root: &str,
 ) -> Vec<ConfigError> {
+    let mut by_message: HashMap<&'static str, Vec<&'static Rule>> = HashMap::new();
+    for rule in rules {
+        by_message.entry(rule.message).or_default().push(rule);
+    }
     let mut walker = Walker {
-        rules,
+        by_message,
         ty,
+        path: root.to_string(),
         errors: Vec::new(),
     };
-    walker.message(message, root, true, 0);
+    walker.message(message, true, 0);
     walker.errors
 }
 
@@ -49,13 +57,18 @@ fn walk(
 const MAX_DEPTH: usize = 200;
 
 struct Walker {
-    rules: &'static [Rule],
+    /// The rules by the message they are about: a resource of a thousand
+    /// endpoints has thousands of messages, each looked up once.
+    by_message: HashMap<&'static str, Vec<&'static Rule>>,
     ty: ResourceType,
+    /// The path of the message being walked: one string, grown and cut
+    /// back, rather than one made per message.
+    path: String,
     errors: Vec<ConfigError>,
 }
 
 impl Walker {
-    fn message(&mut self, message: &DynamicMessage, path: &str, root: bool, depth: usize) {
+    fn message(&mut self, message: &DynamicMessage, root: bool, depth: usize) {
         if depth > MAX_DEPTH {
             return;
         }
@@ -63,15 +76,15 @@ impl Walker {
         let name = desc.full_name();
         if name == "google.protobuf.Any" {
             if let Ok(payload) = crate::any::unpack(message) {
-                self.message(&payload, path, false, depth + 1);
+                self.message(&payload, false, depth + 1);
             }
             return;
         }
-        for rule in self.rules.iter().filter(|r| r.message == name) {
+        for rule in self.by_message.get(name).into_iter().flatten() {
             if rule.when.iter().all(|c| self.holds(c, message, root)) {
                 if let Some((at, problem)) = self.violation(rule, message, root) {
                     self.errors.push(ConfigError::new(
-                        format!("{path}{at}"),
+                        format!("{}{at}", self.path),
                         format!("{problem} (Envoy: {})", rule.envoy),
                     ));
                 }
@@ -84,14 +97,19 @@ impl Walker {
             let Kind::Message(_) = field.kind() else {
                 continue;
             };
-            let field_path = format!("{path}.{}", field.name());
+            let len = self.path.len();
+            self.path.push('.');
+            self.path.push_str(field.name());
+            let field_len = self.path.len();
             let value = message.get_field(&field);
             match &*value {
-                Value::Message(m) => self.message(m, &field_path, false, depth + 1),
+                Value::Message(m) => self.message(m, false, depth + 1),
                 Value::List(items) => {
                     for (i, item) in items.iter().enumerate() {
                         if let Value::Message(m) = item {
-                            self.message(m, &format!("{field_path}[{i}]"), false, depth + 1);
+                            let _ = write!(self.path, "[{i}]");
+                            self.message(m, false, depth + 1);
+                            self.path.truncate(field_len);
                         }
                     }
                 }
@@ -100,13 +118,15 @@ impl Walker {
                     entries.sort_by(|a, b| a.0.cmp(b.0));
                     for (key, item) in entries {
                         if let Value::Message(m) = item {
-                            let at = format!("{field_path}[{}]", map_key(key));
-                            self.message(m, &at, false, depth + 1);
+                            let _ = write!(self.path, "[{}]", map_key(key));
+                            self.message(m, false, depth + 1);
+                            self.path.truncate(field_len);
                         }
                     }
                 }
                 _ => {}
             }
+            self.path.truncate(len);
         }
     }
 
@@ -117,7 +137,7 @@ impl Walker {
             Cond::Enum(path, names) => {
                 enum_name(message, path).is_some_and(|n| names.contains(&n.as_str()))
             }
-            Cond::NoPrefix(path, prefix) => values(message, path)
+            Cond::NoPrefix(path, prefix) => values_ref(message, path)
                 .iter()
                 .all(|(_, v)| !v.as_str().is_some_and(|s| s.starts_with(prefix))),
             Cond::Resource(ty) => root && self.ty == *ty,
@@ -147,10 +167,10 @@ impl Walker {
                 (!self.holds(cond, message, root)).then(|| (String::new(), problem()))
             }
             Check::Count { path, min, max } => {
-                let n = values(message, path).len();
+                let n = values_ref(message, path).len();
                 (n < *min || n > *max).then(|| (format!(".{}", first(path)), problem()))
             }
-            Check::Each(path, test) => values(message, path).into_iter().find_map(|(at, v)| {
+            Check::Each(path, test) => values_ref(message, path).into_iter().find_map(|(at, v)| {
                 test(&v).map(|detail| (at, format!("{}: {detail}", rule.problem)))
             }),
             Check::Message(test) => test(message),

@@ -7,6 +7,9 @@ use serde_json::{json, Value};
 use super::*;
 use bootes_core::index::Index;
 use bootes_core::model::BootesObject;
+use kube::core::DynamicObject;
+
+use crate::source::kube::object_from_dynamic;
 
 fn cluster(name: &str, config: Value) -> Value {
     json!({
@@ -250,14 +253,16 @@ fn malformed_reviews_are_errors_that_say_what_is_wrong() {
         .remove("object");
     let err = answer(&views, no_object.to_string().as_bytes()).unwrap_err();
     assert!(err.contains("request.object is missing"), "{err}");
-    // A spec that is not a Bootes spec at all is the object's fault: denied.
+    // A spec that is not a Bootes spec at all is the object's fault: denied,
+    // in the words the status of the object read from the API would say.
+    let not_bootes = json!({"apiVersion": "bootes.io/v1", "kind": "Cluster",
+                            "metadata": {"name": "db", "namespace": "shop"}, "spec": {"confg": {}}});
     let a = ask(
         &views,
         &review_request(
             "m",
             &attrs("Cluster", "clusters", "db", Operation::Create, false),
-            &json!({"apiVersion": "bootes.io/v1", "kind": "Cluster",
-                    "metadata": {"name": "db", "namespace": "shop"}, "spec": {"confg": {}}}),
+            &not_bootes,
             None,
         ),
     );
@@ -270,4 +275,23 @@ fn malformed_reviews_are_errors_that_say_what_is_wrong() {
         "{}",
         a.response.result.message
     );
+    let from_api = object_from_dynamic(
+        ResourceType::Cluster,
+        &serde_json::from_value(not_bootes).unwrap(),
+    )
+    .unwrap_err();
+    assert_eq!(a.response.result.message, from_api);
+    // A null spec is a missing one, as from the API.
+    let a = ask(
+        &views,
+        &review_request(
+            "s",
+            &attrs("Cluster", "clusters", "db", Operation::Create, false),
+            &json!({"apiVersion": "bootes.io/v1", "kind": "Cluster",
+                    "metadata": {"name": "db", "namespace": "shop"}, "spec": null}),
+            None,
+        ),
+    );
+    assert_eq!(a.verdict, Verdict::Denied);
+    assert_eq!(a.response.result.message, "Cluster shop/db: spec: missing");
 }
