@@ -35,11 +35,19 @@ impl EnvoyCheck {
             let oracle = self.oracle.clone();
             let started = std::time::Instant::now();
             let (groups, verdicts) = tokio::task::spawn_blocking(move || {
-                let verdicts = envoy_judge::judge_groups(&groups, &*oracle);
+                // A bug in judging must not stop the controller: its groups
+                // get no verdict (withheld, judged again), as for a hung Envoy.
+                let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    envoy_judge::judge_groups(&groups, &*oracle)
+                }));
+                let verdicts = judged.unwrap_or_else(|panic| {
+                    let why = panic_message(panic.as_ref());
+                    vec![GroupVerdict::Unjudged(format!("judging panicked: {why}")); groups.len()]
+                });
                 (groups, verdicts)
             })
             .await
-            .expect("judging groups does not panic");
+            .expect("the judging task catches its panics");
             let mut rejected = 0;
             for (g, v) in groups.iter().zip(&verdicts) {
                 match v {
@@ -75,5 +83,63 @@ impl EnvoyCheck {
         let withheld = self.gate.apply(desired);
         metrics.observe_envoy_withheld(withheld.rejected + withheld.unjudged);
         withheld.unjudged > 0
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+#[cfg(test)]
+mod tests {
+    use bootes_core::envoy_judge::Judgement;
+    use bootes_core::index::GroupSnapshot;
+    use bootes_proto::{store, ResourceType};
+
+    use super::*;
+
+    struct Panics;
+
+    impl EnvoyOracle for Panics {
+        fn judge(&self, _: &[Vec<u8>]) -> Vec<Judgement> {
+            panic!("a bug in judging")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_judging_withholds_the_groups_and_the_controller_goes_on() {
+        let snapshot = store::Snapshot {
+            namespace: "ns".into(),
+            group: "a".into(),
+            version: "1".into(),
+            types: vec![store::TypeResources {
+                type_url: ResourceType::Cluster.type_url().into(),
+                resources: vec![store::Resource {
+                    name: "c".into(),
+                    source: Some(store::ObjectRef {
+                        kind: "Cluster".into(),
+                        namespace: "ns".into(),
+                        name: "x".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut desired = Desired::default();
+        desired.groups.insert(
+            "ns/a".into(),
+            GroupSnapshot::new(snapshot, vec!["p0.ns".into()]),
+        );
+        let mut check = EnvoyCheck::new(Arc::new(Panics), BootstrapClusters::default());
+        let judge_again = check.check(&mut desired, &Metrics::new()).await;
+        assert!(judge_again, "a group with no verdict is judged again");
+        assert_eq!(desired.withheld, ["ns/a".to_string()].into());
     }
 }
