@@ -1,6 +1,6 @@
 //! `run --envoy-validate`: which groups a real Envoy judges before their
 //! snapshot is written, and what its verdicts do to the desired state.
-//! Pure: the reconcile loop runs Envoy ([`envoy_judge::judge_groups`])
+//! Pure: the reconcile loop runs Envoy ([`crate::envoy_judge::judge_groups`])
 //! between [`EnvoyGate::to_judge`] and [`EnvoyGate::apply`].
 //!
 //! A verdict is kept per group and snapshot version (a content hash), so a

@@ -51,7 +51,7 @@ struct Counts {
     not_connected: BTreeSet<Node>,
 }
 
-/// Every object's rollout, kept up to date by [`Tally::set_group`] and
+/// Every object's rollout, kept up to date by [`Tally::set_groups`] and
 /// [`Tally::set_record`].
 #[derive(Debug, Default)]
 pub struct Tally {
