@@ -115,15 +115,7 @@ fn bootes_rejects_nothing_envoy_accepts_and_catches_what_envoy_rejects() -> Resu
     };
 
     // The corpus itself is valid for both.
-    let baseline: Vec<Case> = originals
-        .iter()
-        .map(|o| Case {
-            kind: o.kind.clone(),
-            original: o.config.clone(),
-            config: o.config.clone(),
-            twin: None,
-        })
-        .collect();
+    let baseline: Vec<Case> = originals.iter().map(Case::as_is).collect();
     let envoy_says = envoy_verdicts(&envoy, dir.path(), &baseline, &targets, 2)?;
     let bootes_says = bootes_verdicts(&bootes, dir.path(), &baseline, &targets)?;
     for (o, (e, b)) in originals.iter().zip(envoy_says.iter().zip(&bootes_says)) {
@@ -310,15 +302,7 @@ fn semantic_mutants_bootes_rejects_nothing_envoy_accepts() -> Result<()> {
     if outside.is_some() {
         // Only what both take as it is: some name files on their Envoy's
         // machine or need resources of their own bootstrap.
-        let baseline: Vec<Case> = originals
-            .iter()
-            .map(|o| Case {
-                kind: o.kind.clone(),
-                original: o.config.clone(),
-                config: o.config.clone(),
-                twin: None,
-            })
-            .collect();
+        let baseline: Vec<Case> = originals.iter().map(Case::as_is).collect();
         let envoy_says = envoy_verdicts(&envoy, dir.path(), &baseline, &targets, 2)?;
         let bootes_says = bootes_verdicts(&bootes, dir.path(), &baseline, &targets)?;
         let all = originals.len();

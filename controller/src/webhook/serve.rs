@@ -128,6 +128,12 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // An answer leaves in more than one segment (TLS records,
+                // headers then body): with Nagle's algorithm the last one
+                // waits for the API server's delayed ACK, 40 ms on Linux.
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(%peer, error = %e, "webhook: TCP_NODELAY not set");
+                }
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
                 let tx = tx.clone();
                 tokio::spawn(async move {

@@ -140,6 +140,7 @@ async fn main() -> Result<()> {
     let object_bytes = serde_json::to_vec(&cluster("big", n, None, 2))?.len();
 
     let mut latencies = Vec::with_capacity(args.requests);
+    let mut by_answer: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     for i in 0..args.requests {
         let (body, want) = if i % 2 == 0 {
             (&good, true)
@@ -149,6 +150,7 @@ async fn main() -> Result<()> {
         let started = Instant::now();
         let (code, answer) = client.post(body.clone()).await?;
         latencies.push(started.elapsed());
+        by_answer[usize::from(want)].push(started.elapsed());
         ensure!(
             code == 200,
             "HTTP {code}: {}",
@@ -177,5 +179,17 @@ async fn main() -> Result<()> {
         ms(percentile(&latencies, 0.99)),
         ms(*latencies.last().context("no request")?)
     );
+    for (answer, mut latencies) in ["denied", "allowed"].into_iter().zip(by_answer) {
+        latencies.sort();
+        if let Some(max) = latencies.last() {
+            println!(
+                "  {answer}: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+                ms(percentile(&latencies, 0.50)),
+                ms(percentile(&latencies, 0.90)),
+                ms(percentile(&latencies, 0.99)),
+                ms(*max)
+            );
+        }
+    }
     Ok(())
 }

@@ -218,6 +218,18 @@ pub struct Case {
     pub twin: Option<Value>,
 }
 
+impl Case {
+    /// The original itself, unmutated: what both validators must accept.
+    pub fn as_is(original: &Original) -> Self {
+        Self {
+            kind: original.kind.clone(),
+            original: original.config.clone(),
+            config: original.config.clone(),
+            twin: None,
+        }
+    }
+}
+
 /// `envoy --mode validate` on each case, `parallel` at a time.
 pub fn envoy_verdicts(
     envoy: &Path,

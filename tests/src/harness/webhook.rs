@@ -35,6 +35,9 @@ impl WebhookClient {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let tcp = tokio::net::TcpStream::connect(addr).await?;
+        // As the API server's (Go's net package sets TCP_NODELAY on every
+        // TCP connection).
+        tcp.set_nodelay(true)?;
         let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(ServerName::IpAddress(addr.ip().into()), tcp)
             .await
