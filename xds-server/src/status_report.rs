@@ -9,6 +9,7 @@ use std::time::Duration;
 use bootes_proto::limits::MAX_TXN_OPS;
 use bootes_proto::{store, Keys};
 use etcd_client::{Client, PutOptions, Txn, TxnOp};
+use futures::StreamExt;
 use prost::Message;
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -18,6 +19,8 @@ use crate::metrics::{Metrics, ETCD_STATUS};
 
 /// Status transactions stay well under etcd's request limit.
 const MAX_TXN_BYTES: usize = bootes_proto::limits::ETCD_REQUEST_LIMIT / 2;
+/// Status transactions in flight at once.
+const TXNS_IN_FLIGHT: usize = 4;
 
 /// Bounds on what this replica writes under `status/` (docs/DESIGN.md §4).
 #[derive(Clone, Copy, Debug)]
@@ -137,6 +140,9 @@ async fn report(
     // A new lease: (re)write every node we serve.
     let mut nodes = clients.nodes();
     loop {
+        // Rounds start at most one an interval apart, counted from the
+        // start of the last (its writes included), not from its end.
+        let round_started = tokio::time::Instant::now();
         backlog.set(nodes.len() as i64);
         let mut ops = Vec::new();
         let mut sizes = Vec::new();
@@ -153,24 +159,41 @@ async fn report(
                 None => TxnOp::delete(key, None),
             });
         }
-        let mut rest = ops.as_slice();
-        for n in bootes_proto::limits::batches(sizes, MAX_TXN_OPS, MAX_TXN_BYTES) {
-            let (chunk, tail) = rest.split_at(n);
-            rest = tail;
+        let wrote = !ops.is_empty();
+        let mut ops = ops.into_iter();
+        let chunks: Vec<Vec<TxnOp>> =
+            bootes_proto::limits::batches(sizes, MAX_TXN_OPS, MAX_TXN_BYTES)
+                .into_iter()
+                .map(|n| ops.by_ref().take(n).collect())
+                .collect();
+        // A round of a whole fleet is ~80 transactions: a few in flight at
+        // once, not one round trip and fsync after another (each node's
+        // record is in one of them only, so their order does not matter).
+        let mut writes = futures::stream::iter(chunks)
+            .map(|chunk| {
+                let mut client = client.clone();
+                async move { client.txn(Txn::new().and_then(chunk)).await }
+            })
+            .buffer_unordered(TXNS_IN_FLIGHT);
+        loop {
             tokio::select! {
-                r = client.txn(Txn::new().and_then(chunk.to_vec())) => { r?; }
+                r = writes.next() => match r {
+                    Some(r) => { r?; }
+                    None => break,
+                },
                 r = &mut keep_alive => return r,
             }
         }
+        drop(writes);
         backlog.set(0);
         // A round that wrote nothing (the first one, when no node is
         // connected yet) does not count against the rate: the first change
         // after it is written at once, not an interval later.
-        let next_round = tokio::time::Instant::now()
-            + if ops.is_empty() {
-                Duration::ZERO
-            } else {
+        let next_round = round_started
+            + if wrote {
                 limits.interval
+            } else {
+                Duration::ZERO
             };
         tokio::select! {
             changed = async {
